@@ -1,0 +1,297 @@
+//! The SQLite store: opening and checking the file, the versioned schema, the one-time
+//! migrations of stored data, the connection pool, and [`Db::run`], which runs database work
+//! off Rocket's async workers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::auth::{self, PasswordHasher, Secret};
+use crate::error::{ApiError, StartupError};
+
+/// How long a connection waits for another writer (an import, say) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pragmas every connection gets. `secure_delete` zeroes freed content, so a replaced password
+/// or hash does not linger in free pages of the file.
+const CONNECTION_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+    PRAGMA synchronous = NORMAL;";
+
+/// The schema, one entry per version; `PRAGMA user_version` records how many have run.
+/// Append only: a released migration is never edited.
+const MIGRATIONS: &[&str] = &[
+    // 1: customers. Column names are the wire names; `password_hash` holds an Argon2id (or
+    // legacy bcrypt) PHC string, or NULL for a customer who cannot log in.
+    "CREATE TABLE customer (
+        clcleunik INTEGER PRIMARY KEY CHECK (clcleunik >= 1),
+        customerNumber TEXT NOT NULL DEFAULT '',
+        groupePrice TEXT NOT NULL DEFAULT '',
+        login TEXT NOT NULL DEFAULT '',
+        lastName TEXT NOT NULL DEFAULT '',
+        firstName TEXT NOT NULL DEFAULT '',
+        address TEXT NOT NULL DEFAULT '',
+        zipcode TEXT NOT NULL DEFAULT '',
+        city TEXT NOT NULL DEFAULT '',
+        country TEXT NOT NULL DEFAULT '',
+        phone TEXT NOT NULL DEFAULT '',
+        cellphone TEXT NOT NULL DEFAULT '',
+        email TEXT NOT NULL DEFAULT '',
+        denomination TEXT NOT NULL DEFAULT '',
+        tvaNumber TEXT NOT NULL DEFAULT '',
+        addedDate TEXT NOT NULL DEFAULT '',
+        addHour TEXT NOT NULL DEFAULT '',
+        language TEXT NOT NULL DEFAULT '',
+        showPrice INTEGER NOT NULL DEFAULT 0 CHECK (showPrice IN (0, 1)),
+        webRemise REAL NOT NULL DEFAULT 0,
+        megawinapp_login TEXT NOT NULL DEFAULT '',
+        notification_accepted INTEGER NOT NULL DEFAULT 0 CHECK (notification_accepted IN (0, 1)),
+        password_hash TEXT,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX customer_email ON customer (email COLLATE NOCASE);
+    CREATE INDEX customer_login ON customer (login);",
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// A handle on the database: a pool of connections to one file.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    path: PathBuf,
+}
+
+/// What [`Db::open`] did to the file, for the start-up log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The file did not exist and was created.
+    pub created: bool,
+    /// Legacy plain-text passwords that were hashed in place.
+    pub passwords_hashed: usize,
+}
+
+impl Db {
+    /// Opens (or creates) the database at `path`, migrates its schema and hashes any legacy
+    /// plain-text passwords. Errors name the file and say what is wrong with it.
+    pub fn open(path: &Path, hasher: &PasswordHasher) -> Result<(Db, OpenReport), StartupError> {
+        let mut report = OpenReport {
+            created: !path.exists(),
+            ..OpenReport::default()
+        };
+        if path.is_dir() {
+            return Err(StartupError::database(path, "is a directory, not a file"));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(StartupError::database(
+                    path,
+                    format!("the folder {} does not exist", parent.display()),
+                ));
+            }
+        }
+        let mut conn = open_connection(path).map_err(|e| describe(path, e))?;
+        // The first statement that reads the header: fails with NOTADB on a foreign file.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| describe(path, e))?;
+        migrate(&mut conn, path)?;
+        report.passwords_hashed = hash_legacy_passwords(&mut conn, hasher)
+            .map_err(|e| StartupError::database(path, e))?;
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|conn| {
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn.execute_batch(CONNECTION_PRAGMAS)
+            });
+        let size = std::thread::available_parallelism()
+            .map_or(4, |n| n.get() * 2)
+            .max(4);
+        let pool = r2d2::Pool::builder()
+            .max_size(u32::try_from(size).unwrap_or(8))
+            .min_idle(Some(1))
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)
+            .map_err(|e| StartupError::database(path, e))?;
+        Ok((
+            Db {
+                pool,
+                path: path.to_owned(),
+            },
+            report,
+        ))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A connection for synchronous work (the command-line tools).
+    pub fn connection(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, ApiError> {
+        self.pool.get().map_err(ApiError::unavailable)
+    }
+
+    /// Runs `work` on a pooled connection on the blocking thread pool, so SQLite never stalls
+    /// Rocket's async workers. A panic inside `work` is re-raised here, where Rocket turns it
+    /// into a 500.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError>,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let task = rocket::tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(ApiError::unavailable)?;
+            work(&mut conn).map_err(Into::into)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(ApiError::internal(error)),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    /// A store that is busy, missing or damaged is "unavailable" (503); anything else is a bug.
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::NotADatabase
+                | ErrorCode::DatabaseCorrupt
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::ReadOnly
+                | ErrorCode::DiskFull,
+            ) => ApiError::unavailable(error),
+            _ => ApiError::internal(error),
+        }
+    }
+}
+
+/// A single connection with the server's settings; the file is created if missing.
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(CONNECTION_PRAGMAS)?;
+    Ok(conn)
+}
+
+/// Turns an SQLite error at start-up into words about the file.
+fn describe(path: &Path, error: rusqlite::Error) -> StartupError {
+    let reason = match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => "is not a SQLite database".to_string(),
+        Some(ErrorCode::CannotOpen) => "cannot be opened (check the path and permissions)".into(),
+        Some(ErrorCode::ReadOnly) => "is read-only; the server needs to write it".into(),
+        Some(ErrorCode::DatabaseCorrupt) => "is damaged (restore it from a backup)".into(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "is locked by another program".into()
+        }
+        _ => error.to_string(),
+    };
+    StartupError::database(path, reason)
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`], each step in its own transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| describe(path, e))?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > SCHEMA_VERSION {
+        return Err(StartupError::database(
+            path,
+            format!("was written by a newer clientele (schema {current}; this one knows up to {SCHEMA_VERSION})"),
+        ));
+    }
+    for (version, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(current)
+        .map(|(i, sql)| (i + 1, sql))
+    {
+        let mut step = || -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version as i64)?;
+            tx.commit()
+        };
+        step().map_err(|e| describe(path, e))?;
+    }
+    Ok(())
+}
+
+/// Hashes, in one transaction, every stored password that is not already a hash (databases
+/// carried over from the old API hold plain text), then rewrites the file so the plain text
+/// is gone from free pages and the WAL too. Returns how many were hashed.
+fn hash_legacy_passwords(
+    conn: &mut Connection,
+    hasher: &PasswordHasher,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    let legacy: Vec<(i64, Secret)> = {
+        let mut statement = conn.prepare(
+            "SELECT clcleunik, password_hash FROM customer WHERE password_hash IS NOT NULL",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut legacy = Vec::new();
+        for row in rows {
+            let (id, stored) = row?;
+            if !auth::is_hash(&stored) {
+                legacy.push((id, Secret::new(stored)));
+            }
+        }
+        legacy
+    };
+    if legacy.is_empty() {
+        return Ok(0);
+    }
+    let (ids, plain): (Vec<i64>, Vec<Secret>) = legacy.into_iter().unzip();
+    let hashes = hasher.hash_many(&plain)?;
+    let tx = conn.transaction()?;
+    {
+        let mut update = tx.prepare(
+            "UPDATE customer SET password_hash = ?2, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE clcleunik = ?1",
+        )?;
+        for ((id, secret), hash) in ids.iter().zip(&plain).zip(hashes) {
+            // An empty legacy password means "no password": nobody can log in with it.
+            let value = (!secret.expose().is_empty()).then_some(hash);
+            update.execute(rusqlite::params![id, value])?;
+        }
+    }
+    tx.commit()?;
+    scrub(conn)?;
+    log::warn!(
+        "hashed {} legacy plain-text password(s) in place with Argon2id",
+        ids.len()
+    );
+    Ok(ids.len())
+}
+
+/// Rewrites the whole file and empties the WAL, so that no freed page keeps old content.
+pub fn scrub(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("VACUUM;")?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+}
+
+/// Deletes a database file and its WAL side files, ignoring those that do not exist.
+pub fn remove_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+}

@@ -1,0 +1,220 @@
+//! The one error type of the HTTP API, the JSON envelope every response is wrapped in, and the
+//! catchers that turn Rocket's own errors (unknown path, bad body, panics...) into that envelope.
+//!
+//! The contract: every body is JSON with `Content-Type: application/json; charset=utf-8`, and
+//! `success` is the *string* `"true"` or `"false"`. Error messages are sentences a shop owner can
+//! act on; the cause of an internal error goes to the log, never to the client.
+
+use std::io::Cursor;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use rocket::Catcher;
+use serde::Serialize;
+
+/// `application/json; charset=utf-8`, the only content type this server answers with.
+pub fn json_content_type() -> ContentType {
+    ContentType::new("application", "json").with_params(("charset", "utf-8"))
+}
+
+/// A finished JSON response: status, body bytes and any extra headers.
+///
+/// Every handler and catcher answers through this type, so the content type cannot be forgotten.
+#[derive(Debug, Clone)]
+pub struct JsonResponse {
+    pub status: Status,
+    pub body: Vec<u8>,
+    pub headers: Vec<Header<'static>>,
+}
+
+impl JsonResponse {
+    /// The success envelope around `result`: `{"success":"true","message":..,"result":..}`.
+    pub fn success<T: Serialize>(message: &str, result: T) -> Self {
+        #[derive(Serialize)]
+        struct Success<'a, T> {
+            success: &'static str,
+            message: &'a str,
+            result: T,
+        }
+        let body = serde_json::to_vec(&Success {
+            success: "true",
+            message,
+            result,
+        })
+        // Serializing our own view types into memory cannot fail: they hold only strings,
+        // numbers and booleans.
+        .unwrap_or_else(|_| br#"{"success":"false","message":"Internal error"}"#.to_vec());
+        JsonResponse {
+            status: Status::Ok,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A success envelope without a `result`, as `/health` answers.
+    pub fn message(status: Status, success: bool, message: &str) -> Self {
+        #[derive(Serialize)]
+        struct Bare<'a> {
+            success: &'static str,
+            message: &'a str,
+        }
+        let body = serde_json::to_vec(&Bare {
+            success: if success { "true" } else { "false" },
+            message,
+        })
+        .unwrap_or_default();
+        JsonResponse {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, header: Header<'static>) -> Self {
+        self.headers.push(header);
+        self
+    }
+}
+
+impl<'r> Responder<'r, 'static> for JsonResponse {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut builder = Response::build();
+        builder
+            .status(self.status)
+            .header(json_content_type())
+            // Customer data must not sit in shared or browser caches.
+            .header(Header::new("Cache-Control", "no-store"))
+            .sized_body(self.body.len(), Cursor::new(self.body));
+        for header in self.headers {
+            builder.header(header);
+        }
+        Ok(builder.finalize())
+    }
+}
+
+/// The underlying error of an internal failure: kept for the log, never sent.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything a request can fail with. `Display` is the message the client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter or body field is wrong; the message names it.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Missing or invalid API key")]
+    Unauthorized,
+    #[error("Invalid credentials")]
+    InvalidCredentials,
+    #[error("Method not allowed. This path accepts: {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("Too many failed attempts. Try again in {retry_after} seconds")]
+    TooManyAttempts { retry_after: u64 },
+    /// The database is missing, locked or unreadable. The cause is logged, not sent.
+    #[error("The customer store is unavailable. Try again shortly")]
+    Unavailable(#[source] Cause),
+    /// A bug or an unexpected failure. The cause is logged, not sent.
+    #[error("Internal error. The server log has the details")]
+    Internal(#[source] Cause),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest(message.into())
+    }
+
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(cause))
+    }
+
+    pub fn unavailable(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Unavailable(Box::new(cause))
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            ApiError::BadRequest(_) => Status::BadRequest,
+            ApiError::Unauthorized | ApiError::InvalidCredentials => Status::Unauthorized,
+            ApiError::MethodNotAllowed { .. } => Status::MethodNotAllowed,
+            ApiError::TooManyAttempts { .. } => Status::TooManyRequests,
+            ApiError::Unavailable(_) => Status::ServiceUnavailable,
+            ApiError::Internal(_) => Status::InternalServerError,
+        }
+    }
+
+    /// The envelope for this error, with the headers its status calls for.
+    pub fn into_response(self) -> JsonResponse {
+        match &self {
+            ApiError::Internal(cause) => log::error!("internal error: {cause}"),
+            ApiError::Unavailable(cause) => log::error!("store unavailable: {cause}"),
+            _ => {}
+        }
+        let mut response = JsonResponse::message(self.status(), false, &self.to_string());
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                response = response.with_header(Header::new("Allow", allow));
+            }
+            ApiError::TooManyAttempts { retry_after } => {
+                response =
+                    response.with_header(Header::new("Retry-After", retry_after.to_string()));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        self.into_response().respond_to(request)
+    }
+}
+
+/// The message for a status that Rocket raised itself (no handler produced the error).
+fn catcher_message(status: Status) -> String {
+    match status.code {
+        400 => "Bad request: the request could not be read".into(),
+        401 => ApiError::Unauthorized.to_string(),
+        404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/ and GET /health".into(),
+        413 => "Request body too large".into(),
+        415 => "Unsupported body type: send application/json or application/x-www-form-urlencoded".into(),
+        422 => "The request body could not be understood".into(),
+        500 => "Internal error. The server log has the details".into(),
+        503 => "The customer store is unavailable. Try again shortly".into(),
+        _ => status
+            .reason()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("HTTP error {}", status.code)),
+    }
+}
+
+#[rocket::catch(default)]
+fn default_catcher(status: Status, _request: &Request<'_>) -> JsonResponse {
+    JsonResponse::message(status, false, &catcher_message(status))
+}
+
+/// Catchers that answer every status Rocket raises with the JSON envelope.
+pub fn catchers() -> Vec<Catcher> {
+    rocket::catchers![default_catcher]
+}
+
+/// Why the server (or a command) could not start. Printed as one line, then the process exits
+/// non-zero: no backtrace, and always naming the config key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database file {path}: {reason} (config key `database`)")]
+    Database { path: String, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StartupError {
+    pub fn database(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        StartupError::Database {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}

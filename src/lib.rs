@@ -1,0 +1,70 @@
+//! clientele: a self-hosted customer-list server, a safe drop-in replacement for the old
+//! `GET /CUSTOMER/LIST/` API.
+//!
+//! The wire contract lives in the project's `contract.md`; this crate keeps it. [`rocket`] builds
+//! the whole application from a figment, the same way for `clientele serve` and for the tests.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod customer;
+pub mod db;
+pub mod error;
+pub mod import;
+pub mod logging;
+pub mod routes;
+
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::StartupError;
+
+/// The configuration sources, lowest priority first: built-in defaults, `Rocket.toml` (or the
+/// file `ROCKET_CONFIG` names), then `ROCKET_*` environment variables.
+pub fn figment() -> Figment {
+    rocket::Config::figment()
+}
+
+/// Reads the config, installs the logger and opens (creating, migrating and seeding as
+/// needed) the database: everything every command does first.
+pub fn prepare(figment: &Figment) -> Result<(Config, Db), StartupError> {
+    let log_level: String = figment
+        .extract_inner("log_level")
+        .unwrap_or_else(|_| "normal".into());
+    logging::init(&log_level);
+    let config = Config::from_figment(figment)?;
+    let (db, report) = Db::open(&config.database, &config.hasher)?;
+    if report.created {
+        let seeded = if config.seed_demo {
+            let mut conn = db
+                .connection()
+                .map_err(|e| StartupError::database(&config.database, e))?;
+            import::seed_demo(&mut conn, &config.hasher).map_err(|e| {
+                // Leave no half-made file behind: the next start must try again.
+                db::remove_files(&config.database);
+                StartupError::database(&config.database, e)
+            })?
+        } else {
+            0
+        };
+        log::info!(
+            "created database {} with {seeded} demo customer(s)",
+            config.database.display()
+        );
+    }
+    Ok((config, db))
+}
+
+/// Builds the application: config checked, database ready, routes and catchers mounted.
+pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
+    let (config, db) = prepare(&figment)?;
+    Ok(rocket::custom(figment)
+        .manage(config)
+        .manage(db)
+        .attach(routes::CanonicalPaths)
+        .mount("/", routes::customers::routes())
+        .mount("/", routes::health::routes())
+        .register("/", error::catchers()))
+}

@@ -1,0 +1,31 @@
+//! `GET /health`: whether the database answers. Never needs an API key.
+
+use rocket::http::{Method, Status};
+use rocket::{get, Route, State};
+
+use crate::db::Db;
+use crate::error::JsonResponse;
+
+#[get("/health")]
+async fn get_health(db: &State<Db>) -> JsonResponse {
+    match db
+        .run(|conn| conn.query_row("SELECT count(*) FROM customer", [], |_| Ok(())))
+        .await
+    {
+        Ok(()) => JsonResponse::message(Status::Ok, true, "ok"),
+        Err(error) => {
+            log::error!("health check failed: {error}");
+            JsonResponse::message(Status::ServiceUnavailable, false, &error.to_string())
+        }
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    let mut routes = rocket::routes![get_health];
+    routes.extend(super::method_not_allowed(
+        "/health",
+        &[Method::Get, Method::Head],
+        "GET, HEAD",
+    ));
+    routes
+}

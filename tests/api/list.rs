@@ -1,0 +1,326 @@
+//! `GET /CUSTOMER/LIST/`: shape, filters, paging, errors, paths and redaction.
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const CONTRACT_KEYS: [&str; 22] = [
+    "clcleunik",
+    "customerNumber",
+    "groupePrice",
+    "login",
+    "lastName",
+    "firstName",
+    "address",
+    "zipcode",
+    "city",
+    "country",
+    "phone",
+    "cellphone",
+    "email",
+    "denomination",
+    "tvaNumber",
+    "addedDate",
+    "addHour",
+    "language",
+    "showPrice",
+    "webRemise",
+    "megawinapp_login",
+    "notification_accepted",
+];
+
+#[test]
+fn list_serves_every_demo_customer_exactly_as_shipped_minus_the_password() {
+    let app = spawn_app();
+
+    let reply = app.get("/CUSTOMER/LIST/");
+
+    assert_eq!(reply.status, 200);
+    assert_json_content_type(&reply);
+    let json = reply.json();
+    assert_eq!(json["success"], Value::String("true".into()));
+    assert_eq!(json["message"], "Customers list");
+    let served = reply.customers();
+    let mut expected = demo_customers();
+    for customer in &mut expected {
+        customer.remove("password");
+    }
+    assert_eq!(served, expected);
+    assert_eq!(
+        reply.header("x-total-count"),
+        Some(expected.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn every_customer_has_exactly_the_contract_keys_with_the_contract_types() {
+    let app = spawn_app();
+
+    let customers = app.get("/CUSTOMER/LIST/").customers();
+
+    assert!(customers.len() >= 20);
+    for customer in customers {
+        let keys: Vec<&str> = customer.keys().map(String::as_str).collect();
+        let mut expected = CONTRACT_KEYS.to_vec();
+        expected.sort_unstable();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, expected);
+        for (key, value) in &customer {
+            match key.as_str() {
+                "clcleunik" => assert!(value.as_i64().is_some_and(|id| id >= 1), "{value}"),
+                "showPrice" => assert!(value.is_boolean(), "{value}"),
+                "webRemise" => assert!(value.is_number(), "{value}"),
+                "notification_accepted" => {
+                    assert!(value == "1" || value == "0", "{value}")
+                }
+                _ => assert!(value.is_string(), "{key} is {value}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_wire_keeps_the_contract_key_order() {
+    let app = spawn_app();
+
+    let body = app.get("/CUSTOMER/LIST/?id_client=1").body;
+
+    let positions: Vec<usize> = CONTRACT_KEYS
+        .iter()
+        .map(|key| body.find(&format!("\"{key}\":")).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{body}");
+}
+
+#[test]
+fn customers_come_in_ascending_key_order() {
+    let app = spawn_app();
+
+    let ids = app.get("/CUSTOMER/LIST/").ids();
+
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted);
+}
+
+#[test]
+fn filters_and_paging_return_the_right_customers_and_total() {
+    let app = spawn_app();
+    let all = demo_customers();
+    let cases: [(&str, Vec<i64>, usize); 7] = [
+        ("?id_client=1", vec![1], 1),
+        ("?clcleunik=1", vec![1], 1),
+        ("?email=JDOE@EXAMPLE.COM", vec![1], 1),
+        ("?login=jdoe", vec![1], 1),
+        ("?id_client=999999", vec![], 0),
+        ("?limit=5&offset=20", (21..=25).collect(), all.len()),
+        ("?id_client=1&clcleunik=1&login=jdoe", vec![1], 1),
+    ];
+
+    for (query, ids, total) in cases {
+        let reply = app.get(&format!("/CUSTOMER/LIST/{query}"));
+
+        assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+        assert_eq!(reply.ids(), ids, "{query}");
+        assert_eq!(
+            reply.header("x-total-count"),
+            Some(total.to_string().as_str()),
+            "{query}"
+        );
+    }
+}
+
+#[test]
+fn login_filter_is_exact_and_filters_combine_with_and() {
+    let app = spawn_app();
+
+    assert_eq!(
+        app.get("/CUSTOMER/LIST/?login=JDOE").ids(),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        app.get("/CUSTOMER/LIST/?login=jdoe&id_client=2").ids(),
+        Vec::<i64>::new()
+    );
+    let offset_only = app.get("/CUSTOMER/LIST/?offset=23");
+    assert_eq!(offset_only.ids(), vec![24, 25]);
+    assert_eq!(offset_only.header("x-total-count"), Some("25"));
+}
+
+#[test]
+fn unknown_parameters_are_ignored() {
+    let app = spawn_app();
+
+    let reply = app.get("/CUSTOMER/LIST/?id_client=1&_=123456&apikey=whatever&foo");
+
+    assert_eq!(reply.ids(), vec![1]);
+}
+
+#[test]
+fn bad_parameters_are_a_400_naming_the_parameter_and_change_nothing() {
+    let app = spawn_app();
+    let before = app.get("/CUSTOMER/LIST/").body;
+    let cases = [
+        ("id_client=abc", "id_client"),
+        ("id_client=", "id_client"),
+        ("id_client=0", "id_client"),
+        ("id_client=-1", "id_client"),
+        ("id_client=99999999999999999999", "id_client"),
+        ("id_client=1.5", "id_client"),
+        ("id_client=1&id_client=2", "id_client"),
+        ("id_client=1&id_client=1", "id_client"),
+        ("id_client=1&clcleunik=2", "clcleunik"),
+        ("clcleunik=x", "clcleunik"),
+        ("limit=0", "limit"),
+        ("limit=10001", "limit"),
+        ("limit=", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=99999999999999999999", "offset"),
+        ("email=", "email"),
+        ("login=", "login"),
+    ];
+
+    for (query, parameter) in cases {
+        let reply = app.get(&format!("/CUSTOMER/LIST/?{query}"));
+
+        let message = reply.assert_error(400);
+        assert!(message.contains(parameter), "{query}: {message}");
+    }
+    let too_long = format!("/CUSTOMER/LIST/?email={}", "a".repeat(255));
+    assert!(app.get(&too_long).assert_error(400).contains("email"));
+    assert_eq!(app.get("/CUSTOMER/LIST/").body, before);
+}
+
+#[test]
+fn paths_match_in_any_case_with_or_without_the_trailing_slash() {
+    let app = spawn_app();
+    let canonical = app.get("/CUSTOMER/LIST/?id_client=2");
+
+    for path in [
+        "/customer/list",
+        "/CUSTOMER/LIST",
+        "/Customer/List/",
+        "/customer/LIST/",
+    ] {
+        let reply = app.get(&format!("{path}?id_client=2"));
+
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.body, canonical.body, "{path}");
+        assert_eq!(reply.header("x-total-count"), Some("1"));
+    }
+}
+
+#[test]
+fn wrong_methods_are_a_405_with_allow_and_unknown_paths_a_404() {
+    let app = spawn_app();
+
+    for path in ["/CUSTOMER/LIST/", "/customer/list"] {
+        let reply = Reply::from_local(app.client.post(path).dispatch());
+        reply.assert_error(405);
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+        let reply = Reply::from_local(app.client.delete(path).dispatch());
+        reply.assert_error(405);
+    }
+    app.get("/nope").assert_error(404);
+    app.get("/CUSTOMER/LIST/extra").assert_error(404);
+    app.get("/CUSTOMER").assert_error(404);
+}
+
+#[test]
+fn head_answers_like_get_without_a_body() {
+    let app = spawn_app();
+
+    let reply = Reply::from_local(app.client.head("/CUSTOMER/LIST/?id_client=1").dispatch());
+
+    assert_eq!(reply.status, 200);
+    assert_json_content_type(&reply);
+    assert_eq!(reply.header("x-total-count"), Some("1"));
+    assert!(reply.body.is_empty());
+}
+
+#[test]
+fn customer_responses_are_not_cacheable_or_sniffable() {
+    let app = spawn_app();
+
+    let reply = app.get("/CUSTOMER/LIST/");
+
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+}
+
+#[test]
+fn redacted_fields_are_left_out_of_every_customer() {
+    let app = spawn_app_with(|figment| figment.merge(("redact", ["phone", "email"])));
+
+    let customers = app.get("/CUSTOMER/LIST/").customers();
+
+    assert_eq!(customers.len(), demo_customers().len());
+    for customer in customers {
+        assert!(!customer.contains_key("phone"));
+        assert!(!customer.contains_key("email"));
+        assert!(customer.contains_key("cellphone"));
+        assert_eq!(customer.len(), 20);
+    }
+    // Filtering by a withheld field still works; it is only never shown.
+    assert_eq!(
+        app.get("/CUSTOMER/LIST/?email=jdoe@example.com").ids(),
+        vec![1]
+    );
+}
+
+#[test]
+fn health_answers_ok_when_the_database_answers() {
+    let app = spawn_app();
+
+    let reply = app.get("/health");
+
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({"success": "true", "message": "ok"})
+    );
+}
+
+#[test]
+fn no_response_anywhere_contains_password_material() {
+    let app = spawn_app();
+    let passwords = demo_passwords();
+    let hashes: Vec<String> = {
+        let conn = rusqlite::Connection::open(&app.db).unwrap();
+        let mut statement = conn.prepare("SELECT password_hash FROM customer").unwrap();
+        let rows = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    assert_eq!(hashes.len(), passwords.len());
+    let mut replies = Vec::new();
+    for uri in [
+        "/CUSTOMER/LIST/",
+        "/customer/list?limit=3",
+        "/CUSTOMER/LIST/?id_client=1",
+        "/CUSTOMER/LIST/?email=jdoe@example.com",
+        "/CUSTOMER/LIST/?login=jdoe",
+        "/CUSTOMER/LIST/?id_client=abc",
+        "/CUSTOMER/LIST/?limit=0",
+        "/health",
+        "/nope",
+    ] {
+        replies.push(app.get(uri));
+    }
+    replies.push(Reply::from_local(
+        app.client.post("/CUSTOMER/LIST/").dispatch(),
+    ));
+    replies.push(Reply::from_local(app.client.put("/health").dispatch()));
+
+    for reply in &replies {
+        assert_json_content_type(reply);
+        let body = reply.body.to_lowercase();
+        assert!(!body.contains("password"), "{}", reply.body);
+        assert!(!body.contains("$argon2"), "{}", reply.body);
+        for secret in passwords.iter().chain(&hashes) {
+            assert!(!reply.body.contains(secret.as_str()), "{}", reply.body);
+        }
+    }
+}

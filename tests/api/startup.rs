@@ -1,0 +1,201 @@
+//! Start-up: creating, seeding, migrating and refusing bad configuration.
+
+use crate::helpers::*;
+
+/// Builds the app on `db` and returns the start-up error message.
+fn startup_error(
+    db: &std::path::Path,
+    configure: impl FnOnce(rocket::figment::Figment) -> rocket::figment::Figment,
+) -> String {
+    match clientele::rocket(configure(test_figment(db))) {
+        Ok(_) => panic!("start-up should fail"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn legacy_plain_text_passwords_are_hashed_in_place_and_leave_no_trace() {
+    // Arrange: a database as an old system left it, with plain-text passwords.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("legacy.db");
+    drop(spawn_app_on(
+        tempfile::tempdir().unwrap(),
+        db.clone(),
+        |f| f.merge(("seed_demo", true)),
+    ));
+    let passwords = demo_passwords();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        for (index, password) in passwords.iter().enumerate() {
+            conn.execute(
+                "UPDATE customer SET password_hash = ?1 WHERE clcleunik = ?2",
+                rusqlite::params![password, index as i64 + 1],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "UPDATE customer SET password_hash = '' WHERE clcleunik = 25",
+            [],
+        )
+        .unwrap();
+    }
+    assert!(contains_bytes(
+        &database_bytes(&db),
+        passwords[1].as_bytes()
+    ));
+
+    // Act: start the server on it.
+    let app = spawn_app_on(dir, db.clone(), |f| f);
+
+    // Assert: served, every password hashed, no plain text left in the file or its WAL.
+    assert_eq!(
+        app.get("/CUSTOMER/LIST/").customers().len(),
+        passwords.len()
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: Vec<Option<String>> = conn
+        .prepare("SELECT password_hash FROM customer ORDER BY clcleunik")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for hash in &stored[..24] {
+        assert!(
+            hash.as_deref().unwrap().starts_with("$argon2id$"),
+            "{hash:?}"
+        );
+    }
+    assert_eq!(
+        stored[24], None,
+        "an empty legacy password means no password"
+    );
+    drop(conn);
+    let bytes = database_bytes(&db);
+    for password in &passwords {
+        assert!(
+            !contains_bytes(&bytes, password.as_bytes()),
+            "{password} left in the file"
+        );
+    }
+}
+
+#[test]
+fn a_new_database_is_seeded_only_when_asked() {
+    let app = spawn_app_with(|f| f.merge(("seed_demo", false)));
+
+    let reply = app.get("/CUSTOMER/LIST/");
+
+    assert_eq!(reply.customers().len(), 0);
+    assert_eq!(reply.header("x-total-count"), Some("0"));
+}
+
+#[test]
+fn an_existing_database_is_not_seeded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    drop(spawn_app_on(
+        tempfile::tempdir().unwrap(),
+        db.clone(),
+        |f| f,
+    ));
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM customer WHERE clcleunik > 1", [])
+        .unwrap();
+
+    let app = spawn_app_on(dir, db, |f| f);
+
+    assert_eq!(app.get("/CUSTOMER/LIST/").ids(), vec![1]);
+}
+
+#[test]
+fn demo_passwords_are_stored_only_as_argon2id_hashes() {
+    let app = spawn_app();
+
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    let hashes: Vec<String> = conn
+        .prepare("SELECT password_hash FROM customer")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(hashes.len(), demo_passwords().len());
+    assert!(hashes
+        .iter()
+        .all(|h| h.starts_with("$argon2id$v=19$m=64,t=1,p=1$")));
+    let bytes = database_bytes(&app.db);
+    for password in demo_passwords() {
+        assert!(!contains_bytes(&bytes, password.as_bytes()));
+    }
+}
+
+#[test]
+fn an_unknown_redact_field_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let message = startup_error(&dir.path().join("x.db"), |f| {
+        f.merge(("redact", ["phone", "nope"]))
+    });
+
+    assert!(message.contains("`nope`"), "{message}");
+    assert!(message.contains("redact"), "{message}");
+}
+
+#[test]
+fn the_customer_key_cannot_be_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let message = startup_error(&dir.path().join("x.db"), |f| {
+        f.merge(("redact", ["clcleunik"]))
+    });
+
+    assert!(message.contains("clcleunik"), "{message}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("notes.db");
+    std::fs::write(&db, "these are my notes, not a database ".repeat(100)).unwrap();
+
+    let message = startup_error(&db, |f| f);
+
+    assert!(message.contains("notes.db"), "{message}");
+    assert!(message.contains("not a SQLite database"), "{message}");
+    assert!(message.contains("database"), "{message}");
+}
+
+#[test]
+fn a_database_in_a_missing_folder_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("no-such-folder").join("shop.db");
+
+    let message = startup_error(&db, |f| f);
+
+    assert!(message.contains("no-such-folder"), "{message}");
+    assert!(!db.exists());
+}
+
+#[test]
+fn bad_argon2_parameters_stop_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let message = startup_error(&dir.path().join("x.db"), |f| {
+        f.merge(("argon2_iterations", 0))
+    });
+
+    assert!(message.contains("argon2_iterations"), "{message}");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let message = startup_error(&dir.path().join("x.db"), |f| {
+        f.merge(("seed_demo", "perhaps"))
+    });
+
+    assert!(message.contains("seed_demo"), "{message}");
+}
