@@ -5,10 +5,11 @@
 //! in a log line through `{:?}`.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHasher as _, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 /// A plain-text secret (a password or an API key). `Debug` never shows it, and it has no
@@ -65,10 +66,30 @@ pub fn is_bcrypt(stored: &str) -> bool {
         .any(|prefix| stored.starts_with(prefix))
 }
 
+/// Largest costs accepted in a *stored* hash. A hash imported from elsewhere with absurd costs
+/// would otherwise let one login attempt take gigabytes of memory or minutes of CPU.
+const MAX_STORED_MEMORY_KIB: u32 = 256 * 1024;
+const MAX_STORED_ITERATIONS: u32 = 64;
+const MAX_BCRYPT_COST: u32 = 16;
+
+/// The outcome of checking a password against what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Right password. `rehash`: the stored hash is bcrypt or weaker than the configured
+    /// Argon2id parameters, and should be replaced by a fresh hash.
+    Valid {
+        rehash: bool,
+    },
+    Invalid,
+}
+
 /// Hashes passwords with the configured Argon2id parameters.
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     params: Params,
+    /// A hash of a random password, verified against when an account does not exist so that
+    /// "unknown account" takes as long as "wrong password".
+    dummy: Arc<OnceLock<String>>,
 }
 
 /// Hashing failed; only happens with parameters Argon2 refuses, which start-up already checked.
@@ -98,7 +119,10 @@ impl PasswordHasher {
             None,
         )
         .map_err(|error| format!("argon2 parameters: {error}"))?;
-        Ok(PasswordHasher { params })
+        Ok(PasswordHasher {
+            params,
+            dummy: Arc::new(OnceLock::new()),
+        })
     }
 
     pub fn argon2(&self) -> Argon2<'static> {
@@ -112,6 +136,50 @@ impl PasswordHasher {
             .hash_password(password.expose().as_bytes(), &salt)
             .map(|hash| hash.to_string())
             .map_err(|error| HashError(error.to_string()))
+    }
+
+    /// Checks `password` against a stored hash (`None`: the account has no password or does
+    /// not exist; a dummy hash is verified instead so the time taken is the same).
+    pub fn verify(&self, password: &Secret, stored: Option<&str>) -> Verdict {
+        let Some(stored) = stored else {
+            let dummy = self.dummy.get_or_init(|| {
+                let random = SaltString::generate(&mut OsRng);
+                self.hash(&Secret::new(random.as_str())).unwrap_or_default()
+            });
+            let _ = self.verify_argon2(password, dummy);
+            return Verdict::Invalid;
+        };
+        if is_bcrypt(stored) {
+            return verify_bcrypt(password, stored);
+        }
+        self.verify_argon2(password, stored)
+    }
+
+    fn verify_argon2(&self, password: &Secret, stored: &str) -> Verdict {
+        let Ok(hash) = PasswordHash::new(stored) else {
+            log::warn!("a stored password hash is not a valid PHC string; login refused");
+            return Verdict::Invalid;
+        };
+        let Ok(params) = Params::try_from(&hash) else {
+            return Verdict::Invalid;
+        };
+        if params.m_cost() > MAX_STORED_MEMORY_KIB || params.t_cost() > MAX_STORED_ITERATIONS {
+            log::warn!("a stored password hash has excessive Argon2 costs; login refused");
+            return Verdict::Invalid;
+        }
+        let algorithm = Algorithm::try_from(hash.algorithm).unwrap_or(Algorithm::Argon2id);
+        let verifier = Argon2::new(algorithm, Version::V0x13, params.clone());
+        if verifier
+            .verify_password(password.expose().as_bytes(), &hash)
+            .is_err()
+        {
+            return Verdict::Invalid;
+        }
+        let weaker = algorithm != Algorithm::Argon2id
+            || params.m_cost() < self.params.m_cost()
+            || params.t_cost() < self.params.t_cost()
+            || params.p_cost() < self.params.p_cost();
+        Verdict::Valid { rehash: weaker }
     }
 
     /// Hashes many passwords, spread over all cores. The result is in input order.
@@ -136,6 +204,22 @@ impl PasswordHasher {
             }
             Ok(hashes)
         })
+    }
+}
+
+/// bcrypt as PHP writes it (`$2y$`, `$2b$`, `$2a$`); always to be replaced by Argon2id.
+fn verify_bcrypt(password: &Secret, stored: &str) -> Verdict {
+    let cost = stored
+        .get(4..6)
+        .and_then(|cost| cost.parse::<u32>().ok())
+        .unwrap_or(u32::MAX);
+    if cost > MAX_BCRYPT_COST {
+        log::warn!("a stored bcrypt hash has an excessive cost; login refused");
+        return Verdict::Invalid;
+    }
+    match bcrypt::verify(password.expose(), stored) {
+        Ok(true) => Verdict::Valid { rehash: true },
+        _ => Verdict::Invalid,
     }
 }
 
@@ -172,6 +256,63 @@ mod tests {
                 .verify_password(password.expose().as_bytes(), &parsed)
                 .is_ok());
         }
+    }
+
+    #[test]
+    fn verify_accepts_the_right_password_only() {
+        let hasher = cheap();
+        let hash = hasher.hash(&Secret::new("right")).unwrap();
+        assert_eq!(
+            hasher.verify(&Secret::new("right"), Some(&hash)),
+            Verdict::Valid { rehash: false }
+        );
+        assert_eq!(
+            hasher.verify(&Secret::new("wrong"), Some(&hash)),
+            Verdict::Invalid
+        );
+        assert_eq!(hasher.verify(&Secret::new("right"), None), Verdict::Invalid);
+        assert_eq!(
+            hasher.verify(&Secret::new("right"), Some("garbage")),
+            Verdict::Invalid
+        );
+    }
+
+    #[test]
+    fn weaker_hashes_and_bcrypt_ask_for_a_rehash() {
+        let weak = cheap().hash(&Secret::new("pw")).unwrap();
+        let stronger = PasswordHasher::new(Argon2Config {
+            memory_kib: 128,
+            iterations: 2,
+            parallelism: 1,
+        })
+        .unwrap();
+        assert_eq!(
+            stronger.verify(&Secret::new("pw"), Some(&weak)),
+            Verdict::Valid { rehash: true }
+        );
+        let bcrypt_hash = bcrypt::hash("pw", 4).unwrap().replacen("$2b$", "$2y$", 1);
+        assert_eq!(
+            cheap().verify(&Secret::new("pw"), Some(&bcrypt_hash)),
+            Verdict::Valid { rehash: true }
+        );
+        assert_eq!(
+            cheap().verify(&Secret::new("no"), Some(&bcrypt_hash)),
+            Verdict::Invalid
+        );
+    }
+
+    #[test]
+    fn stored_hashes_with_absurd_costs_are_refused_without_running() {
+        let absurd = "$argon2id$v=19$m=4000000,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        assert_eq!(
+            cheap().verify(&Secret::new("pw"), Some(absurd)),
+            Verdict::Invalid
+        );
+        let slow_bcrypt = "$2y$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234";
+        assert_eq!(
+            cheap().verify(&Secret::new("pw"), Some(slow_bcrypt)),
+            Verdict::Invalid
+        );
     }
 
     #[test]

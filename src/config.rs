@@ -25,6 +25,23 @@ struct RawConfig {
     argon2_iterations: u32,
     #[serde(default = "default_parallelism")]
     argon2_parallelism: u32,
+    #[serde(default)]
+    allow_anonymous: bool,
+    #[serde(default)]
+    cors_origins: Vec<String>,
+    #[serde(default = "default_max_failures")]
+    login_max_failures: u32,
+    #[serde(default = "default_window_secs")]
+    login_window_secs: u64,
+    #[serde(default)]
+    login_workers: usize,
+}
+
+fn default_max_failures() -> u32 {
+    10
+}
+fn default_window_secs() -> u64 {
+    300
 }
 
 fn default_database() -> PathBuf {
@@ -51,6 +68,16 @@ pub struct Config {
     pub redaction: Redaction,
     /// Argon2id parameters for new hashes (keys `argon2_*`).
     pub hasher: PasswordHasher,
+    /// Serve without keys on a non-loopback address when none exists (key `allow_anonymous`).
+    pub allow_anonymous: bool,
+    /// Browser origins allowed to call the API (key `cors_origins`), e.g. `https://shop.be`.
+    pub cors_origins: Vec<String>,
+    /// Failed logins allowed per account and per address in the window (`login_max_failures`).
+    pub login_max_failures: u32,
+    /// The window for counting failed logins (`login_window_secs`).
+    pub login_window: std::time::Duration,
+    /// How many password verifications may run at once (`login_workers`; 0 = half the cores).
+    pub login_workers: usize,
 }
 
 impl Config {
@@ -69,11 +96,42 @@ impl Config {
             parallelism: raw.argon2_parallelism,
         })
         .map_err(StartupError::Config)?;
+        if raw.login_max_failures == 0 {
+            return Err(StartupError::Config(
+                "login_max_failures: must be at least 1".into(),
+            ));
+        }
+        if raw.login_window_secs == 0 {
+            return Err(StartupError::Config(
+                "login_window_secs: must be at least 1".into(),
+            ));
+        }
+        for origin in &raw.cors_origins {
+            let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && !origin.contains(char::is_whitespace);
+            if !valid {
+                return Err(StartupError::Config(format!(
+                    "cors_origins: {origin:?} is not an origin like \"https://shop.example\" \
+                     (scheme and host, optional port, no path or trailing slash)"
+                )));
+            }
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Config {
             database: raw.database,
             seed_demo: raw.seed_demo,
             redaction,
             hasher,
+            allow_anonymous: raw.allow_anonymous,
+            cors_origins: raw.cors_origins,
+            login_max_failures: raw.login_max_failures,
+            login_window: std::time::Duration::from_secs(raw.login_window_secs),
+            login_workers: if raw.login_workers == 0 {
+                (cores / 2).max(1)
+            } else {
+                raw.login_workers
+            },
         })
     }
 }

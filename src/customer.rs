@@ -9,6 +9,7 @@
 use rusqlite::{params_from_iter, Connection, Row, ToSql};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use crate::auth::Secret;
 use crate::error::ApiError;
 
 /// The fields a customer object may carry on the wire, in the contract's order.
@@ -536,6 +537,71 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<Page> {
         customers,
         total: u64::try_from(total).unwrap_or(0),
     })
+}
+
+/// How a login names the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identifier {
+    /// Matched ignoring ASCII case, as the list's `email` filter.
+    Email(String),
+    /// Matched exactly, as the list's `login` filter.
+    Login(String),
+}
+
+impl Identifier {
+    /// A stable name for counting failed attempts against this identifier.
+    pub fn subject(&self) -> String {
+        match self {
+            Identifier::Email(email) => format!("email:{}", email.to_ascii_lowercase()),
+            Identifier::Login(login) => format!("login:{login}"),
+        }
+    }
+}
+
+/// The customer a login names, with their stored password hash (`None`: cannot log in).
+/// When several customers share the email or login, the first by `clcleunik` is the one, as
+/// old front-ends took `customer[0]`.
+pub fn find_for_login(
+    conn: &Connection,
+    identifier: &Identifier,
+) -> rusqlite::Result<Option<(Customer, Option<Secret>)>> {
+    let (condition, value) = match identifier {
+        Identifier::Email(email) => ("email = ?1 COLLATE NOCASE", email),
+        Identifier::Login(login) => ("login = ?1", login),
+    };
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, password_hash FROM customer WHERE {condition} \
+         ORDER BY clcleunik LIMIT 1"
+    ))?;
+    let mut rows = statement.query([value])?;
+    match rows.next()? {
+        Some(row) => {
+            let hash: Option<String> = row.get(Field::ALL.len())?;
+            Ok(Some((Customer::from_row(row)?, hash.map(Secret::new))))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Replaces a password hash, but only if it is still `old` (a concurrent change wins).
+pub fn replace_hash(conn: &Connection, id: i64, old: &str, new: &str) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE customer SET password_hash = ?3, \
+         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+         WHERE clcleunik = ?1 AND password_hash = ?2",
+        rusqlite::params![id, old, new],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Sets a customer's password hash; `false` when no customer has that key.
+pub fn set_hash(conn: &Connection, id: i64, hash: &str) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE customer SET password_hash = ?2, \
+         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE clcleunik = ?1",
+        rusqlite::params![id, hash],
+    )?;
+    Ok(changed == 1)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! off Rocket's async workers.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -52,6 +53,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX customer_email ON customer (email COLLATE NOCASE);
     CREATE INDEX customer_login ON customer (login);",
+    // 2: API keys, stored only as SHA-256 digests of the key.
+    "CREATE TABLE api_key (
+        name TEXT PRIMARY KEY,
+        digest BLOB NOT NULL UNIQUE CHECK (length(digest) = 32),
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    );",
 ];
 
 /// The schema version this binary writes.
@@ -62,6 +69,9 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 pub struct Db {
     pool: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
+    /// A connection that never writes, kept to ask `PRAGMA data_version`: its value changes
+    /// whenever any other connection, in this process or another, commits.
+    watch: Arc<Mutex<Connection>>,
 }
 
 /// What [`Db::open`] did to the file, for the start-up log.
@@ -119,6 +129,7 @@ impl Db {
             Db {
                 pool,
                 path: path.to_owned(),
+                watch: Arc::new(Mutex::new(conn)),
             },
             report,
         ))
@@ -127,6 +138,18 @@ impl Db {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A number that changes whenever anyone (this server, `clientele import` or `keys` in
+    /// another process) commits to the database. Cheap: it reads shared memory, not the file.
+    /// `None` when the database cannot be read, in which case callers must not trust caches.
+    pub fn generation(&self) -> Option<i64> {
+        let conn = self
+            .watch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        conn.pragma_query_value(None, "data_version", |row| row.get(0))
+            .ok()
     }
 
     /// A connection for synchronous work (the command-line tools).

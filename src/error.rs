@@ -107,9 +107,16 @@ pub enum ApiError {
     #[error("Invalid credentials")]
     InvalidCredentials,
     #[error("Method not allowed. This path accepts: {allow}")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("Too many failed attempts. Try again in {retry_after} seconds")]
     TooManyAttempts { retry_after: u64 },
+    #[error("Request body too large: at most 16 KiB")]
+    BodyTooLarge,
+    #[error("Unsupported body type: send application/json or application/x-www-form-urlencoded")]
+    UnsupportedBody,
+    /// Too many logins are waiting for a password check.
+    #[error("The server is busy checking passwords. Try again shortly")]
+    Busy,
     /// The database is missing, locked or unreadable. The cause is logged, not sent.
     #[error("The customer store is unavailable. Try again shortly")]
     Unavailable(#[source] Cause),
@@ -137,6 +144,9 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::InvalidCredentials => Status::Unauthorized,
             ApiError::MethodNotAllowed { .. } => Status::MethodNotAllowed,
             ApiError::TooManyAttempts { .. } => Status::TooManyRequests,
+            ApiError::BodyTooLarge => Status::PayloadTooLarge,
+            ApiError::UnsupportedBody => Status::UnsupportedMediaType,
+            ApiError::Busy => Status::ServiceUnavailable,
             ApiError::Unavailable(_) => Status::ServiceUnavailable,
             ApiError::Internal(_) => Status::InternalServerError,
         }

@@ -4,6 +4,7 @@
 //! The wire contract lives in the project's `contract.md`; this crate keeps it. [`rocket`] builds
 //! the whole application from a figment, the same way for `clientele serve` and for the tests.
 
+pub mod apikey;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -12,14 +13,17 @@ pub mod db;
 pub mod error;
 pub mod import;
 pub mod logging;
+pub mod ratelimit;
 pub mod routes;
+
+use std::net::IpAddr;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::StartupError;
+use crate::error::{ApiError, StartupError};
 
 /// The configuration sources, lowest priority first: built-in defaults, `Rocket.toml` (or the
 /// file `ROCKET_CONFIG` names), then `ROCKET_*` environment variables.
@@ -57,14 +61,37 @@ pub fn prepare(figment: &Figment) -> Result<(Config, Db), StartupError> {
     Ok((config, db))
 }
 
-/// Builds the application: config checked, database ready, routes and catchers mounted.
+/// Builds the application: config checked, database ready, access mode decided, routes and
+/// catchers mounted.
 pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     let (config, db) = prepare(&figment)?;
+    let address: IpAddr = figment
+        .extract_inner("address")
+        .map_err(|e| StartupError::Config(format!("address: {e}")))?;
+    let keys = db
+        .connection()
+        .and_then(|conn| apikey::count(&conn).map_err(ApiError::from))
+        .map_err(|e| StartupError::database(&config.database, e))?;
+    let (anonymous, mode) = apikey::startup_mode(keys, address, config.allow_anonymous)
+        .map_err(StartupError::Config)?;
+    if anonymous && !address.is_loopback() {
+        log::warn!("{mode}");
+    } else {
+        log::info!("{mode}");
+    }
+    let login = routes::login::LoginService::new(&config);
+    let cors = routes::Cors {
+        origins: config.cors_origins.clone(),
+    };
     Ok(rocket::custom(figment)
+        .manage(apikey::Access::new(anonymous))
+        .manage(login)
         .manage(config)
         .manage(db)
         .attach(routes::CanonicalPaths)
+        .attach(cors)
         .mount("/", routes::customers::routes())
+        .mount("/", routes::login::routes())
         .mount("/", routes::health::routes())
         .register("/", error::catchers()))
 }

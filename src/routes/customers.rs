@@ -4,6 +4,7 @@ use rocket::http::{Header, Method};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{get, Route, State};
 
+use crate::apikey::ApiKey;
 use crate::config::Config;
 use crate::customer::{self, CustomerList, ListFilter};
 use crate::db::Db;
@@ -24,6 +25,7 @@ impl<'r> FromRequest<'r> for ListFilter {
 
 #[get("/CUSTOMER/LIST")]
 async fn get_customers(
+    _key: ApiKey,
     filter: Result<ListFilter, ApiError>,
     db: &State<Db>,
     config: &State<Config>,
@@ -40,10 +42,9 @@ async fn get_customers(
 
 pub fn routes() -> Vec<Route> {
     let mut routes = rocket::routes![get_customers];
-    routes.extend(super::method_not_allowed(
+    routes.extend(super::fallback_routes(
         super::LIST_PATH,
         &[Method::Get, Method::Head],
-        "GET, HEAD",
     ));
     routes
 }

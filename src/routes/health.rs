@@ -22,10 +22,9 @@ async fn get_health(db: &State<Db>) -> JsonResponse {
 
 pub fn routes() -> Vec<Route> {
     let mut routes = rocket::routes![get_health];
-    routes.extend(super::method_not_allowed(
+    routes.extend(super::fallback_routes(
         "/health",
         &[Method::Get, Method::Head],
-        "GET, HEAD",
     ));
     routes
 }

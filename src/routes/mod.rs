@@ -1,21 +1,23 @@
-//! The HTTP endpoints, one file per group, each with its `routes()`; plus the plumbing that
-//! makes paths match as old clients spell them and answers wrong methods with a 405.
+//! The HTTP endpoints, one file per group, each with its `routes()`; plus the plumbing shared
+//! by all of them: paths that match as old clients spell them, 405s with `Allow`, and CORS.
 
 pub mod customers;
 pub mod health;
+pub mod login;
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::uri::Origin;
-use rocket::http::Method;
+use rocket::http::{Header, Method, Status};
 use rocket::route::{Handler, Outcome, Route};
-use rocket::{Data, Request};
+use rocket::{Data, Request, Response};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonResponse};
 
 /// The canonical paths that old clients spell in any case, with or without a trailing slash.
 pub const LIST_PATH: &str = "/CUSTOMER/LIST";
+pub const LOGIN_PATH: &str = "/CUSTOMER/LOGIN";
 
-/// Rewrites `/customer/list/`, `/Customer/List` and the like to the canonical path before
+/// Rewrites `/customer/list/`, `/Customer/Login` and the like to the canonical path before
 /// routing, keeping the query string.
 pub struct CanonicalPaths;
 
@@ -32,7 +34,7 @@ impl Fairing for CanonicalPaths {
         let path = request.uri().path();
         let path = path.as_str();
         let trimmed = path.strip_suffix('/').unwrap_or(path);
-        let Some(canonical) = [LIST_PATH]
+        let Some(canonical) = [LIST_PATH, LOGIN_PATH]
             .into_iter()
             .find(|canonical| trimmed.eq_ignore_ascii_case(canonical))
         else {
@@ -54,33 +56,120 @@ impl Fairing for CanonicalPaths {
 /// Answers a method a path does not accept with a 405 and its `Allow` header.
 #[derive(Clone)]
 struct MethodNotAllowed {
-    allow: &'static str,
+    allow: String,
 }
 
 #[rocket::async_trait]
 impl Handler for MethodNotAllowed {
     async fn handle<'r>(&self, request: &'r Request<'_>, _: Data<'r>) -> Outcome<'r> {
-        Outcome::from(request, ApiError::MethodNotAllowed { allow: self.allow })
+        let error = ApiError::MethodNotAllowed {
+            allow: self.allow.clone(),
+        };
+        Outcome::from(request, error)
     }
 }
 
-/// Routes for `path` that answer 405 to every method not in `allowed`.
-pub fn method_not_allowed(path: &str, allowed: &[Method], allow: &'static str) -> Vec<Route> {
-    [
-        Method::Get,
-        Method::Head,
-        Method::Post,
-        Method::Put,
-        Method::Delete,
-        Method::Patch,
+/// Answers `OPTIONS` (a browser's CORS preflight) with `Allow`; [`Cors`] adds the CORS headers
+/// when the origin is allowed. No API key: browsers never send one with a preflight.
+#[derive(Clone)]
+struct Preflight {
+    allow: String,
+}
+
+#[rocket::async_trait]
+impl Handler for Preflight {
+    async fn handle<'r>(&self, request: &'r Request<'_>, _: Data<'r>) -> Outcome<'r> {
+        let response = JsonResponse::message(Status::Ok, true, "ok")
+            .with_header(Header::new("Allow", self.allow.clone()));
+        Outcome::from(request, response)
+    }
+}
+
+/// The routes every API path needs besides its handlers: `OPTIONS`, and a 405 for each method
+/// not in `allowed`.
+pub fn fallback_routes(path: &str, allowed: &[Method]) -> Vec<Route> {
+    let allow = allowed
+        .iter()
+        .chain([&Method::Options])
+        .map(|method| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut routes = vec![Route::ranked(
+        100,
         Method::Options,
-    ]
-    .into_iter()
-    .filter(|method| !allowed.contains(method))
-    .map(|method| {
-        let mut route = Route::ranked(100, method, path, MethodNotAllowed { allow });
-        route.name = Some("method not allowed".into());
-        route
-    })
-    .collect()
+        path,
+        Preflight {
+            allow: allow.clone(),
+        },
+    )];
+    routes.extend(
+        [
+            Method::Get,
+            Method::Head,
+            Method::Post,
+            Method::Put,
+            Method::Delete,
+            Method::Patch,
+        ]
+        .into_iter()
+        .filter(|method| !allowed.contains(method))
+        .map(|method| {
+            let handler = MethodNotAllowed {
+                allow: allow.clone(),
+            };
+            Route::ranked(100, method, path, handler)
+        }),
+    );
+    for route in &mut routes {
+        route.name = Some("fallback".into());
+    }
+    routes
+}
+
+/// Cross-origin access for the browser origins listed in `cors_origins`, and no others.
+pub struct Cors {
+    pub origins: Vec<String>,
+}
+
+#[rocket::async_trait]
+impl Fairing for Cors {
+    fn info(&self) -> Info {
+        Info {
+            name: "CORS for configured origins",
+            kind: Kind::Response,
+        }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        if self.origins.is_empty() {
+            return;
+        }
+        // The answer depends on Origin, so caches must keep one copy per origin.
+        response.adjoin_header(Header::new("Vary", "Origin"));
+        let Some(origin) = request.headers().get_one("Origin") else {
+            return;
+        };
+        if !self.origins.iter().any(|allowed| allowed == origin) {
+            return;
+        }
+        response.set_header(Header::new(
+            "Access-Control-Allow-Origin",
+            origin.to_owned(),
+        ));
+        response.set_header(Header::new(
+            "Access-Control-Expose-Headers",
+            "X-Total-Count, ETag, Retry-After",
+        ));
+        if request.method() == Method::Options {
+            response.set_header(Header::new(
+                "Access-Control-Allow-Methods",
+                "GET, HEAD, POST, OPTIONS",
+            ));
+            response.set_header(Header::new(
+                "Access-Control-Allow-Headers",
+                "X-API-Key, Authorization, Content-Type, If-None-Match",
+            ));
+            response.set_header(Header::new("Access-Control-Max-Age", "600"));
+        }
+    }
 }

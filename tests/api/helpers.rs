@@ -356,3 +356,45 @@ pub fn database_bytes(db: &Path) -> Vec<u8> {
     bytes.extend(std::fs::read(PathBuf::from(wal)).unwrap_or_default());
     bytes
 }
+
+/// Creates an API key directly in the app's database, as `clientele keys create` does.
+pub fn create_key(db: &Path, name: &str) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    clientele::apikey::create(&conn, name)
+        .unwrap()
+        .expose()
+        .to_owned()
+}
+
+impl TestApp {
+    /// `POST /CUSTOMER/LOGIN/` with a JSON body and optional key.
+    pub fn login_json(&self, body: &Value, key: Option<&str>) -> Reply {
+        let mut request = self
+            .client
+            .post("/CUSTOMER/LOGIN/")
+            .header(rocket::http::ContentType::JSON)
+            .body(body.to_string());
+        if let Some(key) = key {
+            request = request.header(Header::new("X-API-Key", key.to_owned()));
+        }
+        Reply::from_local(request.dispatch())
+    }
+
+    pub fn login(&self, email: &str, password: &str) -> Reply {
+        self.login_json(
+            &serde_json::json!({"email": email, "password": password}),
+            None,
+        )
+    }
+
+    /// The stored hash of a customer.
+    pub fn stored_hash(&self, id: i64) -> Option<String> {
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        conn.query_row(
+            "SELECT password_hash FROM customer WHERE clcleunik = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+}

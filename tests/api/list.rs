@@ -218,7 +218,7 @@ fn wrong_methods_are_a_405_with_allow_and_unknown_paths_a_404() {
     for path in ["/CUSTOMER/LIST/", "/customer/list"] {
         let reply = Reply::from_local(app.client.post(path).dispatch());
         reply.assert_error(405);
-        assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+        assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS"));
         let reply = Reply::from_local(app.client.delete(path).dispatch());
         reply.assert_error(405);
     }

@@ -2,6 +2,10 @@
 
 mod helpers;
 
+mod access;
 mod binary;
 mod list;
+mod login;
+mod secrets;
 mod startup;
+mod tools;

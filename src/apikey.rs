@@ -1,0 +1,299 @@
+//! API keys: creation (shown once), storage as SHA-256 digests, and the request guard that
+//! lets a request through only with a valid key (or anonymously on a loopback address when no
+//! key exists at all).
+//!
+//! Keys are 256 random bits, so a fast digest is enough: nobody can guess one by brute force,
+//! and a stolen database holds nothing that opens the API.
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::auth::Secret;
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// What every key starts with, so a leaked one is easy to recognise in a scanner or a log.
+const PREFIX: &str = "clt_";
+
+type KeyDigest = [u8; 32];
+
+fn digest(key: &str) -> KeyDigest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Why a key command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("invalid key name {0:?}: use 1 to 64 letters, digits, '.', '_' or '-'")]
+    BadName(String),
+    #[error("a key named {0:?} already exists; revoke it first or pick another name")]
+    Exists(String),
+    #[error("no key named {0:?}")]
+    NotFound(String),
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+fn check_name(name: &str) -> Result<(), KeyError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(KeyError::BadName(name.to_owned()))
+    }
+}
+
+/// Creates a key named `name` and returns it: the only time it is ever seen.
+pub fn create(conn: &Connection, name: &str) -> Result<Secret, KeyError> {
+    check_name(name)?;
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let key = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let inserted = conn.execute(
+        "INSERT INTO api_key (name, digest) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        rusqlite::params![name, digest(&key).as_slice()],
+    )?;
+    if inserted == 0 {
+        return Err(KeyError::Exists(name.to_owned()));
+    }
+    Ok(Secret::new(key))
+}
+
+/// Names and creation times of every key, oldest first. Never the keys.
+pub fn list(conn: &Connection) -> Result<Vec<(String, String)>, KeyError> {
+    let mut statement =
+        conn.prepare("SELECT name, created_at FROM api_key ORDER BY created_at, name")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Removes the key named `name`; a running server refuses it from its next request on.
+pub fn revoke(conn: &Connection, name: &str) -> Result<(), KeyError> {
+    match conn.execute("DELETE FROM api_key WHERE name = ?1", [name])? {
+        0 => Err(KeyError::NotFound(name.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+/// How many keys exist.
+pub fn count(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.query_row("SELECT count(*) FROM api_key", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|n| usize::try_from(n).unwrap_or(0))
+}
+
+fn load_digests(conn: &Connection) -> rusqlite::Result<Vec<KeyDigest>> {
+    let mut statement = conn.prepare_cached("SELECT digest FROM api_key")?;
+    let rows = statement.query_map([], |row| row.get::<_, Vec<u8>>(0))?;
+    let mut digests = Vec::new();
+    for row in rows {
+        if let Ok(digest) = KeyDigest::try_from(row?.as_slice()) {
+            digests.push(digest);
+        }
+    }
+    Ok(digests)
+}
+
+/// Who may call the API, as decided at start-up, plus the key digests, reloaded whenever the
+/// database changes so that `clientele keys revoke` takes effect at once.
+pub struct Access {
+    /// No key needed while none exists (loopback address, or `allow_anonymous = true`).
+    anonymous_when_keyless: bool,
+    cache: RwLock<Option<(i64, Arc<[KeyDigest]>)>>,
+}
+
+impl Access {
+    pub fn new(anonymous_when_keyless: bool) -> Access {
+        Access {
+            anonymous_when_keyless,
+            cache: RwLock::new(None),
+        }
+    }
+
+    /// The current key digests, from memory unless the database changed since they were read.
+    async fn digests(&self, db: &Db) -> Result<Arc<[KeyDigest]>, ApiError> {
+        let generation = db.generation();
+        if let (Some(generation), Ok(cache)) = (generation, self.cache.read()) {
+            if let Some((cached, digests)) = cache.as_ref() {
+                if *cached == generation {
+                    return Ok(Arc::clone(digests));
+                }
+            }
+        }
+        let digests: Arc<[KeyDigest]> = db.run(|conn| load_digests(conn)).await?.into();
+        if let (Some(generation), Ok(mut cache)) = (generation, self.cache.write()) {
+            *cache = Some((generation, Arc::clone(&digests)));
+        }
+        Ok(digests)
+    }
+
+    /// Whether a request presenting `presented` keys may go on.
+    pub async fn check(&self, db: &Db, presented: &[&str]) -> Result<(), ApiError> {
+        let digests = self.digests(db).await?;
+        if digests.is_empty() {
+            return if self.anonymous_when_keyless {
+                Ok(())
+            } else {
+                Err(ApiError::Unauthorized)
+            };
+        }
+        // Compare every presented key with every stored digest, without stopping at the
+        // first match, so the time taken does not depend on which key (if any) matched.
+        let mut valid = subtle::Choice::from(0);
+        for key in presented {
+            let candidate = digest(key);
+            for stored in digests.iter() {
+                valid |= candidate.ct_eq(stored);
+            }
+        }
+        if bool::from(valid) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Whether the server may start without any key on `address`, and what to say in the log.
+pub fn startup_mode(
+    keys: usize,
+    address: IpAddr,
+    allow_anonymous: bool,
+) -> Result<(bool, String), String> {
+    if keys > 0 {
+        return Ok((
+            false,
+            format!("access: an API key is required ({keys} key(s) configured)"),
+        ));
+    }
+    if address.is_loopback() {
+        return Ok((
+            true,
+            format!(
+                "access: anonymous, because no API key exists and {address} is a loopback \
+                 address. Create a key with `clientele keys create NAME` before exposing it"
+            ),
+        ));
+    }
+    if allow_anonymous {
+        return Ok((
+            true,
+            format!(
+                "access: ANONYMOUS on {address} because allow_anonymous = true: anyone who can \
+                 reach this address can read every customer"
+            ),
+        ));
+    }
+    Err(format!(
+        "address: {address} is not a loopback address and no API key exists, so anyone could \
+         read every customer. Create a key with `clientele keys create NAME`, or set \
+         allow_anonymous = true to serve without keys"
+    ))
+}
+
+/// The keys a request presents: `X-API-Key`, `Authorization: Bearer`, and `?apikey=`.
+///
+/// Only the literal parameter name `apikey` counts (not a percent-encoded spelling of it), so
+/// the log masking, which looks for that name, always covers the key that was accepted.
+fn presented_keys<'r>(request: &'r Request<'_>) -> Vec<std::borrow::Cow<'r, str>> {
+    let mut keys = Vec::new();
+    let headers = request.headers();
+    keys.extend(headers.get("X-API-Key").map(std::borrow::Cow::Borrowed));
+    keys.extend(
+        headers
+            .get("Authorization")
+            .filter_map(|value| value.strip_prefix("Bearer "))
+            .map(|key| std::borrow::Cow::Borrowed(key.trim())),
+    );
+    if let Some(query) = request.uri().query() {
+        for pair in query.as_str().split('&') {
+            if let Some(value) = pair.strip_prefix("apikey=") {
+                if let Some((_, decoded)) =
+                    form_urlencoded::parse(format!("k={value}").as_bytes()).next()
+                {
+                    keys.push(std::borrow::Cow::Owned(decoded.into_owned()));
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// A request guard: present on a handler, the request needs a valid API key.
+pub struct ApiKey;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ApiKey {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        let (Some(access), Some(db)) = (
+            request.rocket().state::<Access>(),
+            request.rocket().state::<Db>(),
+        ) else {
+            return Outcome::Error((Status::InternalServerError, ApiError::Unauthorized));
+        };
+        let keys = presented_keys(request);
+        let keys: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
+        match access.check(db, &keys).await {
+            Ok(()) => Outcome::Success(ApiKey),
+            Err(error) => Outcome::Error((error.status(), error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_url_safe() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE api_key (name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT '')").unwrap();
+        let a = create(&conn, "shop").unwrap();
+        let b = create(&conn, "shop-2").unwrap();
+        assert_ne!(a, b);
+        let body = a.expose().strip_prefix(PREFIX).unwrap();
+        assert_eq!(URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
+        assert!(a
+            .expose()
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
+        assert!(matches!(create(&conn, "shop"), Err(KeyError::Exists(_))));
+        assert!(matches!(
+            create(&conn, "bad name"),
+            Err(KeyError::BadName(_))
+        ));
+        let stored: Vec<u8> = conn
+            .query_row("SELECT digest FROM api_key WHERE name='shop'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, digest(a.expose()).to_vec());
+    }
+
+    #[test]
+    fn non_loopback_addresses_need_a_key_or_an_explicit_opt_in() {
+        let public: IpAddr = "0.0.0.0".parse().unwrap();
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(startup_mode(0, public, false)
+            .unwrap_err()
+            .contains("keys create"));
+        assert!(startup_mode(0, public, true).unwrap().0);
+        assert!(startup_mode(0, loopback, false).unwrap().0);
+        assert!(!startup_mode(1, public, false).unwrap().0);
+    }
+}

@@ -1,0 +1,124 @@
+//! The owner's command-line tools for keys and passwords, run as the real binary.
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+use crate::helpers::*;
+
+/// Runs `clientele ARGS` on `db`, feeding `stdin`.
+pub fn run(db: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = binary()
+        .args(args)
+        .env("ROCKET_DATABASE", db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn keys_create_prints_the_key_once_and_list_never_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("k.db");
+
+    let created = run(&db, &["keys", "create", "webshop"], "");
+    let listed = run(&db, &["keys", "list"], "");
+    let duplicate = run(&db, &["keys", "create", "webshop"], "");
+
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("clt_") && key.len() >= 40, "{key}");
+    let listing = String::from_utf8_lossy(&listed.stdout).to_string()
+        + &String::from_utf8_lossy(&listed.stderr);
+    assert!(listing.contains("webshop"), "{listing}");
+    assert!(!listing.contains(&key));
+    assert!(!listing.contains(&key[4..12]));
+    assert!(!duplicate.status.success());
+    assert!(!contains_bytes(&database_bytes(&db), key.as_bytes()));
+}
+
+#[test]
+fn keys_revoke_removes_it_and_names_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("k.db");
+    run(&db, &["keys", "create", "old"], "");
+
+    let revoked = run(&db, &["keys", "revoke", "old"], "");
+    let again = run(&db, &["keys", "revoke", "old"], "");
+
+    assert!(revoked.status.success());
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no key named \"old\""));
+    assert!(
+        String::from_utf8_lossy(&run(&db, &["keys", "list"], "").stdout)
+            .trim()
+            .is_empty()
+    );
+}
+
+#[test]
+fn passwd_sets_a_password_from_standard_input() {
+    let app = spawn_app();
+
+    let output = run(&app.db, &["passwd", "3"], "Nieuw-Wachtwoord 7\n");
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stored = app.stored_hash(3).unwrap();
+    assert!(stored.starts_with("$argon2id$"));
+    assert_eq!(
+        app.login("jan.peeters@example.be", "Nieuw-Wachtwoord 7")
+            .status,
+        200
+    );
+    app.login("jan.peeters@example.be", "Fietsen#88")
+        .assert_error(401);
+}
+
+#[test]
+fn passwd_refuses_an_unknown_customer_and_an_empty_password() {
+    let app = spawn_app();
+    let before = app.stored_hash(3);
+
+    let unknown = run(&app.db, &["passwd", "999"], "secret\n");
+    let empty = run(&app.db, &["passwd", "3"], "\n");
+
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no customer with clcleunik 999"));
+    assert!(!empty.status.success());
+    assert_eq!(app.stored_hash(3), before);
+}
+
+#[test]
+fn a_public_address_without_keys_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = binary()
+        .arg("serve")
+        .env("ROCKET_DATABASE", dir.path().join("p.db"))
+        .env("ROCKET_ADDRESS", "0.0.0.0")
+        .env("ROCKET_PORT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("keys create"), "{stderr}");
+    assert!(stderr.contains("allow_anonymous"), "{stderr}");
+}
