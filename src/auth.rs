@@ -184,27 +184,32 @@ impl PasswordHasher {
 
     /// Hashes many passwords, spread over all cores. The result is in input order.
     pub fn hash_many(&self, passwords: &[Secret]) -> Result<Vec<String>, HashError> {
-        let threads = thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = passwords.len().div_ceil(threads).max(1);
-        thread::scope(|scope| {
-            let workers: Vec<_> = passwords
-                .chunks(chunk)
-                .map(|slice| {
-                    scope.spawn(move || slice.iter().map(|p| self.hash(p)).collect::<Vec<_>>())
-                })
-                .collect();
-            let mut hashes = Vec::with_capacity(passwords.len());
-            for worker in workers {
-                let results = worker
-                    .join()
-                    .map_err(|_| HashError("a hashing thread panicked".into()))?;
-                for result in results {
-                    hashes.push(result?);
-                }
-            }
-            Ok(hashes)
-        })
+        parallel_map(passwords, |password| self.hash(password))
+            .into_iter()
+            .collect()
     }
+}
+
+/// Applies `work` to every item, spread over all cores; results in input order. For
+/// CPU-bound work such as hashing, where one thread per core is the right number.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads).max(1);
+    let work = &work;
+    thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|slice| scope.spawn(move || slice.iter().map(work).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(results) => results,
+                // Re-raise a worker's panic in the caller, as a sequential map would.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// bcrypt as PHP writes it (`$2y$`, `$2b$`, `$2a$`); always to be replaced by Argon2id.

@@ -1,13 +1,18 @@
 //! The command line: `clientele [serve]` and the owner's tools. Every subcommand reads the same
 //! config (`Rocket.toml`, then `ROCKET_*` environment variables).
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::auth::Secret;
-use crate::{apikey, customer};
+use crate::customer::Redaction;
+use crate::import::{Format, TextEncoding};
+use crate::{apikey, customer, export, import, Seed};
 
 /// A self-hosted customer-list server: the old CUSTOMER/LIST API, without the password leak.
 ///
@@ -39,6 +44,62 @@ pub enum Command {
         /// The customer's clcleunik.
         id: i64,
     },
+    /// Load customers from a saved old-API JSON response or a CSV file, all or nothing.
+    ///
+    /// Customers are inserted or updated by clcleunik. Plain-text passwords are hashed with
+    /// Argon2id; existing Argon2 or bcrypt hashes are kept; an empty password means none. The
+    /// whole file is checked first: the first bad value stops the import with FILE:LINE and
+    /// nothing is written. Safe while `clientele serve` runs: it serves the new data as soon
+    /// as the import commits.
+    Import {
+        /// The file, or - for standard input.
+        file: String,
+        /// json (the old API's response, or `clientele export`) or csv. Default: from the
+        /// file's extension, else its first character.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Also delete the customers that are not in the file.
+        #[arg(long)]
+        replace: bool,
+        /// Check the file and report what would change, without writing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How CSV text is encoded; auto reads UTF-8, else Windows-1252.
+        #[arg(long, value_enum, default_value = "auto")]
+        encoding: TextEncoding,
+        /// The CSV separator, ',' or ';'. Default: whichever the header row uses.
+        #[arg(long, value_parser = parse_delimiter)]
+        delimiter: Option<u8>,
+    },
+    /// Write every customer to standard output or a file, never with passwords.
+    Export {
+        /// json (the list's envelope, which `clientele import` reads back) or csv.
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Include the fields that `redact` withholds (passwords are never exported).
+        #[arg(long)]
+        all_fields: bool,
+    },
+    /// Write a consistent copy of the live database, even while the server runs.
+    Backup {
+        /// The file to create.
+        path: PathBuf,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn parse_delimiter(value: &str) -> Result<u8, String> {
+    match value {
+        "," => Ok(b','),
+        ";" => Ok(b';'),
+        "tab" | "\t" => Ok(b'\t'),
+        _ => Err("expected ',', ';' or tab".into()),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +124,20 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve(),
         Command::Keys(command) => keys(command),
         Command::Passwd { id } => passwd(id),
+        Command::Import {
+            file,
+            format,
+            replace,
+            dry_run,
+            encoding,
+            delimiter,
+        } => import(&file, format, replace, dry_run, encoding, delimiter),
+        Command::Export {
+            format,
+            output,
+            all_fields,
+        } => export(format, output, all_fields),
+        Command::Backup { path, force } => backup(&path, force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,7 +161,126 @@ fn serve() -> Result<(), String> {
 
 /// Opens the configured database for a command-line tool.
 fn open() -> Result<(crate::config::Config, crate::db::Db), String> {
-    crate::prepare(&crate::figment()).map_err(|e| e.to_string())
+    crate::prepare(&crate::figment(), Seed::IfNew).map_err(|e| e.to_string())
+}
+
+/// Progress bars on a terminal; nothing otherwise (scripts get the summary line only).
+struct Bars(ProgressBar);
+
+impl Bars {
+    fn new() -> Bars {
+        if !std::io::stderr().is_terminal() {
+            return Bars(ProgressBar::hidden());
+        }
+        let style = ProgressStyle::with_template(
+            "{msg:>18} [{bar:30}] {pos}/{len} rows  {per_sec}  {eta} left",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        Bars(ProgressBar::new(0).with_style(style))
+    }
+}
+
+impl import::Progress for Bars {
+    fn phase(&self, name: &'static str, total: usize) {
+        self.0.set_message(name);
+        self.0.set_length(total as u64);
+        self.0.set_position(0);
+        self.0.reset_eta();
+    }
+
+    fn step(&self) {
+        self.0.inc(1);
+    }
+}
+
+fn read_input(file: &str) -> Result<Vec<u8>, String> {
+    if file == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("standard input: {e}"))?;
+        return Ok(bytes);
+    }
+    std::fs::read(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{file}: no such file"),
+        std::io::ErrorKind::PermissionDenied => format!("{file}: permission denied"),
+        std::io::ErrorKind::IsADirectory => format!("{file}: is a folder, not a file"),
+        _ => format!("{file}: {e}"),
+    })
+}
+
+fn import(
+    file: &str,
+    format: Option<Format>,
+    replace: bool,
+    dry_run: bool,
+    encoding: TextEncoding,
+    delimiter: Option<u8>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let name = if file == "-" { "stdin" } else { file };
+    let bytes = read_input(file)?;
+    let format = format.unwrap_or_else(|| Format::detect(file, &bytes));
+    let records = import::parse(&bytes, format, encoding, delimiter)
+        .map_err(|error| format!("{name}:{error}"))?;
+    let (config, db) = crate::prepare(&crate::figment(), Seed::Never).map_err(|e| e.to_string())?;
+    let mut conn = db.connection().map_err(|e| e.to_string())?;
+    let (verb, summary) = if dry_run {
+        let summary = import::dry_run(&conn, &records, replace).map_err(|e| e.to_string())?;
+        ("dry run, nothing written", summary)
+    } else {
+        let bars = Bars::new();
+        let summary = import::write(&mut conn, &records, &config.hasher, replace, &bars)
+            .map_err(|e| format!("{name}: nothing imported: {e}"))?;
+        bars.0.finish_and_clear();
+        ("imported", summary)
+    };
+    eprintln!(
+        "{name}: {verb}: {} inserted, {} updated, {} deleted, {} unchanged ({} rows in {:.2} s)",
+        summary.inserted,
+        summary.updated,
+        summary.deleted,
+        summary.unchanged,
+        records.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(), String> {
+    let (config, db) = open()?;
+    let conn = db.connection().map_err(|e| e.to_string())?;
+    let redaction = if all_fields {
+        Redaction::default()
+    } else {
+        config.redaction
+    };
+    let mut buffer = Vec::new();
+    let count = export::export(&conn, format, redaction, &mut buffer).map_err(|e| e.to_string())?;
+    match output {
+        Some(path) => {
+            // Write beside, then rename: a reader never sees half a file.
+            let mut partial = path.as_os_str().to_owned();
+            partial.push(".partial");
+            std::fs::write(&partial, &buffer)
+                .and_then(|()| std::fs::rename(&partial, &path))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!("exported {count} customer(s) to {}", path.display());
+        }
+        None => std::io::stdout()
+            .write_all(&buffer)
+            .map_err(|e| format!("standard output: {e}"))?,
+    }
+    Ok(())
+}
+
+fn backup(path: &std::path::Path, force: bool) -> Result<(), String> {
+    let (_, db) = open()?;
+    let conn = db.connection().map_err(|e| e.to_string())?;
+    export::backup(&conn, path, force)?;
+    eprintln!("backed up {} to {}", db.path().display(), path.display());
+    Ok(())
 }
 
 fn keys(command: KeysCommand) -> Result<(), String> {

@@ -106,11 +106,25 @@ impl Field {
     }
 }
 
+/// A set of [`Field`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldSet(u32);
+
+impl FieldSet {
+    pub fn insert(&mut self, field: Field) {
+        self.0 |= field.bit();
+    }
+
+    pub fn contains(self, field: Field) -> bool {
+        self.0 & field.bit() != 0
+    }
+}
+
 /// The set of fields withheld from every customer object (config key `redact`).
 ///
 /// Only built through [`Redaction::from_names`], which refuses `clcleunik` and unknown names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Redaction(u32);
+pub struct Redaction(FieldSet);
 
 impl Redaction {
     /// Parses the `redact` list. `password` is accepted (it is always withheld anyway).
@@ -124,7 +138,7 @@ impl Redaction {
                         "redact: `clcleunik` is the customer key and cannot be withheld".into(),
                     )
                 }
-                Some(field) => set.0 |= field.bit(),
+                Some(field) => set.0.insert(field),
                 None if name == "password" => {}
                 None => {
                     return Err(format!(
@@ -138,7 +152,7 @@ impl Redaction {
     }
 
     pub fn withholds(self, field: Field) -> bool {
-        self.0 & field.bit() != 0
+        self.0.contains(field)
     }
 }
 
@@ -202,6 +216,34 @@ impl Customer {
             megawinapp_login: row.get(20)?,
             notification_accepted: row.get(21)?,
         })
+    }
+
+    /// Copies the value of `field` from `other` (used to apply a partial update).
+    pub fn copy_field(&mut self, other: &Customer, field: Field) {
+        match field {
+            Field::Clcleunik => self.clcleunik = other.clcleunik,
+            Field::CustomerNumber => self.customer_number.clone_from(&other.customer_number),
+            Field::GroupePrice => self.groupe_price.clone_from(&other.groupe_price),
+            Field::Login => self.login.clone_from(&other.login),
+            Field::LastName => self.last_name.clone_from(&other.last_name),
+            Field::FirstName => self.first_name.clone_from(&other.first_name),
+            Field::Address => self.address.clone_from(&other.address),
+            Field::Zipcode => self.zipcode.clone_from(&other.zipcode),
+            Field::City => self.city.clone_from(&other.city),
+            Field::Country => self.country.clone_from(&other.country),
+            Field::Phone => self.phone.clone_from(&other.phone),
+            Field::Cellphone => self.cellphone.clone_from(&other.cellphone),
+            Field::Email => self.email.clone_from(&other.email),
+            Field::Denomination => self.denomination.clone_from(&other.denomination),
+            Field::TvaNumber => self.tva_number.clone_from(&other.tva_number),
+            Field::AddedDate => self.added_date.clone_from(&other.added_date),
+            Field::AddHour => self.add_hour.clone_from(&other.add_hour),
+            Field::Language => self.language.clone_from(&other.language),
+            Field::ShowPrice => self.show_price = other.show_price,
+            Field::WebRemise => self.web_remise = other.web_remise,
+            Field::MegawinappLogin => self.megawinapp_login.clone_from(&other.megawinapp_login),
+            Field::NotificationAccepted => self.notification_accepted = other.notification_accepted,
+        }
     }
 
     /// The values to bind for [`COLUMNS`], in order.

@@ -1,7 +1,9 @@
-//! Reading customers from files (the old API's saved JSON response) and writing them to the
-//! store in one transaction. The demo data is loaded through the same path.
+//! Reading customers from files (the old API's saved JSON response, or a spreadsheet's CSV)
+//! and writing them to the store in one transaction. The demo data is loaded the same way.
 //!
 //! Every value is checked before anything is written; an error names the line and the field.
+//! Plain-text passwords are hashed (in parallel) before the write transaction opens, so the
+//! database is locked for writing only as long as the rows take to write.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,8 +13,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::auth::{self, PasswordHasher, Secret};
-use crate::customer::{Customer, Field, COLUMNS};
+use crate::auth::{self, PasswordHasher, Secret, Verdict};
+use crate::customer::{Customer, Field, FieldSet, COLUMNS};
 
 /// The longest text accepted in a string field.
 const MAX_TEXT: usize = 4096;
@@ -34,8 +36,28 @@ pub enum PasswordInput {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub line: usize,
+    /// The fields the file gave; the others are empty here.
     pub customer: Customer,
+    /// Which fields the file gave. On an update, the others keep their stored values, so a
+    /// sheet with a few columns changes only those columns.
+    pub present: FieldSet,
     pub password: PasswordInput,
+}
+
+impl Record {
+    /// The customer as it will be stored: the file's fields over `stored`, if any.
+    pub fn merged(&self, stored: Option<&Customer>) -> Customer {
+        match stored {
+            None => self.customer.clone(),
+            Some(stored) => {
+                let mut merged = stored.clone();
+                for field in Field::ALL.into_iter().filter(|f| self.present.contains(*f)) {
+                    merged.copy_field(&self.customer, field);
+                }
+                merged
+            }
+        }
+    }
 }
 
 /// A value in a file that cannot be imported: `LINE: field: what is wrong`.
@@ -121,6 +143,157 @@ pub fn parse_json(text: &str) -> Result<Vec<Record>, RecordError> {
     Ok(records)
 }
 
+/// The file formats `clientele import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+impl Format {
+    /// The format named by a file's extension, or else guessed from its first character.
+    pub fn detect(name: &str, bytes: &[u8]) -> Format {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".json") {
+            return Format::Json;
+        }
+        if lower.ends_with(".csv") || lower.ends_with(".txt") {
+            return Format::Csv;
+        }
+        let start = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+        match start.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{' | b'[') => Format::Json,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// How the bytes of a CSV file are to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextEncoding {
+    /// UTF-8 when the bytes are valid UTF-8, else Windows-1252 (what Excel writes in Europe).
+    Auto,
+    #[value(name = "utf-8")]
+    Utf8,
+    #[value(name = "windows-1252")]
+    Windows1252,
+}
+
+/// Decodes a file's bytes to text, dropping a UTF-8 byte-order mark.
+pub fn decode(bytes: &[u8], encoding: TextEncoding) -> Result<String, RecordError> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    match (encoding, std::str::from_utf8(bytes)) {
+        (TextEncoding::Auto | TextEncoding::Utf8, Ok(text)) => Ok(text.to_owned()),
+        (TextEncoding::Utf8, Err(error)) => {
+            let line = bytes[..error.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            Err(record_error(
+                line,
+                "",
+                "not valid UTF-8 (for a Windows spreadsheet export, try --encoding windows-1252)",
+            ))
+        }
+        (TextEncoding::Auto | TextEncoding::Windows1252, _) => Ok(encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned()),
+    }
+}
+
+/// Parses a CSV file whose header row names the contract's fields (any order). Columns may be
+/// missing, except `clcleunik`; an unknown column is refused with its name. The separator is
+/// `,` or `;` (`None`: whichever the header row uses more).
+pub fn parse_csv(text: &str, delimiter: Option<u8>) -> Result<Vec<Record>, RecordError> {
+    let first_line = text.lines().next().unwrap_or("");
+    let delimiter = delimiter.unwrap_or_else(|| {
+        if first_line.matches(';').count() > first_line.matches(',').count() {
+            b';'
+        } else {
+            b','
+        }
+    });
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let csv_error = |error: csv::Error| {
+        let line = error.position().map_or(1, |p| p.line() as usize);
+        record_error(line, "", format!("unreadable CSV: {error}"))
+    };
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(csv_error)?
+        .iter()
+        .map(|name| name.trim().to_owned())
+        .collect();
+    if headers.iter().all(String::is_empty) {
+        return Err(record_error(
+            1,
+            "",
+            "the file is empty (expected a header row of field names)",
+        ));
+    }
+    let known = |name: &String| name == "password" || Field::from_name(name).is_some();
+    if !headers.iter().any(known) {
+        return Err(record_error(
+            1,
+            "",
+            "not a customer file: expected JSON, or CSV whose first row names the fields \
+             (clcleunik, lastName, email, ...)",
+        ));
+    }
+    for (index, name) in headers.iter().enumerate() {
+        if !known(name) {
+            return Err(record_error(1, name, "unknown column"));
+        }
+        if headers[..index].contains(name) {
+            return Err(record_error(1, name, "column given twice"));
+        }
+    }
+    if !headers.iter().any(|name| name == "clcleunik") {
+        return Err(record_error(
+            1,
+            "clcleunik",
+            "missing column (every customer needs its key)",
+        ));
+    }
+    let mut records = Vec::new();
+    for row in reader.records() {
+        let row = row.map_err(csv_error)?;
+        let line = row.position().map_or(0, |p| p.line() as usize);
+        if row.iter().all(|cell| cell.trim().is_empty()) {
+            continue;
+        }
+        let fields = headers
+            .iter()
+            .cloned()
+            .zip(row.iter().map(|cell| Some(cell.to_owned())));
+        records.push(record_from_fields(line, fields)?);
+    }
+    check_unique(&records)?;
+    Ok(records)
+}
+
+/// Parses a whole file in the given format.
+pub fn parse(
+    bytes: &[u8],
+    format: Format,
+    encoding: TextEncoding,
+    delimiter: Option<u8>,
+) -> Result<Vec<Record>, RecordError> {
+    match format {
+        Format::Json => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| record_error(1, "", "a JSON file must be UTF-8"))?;
+            parse_json(text)
+        }
+        Format::Csv => parse_csv(&decode(bytes, encoding)?, delimiter),
+    }
+}
+
 /// A JSON scalar as the text a spreadsheet would hold; objects and arrays stay `None`.
 fn json_scalar(value: Value) -> Option<String> {
     match value {
@@ -140,7 +313,7 @@ pub fn record_from_fields(
 ) -> Result<Record, RecordError> {
     let mut customer = empty_customer();
     let mut password = PasswordInput::Absent;
-    let mut has_key = false;
+    let mut present = FieldSet::default();
     for (name, value) in fields {
         let Some(value) = value else {
             return Err(record_error(
@@ -161,11 +334,11 @@ pub fn record_from_fields(
         }
         let field =
             Field::from_name(&name).ok_or_else(|| record_error(line, &name, "unknown field"))?;
-        has_key |= field == Field::Clcleunik;
+        present.insert(field);
         set_field(&mut customer, field, value)
             .map_err(|message| record_error(line, &name, message))?;
     }
-    if !has_key {
+    if !present.contains(Field::Clcleunik) {
         return Err(record_error(
             line,
             "clcleunik",
@@ -175,6 +348,7 @@ pub fn record_from_fields(
     Ok(Record {
         line,
         customer,
+        present,
         password,
     })
 }
@@ -325,7 +499,7 @@ fn check_unique(records: &[Record]) -> Result<(), RecordError> {
     Ok(())
 }
 
-/// What a write did, for the summary line.
+/// What a write did (or, in a dry run, would do), for the summary line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub inserted: usize,
@@ -334,66 +508,207 @@ pub struct Summary {
     pub deleted: usize,
 }
 
-/// Hashes the plain-text passwords of `records` (in parallel) and writes them all in one
-/// transaction: inserted or updated by `clcleunik`; with `replace`, customers not in `records`
-/// are deleted. Nothing is written if anything fails.
+/// Progress callbacks, so the command line can draw bars; the library draws nothing.
+pub trait Progress: Sync {
+    /// A phase starts with `total` steps: "checking passwords", "writing".
+    fn phase(&self, name: &'static str, total: usize);
+    /// One more step of the current phase is done.
+    fn step(&self);
+}
+
+/// Reports nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&self, _: &'static str, _: usize) {}
+    fn step(&self) {}
+}
+
+/// What to do with the stored password of one record.
+enum PasswordWrite {
+    /// Leave the stored value (or NULL for a new customer) as it is.
+    Keep,
+    Set(Option<String>),
+}
+
+/// The customers currently stored under the keys of `records`, with their hashes.
+fn existing(
+    conn: &Connection,
+    records: &[Record],
+) -> rusqlite::Result<HashMap<i64, (Customer, Option<String>)>> {
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, password_hash FROM customer WHERE clcleunik = ?"
+    ))?;
+    let mut found = HashMap::new();
+    for record in records {
+        let row = select
+            .query_row([record.customer.clcleunik], |row| {
+                Ok((
+                    Customer::from_row(row)?,
+                    row.get::<_, Option<String>>(Field::ALL.len())?,
+                ))
+            })
+            .optional()?;
+        if let Some(row) = row {
+            found.insert(record.customer.clcleunik, row);
+        }
+    }
+    Ok(found)
+}
+
+/// Decides every record's password: a plain-text password that already matches the stored
+/// hash keeps it (so re-importing a file changes nothing); others are hashed. In parallel.
+fn password_writes(
+    records: &[Record],
+    stored: &HashMap<i64, (Customer, Option<String>)>,
+    hasher: &PasswordHasher,
+    progress: &dyn Progress,
+) -> Result<Vec<PasswordWrite>, crate::auth::HashError> {
+    let plain: Vec<(usize, &Secret)> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(index, record)| match &record.password {
+            PasswordInput::Plain(secret) => Some((index, secret)),
+            _ => None,
+        })
+        .collect();
+    progress.phase("hashing passwords", plain.len());
+    let outcomes = crate::auth::parallel_map(&plain, |(index, secret)| {
+        let current = stored
+            .get(&records[*index].customer.clcleunik)
+            .and_then(|(_, hash)| hash.as_deref());
+        let result = match current {
+            Some(hash) if matches!(hasher.verify(secret, Some(hash)), Verdict::Valid { .. }) => {
+                Ok(PasswordWrite::Keep)
+            }
+            _ => hasher
+                .hash(secret)
+                .map(|hash| PasswordWrite::Set(Some(hash))),
+        };
+        progress.step();
+        result
+    });
+    let mut from_plain = outcomes.into_iter();
+    records
+        .iter()
+        .map(|record| match &record.password {
+            PasswordInput::Absent => Ok(PasswordWrite::Keep),
+            PasswordInput::Empty => Ok(PasswordWrite::Set(None)),
+            PasswordInput::Hashed(hash) => Ok(PasswordWrite::Set(Some(hash.clone()))),
+            PasswordInput::Plain(_) => from_plain.next().unwrap_or(Ok(PasswordWrite::Keep)),
+        })
+        .collect()
+}
+
+/// Compares `records` with the store without writing: what [`write`] would do. Passwords are
+/// not checked (that costs as much as hashing); a changed password alone is not counted.
+pub fn dry_run(conn: &Connection, records: &[Record], replace: bool) -> rusqlite::Result<Summary> {
+    let stored = existing(conn, records)?;
+    let mut summary = Summary::default();
+    for record in records {
+        match stored.get(&record.customer.clcleunik) {
+            None => summary.inserted += 1,
+            Some((customer, _)) if *customer == record.merged(Some(customer)) => {
+                summary.unchanged += 1
+            }
+            Some(_) => summary.updated += 1,
+        }
+    }
+    if replace {
+        let total: i64 = conn.query_row("SELECT count(*) FROM customer", [], |row| row.get(0))?;
+        summary.deleted = usize::try_from(total).unwrap_or(0) - stored.len();
+    }
+    Ok(summary)
+}
+
+/// Hashes the plain-text passwords of `records` (in parallel, before any lock is taken), then
+/// writes them all in one transaction: inserted or updated by `clcleunik`; with `replace`,
+/// customers not in `records` are deleted. Nothing is written if anything fails, and a crash
+/// or kill before the commit leaves the store exactly as it was (SQLite's atomic commit).
 pub fn write(
     conn: &mut Connection,
     records: &[Record],
     hasher: &PasswordHasher,
     replace: bool,
+    progress: &dyn Progress,
 ) -> Result<Summary, Box<dyn std::error::Error + Send + Sync>> {
-    let plain: Vec<Secret> = records
-        .iter()
-        .filter_map(|record| match &record.password {
-            PasswordInput::Plain(secret) => Some(secret.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut hashes = hasher.hash_many(&plain)?.into_iter();
+    let stored = existing(conn, records)?;
+    let passwords = password_writes(records, &stored, hasher, progress)?;
 
-    let tx = conn.transaction()?;
+    progress.phase("writing", records.len());
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut summary = Summary::default();
     {
-        let placeholders = vec!["?"; 23].join(", ");
+        let set_columns = COLUMNS
+            .split(", ")
+            .skip(1)
+            .map(|column| format!("{column} = ?"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
         let mut select = tx.prepare(&format!(
             "SELECT {COLUMNS}, password_hash FROM customer WHERE clcleunik = ?"
         ))?;
-        let mut upsert = tx.prepare(&format!(
-            "INSERT OR REPLACE INTO customer ({COLUMNS}, password_hash, updated_at) \
-             VALUES ({placeholders}, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+        let mut insert = tx.prepare(&format!(
+            "INSERT INTO customer ({COLUMNS}, password_hash) VALUES ({}, ?)",
+            vec!["?"; Field::ALL.len()].join(", ")
         ))?;
-        for record in records {
-            let existing = select
-                .query_row([record.customer.clcleunik], |row| {
-                    Ok((Customer::from_row(row)?, row.get::<_, Option<String>>(22)?))
+        let mut update = tx.prepare(&format!(
+            "UPDATE customer SET {set_columns}, updated_at = {now} WHERE clcleunik = ?"
+        ))?;
+        let mut update_password = tx.prepare(&format!(
+            "UPDATE customer SET {set_columns}, password_hash = ?, updated_at = {now} \
+             WHERE clcleunik = ?"
+        ))?;
+        for (record, password) in records.iter().zip(&passwords) {
+            let id = record.customer.clcleunik;
+            // Read again inside the transaction: the store may have changed while we hashed.
+            let current = select
+                .query_row([id], |row| {
+                    Ok((
+                        Customer::from_row(row)?,
+                        row.get::<_, Option<String>>(Field::ALL.len())?,
+                    ))
                 })
                 .optional()?;
-            let password: Option<String> = match &record.password {
-                PasswordInput::Absent => existing.as_ref().and_then(|(_, hash)| hash.clone()),
-                PasswordInput::Empty => None,
-                PasswordInput::Plain(_) => hashes.next(),
-                PasswordInput::Hashed(hash) => Some(hash.clone()),
-            };
-            match &existing {
-                None => summary.inserted += 1,
-                Some((customer, hash))
-                    if *customer == record.customer
-                        && *hash == password
-                        && !matches!(record.password, PasswordInput::Plain(_)) =>
+            let customer = record.merged(current.as_ref().map(|(customer, _)| customer));
+            let params = customer.to_params();
+            match (current, password) {
+                (None, PasswordWrite::Keep) => {
+                    let none: Option<String> = None;
+                    insert.execute(params_from_iter(
+                        params.iter().copied().chain([&none as &dyn ToSql]),
+                    ))?;
+                    summary.inserted += 1;
+                }
+                (None, PasswordWrite::Set(hash)) => {
+                    insert.execute(params_from_iter(
+                        params.iter().copied().chain([hash as &dyn ToSql]),
+                    ))?;
+                    summary.inserted += 1;
+                }
+                (Some((current, _)), PasswordWrite::Keep) if current == customer => {
+                    summary.unchanged += 1;
+                }
+                (Some((current, stored)), PasswordWrite::Set(hash))
+                    if current == customer && stored == *hash =>
                 {
                     summary.unchanged += 1;
-                    continue;
                 }
-                Some(_) => summary.updated += 1,
+                (Some(_), PasswordWrite::Keep) => {
+                    update.execute(params_from_iter(
+                        params[1..].iter().copied().chain([&id as &dyn ToSql]),
+                    ))?;
+                    summary.updated += 1;
+                }
+                (Some(_), PasswordWrite::Set(hash)) => {
+                    let tail: [&dyn ToSql; 2] = [hash, &id];
+                    update_password
+                        .execute(params_from_iter(params[1..].iter().copied().chain(tail)))?;
+                    summary.updated += 1;
+                }
             }
-            let params = record.customer.to_params();
-            let all: Vec<&dyn ToSql> = params
-                .iter()
-                .copied()
-                .chain([&password as &dyn ToSql])
-                .collect();
-            upsert.execute(params_from_iter(all))?;
+            progress.step();
         }
         if replace {
             tx.execute_batch(
@@ -425,7 +740,7 @@ pub fn seed_demo(
     hasher: &PasswordHasher,
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let records = parse_json(DEMO_JSON).map_err(|e| format!("demo-customers.json:{e}"))?;
-    let summary = write(conn, &records, hasher, false)?;
+    let summary = write(conn, &records, hasher, false, &Silent)?;
     Ok(summary.inserted)
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod customer;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod import;
 pub mod logging;
 pub mod ratelimit;
@@ -31,9 +32,17 @@ pub fn figment() -> Figment {
     rocket::Config::figment()
 }
 
+/// Whether a newly created database may be filled with the demo customers (when `seed_demo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seed {
+    IfNew,
+    /// `clientele import` into a new file: the shop's own customers, no demo mixed in.
+    Never,
+}
+
 /// Reads the config, installs the logger and opens (creating, migrating and seeding as
 /// needed) the database: everything every command does first.
-pub fn prepare(figment: &Figment) -> Result<(Config, Db), StartupError> {
+pub fn prepare(figment: &Figment, seed: Seed) -> Result<(Config, Db), StartupError> {
     let log_level: String = figment
         .extract_inner("log_level")
         .unwrap_or_else(|_| "normal".into());
@@ -41,7 +50,7 @@ pub fn prepare(figment: &Figment) -> Result<(Config, Db), StartupError> {
     let config = Config::from_figment(figment)?;
     let (db, report) = Db::open(&config.database, &config.hasher)?;
     if report.created {
-        let seeded = if config.seed_demo {
+        let seeded = if config.seed_demo && seed == Seed::IfNew {
             let mut conn = db
                 .connection()
                 .map_err(|e| StartupError::database(&config.database, e))?;
@@ -64,7 +73,7 @@ pub fn prepare(figment: &Figment) -> Result<(Config, Db), StartupError> {
 /// Builds the application: config checked, database ready, access mode decided, routes and
 /// catchers mounted.
 pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
-    let (config, db) = prepare(&figment)?;
+    let (config, db) = prepare(&figment, Seed::IfNew)?;
     let address: IpAddr = figment
         .extract_inner("address")
         .map_err(|e| StartupError::Config(format!("address: {e}")))?;

@@ -9,3 +9,4 @@ mod login;
 mod secrets;
 mod startup;
 mod tools;
+mod transfer;

@@ -1,0 +1,96 @@
+//! Taking customers out: `clientele export` (JSON that re-imports, or CSV) and
+//! `clientele backup` (a consistent copy of the live database).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::customer::{self, CustomerJson, CustomerList, Field, ListFilter, Redaction};
+use crate::error::JsonResponse;
+use crate::import::Format;
+
+/// Writes every customer to `out` in `format`, with `redaction` applied; passwords and hashes
+/// are never part of a [`customer::Customer`], so they cannot be exported. Returns the count.
+pub fn export(
+    conn: &Connection,
+    format: Format,
+    redaction: Redaction,
+    out: &mut dyn Write,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    let page = customer::list(conn, &ListFilter::default())?;
+    match format {
+        Format::Json => {
+            // Exactly the list endpoint's body, so `clientele import` reads it back.
+            let result = CustomerList {
+                customers: &page.customers,
+                redaction,
+            };
+            out.write_all(&JsonResponse::success("Customers list", result).body)?;
+            out.write_all(b"\n")?;
+        }
+        Format::Csv => {
+            let columns: Vec<Field> = Field::ALL
+                .into_iter()
+                .filter(|field| !redaction.withholds(*field))
+                .collect();
+            let mut writer = csv::Writer::from_writer(out);
+            writer.write_record(columns.iter().map(|field| field.name()))?;
+            for customer in &page.customers {
+                let json = serde_json::to_value(CustomerJson {
+                    customer,
+                    redaction,
+                })?;
+                writer.write_record(columns.iter().map(|field| match &json[field.name()] {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                }))?;
+            }
+            writer.flush()?;
+        }
+    }
+    Ok(page.customers.len())
+}
+
+/// Writes a consistent copy of the database to `dest` while the server may be running
+/// (`VACUUM INTO` reads one snapshot). The copy is made beside `dest`, checked with
+/// `PRAGMA integrity_check`, then renamed into place, so `dest` is never half-written.
+pub fn backup(conn: &Connection, dest: &Path, force: bool) -> Result<(), String> {
+    if dest.exists() && !force {
+        return Err(format!(
+            "{}: already exists; pass --force to overwrite it",
+            dest.display()
+        ));
+    }
+    if dest.is_dir() {
+        return Err(format!("{}: is a folder; give a file name", dest.display()));
+    }
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let path_text = partial
+        .to_str()
+        .ok_or_else(|| format!("{}: the path is not valid UTF-8", dest.display()))?;
+    let result = (|| {
+        conn.execute("VACUUM INTO ?1", [path_text])
+            .map_err(|e| format!("{}: could not write the copy: {e}", dest.display()))?;
+        let copy = Connection::open(&partial).map_err(|e| e.to_string())?;
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .map_err(|e| e.to_string())?;
+        if check != "ok" {
+            return Err(format!(
+                "{}: the copy failed its integrity check: {check}",
+                dest.display()
+            ));
+        }
+        drop(copy);
+        std::fs::rename(&partial, dest).map_err(|e| format!("{}: {e}", dest.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}

@@ -1,0 +1,547 @@
+//! `clientele import`, `export` and `backup`, run as the real binary.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::helpers::*;
+use crate::tools::run;
+
+/// `n` plausible customers as the old API served them, passwords in plain text.
+fn synthetic(n: usize) -> Vec<Map<String, Value>> {
+    let cities = ["Liège", "Gent", "Namur", "Mons", "Brugge", "Lille"];
+    let names = ["Lefèvre", "D'hondt", "Müller", "Garçon", "Peeters", "Noël"];
+    (1..=n)
+        .map(|i| {
+            let value = json!({
+                "clcleunik": i + 1000,
+                "customerNumber": format!("K{i:05}"),
+                "groupePrice": if i % 3 == 0 { "Pro" } else { "Détail" },
+                "login": format!("user{i}"),
+                "password": format!("pw-{i}-Zq8x"),
+                "lastName": names[i % names.len()],
+                "firstName": format!("Prénom{i}"),
+                "address": format!("Rue de l'Église {i}"),
+                "zipcode": format!("{}", 1000 + i % 9000),
+                "city": cities[i % cities.len()],
+                "country": "BE",
+                "phone": format!("+32 2 {i:07}"),
+                "cellphone": "",
+                "email": format!("user{i}@example.be"),
+                "denomination": if i % 4 == 0 { format!("Société {i} SRL") } else { String::new() },
+                "tvaNumber": if i % 4 == 0 { format!("BE0{i:09}") } else { String::new() },
+                "addedDate": format!("2023-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
+                "addHour": format!("{:02}:{:02}:{:02}", i % 24, i % 60, (i * 7) % 60),
+                "language": (["FR", "NL", "EN"][i % 3]),
+                "showPrice": i % 2 == 0,
+                "webRemise": if i % 5 == 0 { json!(12.5) } else { json!(i % 20) },
+                "megawinapp_login": format!("mw{i}"),
+                "notification_accepted": if i % 2 == 0 { "1" } else { "0" },
+            });
+            value.as_object().unwrap().clone()
+        })
+        .collect()
+}
+
+fn envelope(customers: &[Map<String, Value>]) -> String {
+    serde_json::to_string_pretty(&json!({
+        "success": "true", "message": "Customers list", "result": {"customer": customers}
+    }))
+    .unwrap()
+}
+
+/// Every row and column of the customer table, as text: "the same content".
+fn dump(db: &Path) -> Vec<Vec<String>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut statement = conn
+        .prepare("SELECT * FROM customer ORDER BY clcleunik")
+        .unwrap();
+    let columns = statement.column_count();
+    statement
+        .query_map([], |row| {
+            Ok((0..columns)
+                .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                .collect())
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn importing_a_saved_old_api_response_serves_it_hashes_it_and_keeps_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let customers = synthetic(1000);
+    let file = dir.path().join("old.json");
+    std::fs::write(&file, envelope(&customers)).unwrap();
+
+    let output = run(&db, &["import", file.to_str().unwrap()], "");
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("1000 inserted"),
+        "{}",
+        stderr(&output)
+    );
+    let app = spawn_app_on(dir, db.clone(), |f| f);
+    let served = app.get("/CUSTOMER/LIST/").customers();
+    let expected: Vec<_> = customers
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c.remove("password");
+            c
+        })
+        .collect();
+    assert_eq!(
+        served, expected,
+        "served exactly as in the file, minus the password"
+    );
+    let hashes: Vec<String> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT password_hash FROM customer")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(hashes.len(), 1000);
+    assert!(hashes.iter().all(|h| h.starts_with("$argon2id$")));
+    for customer in &customers {
+        let reply = app.login(
+            customer["email"].as_str().unwrap(),
+            customer["password"].as_str().unwrap(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let bytes = database_bytes(&db);
+    for customer in &customers {
+        assert!(!contains_bytes(
+            &bytes,
+            customer["password"].as_str().unwrap().as_bytes()
+        ));
+    }
+}
+
+#[test]
+fn a_semicolon_windows_1252_spreadsheet_keeps_its_accents() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let file = dir.path().join("export-excel.csv");
+    let (text, _, _) = encoding_rs::WINDOWS_1252.encode(
+        "clcleunik;lastName;firstName;city;address;webRemise\r\n\
+         7;Lefèvre;Anaïs;Liège;Rue de l'Église 3;12,5\r\n\
+         8;D'hondt;Noël;Gent;Place Saint-Jacques;0\r\n\
+         9;Garçon;François;Mons;Quai d'Orléans;5\r\n",
+    );
+    std::fs::write(&file, &text).unwrap();
+    assert!(
+        std::str::from_utf8(&text).is_err(),
+        "the file really is Windows-1252"
+    );
+
+    let output = run(&db, &["import", file.to_str().unwrap()], "");
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let app = spawn_app_on(dir, db, |f| f);
+    let served = app.get("/CUSTOMER/LIST/").customers();
+    let names: Vec<(&str, &str, &str)> = served
+        .iter()
+        .map(|c| {
+            (
+                c["lastName"].as_str().unwrap(),
+                c["firstName"].as_str().unwrap(),
+                c["city"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Lefèvre", "Anaïs", "Liège"),
+            ("D'hondt", "Noël", "Gent"),
+            ("Garçon", "François", "Mons")
+        ]
+    );
+    assert_eq!(served[0]["address"], "Rue de l'Église 3");
+    assert_eq!(served[0]["webRemise"], 12.5);
+}
+
+#[test]
+fn a_utf8_csv_with_a_bom_and_commas_imports_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let file = dir.path().join("list.csv");
+    std::fs::write(
+        &file,
+        "\u{feff}email,clcleunik,lastName\n\"a@b.be\",3,\"Dupont, fils\"\n",
+    )
+    .unwrap();
+
+    let output = run(&db, &["import", file.to_str().unwrap()], "");
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let app = spawn_app_on(dir, db, |f| f);
+    let customers = app.get("/CUSTOMER/LIST/").customers();
+    assert_eq!(customers[0]["lastName"], "Dupont, fils");
+    assert_eq!(customers[0]["email"], "a@b.be");
+}
+
+#[test]
+fn a_bad_row_stops_the_import_with_its_line_and_changes_nothing() {
+    let app = spawn_app();
+    let before = dump(&app.db);
+    let mut csv = String::from("clcleunik,lastName,password\n");
+    for row in 1..=1000 {
+        let id = if row == 500 {
+            "abc".to_owned()
+        } else {
+            (row + 5000).to_string()
+        };
+        csv.push_str(&format!("{id},Name{row},pw{row}\n"));
+    }
+    let file = app.dir.path().join("bad.csv");
+    std::fs::write(&file, csv).unwrap();
+
+    let output = run(&app.db, &["import", file.to_str().unwrap()], "");
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("bad.csv:501: clcleunik:"), "{message}");
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert_eq!(dump(&app.db), before);
+}
+
+#[test]
+fn a_killed_import_leaves_the_database_exactly_as_before() {
+    let app = spawn_app();
+    let before = dump(&app.db);
+    let file = app.dir.path().join("big.csv");
+    let mut csv = String::from("clcleunik,lastName,firstName,address,city,email\n");
+    for row in 1..=300_000 {
+        csv.push_str(&format!(
+            "{},Name{row},First{row},Long street name number {row},City{row},user{row}@example.be\n",
+            row + 100
+        ));
+    }
+    std::fs::write(&file, csv).unwrap();
+    let mut wal = app.db.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    let wal_before = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let mut child = binary()
+        .args(["import", file.to_str().unwrap()])
+        .env("ROCKET_DATABASE", &app.db)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Kill it once the write transaction is spilling pages into the WAL: mid-write.
+    let writing = eventually(Duration::from_secs(120), || {
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) > wal_before + 4 * 1024 * 1024
+    });
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert!(writing, "the import never started writing");
+    assert!(
+        still_running,
+        "the import finished before it could be killed; make the file bigger"
+    );
+    assert_eq!(dump(&app.db), before);
+    assert_eq!(
+        app.get("/CUSTOMER/LIST/").customers().len(),
+        demo_customers().len()
+    );
+}
+
+#[test]
+fn export_then_import_round_trips_every_field_and_keeps_passwords() {
+    let app = spawn_app();
+    let exported = run(&app.db, &["export"], "");
+    assert!(exported.status.success());
+    let exported = String::from_utf8(exported.stdout).unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let copy = other.path().join("copy.db");
+    let into_new = run(&copy, &["import", "-", "--format", "json"], &exported);
+    let into_same = run(&app.db, &["import", "-"], &exported);
+
+    assert!(into_new.status.success(), "{}", stderr(&into_new));
+    assert_eq!(
+        String::from_utf8(run(&copy, &["export"], "").stdout).unwrap(),
+        exported
+    );
+    assert!(stderr(&into_same).contains(&format!(
+        "0 inserted, 0 updated, 0 deleted, {} unchanged",
+        demo_customers().len()
+    )));
+    assert_eq!(
+        app.login("jdoe@example.com", "password123").status,
+        200,
+        "hashes kept"
+    );
+}
+
+#[test]
+fn export_never_contains_a_password_or_hash_in_any_format() {
+    let app = spawn_app_with(|f| f.merge(("redact", ["phone"])));
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["export"],
+        vec!["export", "--format", "csv"],
+        vec!["export", "--all-fields"],
+        vec!["export", "--format", "csv", "--all-fields"],
+    ] {
+        let output = binary()
+            .args(&args)
+            .env("ROCKET_DATABASE", &app.db)
+            .env("ROCKET_REDACT", "[\"phone\"]")
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        outputs.push((args, String::from_utf8(output.stdout).unwrap()));
+    }
+
+    for (args, text) in &outputs {
+        assert!(!text.to_lowercase().contains("password"), "{args:?}");
+        assert!(!text.contains("$argon2"), "{args:?}");
+        for password in demo_passwords() {
+            assert!(!text.contains(&password), "{args:?}");
+        }
+        let redacted = !args.contains(&"--all-fields");
+        assert_eq!(
+            !text.contains("555-1234"),
+            redacted,
+            "{args:?}: redact applies unless --all-fields"
+        );
+        assert!(text.contains("555-5678"), "{args:?}");
+    }
+}
+
+#[test]
+fn replace_deletes_the_customers_not_in_the_file_and_dry_run_writes_nothing() {
+    let app = spawn_app();
+    let before = dump(&app.db);
+    let csv = "clcleunik,lastName\n1,Doe\n2,Dubois-Changed\n";
+
+    let dry = run(&app.db, &["import", "-", "--replace", "--dry-run"], csv);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(stderr(&dry).contains("dry run"));
+    assert!(stderr(&dry).contains("23 deleted"), "{}", stderr(&dry));
+    assert_eq!(dump(&app.db), before);
+
+    let real = run(&app.db, &["import", "-", "--replace"], csv);
+    assert!(real.status.success(), "{}", stderr(&real));
+    assert_eq!(app.get("/CUSTOMER/LIST/").ids(), vec![1, 2]);
+    assert_eq!(
+        app.get("/CUSTOMER/LIST/?id_client=2").customers()[0]["lastName"],
+        "Dubois-Changed"
+    );
+}
+
+#[test]
+fn imported_hashes_are_kept_and_an_empty_password_means_none() {
+    let app = spawn_app();
+    let bcrypt = bcrypt::hash("from-php", 4)
+        .unwrap()
+        .replacen("$2b$", "$2y$", 1);
+    let csv = format!("clcleunik,password\n1,\n2,{bcrypt}\n");
+
+    let output = run(&app.db, &["import", "-"], &csv);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(app.stored_hash(1), None);
+    assert_eq!(app.stored_hash(2), Some(bcrypt));
+    app.login("jdoe@example.com", "password123")
+        .assert_error(401);
+    assert_eq!(app.login("marie.dubois@example.be", "from-php").status, 200);
+}
+
+#[test]
+fn import_while_serving_keeps_answering_and_serves_the_new_data_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let server = Server::start(&db, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = server.port;
+    let poller = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut answered = 0;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(
+                    http(port, "GET", "/CUSTOMER/LIST/?limit=5", &[], "").status,
+                    200
+                );
+                answered += 1;
+            }
+            answered
+        })
+    };
+    let customers = synthetic(3000);
+
+    let output = run(&db, &["import", "-"], &envelope(&customers));
+    let after = server.get("/CUSTOMER/LIST/?id_client=1001");
+    stop.store(true, Ordering::Relaxed);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(poller.join().unwrap() > 0);
+    assert_eq!(after.ids(), vec![1001]);
+    assert_eq!(
+        server
+            .get("/CUSTOMER/LIST/?limit=1")
+            .header("x-total-count"),
+        Some("3025")
+    );
+}
+
+#[test]
+fn backup_under_load_opens_passes_integrity_check_and_serves_the_same_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let server = Server::start(&db, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, port) = (Arc::clone(&stop), server.port);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(http(port, "GET", "/CUSTOMER/LIST/", &[], "").status, 200);
+                }
+            })
+        })
+        .collect();
+    let target = dir.path().join("backup.db");
+
+    let output = run(&db, &["backup", target.to_str().unwrap()], "");
+    let again = run(&db, &["backup", target.to_str().unwrap()], "");
+    stop.store(true, Ordering::Relaxed);
+    loaders.into_iter().for_each(|l| l.join().unwrap());
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !again.status.success(),
+        "refuses to overwrite without --force"
+    );
+    assert!(stderr(&again).contains("--force"));
+    let check: String = rusqlite::Connection::open(&target)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let live = server.get("/CUSTOMER/LIST/").body;
+    let restored = spawn_app_on(tempfile::tempdir().unwrap(), target.clone(), |f| f);
+    assert_eq!(restored.get("/CUSTOMER/LIST/").body, live);
+    assert!(
+        run(&db, &["backup", "--force", target.to_str().unwrap()], "")
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn bad_files_and_paths_are_one_clear_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let neither = dir.path().join("notes.txt");
+    std::fs::write(&neither, "just some notes\nnothing else\n").unwrap();
+    let cases: Vec<(Vec<String>, &Path, &str)> = vec![
+        (
+            vec!["import".into(), "/no/such/file.csv".into()],
+            &db,
+            "no such file",
+        ),
+        (
+            vec!["import".into(), dir.path().to_str().unwrap().into()],
+            &db,
+            "is a folder",
+        ),
+        (
+            vec!["import".into(), neither.to_str().unwrap().into()],
+            &db,
+            "not a customer file",
+        ),
+        (
+            vec![
+                "import".into(),
+                "-".into(),
+                "--format".into(),
+                "json".into(),
+            ],
+            &db,
+            "not a customer list",
+        ),
+        (
+            vec!["export".into()],
+            Path::new("/no/such/folder/x.db"),
+            "does not exist",
+        ),
+        (
+            vec!["backup".into(), "/no/such/folder/b.db".into()],
+            &db,
+            "b.db",
+        ),
+    ];
+
+    for (args, database, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = run(database, &args, "{\"nope\": 1}");
+        let message = stderr(&output);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(message.contains(expected), "{args:?}: {message}");
+        assert!(!message.contains("panicked"), "{args:?}: {message}");
+        assert_eq!(
+            message
+                .trim()
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .count(),
+            1,
+            "{args:?}: {message}"
+        );
+    }
+    let unique: HashSet<_> = dump(&db).into_iter().collect();
+    assert!(unique.len() <= demo_customers().len());
+}
+
+#[test]
+fn columns_missing_from_a_file_keep_their_stored_values() {
+    let app = spawn_app();
+    let before = app.get("/CUSTOMER/LIST/?id_client=3").customers()[0].clone();
+
+    let output = run(
+        &app.db,
+        &["import", "-"],
+        "clcleunik;city\n3;Antwerpen-Zuid\n999;Ieper\n",
+    );
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("1 inserted, 1 updated"),
+        "{}",
+        stderr(&output)
+    );
+    let after = app.get("/CUSTOMER/LIST/?id_client=3").customers()[0].clone();
+    let mut expected = before;
+    expected.insert("city".into(), "Antwerpen-Zuid".into());
+    assert_eq!(after, expected);
+    assert_eq!(
+        app.login("jan.peeters@example.be", "Fietsen#88").status,
+        200
+    );
+    let new = &app.get("/CUSTOMER/LIST/?id_client=999").customers()[0];
+    assert_eq!(new["city"], "Ieper");
+    assert_eq!(new["lastName"], "");
+}
