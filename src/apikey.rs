@@ -123,9 +123,13 @@ impl Access {
         }
     }
 
-    /// The current key digests, from memory unless the database changed since they were read.
-    async fn digests(&self, db: &Db) -> Result<Arc<[KeyDigest]>, ApiError> {
-        let generation = db.generation();
+    /// The current key digests, from memory unless the database changed since they were read
+    /// (`generation` is the data version as of this request).
+    async fn digests(
+        &self,
+        db: &Db,
+        generation: Option<i64>,
+    ) -> Result<Arc<[KeyDigest]>, ApiError> {
         if let (Some(generation), Ok(cache)) = (generation, self.cache.read()) {
             if let Some((cached, digests)) = cache.as_ref() {
                 if *cached == generation {
@@ -141,8 +145,13 @@ impl Access {
     }
 
     /// Whether a request presenting `presented` keys may go on.
-    pub async fn check(&self, db: &Db, presented: &[&str]) -> Result<(), ApiError> {
-        let digests = self.digests(db).await?;
+    pub async fn check(
+        &self,
+        db: &Db,
+        generation: Option<i64>,
+        presented: &[&str],
+    ) -> Result<(), ApiError> {
+        let digests = self.digests(db, generation).await?;
         if digests.is_empty() {
             return if self.anonymous_when_keyless {
                 Ok(())
@@ -248,7 +257,8 @@ impl<'r> FromRequest<'r> for ApiKey {
         };
         let keys = presented_keys(request);
         let keys: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
-        match access.check(db, &keys).await {
+        let generation = crate::db::request_generation(request);
+        match access.check(db, generation, &keys).await {
             Ok(()) => Outcome::Success(ApiKey),
             Err(error) => Outcome::Error((error.status(), error)),
         }

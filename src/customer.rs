@@ -557,8 +557,13 @@ pub struct Page {
     pub total: u64,
 }
 
-/// Runs the list query: customers matching `filter`, ascending `clcleunik`, paged.
-pub fn list(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<Page> {
+/// Runs the list query: calls `each` with every customer matching `filter`, in ascending
+/// `clcleunik`, paged; returns how many match before paging.
+fn for_each_customer(
+    conn: &Connection,
+    filter: &ListFilter,
+    mut each: impl FnMut(Customer) -> rusqlite::Result<()>,
+) -> rusqlite::Result<u64> {
     let (clause, params) = filter.where_clause();
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM customer{clause}"))?
@@ -569,16 +574,50 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<Page> {
         "SELECT {COLUMNS} FROM customer{clause} ORDER BY clcleunik LIMIT ? OFFSET ?"
     ))?;
     let paging: [&dyn ToSql; 2] = [&limit, &filter.offset];
-    let customers = statement
-        .query_map(
-            params_from_iter(params.iter().chain(paging.iter())),
-            Customer::from_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Page {
-        customers,
-        total: u64::try_from(total).unwrap_or(0),
-    })
+    let mut rows = statement.query(params_from_iter(params.iter().chain(paging.iter())))?;
+    while let Some(row) = rows.next()? {
+        each(Customer::from_row(row)?)?;
+    }
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
+/// The customers matching `filter`, and how many match before paging.
+pub fn list(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<Page> {
+    let mut customers = Vec::new();
+    let total = for_each_customer(conn, filter, |customer| {
+        customers.push(customer);
+        Ok(())
+    })?;
+    Ok(Page { customers, total })
+}
+
+/// The whole list response body for `filter`, written row by row as they are read, so a list
+/// of 100,000 customers never exists as objects in memory, only as its JSON; and the total.
+pub fn list_json(
+    conn: &Connection,
+    filter: &ListFilter,
+    redaction: Redaction,
+) -> rusqlite::Result<(Vec<u8>, u64)> {
+    // The same bytes `JsonResponse::success("Customers list", CustomerList {..})` writes.
+    let mut body =
+        br#"{"success":"true","message":"Customers list","result":{"customer":["#.to_vec();
+    let mut first = true;
+    let total = for_each_customer(conn, filter, |customer| {
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(
+            &mut body,
+            &CustomerJson {
+                customer: &customer,
+                redaction,
+            },
+        )
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    })?;
+    body.extend_from_slice(b"]}}");
+    Ok((body, total))
 }
 
 /// How a login names the account.
@@ -685,6 +724,33 @@ mod tests {
                 .email
                 .as_deref(),
             Some("a+b@x.be")
+        );
+    }
+
+    #[test]
+    fn the_streamed_list_is_byte_identical_to_the_envelope() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut values = vec!["'x'"; 22];
+        (values[0], values[18], values[19], values[21]) = ("7", "1", "2.5", "0");
+        conn.execute_batch(&format!(
+            "CREATE TABLE customer ({COLUMNS}); INSERT INTO customer VALUES ({});",
+            values.join(", ")
+        ))
+        .unwrap();
+        let redaction = Redaction::from_names(&["phone"]).unwrap();
+        let (body, total) = list_json(&conn, &ListFilter::default(), redaction).unwrap();
+        let page = list(&conn, &ListFilter::default()).unwrap();
+        let envelope = crate::error::JsonResponse::success(
+            "Customers list",
+            CustomerList {
+                customers: &page.customers,
+                redaction,
+            },
+        );
+        assert_eq!(total, 1);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            String::from_utf8(envelope.body).unwrap()
         );
     }
 

@@ -179,6 +179,15 @@ impl Db {
     }
 }
 
+/// The data version as of this request, asked once per request however many parts need it
+/// (the API-key check and the response cache).
+pub fn request_generation(request: &rocket::Request<'_>) -> Option<i64> {
+    struct Cached(Option<i64>);
+    request
+        .local_cache(|| Cached(request.rocket().state::<Db>().and_then(Db::generation)))
+        .0
+}
+
 impl From<rusqlite::Error> for ApiError {
     /// A store that is busy, missing or damaged is "unavailable" (503); anything else is a bug.
     fn from(error: rusqlite::Error) -> Self {

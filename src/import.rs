@@ -124,12 +124,18 @@ pub fn parse_json(text: &str) -> Result<Vec<Record>, RecordError> {
         }
         envelope.result.customer
     };
+    // Line numbers are counted forward from the previous customer, not from the start of
+    // the file each time (which made large single-line files quadratic).
+    let (mut counted_to, mut line) = (0, 1);
     let records = items
         .into_iter()
         .map(|raw| {
             // The raw value borrows from `text`, so its address says where it starts.
-            let offset = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
-            let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+            let offset = (raw.get().as_ptr() as usize)
+                .saturating_sub(text.as_ptr() as usize)
+                .clamp(counted_to, text.len());
+            line += text[counted_to..offset].matches('\n').count();
+            counted_to = offset;
             let object: serde_json::Map<String, Value> = serde_json::from_str(raw.get())
                 .map_err(|_| record_error(line, "", "expected a customer object"))?;
             let fields = object

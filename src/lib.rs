@@ -6,6 +6,7 @@
 
 pub mod apikey;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod customer;
@@ -62,13 +63,21 @@ pub fn prepare(figment: &Figment, seed: Seed) -> Result<(Config, Db), StartupErr
         } else {
             0
         };
-        log::info!(
-            "created database {} with {seeded} demo customer(s)",
-            config.database.display()
-        );
+        if seeded > 0 {
+            log::info!(
+                "created database {} with {seeded} demo customers",
+                config.database.display()
+            );
+        } else {
+            log::info!("created empty database {}", config.database.display());
+        }
     }
     Ok((config, db))
 }
+
+/// How many bytes of finished list responses the server keeps (a 100,000-customer list is
+/// about 55 MB).
+const RESPONSE_CACHE_BYTES: usize = 96 * 1024 * 1024;
 
 /// Builds the application: config checked, database ready, access mode decided, routes and
 /// catchers mounted.
@@ -95,6 +104,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     Ok(rocket::custom(figment)
         .manage(apikey::Access::new(anonymous))
         .manage(login)
+        .manage(cache::ResponseCache::new(RESPONSE_CACHE_BYTES))
         .manage(config)
         .manage(db)
         .attach(routes::CanonicalPaths)

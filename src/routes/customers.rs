@@ -1,14 +1,20 @@
-//! `GET /CUSTOMER/LIST/`: the customer list, filtered and paged as the contract says.
+//! `GET /CUSTOMER/LIST/`: the customer list, filtered and paged as the contract says, served
+//! from the response cache with `ETag` revalidation and gzip.
 
-use rocket::http::{Header, Method};
+use std::io::Cursor;
+use std::sync::Arc;
+
+use rocket::http::{Header, Method, Status};
 use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::{self, Responder, Response};
 use rocket::{get, Route, State};
 
 use crate::apikey::ApiKey;
+use crate::cache::{CachedList, ResponseCache};
 use crate::config::Config;
-use crate::customer::{self, CustomerList, ListFilter};
-use crate::db::Db;
-use crate::error::{ApiError, JsonResponse};
+use crate::customer::{self, ListFilter};
+use crate::db::{self, Db};
+use crate::error::{json_content_type, ApiError};
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for ListFilter {
@@ -23,21 +29,119 @@ impl<'r> FromRequest<'r> for ListFilter {
     }
 }
 
+/// What the client can take: its cached `ETag`s and whether it accepts gzip.
+pub struct Negotiation {
+    if_none_match: Option<String>,
+    gzip: bool,
+    generation: Option<i64>,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Negotiation {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let headers = request.headers();
+        Outcome::Success(Negotiation {
+            if_none_match: headers.get_one("If-None-Match").map(str::to_owned),
+            gzip: headers.get("Accept-Encoding").any(accepts_gzip),
+            generation: db::request_generation(request),
+        })
+    }
+}
+
+/// Whether an `Accept-Encoding` value accepts gzip (`gzip` or `*`, with no `q=0`).
+fn accepts_gzip(value: &str) -> bool {
+    value.split(',').any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let weight = parts
+            .find_map(|p| p.strip_prefix("q="))
+            .and_then(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && weight > 0.0
+    })
+}
+
+/// A list response from the cache: the full body, its gzip copy, or a 304.
+pub struct ListResponse {
+    entry: Arc<CachedList>,
+    body: Option<(Arc<[u8]>, bool)>,
+}
+
+impl<'r> Responder<'r, 'static> for ListResponse {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut builder = Response::build();
+        builder
+            // Browsers may keep it, but must ask again each time: a 304 costs almost nothing.
+            .header(Header::new("Cache-Control", "private, no-cache"))
+            .header(Header::new("Vary", "Accept-Encoding"));
+        match self.body {
+            None => {
+                builder
+                    .status(Status::NotModified)
+                    .header(Header::new("ETag", self.entry.etag.clone()));
+            }
+            Some((bytes, gzipped)) => {
+                let etag = if gzipped {
+                    builder.header(Header::new("Content-Encoding", "gzip"));
+                    self.entry.gzip_etag()
+                } else {
+                    self.entry.etag.clone()
+                };
+                builder
+                    .status(Status::Ok)
+                    .header(json_content_type())
+                    .header(Header::new("ETag", etag))
+                    .header(Header::new("X-Total-Count", self.entry.total.to_string()))
+                    // Hand large bodies to the connection in large pieces, not 4 KiB ones.
+                    .max_chunk_size(bytes.len().clamp(4096, 1 << 20))
+                    .sized_body(bytes.len(), Cursor::new(bytes));
+            }
+        }
+        Ok(builder.finalize())
+    }
+}
+
 #[get("/CUSTOMER/LIST")]
 async fn get_customers(
     _key: ApiKey,
     filter: Result<ListFilter, ApiError>,
+    negotiation: Negotiation,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<JsonResponse, ApiError> {
+    cache: &State<ResponseCache>,
+) -> Result<ListResponse, ApiError> {
     let filter = filter?;
-    let page = db.run(move |conn| customer::list(conn, &filter)).await?;
-    let result = CustomerList {
-        customers: &page.customers,
-        redaction: config.redaction,
+    let redaction = config.redaction;
+    let entry = cache
+        .get_or_build(negotiation.generation, &filter, || {
+            let (db, filter) = (db.inner().clone(), filter.clone());
+            async move {
+                db.run(move |conn| {
+                    let (body, total) = customer::list_json(conn, &filter, redaction)?;
+                    Ok::<_, ApiError>(CachedList::new(body, total))
+                })
+                .await
+            }
+        })
+        .await?;
+    if negotiation
+        .if_none_match
+        .as_deref()
+        .is_some_and(|tags| entry.matches(tags))
+    {
+        return Ok(ListResponse { entry, body: None });
+    }
+    let body = match negotiation.gzip {
+        true => entry.gzip().await.map(|gz| (gz, true)),
+        false => None,
     };
-    Ok(JsonResponse::success("Customers list", result)
-        .with_header(Header::new("X-Total-Count", page.total.to_string())))
+    let body = body.unwrap_or_else(|| (Arc::clone(&entry.body), false));
+    Ok(ListResponse {
+        entry,
+        body: Some(body),
+    })
 }
 
 pub fn routes() -> Vec<Route> {
@@ -47,4 +151,19 @@ pub fn routes() -> Vec<Route> {
         &[Method::Get, Method::Head],
     ));
     routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn accept_encoding_is_read_with_its_weights() {
+        assert!(accepts_gzip("gzip, deflate, br"));
+        assert!(accepts_gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("br, deflate"));
+        assert!(!accepts_gzip("identity"));
+    }
 }

@@ -240,13 +240,20 @@ fn head_answers_like_get_without_a_body() {
 }
 
 #[test]
-fn customer_responses_are_not_cacheable_or_sniffable() {
+fn customer_responses_stay_out_of_shared_caches_and_are_not_sniffable() {
     let app = spawn_app();
 
-    let reply = app.get("/CUSTOMER/LIST/");
+    let list = app.get("/CUSTOMER/LIST/");
+    let login = app.login("jdoe@example.com", "password123");
+    let error = app.get("/CUSTOMER/LIST/?id_client=x");
 
-    assert_eq!(reply.header("cache-control"), Some("no-store"));
-    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    // The list may be kept by the browser but must be revalidated (it has an ETag).
+    assert_eq!(list.header("cache-control"), Some("private, no-cache"));
+    assert_eq!(login.header("cache-control"), Some("no-store"));
+    assert_eq!(error.header("cache-control"), Some("no-store"));
+    for reply in [&list, &login, &error] {
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod helpers;
 
 mod access;
 mod binary;
+mod cache;
 mod list;
 mod login;
 mod secrets;
