@@ -52,7 +52,7 @@ def wait_http(port, path="/health", timeout=30.0):
 def fetch(port, path, headers=None):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
     with urllib.request.urlopen(request, timeout=60) as r:
-        return r.read(), dict(r.headers)
+        return r.read(), r.headers
 
 
 def rss_kib(pid, field="VmRSS"):
@@ -195,16 +195,13 @@ http {{
   types {{ }}
   client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
   uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
+  map $arg_id_client $file {{ "" all; default by_id/$arg_id_client; }}
   server {{
     listen 127.0.0.1:{NGINX_PORT};
     root {www};
     gzip_static on;
     etag on;
-    location = /CUSTOMER/LIST/ {{
-      set $f all;
-      if ($arg_id_client != "") {{ set $f by_id/$arg_id_client; }}
-      try_files /$f.json =404;
-    }}
+    location = /CUSTOMER/LIST/ {{ try_files /$file.json =404; }}
   }}
 }}
 """)
@@ -216,6 +213,8 @@ http {{
         nginx_body, nginx_headers = fetch(NGINX_PORT, f"/CUSTOMER/LIST/?apikey={key}")
         assert nginx_body == whole, "nginx must serve the same bytes"
         nginx_etag = nginx_headers["ETag"]
+        sample = www / "by_id" / f"{ids[0]}.json"
+        assert fetch(NGINX_PORT, f"/CUSTOMER/LIST/?id_client={ids[0]}&apikey={key}")[0] == sample.read_bytes()
 
         ids_lua = work / "ids.lua"
         lua_ids(ids_lua, ids, key)

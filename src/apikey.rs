@@ -229,11 +229,9 @@ fn presented_keys<'r>(request: &'r Request<'_>) -> Vec<std::borrow::Cow<'r, str>
     );
     if let Some(query) = request.uri().query() {
         for pair in query.as_str().split('&') {
-            if let Some(value) = pair.strip_prefix("apikey=") {
-                if let Some((_, decoded)) =
-                    form_urlencoded::parse(format!("k={value}").as_bytes()).next()
-                {
-                    keys.push(std::borrow::Cow::Owned(decoded.into_owned()));
+            if pair.starts_with("apikey=") {
+                if let Some((_, key)) = form_urlencoded::parse(pair.as_bytes()).next() {
+                    keys.push(key);
                 }
             }
         }

@@ -5,12 +5,13 @@
 //! in a log line through `{:?}`.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// A plain-text secret (a password or an API key). `Debug` never shows it, and it has no
 /// `Display`, so it cannot be formatted into a message by accident.
@@ -90,6 +91,34 @@ pub struct PasswordHasher {
     /// A hash of a random password, verified against when an account does not exist so that
     /// "unknown account" takes as long as "wrong password".
     dummy: Arc<OnceLock<String>>,
+    memory: Arc<MemoryPool>,
+}
+
+/// Argon2's working memory (19 MiB per hash by default), reused rather than allocated for
+/// every hash: allocating and freeing blocks that size makes the C allocator keep them, and a
+/// burst of logins then grew the process to a gigabyte. At most `keep` buffers stay allocated
+/// between hashes; more may exist while more hashes run at once.
+#[derive(Debug, Default)]
+struct MemoryPool {
+    idle: Mutex<Vec<Vec<Block>>>,
+    keep: AtomicUsize,
+}
+
+impl MemoryPool {
+    fn with<R>(&self, blocks: usize, work: impl FnOnce(&mut [Block]) -> R) -> R {
+        let reuse = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut buffer = match reuse {
+            Some(buffer) if buffer.len() >= blocks => buffer,
+            _ => vec![Block::new(); blocks],
+        };
+        let result = work(&mut buffer[..blocks]);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.keep.load(Ordering::Relaxed) {
+                idle.push(buffer);
+            }
+        }
+        result
+    }
 }
 
 /// Hashing failed; only happens with parameters Argon2 refuses, which start-up already checked.
@@ -119,23 +148,65 @@ impl PasswordHasher {
             None,
         )
         .map_err(|error| format!("argon2 parameters: {error}"))?;
+        let memory = MemoryPool::default();
+        memory.keep.store(1, Ordering::Relaxed);
         Ok(PasswordHasher {
             params,
             dummy: Arc::new(OnceLock::new()),
+            memory: Arc::new(memory),
         })
     }
 
-    pub fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    /// How many Argon2 working buffers to keep between hashes: the number of hashes expected
+    /// to run at once (the server's `login_workers`).
+    pub fn keep_buffers(&self, count: usize) {
+        self.memory.keep.store(count.max(1), Ordering::Relaxed);
+    }
+
+    /// Runs Argon2 over `password` and `salt` with the given parameters, in pooled memory.
+    fn compute(
+        &self,
+        algorithm: Algorithm,
+        version: Version,
+        params: Params,
+        password: &Secret,
+        salt: Salt<'_>,
+    ) -> Result<Output, argon2::password_hash::Error> {
+        let mut salt_bytes = [0u8; 64];
+        let salt = salt.decode_b64(&mut salt_bytes)?;
+        let length = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let blocks = params.block_count();
+        let argon2 = Argon2::new(algorithm, version, params);
+        self.memory.with(blocks, |memory| {
+            Output::init_with(length, |out| {
+                argon2
+                    .hash_password_into_with_memory(password.expose().as_bytes(), salt, out, memory)
+                    .map_err(Into::into)
+            })
+        })
     }
 
     /// The PHC string for `password`, with a fresh random salt.
     pub fn hash(&self, password: &Secret) -> Result<String, HashError> {
         let salt = SaltString::generate(&mut OsRng);
-        self.argon2()
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|error| HashError(error.to_string()))
+        let fail = |error: argon2::password_hash::Error| HashError(error.to_string());
+        let output = self
+            .compute(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                self.params.clone(),
+                password,
+                salt.as_salt(),
+            )
+            .map_err(fail)?;
+        let hash = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params).map_err(fail)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(hash.to_string())
     }
 
     /// Checks `password` against a stored hash (`None`: the account has no password or does
@@ -167,13 +238,19 @@ impl PasswordHasher {
             log::warn!("a stored password hash has excessive Argon2 costs; login refused");
             return Verdict::Invalid;
         }
-        let algorithm = Algorithm::try_from(hash.algorithm).unwrap_or(Algorithm::Argon2id);
-        let verifier = Argon2::new(algorithm, Version::V0x13, params.clone());
-        if verifier
-            .verify_password(password.expose().as_bytes(), &hash)
-            .is_err()
-        {
+        let (Ok(algorithm), Some(salt), Some(expected)) =
+            (Algorithm::try_from(hash.algorithm), hash.salt, hash.hash)
+        else {
             return Verdict::Invalid;
+        };
+        let version = hash
+            .version
+            .map_or(Ok(Version::V0x13), Version::try_from)
+            .unwrap_or(Version::V0x13);
+        // `Output`'s equality is constant-time.
+        match self.compute(algorithm, version, params.clone(), password, salt) {
+            Ok(output) if output == expected => {}
+            _ => return Verdict::Invalid,
         }
         let weaker = algorithm != Algorithm::Argon2id
             || params.m_cost() < self.params.m_cost()
@@ -253,11 +330,12 @@ mod tests {
         let passwords: Vec<_> = (0..5).map(|i| Secret::new(format!("pw{i}"))).collect();
         let hashes = cheap().hash_many(&passwords).unwrap();
         assert_eq!(hashes.len(), 5);
-        let hasher = cheap().argon2();
+        // Checked with the argon2 crate's own verifier, not ours.
+        let reference = Argon2::default();
         for (password, hash) in passwords.iter().zip(&hashes) {
             let parsed = argon2::PasswordHash::new(hash).unwrap();
             use argon2::PasswordVerifier;
-            assert!(hasher
+            assert!(reference
                 .verify_password(password.expose().as_bytes(), &parsed)
                 .is_ok());
         }
@@ -316,6 +394,26 @@ mod tests {
         let slow_bcrypt = "$2y$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234";
         assert_eq!(
             cheap().verify(&Secret::new("pw"), Some(slow_bcrypt)),
+            Verdict::Invalid
+        );
+    }
+
+    #[test]
+    fn verify_reads_hashes_made_elsewhere() {
+        use argon2::PasswordHasher as _;
+        let salt = SaltString::generate(&mut OsRng);
+        let params = Params::new(32, 1, 1, None).unwrap();
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
+            .hash_password(b"legacy", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            cheap().verify(&Secret::new("legacy"), Some(&argon2i)),
+            Verdict::Valid { rehash: true },
+            "an Argon2i hash is accepted and upgraded to Argon2id"
+        );
+        assert_eq!(
+            cheap().verify(&Secret::new("other"), Some(&argon2i)),
             Verdict::Invalid
         );
     }

@@ -151,7 +151,10 @@ impl ResponseCache {
                 state.entries.clear();
                 state.bytes = 0;
             }
-            Arc::clone(state.entries.entry(filter.clone()).or_default())
+            match state.entries.get(filter) {
+                Some(slot) => Arc::clone(slot),
+                None => Arc::clone(state.entries.entry(filter.clone()).or_default()),
+            }
         };
         let mut built = false;
         let entry = slot

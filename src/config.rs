@@ -118,6 +118,12 @@ impl Config {
             }
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let login_workers = if raw.login_workers == 0 {
+            (cores / 2).max(1)
+        } else {
+            raw.login_workers
+        };
+        hasher.keep_buffers(login_workers);
         Ok(Config {
             database: raw.database,
             seed_demo: raw.seed_demo,
@@ -127,11 +133,7 @@ impl Config {
             cors_origins: raw.cors_origins,
             login_max_failures: raw.login_max_failures,
             login_window: std::time::Duration::from_secs(raw.login_window_secs),
-            login_workers: if raw.login_workers == 0 {
-                (cores / 2).max(1)
-            } else {
-                raw.login_workers
-            },
+            login_workers,
         })
     }
 }

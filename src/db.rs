@@ -148,8 +148,8 @@ impl Db {
             .watch
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        conn.pragma_query_value(None, "data_version", |row| row.get(0))
-            .ok()
+        let mut statement = conn.prepare_cached("PRAGMA data_version").ok()?;
+        statement.query_row([], |row| row.get(0)).ok()
     }
 
     /// A connection for synchronous work (the command-line tools).

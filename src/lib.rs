@@ -98,17 +98,22 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         log::info!("{mode}");
     }
     let login = routes::login::LoginService::new(&config);
-    let cors = routes::Cors {
+    let cors = (!config.cors_origins.is_empty()).then(|| routes::Cors {
         origins: config.cors_origins.clone(),
+    });
+    let rocket = rocket::custom(figment);
+    // No CORS fairing at all when no origin is configured: nothing to add, nothing to run.
+    let rocket = match cors {
+        Some(cors) => rocket.attach(cors),
+        None => rocket,
     };
-    Ok(rocket::custom(figment)
+    Ok(rocket
         .manage(apikey::Access::new(anonymous))
         .manage(login)
         .manage(cache::ResponseCache::new(RESPONSE_CACHE_BYTES))
         .manage(config)
         .manage(db)
         .attach(routes::CanonicalPaths)
-        .attach(cors)
         .mount("/", routes::customers::routes())
         .mount("/", routes::login::routes())
         .mount("/", routes::health::routes())
