@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -148,8 +149,10 @@ def main():
     www = work / "www"
     (www / "by_id").mkdir(parents=True)
     db = work / "bench.db"
+    # The failure limit is raised so the login timing phase can fail as often as it needs.
     env = dict(os.environ, ROCKET_DATABASE=str(db), ROCKET_PORT=str(CLIENTELE_PORT),
-               ROCKET_ADDRESS="127.0.0.1", ROCKET_LOG_LEVEL="critical", ROCKET_CLI_COLORS="false")
+               ROCKET_ADDRESS="127.0.0.1", ROCKET_LOG_LEVEL="critical", ROCKET_CLI_COLORS="false",
+               ROCKET_LOGIN_MAX_FAILURES="1000000")
     procs = []
     try:
         # 1. Data, passwords for 8 customers, a key.
@@ -267,6 +270,24 @@ http {{
                         "login_errors": int(login_bad.group(1)) if login_bad else 0})
         peak_all = max(rss_kib(proc.pid, "VmHWM"), *(r.get("rss_kib", 0) for r in results))
 
+        # Wrong password and unknown account must take about the same time.
+        def login_ms(email, password):
+            body = json.dumps({"email": email, "password": password}).encode()
+            times = []
+            for _ in range(30):
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{CLIENTELE_PORT}/CUSTOMER/LOGIN/", data=body,
+                    headers={"Content-Type": "application/json", "X-API-Key": key})
+                start = time.perf_counter()
+                try:
+                    urllib.request.urlopen(request, timeout=30).read()
+                except urllib.error.HTTPError as error:
+                    assert error.code == 401, error.code
+                times.append((time.perf_counter() - start) * 1000)
+            return sorted(times)[len(times) // 2]
+        wrong_ms = login_ms("user2@example.be", "not-the-password")
+        unknown_ms = login_ms("nobody@example.be", "not-the-password")
+
         # Start-up time to the first answered request, on the N-customer database.
         proc.terminate()
         proc.wait()
@@ -306,7 +327,9 @@ http {{
                       f"whole list {len(whole) / MIB:.1f} MiB ({len(gz) / MIB:.1f} MiB gzip)",
                   f"clientele peak RSS over the run: {peak_all / 1024:.1f} MiB; "
                   f"idle RSS with the demo data: {idle_rss / 1024:.1f} MiB; "
-                  f"start to first answered request: {startup * 1000:.0f} ms"]
+                  f"start to first answered request: {startup * 1000:.0f} ms",
+                  f"login, median of 30: wrong password {wrong_ms:.1f} ms, "
+                  f"unknown account {unknown_ms:.1f} ms"]
 
         def ratio(name):
             r = next(r for r in results if r["phase"] == name)
@@ -323,6 +346,8 @@ http {{
             ("by id under login load: >= 0.4x unloaded",
              saturated["clientele"]["rps"] >= 0.4 * saturated["unloaded_rps"]),
             ("idle RSS with the demo data < 40 MiB", idle_rss < 40 * 1024),
+            ("unknown account within 20% of wrong password",
+             abs(unknown_ms - wrong_ms) <= 0.2 * wrong_ms),
         ]
         if n >= 100000:
             targets += [

@@ -101,7 +101,8 @@ pub struct PasswordHasher {
 #[derive(Debug, Default)]
 struct MemoryPool {
     idle: Mutex<Vec<Vec<Block>>>,
-    keep: AtomicUsize,
+    /// How many hashes run at once: buffers kept between hashes, and threads for batches.
+    concurrency: AtomicUsize,
 }
 
 impl MemoryPool {
@@ -113,7 +114,7 @@ impl MemoryPool {
         };
         let result = work(&mut buffer[..blocks]);
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.keep.load(Ordering::Relaxed) {
+            if idle.len() < self.concurrency.load(Ordering::Relaxed) {
                 idle.push(buffer);
             }
         }
@@ -149,7 +150,8 @@ impl PasswordHasher {
         )
         .map_err(|error| format!("argon2 parameters: {error}"))?;
         let memory = MemoryPool::default();
-        memory.keep.store(1, Ordering::Relaxed);
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        memory.concurrency.store(cores, Ordering::Relaxed);
         Ok(PasswordHasher {
             params,
             dummy: Arc::new(OnceLock::new()),
@@ -157,10 +159,19 @@ impl PasswordHasher {
         })
     }
 
-    /// How many Argon2 working buffers to keep between hashes: the number of hashes expected
-    /// to run at once (the server's `login_workers`).
-    pub fn keep_buffers(&self, count: usize) {
-        self.memory.keep.store(count.max(1), Ordering::Relaxed);
+    /// How many hashes may run at once: batches ([`Self::hash_many`], imports) use this many
+    /// threads, and this many working buffers are kept between hashes. All cores by default
+    /// (the import tool); the server sets its `login_workers`, so that start-up hashing
+    /// runs on the main thread and memory stays at one buffer per login worker.
+    pub fn limit_concurrency(&self, count: usize) {
+        self.memory
+            .concurrency
+            .store(count.max(1), Ordering::Relaxed);
+    }
+
+    /// See [`Self::limit_concurrency`].
+    pub fn concurrency(&self) -> usize {
+        self.memory.concurrency.load(Ordering::Relaxed)
     }
 
     /// Runs Argon2 over `password` and `salt` with the given parameters, in pooled memory.
@@ -261,16 +272,24 @@ impl PasswordHasher {
 
     /// Hashes many passwords, spread over all cores. The result is in input order.
     pub fn hash_many(&self, passwords: &[Secret]) -> Result<Vec<String>, HashError> {
-        parallel_map(passwords, |password| self.hash(password))
-            .into_iter()
-            .collect()
+        parallel_map(passwords, self.concurrency(), |password| {
+            self.hash(password)
+        })
+        .into_iter()
+        .collect()
     }
 }
 
-/// Applies `work` to every item, spread over all cores; results in input order. For
-/// CPU-bound work such as hashing, where one thread per core is the right number.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+/// Applies `work` to every item on up to `threads` threads; results in input order. For
+/// CPU-bound work such as hashing. With one thread, it runs on the caller's.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    if threads <= 1 || items.len() <= 1 {
+        return items.iter().map(work).collect();
+    }
     let chunk = items.len().div_ceil(threads).max(1);
     let work = &work;
     thread::scope(|scope| {

@@ -123,7 +123,6 @@ impl Config {
         } else {
             raw.login_workers
         };
-        hasher.keep_buffers(login_workers);
         Ok(Config {
             database: raw.database,
             seed_demo: raw.seed_demo,

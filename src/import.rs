@@ -579,7 +579,7 @@ fn password_writes(
         })
         .collect();
     progress.phase("hashing passwords", plain.len());
-    let outcomes = crate::auth::parallel_map(&plain, |(index, secret)| {
+    let outcomes = crate::auth::parallel_map(&plain, hasher.concurrency(), |(index, secret)| {
         let current = stored
             .get(&records[*index].customer.clcleunik)
             .and_then(|(_, hash)| hash.as_deref());

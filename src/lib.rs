@@ -44,11 +44,22 @@ pub enum Seed {
 /// Reads the config, installs the logger and opens (creating, migrating and seeding as
 /// needed) the database: everything every command does first.
 pub fn prepare(figment: &Figment, seed: Seed) -> Result<(Config, Db), StartupError> {
+    init_logging(figment);
+    let config = Config::from_figment(figment)?;
+    let db = open_store(&config, seed)?;
+    Ok((config, db))
+}
+
+/// Installs the logger at the configured `log_level`.
+fn init_logging(figment: &Figment) {
     let log_level: String = figment
         .extract_inner("log_level")
         .unwrap_or_else(|_| "normal".into());
     logging::init(&log_level);
-    let config = Config::from_figment(figment)?;
+}
+
+/// Opens the configured database, seeding it if it is new and `seed` allows.
+fn open_store(config: &Config, seed: Seed) -> Result<Db, StartupError> {
     let (db, report) = Db::open(&config.database, &config.hasher)?;
     if report.created {
         let seeded = if config.seed_demo && seed == Seed::IfNew {
@@ -72,7 +83,7 @@ pub fn prepare(figment: &Figment, seed: Seed) -> Result<(Config, Db), StartupErr
             log::info!("created empty database {}", config.database.display());
         }
     }
-    Ok((config, db))
+    Ok(db)
 }
 
 /// How many bytes of finished list responses the server keeps (a 100,000-customer list is
@@ -82,7 +93,11 @@ const RESPONSE_CACHE_BYTES: usize = 96 * 1024 * 1024;
 /// Builds the application: config checked, database ready, access mode decided, routes and
 /// catchers mounted.
 pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
-    let (config, db) = prepare(&figment, Seed::IfNew)?;
+    init_logging(&figment);
+    let config = Config::from_figment(&figment)?;
+    // The server hashes at most `login_workers` passwords at once, start-up included.
+    config.hasher.limit_concurrency(config.login_workers);
+    let db = open_store(&config, Seed::IfNew)?;
     let address: IpAddr = figment
         .extract_inner("address")
         .map_err(|e| StartupError::Config(format!("address: {e}")))?;
