@@ -169,6 +169,14 @@ impl PasswordHasher {
             .store(count.max(1), Ordering::Relaxed);
     }
 
+    /// Frees the kept working buffers (after start-up hashing, which may have been the only
+    /// hashing for a long while).
+    pub fn release_buffers(&self) {
+        if let Ok(mut idle) = self.memory.idle.lock() {
+            idle.clear();
+        }
+    }
+
     /// See [`Self::limit_concurrency`].
     pub fn concurrency(&self) -> usize {
         self.memory.concurrency.load(Ordering::Relaxed)

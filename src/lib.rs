@@ -21,6 +21,7 @@ pub mod routes;
 use std::net::IpAddr;
 
 use rocket::figment::Figment;
+use rocket::shield::{NoSniff, Shield};
 use rocket::{Build, Rocket};
 
 use crate::config::Config;
@@ -98,6 +99,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     // The server hashes at most `login_workers` passwords at once, start-up included.
     config.hasher.limit_concurrency(config.login_workers);
     let db = open_store(&config, Seed::IfNew)?;
+    config.hasher.release_buffers();
     let address: IpAddr = figment
         .extract_inner("address")
         .map_err(|e| StartupError::Config(format!("address: {e}")))?;
@@ -128,6 +130,9 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .manage(cache::ResponseCache::new(RESPONSE_CACHE_BYTES))
         .manage(config)
         .manage(db)
+        // Of Shield's headers only nosniff means anything for a JSON API; the others
+        // (frame options, permissions policy) are for pages, and cost on every response.
+        .attach(Shield::new().enable(NoSniff::Enable))
         .attach(routes::CanonicalPaths)
         .mount("/", routes::customers::routes())
         .mount("/", routes::login::routes())
