@@ -398,3 +398,13 @@ impl TestApp {
         .unwrap()
     }
 }
+
+/// Every customer's stored password hash (`None`: no password), in `clcleunik` order.
+pub fn stored_hashes(db: &Path) -> Vec<Option<String>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut statement = conn
+        .prepare("SELECT password_hash FROM customer ORDER BY clcleunik")
+        .unwrap();
+    let rows = statement.query_map([], |row| row.get(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}

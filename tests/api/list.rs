@@ -293,14 +293,7 @@ fn health_answers_ok_when_the_database_answers() {
 fn no_response_anywhere_contains_password_material() {
     let app = spawn_app();
     let passwords = demo_passwords();
-    let hashes: Vec<String> = {
-        let conn = rusqlite::Connection::open(&app.db).unwrap();
-        let mut statement = conn.prepare("SELECT password_hash FROM customer").unwrap();
-        let rows = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .unwrap();
-        rows.map(Result::unwrap).collect()
-    };
+    let hashes: Vec<String> = stored_hashes(&app.db).into_iter().flatten().collect();
     assert_eq!(hashes.len(), passwords.len());
     let mut replies = Vec::new();
     for uri in [

@@ -179,14 +179,7 @@ fn no_key_password_or_hash_reaches_the_log_or_a_response() {
     // Assert: the log recorded the traffic, with keys masked, and no secret anywhere.
     assert!(log.contains("GET /CUSTOMER/LIST?apikey=***"), "{log}");
     assert!(log.contains("POST /CUSTOMER/LOGIN"), "{log}");
-    let hashes: Vec<String> = rusqlite::Connection::open(&db)
-        .unwrap()
-        .prepare("SELECT password_hash FROM customer WHERE password_hash IS NOT NULL")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let hashes: Vec<String> = stored_hashes(&db).into_iter().flatten().collect();
     let secrets: Vec<&str> = passwords
         .iter()
         .map(String::as_str)

@@ -52,14 +52,7 @@ fn legacy_plain_text_passwords_are_hashed_in_place_and_leave_no_trace() {
         app.get("/CUSTOMER/LIST/").customers().len(),
         passwords.len()
     );
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let stored: Vec<Option<String>> = conn
-        .prepare("SELECT password_hash FROM customer ORDER BY clcleunik")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored = stored_hashes(&db);
     for hash in &stored[..24] {
         assert!(
             hash.as_deref().unwrap().starts_with("$argon2id$"),
@@ -70,7 +63,6 @@ fn legacy_plain_text_passwords_are_hashed_in_place_and_leave_no_trace() {
         stored[24], None,
         "an empty legacy password means no password"
     );
-    drop(conn);
     let bytes = database_bytes(&db);
     for password in &passwords {
         assert!(
@@ -113,14 +105,7 @@ fn an_existing_database_is_not_seeded_again() {
 fn demo_passwords_are_stored_only_as_argon2id_hashes() {
     let app = spawn_app();
 
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    let hashes: Vec<String> = conn
-        .prepare("SELECT password_hash FROM customer")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let hashes: Vec<String> = stored_hashes(&app.db).into_iter().flatten().collect();
     assert_eq!(hashes.len(), demo_passwords().len());
     assert!(hashes
         .iter()

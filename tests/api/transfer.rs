@@ -107,14 +107,7 @@ fn importing_a_saved_old_api_response_serves_it_hashes_it_and_keeps_logins() {
         served, expected,
         "served exactly as in the file, minus the password"
     );
-    let hashes: Vec<String> = rusqlite::Connection::open(&db)
-        .unwrap()
-        .prepare("SELECT password_hash FROM customer")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let hashes: Vec<String> = stored_hashes(&db).into_iter().flatten().collect();
     assert_eq!(hashes.len(), 1000);
     assert!(hashes.iter().all(|h| h.starts_with("$argon2id$")));
     for customer in &customers {
