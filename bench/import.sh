@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 n=${1:-10000}
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
 cargo build --release --quiet
-bin=target/release/clientele
+bin=${CARGO_TARGET_DIR:-target}/release/clientele
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cores=$(nproc)

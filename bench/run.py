@@ -144,7 +144,8 @@ def main():
     n, duration = args.customers, args.duration
 
     sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
-    binary = str(ROOT / "target/release/clientele")
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = str(target / "release/clientele")
     work = Path(tempfile.mkdtemp(prefix="clientele-bench-"))
     www = work / "www"
     (www / "by_id").mkdir(parents=True)

@@ -15,7 +15,7 @@ npm install --silent --no-save --prefix "$work/npm" @flydotio/litestream-linux-x
 litestream=$(find "$work/npm/node_modules/@flydotio" -name litestream -type f | head -1)
 echo "litestream $("$litestream" version)"
 cargo build --quiet
-bin=target/debug/clientele
+bin=${CARGO_TARGET_DIR:-target}/debug/clientele
 
 export CLIENTELE_DB="$work/clientele.db" CLIENTELE_REPLICA="$work/replica"
 export ROCKET_DATABASE="$CLIENTELE_DB" ROCKET_PORT=0 ROCKET_LOG_LEVEL=critical

@@ -324,3 +324,26 @@ fn no_response_anywhere_contains_password_material() {
         }
     }
 }
+
+#[test]
+fn an_unreadable_store_is_a_503_on_health_and_no_internals_anywhere() {
+    let app = spawn_app();
+    assert_eq!(app.get("/health").status, 200);
+    rusqlite::Connection::open(&app.db)
+        .unwrap()
+        .execute_batch("DROP TABLE customer;")
+        .unwrap();
+
+    let health = app.get("/health");
+    let list = app.get("/CUSTOMER/LIST/?id_client=1");
+
+    health.assert_error(503);
+    let message = list.assert_error(500);
+    for reply in [&health, &list] {
+        let body = reply.body.to_lowercase();
+        assert!(!body.contains("sql"), "{}", reply.body);
+        assert!(!body.contains("no such table"), "{}", reply.body);
+        assert!(!body.contains(".db"), "{}", reply.body);
+    }
+    assert!(message.contains("server log"), "{message}");
+}
