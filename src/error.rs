@@ -93,6 +93,9 @@ impl<'r> Responder<'r, 'static> for JsonResponse {
     }
 }
 
+const UNAVAILABLE: &str = "The customer store is unavailable. Try again shortly";
+const INTERNAL: &str = "Internal error. The server log has the details";
+
 /// The underlying error of an internal failure: kept for the log, never sent.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
@@ -118,10 +121,10 @@ pub enum ApiError {
     #[error("The server is busy checking passwords. Try again shortly")]
     Busy,
     /// The database is missing, locked or unreadable. The cause is logged, not sent.
-    #[error("The customer store is unavailable. Try again shortly")]
+    #[error("{UNAVAILABLE}")]
     Unavailable(#[source] Cause),
     /// A bug or an unexpected failure. The cause is logged, not sent.
-    #[error("Internal error. The server log has the details")]
+    #[error("{INTERNAL}")]
     Internal(#[source] Cause),
 }
 
@@ -185,12 +188,14 @@ fn catcher_message(status: Status) -> String {
     match status.code {
         400 => "Bad request: the request could not be read".into(),
         401 => ApiError::Unauthorized.to_string(),
-        404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/ and GET /health".into(),
-        413 => "Request body too large".into(),
-        415 => "Unsupported body type: send application/json or application/x-www-form-urlencoded".into(),
+        404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/ \
+                and GET /health"
+            .into(),
+        413 => ApiError::BodyTooLarge.to_string(),
+        415 => ApiError::UnsupportedBody.to_string(),
         422 => "The request body could not be understood".into(),
-        500 => "Internal error. The server log has the details".into(),
-        503 => "The customer store is unavailable. Try again shortly".into(),
+        500 => INTERNAL.into(),
+        503 => UNAVAILABLE.into(),
         _ => status
             .reason()
             .map(str::to_owned)

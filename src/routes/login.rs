@@ -193,12 +193,10 @@ async fn post_login(
 async fn upgrade_hash(db: &Db, service: &LoginService, id: i64, old: Secret, password: Secret) {
     let hashed = service
         .with_hasher(move |hasher| hasher.hash(&password))
-        .await;
+        .await
+        .and_then(|result| result.map_err(ApiError::internal));
     let new = match hashed {
-        Ok(Ok(new)) => new,
-        Ok(Err(error)) => {
-            return log::warn!("could not re-hash the password of customer {id}: {error}")
-        }
+        Ok(new) => new,
         Err(error) => {
             return log::warn!("could not re-hash the password of customer {id}: {error}")
         }
