@@ -183,15 +183,6 @@ impl ResponseCache {
             state.bytes = 0;
         }
     }
-
-    /// How many responses are held (for tests and logs).
-    pub fn len(&self) -> usize {
-        self.state.lock().map_or(0, |state| state.entries.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -72,13 +72,7 @@ fn a_change_through_another_connection_shows_at_once_and_a_stale_etag_gets_the_n
     let before = app.get("/CUSTOMER/LIST/?id_client=2");
     let old_etag = before.header("etag").unwrap().to_owned();
 
-    rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .execute(
-            "UPDATE customer SET city = 'Waterloo' WHERE clcleunik = 2",
-            [],
-        )
-        .unwrap();
+    app.sql("UPDATE customer SET city = 'Waterloo' WHERE clcleunik = 2");
     let after = app.get_with(
         "/CUSTOMER/LIST/?id_client=2",
         &[("If-None-Match", old_etag.clone())],
@@ -98,13 +92,7 @@ fn an_unchanged_body_keeps_its_etag_across_unrelated_commits() {
         .unwrap()
         .to_owned();
 
-    rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .execute(
-            "UPDATE customer SET city = 'Elsewhere' WHERE clcleunik = 9",
-            [],
-        )
-        .unwrap();
+    app.sql("UPDATE customer SET city = 'Elsewhere' WHERE clcleunik = 9");
     let after = app.get_with(
         "/CUSTOMER/LIST/?id_client=1",
         &[("If-None-Match", before.clone())],

@@ -387,6 +387,14 @@ impl TestApp {
         )
     }
 
+    /// Runs SQL on the app's database through another connection, as another process would.
+    pub fn sql(&self, sql: &str) {
+        rusqlite::Connection::open(&self.db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+
     /// The stored hash of a customer.
     pub fn stored_hash(&self, id: i64) -> Option<String> {
         let conn = rusqlite::Connection::open(&self.db).unwrap();

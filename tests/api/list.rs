@@ -329,10 +329,7 @@ fn no_response_anywhere_contains_password_material() {
 fn an_unreadable_store_is_a_503_on_health_and_no_internals_anywhere() {
     let app = spawn_app();
     assert_eq!(app.get("/health").status, 200);
-    rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .execute_batch("DROP TABLE customer;")
-        .unwrap();
+    app.sql("DROP TABLE customer;");
 
     let health = app.get("/health");
     let list = app.get("/CUSTOMER/LIST/?id_client=1");

@@ -204,13 +204,7 @@ fn login_needs_the_api_key_when_keys_exist() {
 #[test]
 fn a_customer_without_a_password_cannot_log_in() {
     let app = spawn_app();
-    rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .execute(
-            "UPDATE customer SET password_hash = NULL WHERE clcleunik = 1",
-            [],
-        )
-        .unwrap();
+    app.sql("UPDATE customer SET password_hash = NULL WHERE clcleunik = 1");
 
     app.login("jdoe@example.com", "password123")
         .assert_error(401);
