@@ -150,13 +150,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn serve() -> Result<(), String> {
     let rocket = crate::rocket(crate::figment()).map_err(|e| e.to_string())?;
-    rocket::execute(async move {
-        match rocket.launch().await {
-            Ok(_) => Ok(()),
-            // `kind()` marks the error as handled, so Rocket does not panic on drop.
-            Err(error) => Err(format!("the server could not start: {}", error.kind())),
-        }
-    })
+    crate::server::run(rocket)
 }
 
 /// Opens the configured database for a command-line tool.

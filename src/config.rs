@@ -2,8 +2,10 @@
 //! environment variables) and validated once, before anything starts.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use rocket::figment::Figment;
+use rocket::figment::providers::{Env, Format, Serialized, Toml};
+use rocket::figment::{Figment, Profile, Provider};
 use serde::Deserialize;
 
 use crate::auth::{Argon2Config, PasswordHasher};
@@ -35,6 +37,109 @@ struct RawConfig {
     login_window_secs: u64,
     #[serde(default)]
     login_workers: usize,
+    #[serde(default = "default_header_timeout_secs")]
+    header_timeout_secs: u64,
+    #[serde(default)]
+    max_connections: usize,
+    #[serde(default = "default_response_cache_mib")]
+    response_cache_mib: usize,
+}
+
+/// The settings clientele itself reads (Rocket reads its own: address, port, log_level...).
+/// Anything else in the config file or a `ROCKET_*` variable is a mistake, and stops start-up.
+const APP_KEYS: &[&str] = &[
+    "database",
+    "seed_demo",
+    "redact",
+    "argon2_memory_kib",
+    "argon2_iterations",
+    "argon2_parallelism",
+    "allow_anonymous",
+    "cors_origins",
+    "login_max_failures",
+    "login_window_secs",
+    "login_workers",
+    "header_timeout_secs",
+    "max_connections",
+    "response_cache_mib",
+];
+
+/// The configuration sources, lowest priority first: Rocket's built-in defaults, then
+/// clientele's safe defaults (set here, so that they hold whichever file is read, or none),
+/// then `Rocket.toml` (or the file `ROCKET_CONFIG` names), then `ROCKET_*` variables.
+pub fn figment() -> Figment {
+    Figment::from(rocket::Config::default())
+        .merge(Serialized::defaults(safe_defaults()))
+        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
+        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
+        .select(Profile::from_env_or(
+            "ROCKET_PROFILE",
+            rocket::Config::DEFAULT_PROFILE,
+        ))
+}
+
+/// Defaults whose Rocket value would be unsafe here. Rocket trusts `X-Real-IP` by default,
+/// which lets any client choose its own address and dodge the per-address login limit; it
+/// announces itself in a `Server` header; it accepts 1 MiB JSON bodies; and its blocking pool
+/// grows to 512 threads under load.
+fn safe_defaults() -> serde_json::Value {
+    serde_json::json!({
+        "address": "127.0.0.1",
+        "port": 8000,
+        "ip_header": false,
+        "ident": false,
+        "log_level": "normal",
+        "max_blocking": 32,
+        "limits": {
+            "json": "16KiB", "form": "16KiB", "data-form": "16KiB", "string": "16KiB",
+            "bytes": "16KiB", "file": "16KiB", "msgpack": "16KiB",
+        },
+    })
+}
+
+/// Every key that is not ours or Rocket's, in every profile: `unknown setting "redcat" (in
+/// Rocket.toml); did you mean "redact"?`.
+fn check_known_keys(figment: &Figment) -> Result<(), StartupError> {
+    let rocket_keys = Serialized::defaults(rocket::Config::default())
+        .data()
+        .ok()
+        .and_then(|mut data| data.remove(&Profile::Default))
+        .map(|dict| dict.into_keys().collect::<Vec<_>>())
+        .unwrap_or_default();
+    // `ROCKET_CONFIG` names the file; the environment provider also reads it as a key.
+    let known = |key: &str| {
+        APP_KEYS.contains(&key) || key == "config" || rocket_keys.iter().any(|k| k == key)
+    };
+    let data = figment
+        .data()
+        .map_err(|error| StartupError::Config(one_line(&error)))?;
+    for dict in data.values() {
+        for key in dict.keys().filter(|key| !known(key)) {
+            let source = figment
+                .find_metadata(key)
+                .map(|meta| match &meta.source {
+                    Some(source) => format!(" (in {source})"),
+                    None => format!(" (from {})", meta.name),
+                })
+                .unwrap_or_default();
+            let closest = APP_KEYS
+                .iter()
+                .copied()
+                .chain(rocket_keys.iter().map(String::as_str))
+                .map(|candidate| (strsim::damerau_levenshtein(key, candidate), candidate))
+                .min();
+            let hint = match closest {
+                Some((distance, candidate)) if distance <= key.len().max(3) / 2 => {
+                    format!("; did you mean \"{candidate}\"?")
+                }
+                _ => format!("; the settings are: {}", APP_KEYS.join(", ")),
+            };
+            return Err(StartupError::Config(format!(
+                "unknown setting \"{key}\"{source}{hint}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn default_max_failures() -> u32 {
@@ -42,6 +147,13 @@ fn default_max_failures() -> u32 {
 }
 fn default_window_secs() -> u64 {
     300
+}
+
+fn default_header_timeout_secs() -> u64 {
+    30
+}
+fn default_response_cache_mib() -> usize {
+    96
 }
 
 fn default_database() -> PathBuf {
@@ -75,14 +187,24 @@ pub struct Config {
     /// Failed logins allowed per account and per address in the window (`login_max_failures`).
     pub login_max_failures: u32,
     /// The window for counting failed logins (`login_window_secs`).
-    pub login_window: std::time::Duration,
+    pub login_window: Duration,
     /// How many password verifications may run at once (`login_workers`; 0 = half the cores).
     pub login_workers: usize,
+    /// A connection that has not sent a whole request head within this long is closed
+    /// (`header_timeout_secs`); idle keep-alive connections too.
+    pub header_timeout: Duration,
+    /// Connections served at once (`max_connections`; 0 = from the open-files limit).
+    /// Further clients wait in the kernel's queue until one closes.
+    pub max_connections: usize,
+    /// Memory for finished list responses, bodies, keys and bookkeeping included
+    /// (`response_cache_mib`).
+    pub response_cache_bytes: usize,
 }
 
 impl Config {
     /// Reads and checks the config; the error names the key at fault.
     pub fn from_figment(figment: &Figment) -> Result<Config, StartupError> {
+        check_known_keys(figment)?;
         let raw: RawConfig = figment
             .extract()
             .map_err(|error| StartupError::Config(one_line(&error)))?;
@@ -117,6 +239,11 @@ impl Config {
                 )));
             }
         }
+        if raw.header_timeout_secs == 0 {
+            return Err(StartupError::Config(
+                "header_timeout_secs: must be at least 1".into(),
+            ));
+        }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let login_workers = if raw.login_workers == 0 {
             (cores / 2).max(1)
@@ -131,8 +258,11 @@ impl Config {
             allow_anonymous: raw.allow_anonymous,
             cors_origins: raw.cors_origins,
             login_max_failures: raw.login_max_failures,
-            login_window: std::time::Duration::from_secs(raw.login_window_secs),
+            login_window: Duration::from_secs(raw.login_window_secs),
             login_workers,
+            header_timeout: Duration::from_secs(raw.header_timeout_secs),
+            max_connections: raw.max_connections,
+            response_cache_bytes: raw.response_cache_mib.saturating_mul(1024 * 1024),
         })
     }
 }

@@ -8,9 +8,15 @@ use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::Semaphore;
 
 use crate::auth::{self, PasswordHasher, Secret};
 use crate::error::{ApiError, StartupError};
+use crate::import::Progress;
+
+/// `PRAGMA application_id` of a clientele database ("Clte"): how start-up tells our files from
+/// another application's SQLite file, which it must not touch.
+pub const APPLICATION_ID: i32 = 0x436C_7465;
 
 /// How long a connection waits for another writer (an import, say) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +65,8 @@ const MIGRATIONS: &[&str] = &[
         digest BLOB NOT NULL UNIQUE CHECK (length(digest) = 32),
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
     );",
+    // 3: mark the file as clientele's, so that start-up recognises it (see `check_ours`).
+    "PRAGMA application_id = 1131181157;",
 ];
 
 /// The schema version this binary writes.
@@ -72,6 +80,9 @@ pub struct Db {
     /// A connection that never writes, kept to ask `PRAGMA data_version`: its value changes
     /// whenever any other connection, in this process or another, commits.
     watch: Arc<Mutex<Connection>>,
+    /// One permit per pooled connection: database work beyond that waits here, as a cheap
+    /// future, rather than as a blocked thread in the blocking pool.
+    permits: Arc<Semaphore>,
 }
 
 /// What [`Db::open`] did to the file, for the start-up log.
@@ -103,11 +114,15 @@ impl Db {
             }
         }
         let mut conn = open_connection(path).map_err(|e| describe(path, e))?;
-        // The first statement that reads the header: fails with NOTADB on a foreign file.
+        // Before anything is written: another application's file is refused untouched.
+        check_ours(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| describe(path, e))?;
         migrate(&mut conn, path)?;
-        report.passwords_hashed = hash_legacy_passwords(&mut conn, hasher)
+        // The header (with the application id) in the main file, where `/health` reads it.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| describe(path, e))?;
+        report.passwords_hashed = hash_legacy_passwords(&mut conn, hasher, &LogProgress::new())
             .map_err(|e| StartupError::database(path, e))?;
 
         let manager = SqliteConnectionManager::file(path)
@@ -119,6 +134,7 @@ impl Db {
         let size = std::thread::available_parallelism()
             .map_or(4, |n| n.get() * 2)
             .max(4);
+        let permits = Arc::new(Semaphore::new(size));
         let pool = r2d2::Pool::builder()
             .max_size(u32::try_from(size).unwrap_or(8))
             .min_idle(Some(1))
@@ -130,6 +146,7 @@ impl Db {
                 pool,
                 path: path.to_owned(),
                 watch: Arc::new(Mutex::new(conn)),
+                permits,
             },
             report,
         ))
@@ -167,7 +184,13 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
         let task = rocket::tokio::task::spawn_blocking(move || {
+            // Held by the work, not the request: a client that leaves does not free it early.
+            let _permit = permit;
             let mut conn = pool.get().map_err(ApiError::unavailable)?;
             work(&mut conn).map_err(Into::into)
         });
@@ -177,6 +200,50 @@ impl Db {
             Err(error) => Err(ApiError::internal(error)),
         }
     }
+}
+
+impl Db {
+    /// Whether the store answers, reading the file itself: the header must still be a
+    /// clientele database's, then a query must succeed. (SQLite answers from its page cache,
+    /// so a query alone keeps succeeding after the file is overwritten.)
+    pub async fn check_health(&self) -> Result<(), ApiError> {
+        let path = self.path.clone();
+        self.run(move |conn| {
+            check_header(&path).map_err(ApiError::unavailable)?;
+            conn.query_row("SELECT count(*) FROM customer", [], |_| Ok(()))
+                .map_err(ApiError::from)
+        })
+        .await
+    }
+}
+
+/// Why the file on disk is not (or no longer) a clientele database.
+#[derive(Debug, thiserror::Error)]
+#[error("database file {path}: {reason}")]
+pub struct HeaderError {
+    path: String,
+    reason: String,
+}
+
+/// Reads the first 100 bytes of the file: SQLite's magic string and our application id.
+pub fn check_header(path: &Path) -> Result<(), HeaderError> {
+    use std::io::Read;
+    let fail = |reason: &str| HeaderError {
+        path: path.display().to_string(),
+        reason: reason.to_owned(),
+    };
+    let mut header = [0u8; 100];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut header))
+        .map_err(|e| fail(&format!("cannot be read: {e}")))?;
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err(fail("is no longer a SQLite database (damaged or overwritten)"));
+    }
+    let id = i32::from_be_bytes([header[68], header[69], header[70], header[71]]);
+    if id != APPLICATION_ID {
+        return Err(fail("is no longer a clientele database"));
+    }
+    Ok(())
 }
 
 /// The data version as of this request, asked once per request however many parts need it
@@ -235,6 +302,53 @@ fn describe(path: &Path, error: rusqlite::Error) -> StartupError {
     StartupError::database(path, reason)
 }
 
+/// Refuses a file that is another application's: ours carry [`APPLICATION_ID`]; an empty file
+/// is ours to fill; a file from before the id (schema 1 or 2) is recognised by its tables.
+/// Reads only: nothing is written to a file that is refused.
+fn check_ours(conn: &Connection, path: &Path) -> Result<(), StartupError> {
+    let id: i32 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(|e| describe(path, e))?;
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    let refuse = |what: String| {
+        StartupError::database(
+            path,
+            format!("{what}; clientele has not changed it. Point `database` at another file"),
+        )
+    };
+    if id != 0 {
+        return Err(refuse(format!(
+            "belongs to another application (application_id {id:#x})"
+        )));
+    }
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|e| describe(path, e))?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| describe(path, e))?;
+    let our_columns = conn
+        .prepare("SELECT clcleunik, password_hash, updated_at FROM customer LIMIT 0")
+        .is_ok();
+    if (1..=2).contains(&version) && our_columns {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "is not a clientele database (it holds the tables {})",
+        tables.join(", ")
+    )))
+}
+
 /// Brings the schema up to [`SCHEMA_VERSION`], each step in its own transaction.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
     let current: i64 = conn
@@ -264,12 +378,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Hashes, in one transaction, every stored password that is not already a hash (databases
-/// carried over from the old API hold plain text), then rewrites the file so the plain text
-/// is gone from free pages and the WAL too. Returns how many were hashed.
-fn hash_legacy_passwords(
+/// Hashes every stored password that is not already a hash (databases carried over from the
+/// old API hold plain text), on every core the hasher may use, reporting progress. Then writes
+/// them in one transaction, each only where the stored value is still the plain text that was
+/// hashed: a `passwd` or an import committed meanwhile wins. Finally rewrites the file so the
+/// plain text is gone from free pages and the WAL too. Returns how many were replaced.
+pub fn hash_legacy_passwords(
     conn: &mut Connection,
     hasher: &PasswordHasher,
+    progress: &dyn Progress,
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let legacy: Vec<(i64, Secret)> = {
         let mut statement = conn.prepare(
@@ -290,27 +407,76 @@ fn hash_legacy_passwords(
     if legacy.is_empty() {
         return Ok(0);
     }
-    let (ids, plain): (Vec<i64>, Vec<Secret>) = legacy.into_iter().unzip();
-    let hashes = hasher.hash_many(&plain)?;
-    let tx = conn.transaction()?;
+    progress.phase("hashing legacy passwords", legacy.len());
+    let hashes = auth::parallel_map(&legacy, hasher.concurrency(), |(_, plain)| {
+        // An empty legacy password means "no password": nobody can log in with it.
+        let hash = if plain.expose().is_empty() {
+            Ok(None)
+        } else {
+            hasher.hash(plain).map(Some)
+        };
+        progress.step();
+        hash
+    });
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut replaced = 0;
     {
         let mut update = tx.prepare(
-            "UPDATE customer SET password_hash = ?2, \
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE clcleunik = ?1",
+            "UPDATE customer SET password_hash = ?3, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE clcleunik = ?1 AND password_hash = ?2",
         )?;
-        for ((id, secret), hash) in ids.iter().zip(&plain).zip(hashes) {
-            // An empty legacy password means "no password": nobody can log in with it.
-            let value = (!secret.expose().is_empty()).then_some(hash);
-            update.execute(rusqlite::params![id, value])?;
+        for ((id, plain), hash) in legacy.iter().zip(hashes) {
+            replaced += update.execute(rusqlite::params![id, plain.expose(), hash?])?;
         }
     }
     tx.commit()?;
     scrub(conn)?;
+    let kept = legacy.len() - replaced;
     log::warn!(
-        "hashed {} legacy plain-text password(s) in place with Argon2id",
-        ids.len()
+        "hashed {replaced} legacy plain-text password(s) in place with Argon2id{}",
+        if kept > 0 {
+            format!("; {kept} changed meanwhile and kept their new value")
+        } else {
+            String::new()
+        }
     );
-    Ok(ids.len())
+    Ok(replaced)
+}
+
+/// Start-up progress in the log: a line every few seconds, so a long migration is visibly
+/// alive (100,000 passwords take minutes).
+struct LogProgress {
+    state: Mutex<(&'static str, usize, usize, std::time::Instant)>,
+}
+
+impl LogProgress {
+    fn new() -> LogProgress {
+        LogProgress {
+            state: Mutex::new(("", 0, 0, std::time::Instant::now())),
+        }
+    }
+}
+
+impl Progress for LogProgress {
+    fn phase(&self, name: &'static str, total: usize) {
+        log::warn!("{name}: {total} to do, on every core; the port opens when done");
+        if let Ok(mut state) = self.state.lock() {
+            *state = (name, total, 0, std::time::Instant::now());
+        }
+    }
+
+    fn step(&self) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        state.2 += 1;
+        let (name, total, done, last) = *state;
+        if done == total || last.elapsed() >= Duration::from_secs(5) {
+            state.3 = std::time::Instant::now();
+            log::warn!("{name}: {done} of {total} ({}%)", done * 100 / total.max(1));
+        }
+    }
 }
 
 /// Rewrites the whole file and empties the WAL, so that no freed page keeps old content.
@@ -325,5 +491,16 @@ pub fn remove_files(path: &Path) {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migration_writes_the_application_id_the_checks_expect() {
+        let expected = format!("PRAGMA application_id = {APPLICATION_ID};");
+        assert_eq!(MIGRATIONS.last().copied(), Some(expected.as_str()));
     }
 }

@@ -85,6 +85,8 @@ impl<'r> Responder<'r, 'static> for JsonResponse {
             .header(json_content_type())
             // Customer data must not sit in shared or browser caches.
             .header(Header::new("Cache-Control", "no-store"))
+            // Stated here so that a HEAD answer, whose body is stripped, still has it.
+            .header(Header::new("Content-Length", self.body.len().to_string()))
             .sized_body(self.body.len(), Cursor::new(self.body));
         for header in self.headers {
             builder.header(header);

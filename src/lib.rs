@@ -17,6 +17,7 @@ pub mod import;
 pub mod logging;
 pub mod ratelimit;
 pub mod routes;
+pub mod server;
 
 use std::net::IpAddr;
 
@@ -28,10 +29,9 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::{ApiError, StartupError};
 
-/// The configuration sources, lowest priority first: built-in defaults, `Rocket.toml` (or the
-/// file `ROCKET_CONFIG` names), then `ROCKET_*` environment variables.
+/// The configuration every command reads: see [`config::figment`].
 pub fn figment() -> Figment {
-    rocket::Config::figment()
+    config::figment()
 }
 
 /// Whether a newly created database may be filled with the demo customers (when `seed_demo`).
@@ -87,18 +87,15 @@ fn open_store(config: &Config, seed: Seed) -> Result<Db, StartupError> {
     Ok(db)
 }
 
-/// How many bytes of finished list responses the server keeps (a 100,000-customer list is
-/// about 55 MB).
-const RESPONSE_CACHE_BYTES: usize = 96 * 1024 * 1024;
-
 /// Builds the application: config checked, database ready, access mode decided, routes and
 /// catchers mounted.
 pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     init_logging(&figment);
     let config = Config::from_figment(&figment)?;
-    // The server hashes at most `login_workers` passwords at once, start-up included.
-    config.hasher.limit_concurrency(config.login_workers);
+    // Start-up hashing (legacy plain text) uses every core: the port is not open yet. Then
+    // the server hashes at most `login_workers` passwords at once.
     let db = open_store(&config, Seed::IfNew)?;
+    config.hasher.limit_concurrency(config.login_workers);
     config.hasher.release_buffers();
     let address: IpAddr = figment
         .extract_inner("address")
@@ -127,7 +124,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     Ok(rocket
         .manage(apikey::Access::new(anonymous))
         .manage(login)
-        .manage(cache::ResponseCache::new(RESPONSE_CACHE_BYTES))
+        .manage(cache::ResponseCache::new(config.response_cache_bytes))
         .manage(config)
         .manage(db)
         // Of Shield's headers only nosniff means anything for a JSON API; the others

@@ -1,6 +1,10 @@
 //! The process logger. It replaces Rocket's so that every line, whoever writes it, passes
-//! through [`mask_secrets`]: Rocket logs request lines with their query string, and clients
-//! send their API key as `?apikey=...`.
+//! through [`mask_secrets`], and so that other crates' chatter stays out at every level.
+//!
+//! Request lines are written by [`crate::server`] (method, path, query with `apikey` masked,
+//! status, time). Rocket's own request-level output, and at `debug` the HTTP stack's, would
+//! print request headers, where `X-API-Key` and `Authorization` live: below warnings, only
+//! clientele's own lines and Rocket's launch summary are let through.
 
 use std::io::Write;
 use std::sync::Once;
@@ -8,6 +12,9 @@ use std::sync::Once;
 use log::{Level, LevelFilter, Metadata, Record};
 
 struct Logger;
+
+/// The log target of the start-up lines that show at every level but `off`.
+pub const LAUNCH: &str = "clientele::launch";
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -18,12 +25,12 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        // Connection-level chatter from the HTTP stack is only interesting when debugging.
-        let module = record.module_path().unwrap_or("");
-        let noisy = ["hyper", "rustls", "r2d2", "h2"]
-            .iter()
-            .any(|prefix| module.starts_with(prefix));
-        if noisy && log::max_level() < LevelFilter::Debug {
+        // Rocket's "launched" lines are warnings so they show at every level; ours too.
+        let launch = record.target().contains("rocket::launch") || record.target() == LAUNCH;
+        let ours = record.target().starts_with("clientele");
+        // Indented lines are details of a request Rocket is routing ("no matching routes").
+        let detail = record.target().ends_with('_');
+        if !ours && !launch && (record.level() > Level::Warn || detail) {
             return;
         }
         // Rocket marks indented lines with a target ending in `_`.
@@ -32,8 +39,6 @@ impl log::Log for Logger {
         } else {
             ""
         };
-        // Rocket logs its "launched" lines as warnings so they show at every level.
-        let launch = record.target().contains("rocket::launch");
         let prefix = match record.level() {
             Level::Error => "error: ",
             Level::Warn if !launch => "warning: ",

@@ -1,38 +1,73 @@
 //! Counting failed logins, per account and per client address, in a sliding window.
 //!
+//! An attempt is counted *before* the password is checked, in one step with the check of the
+//! limit, and refunded if it succeeds: a burst of parallel attempts cannot all pass a check
+//! that would only be recorded after the slow verification.
+//!
 //! In memory only: a restart forgets the counts, which is acceptable for a single small server
-//! and keeps the store free of attacker-controlled writes.
+//! and keeps the store free of attacker-controlled writes. The memory is bounded: subjects are
+//! kept as fixed-size digests (a client chooses the email it sends, up to the body limit), and
+//! at most [`MAX_SUBJECTS`] are tracked.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Beyond this many tracked subjects, expired ones are swept before adding another, so that
-/// an attacker rotating names or addresses cannot grow the map without bound.
-const SWEEP_ABOVE: usize = 10_000;
+use sha2::{Digest, Sha256};
+
+/// The most subjects (accounts and addresses) tracked at once: about 200 bytes each, so a few
+/// megabytes at most. When full, expired subjects are dropped first, then the one whose last
+/// failure is oldest.
+pub const MAX_SUBJECTS: usize = 50_000;
+
+/// A subject's name, digested: the same size whatever the client sent.
+type SubjectKey = [u8; 16];
+
+fn key(subject: &str) -> SubjectKey {
+    let digest = Sha256::digest(subject.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// An attempt counted against its subjects, until it is refunded.
+#[derive(Debug)]
+pub struct Attempt {
+    subjects: Vec<SubjectKey>,
+    at: Instant,
+}
 
 /// Failed attempts per subject (an account, an address) within `window`.
 pub struct FailureLimiter {
     max_failures: usize,
     window: Duration,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    capacity: usize,
+    failures: Mutex<HashMap<SubjectKey, VecDeque<Instant>>>,
 }
 
 impl FailureLimiter {
     pub fn new(max_failures: u32, window: Duration) -> FailureLimiter {
+        FailureLimiter::with_capacity(max_failures, window, MAX_SUBJECTS)
+    }
+
+    /// A limiter that tracks at most `capacity` subjects.
+    pub fn with_capacity(max_failures: u32, window: Duration, capacity: usize) -> FailureLimiter {
         FailureLimiter {
-            max_failures: usize::try_from(max_failures).unwrap_or(usize::MAX),
+            max_failures: usize::try_from(max_failures).unwrap_or(usize::MAX).max(1),
             window,
+            capacity: capacity.max(1),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Err(seconds)` to wait when any of `subjects` has used up its failures in the window.
-    pub fn check(&self, subjects: &[&str], now: Instant) -> Result<(), u64> {
+    /// Counts an attempt against every one of `subjects`, unless one of them has used up its
+    /// failures in the window: then nothing is counted and `Err(seconds to wait)`.
+    pub fn begin(&self, subjects: &[&str], now: Instant) -> Result<Attempt, u64> {
+        let keys: Vec<SubjectKey> = subjects.iter().map(|subject| key(subject)).collect();
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let mut wait = Duration::ZERO;
-        for subject in subjects {
-            if let Some(times) = failures.get_mut(*subject) {
+        for subject in &keys {
+            if let Some(times) = failures.get_mut(subject) {
                 self.expire(times, now);
                 if times.len() >= self.max_failures {
                     if let Some(oldest) = times.front() {
@@ -41,39 +76,73 @@ impl FailureLimiter {
                 }
             }
         }
-        if wait.is_zero() {
-            Ok(())
-        } else {
+        if !wait.is_zero() {
             // Round up: "retry in 0 seconds" would invite an immediate, refused retry.
-            Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            return Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
         }
-    }
-
-    /// Records one failure against each of `subjects`.
-    pub fn record_failure(&self, subjects: &[&str], now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() > SWEEP_ABOVE {
-            failures.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|last| now.duration_since(*last) < self.window)
-            });
-        }
-        for subject in subjects {
-            let times = failures.entry((*subject).to_owned()).or_default();
-            self.expire(times, now);
+        for subject in &keys {
+            if !failures.contains_key(subject) && failures.len() >= self.capacity {
+                self.make_room(&mut failures, now);
+            }
+            let times = failures.entry(*subject).or_default();
             times.push_back(now);
             // Only the newest `max_failures` matter for the decision.
-            while times.len() > self.max_failures.max(1) {
+            while times.len() > self.max_failures {
                 times.pop_front();
+            }
+        }
+        Ok(Attempt {
+            subjects: keys,
+            at: now,
+        })
+    }
+
+    /// The attempt did not fail (right password, or it could not be checked): it no longer
+    /// counts against any of its subjects.
+    pub fn refund(&self, attempt: Attempt) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for subject in &attempt.subjects {
+            if let Some(times) = failures.get_mut(subject) {
+                if let Some(index) = times.iter().rposition(|at| *at == attempt.at) {
+                    times.remove(index);
+                }
+                if times.is_empty() {
+                    failures.remove(subject);
+                }
             }
         }
     }
 
-    /// Forgets the failures of `subject` (after a successful login).
-    pub fn clear(&self, subject: &str) {
+    /// A successful login: the attempt is refunded, and `subject`'s (the account's) earlier
+    /// failures are forgiven.
+    pub fn succeeded(&self, attempt: Attempt, subject: &str) {
+        self.refund(attempt);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(subject);
+        failures.remove(&key(subject));
+    }
+
+    /// How many subjects are tracked now.
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Drops expired subjects; if none had expired, the one whose last failure is oldest.
+    fn make_room(&self, failures: &mut HashMap<SubjectKey, VecDeque<Instant>>, now: Instant) {
+        failures.retain(|_, times| {
+            times
+                .back()
+                .is_some_and(|last| now.duration_since(*last) < self.window)
+        });
+        if failures.len() < self.capacity {
+            return;
+        }
+        let oldest = failures
+            .iter()
+            .min_by_key(|(_, times)| times.back().copied())
+            .map(|(subject, _)| *subject);
+        if let Some(oldest) = oldest {
+            failures.remove(&oldest);
+        }
     }
 
     fn expire(&self, times: &mut VecDeque<Instant>, now: Instant) {
@@ -95,33 +164,54 @@ mod tests {
         let limiter = FailureLimiter::new(3, Duration::from_secs(60));
         let start = Instant::now();
         for i in 0..3 {
-            assert_eq!(
-                limiter.check(&["a"], start + Duration::from_secs(i)),
-                Ok(())
-            );
-            limiter.record_failure(&["a"], start + Duration::from_secs(i));
+            assert!(limiter
+                .begin(&["a"], start + Duration::from_secs(i))
+                .is_ok());
         }
-        assert_eq!(
-            limiter.check(&["a"], start + Duration::from_secs(10)),
-            Err(50)
-        );
-        assert_eq!(
-            limiter.check(&["b"], start + Duration::from_secs(10)),
-            Ok(())
-        );
-        assert_eq!(
-            limiter.check(&["a"], start + Duration::from_secs(60)),
-            Ok(())
-        );
+        let at = |s| start + Duration::from_secs(s);
+        assert_eq!(limiter.begin(&["a"], at(10)).unwrap_err(), 50);
+        assert!(limiter.begin(&["b"], at(10)).is_ok());
+        assert!(limiter.begin(&["a"], at(60)).is_ok());
     }
 
     #[test]
-    fn any_subject_over_its_limit_blocks() {
+    fn any_subject_over_its_limit_blocks_and_counts_nothing() {
         let limiter = FailureLimiter::new(1, Duration::from_secs(10));
         let now = Instant::now();
-        limiter.record_failure(&["ip:1"], now);
-        assert!(limiter.check(&["account:x", "ip:1"], now).is_err());
-        limiter.clear("ip:1");
-        assert!(limiter.check(&["account:x", "ip:1"], now).is_ok());
+        assert!(limiter.begin(&["ip:1"], now).is_ok());
+        assert!(limiter.begin(&["account:x", "ip:1"], now).is_err());
+        // The refused attempt did not count against the account.
+        assert!(limiter.begin(&["account:x"], now).is_ok());
+    }
+
+    #[test]
+    fn a_refunded_attempt_does_not_count_and_success_forgives_the_account() {
+        let limiter = FailureLimiter::new(2, Duration::from_secs(10));
+        let now = Instant::now();
+        limiter.begin(&["account", "ip"], now).unwrap();
+        let second = limiter.begin(&["account", "ip"], now).unwrap();
+        assert!(limiter.begin(&["ip"], now).is_err());
+        limiter.refund(second);
+        let third = limiter.begin(&["account", "ip"], now).unwrap();
+        limiter.succeeded(third, "account");
+        assert!(limiter.begin(&["account"], now).is_ok());
+        assert!(limiter.begin(&["account"], now).is_ok());
+        // The address keeps its one real failure.
+        assert!(limiter.begin(&["ip"], now).is_ok());
+        assert!(limiter.begin(&["ip"], now).is_err());
+    }
+
+    #[test]
+    fn huge_names_and_many_subjects_stay_within_the_bound() {
+        let limiter = FailureLimiter::with_capacity(10, Duration::from_secs(300), 1_000);
+        let now = Instant::now();
+        let huge = "x".repeat(15_000);
+        for n in 0..3_000 {
+            let name = format!("email:{n}{huge}");
+            limiter.begin(&[&name], now).unwrap();
+        }
+        assert!(limiter.tracked() <= 1_000, "{}", limiter.tracked());
+        // Keys are digests: the 15 KB names are not kept.
+        assert_eq!(std::mem::size_of::<SubjectKey>(), 16);
     }
 }

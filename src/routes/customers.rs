@@ -101,6 +101,8 @@ impl<'r> Responder<'r, 'static> for ListResponse {
                     .header(json_content_type())
                     .header(Header::new("ETag", etag))
                     .header(Header::new("X-Total-Count", self.entry.total.to_string()))
+                    // Stated here so that a HEAD answer, whose body is stripped, still has it.
+                    .header(Header::new("Content-Length", length.to_string()))
                     .sized_body(length, Cursor::new(bytes))
                     // Hand large bodies to the connection in large pieces, not 4 KiB ones
                     // (after `sized_body`, which resets it).

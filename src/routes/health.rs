@@ -1,4 +1,4 @@
-//! `GET /health`: whether the database answers. Never needs an API key.
+//! `GET /health`: whether the database file is intact and answers. Never needs an API key.
 
 use rocket::http::{Method, Status};
 use rocket::{get, Route, State};
@@ -8,10 +8,7 @@ use crate::error::JsonResponse;
 
 #[get("/health")]
 async fn get_health(db: &State<Db>) -> JsonResponse {
-    match db
-        .run(|conn| conn.query_row("SELECT count(*) FROM customer", [], |_| Ok(())))
-        .await
-    {
+    match db.check_health().await {
         Ok(()) => JsonResponse::message(Status::Ok, true, "ok"),
         Err(error) => {
             log::error!("health check failed: {error}");

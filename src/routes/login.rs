@@ -156,28 +156,39 @@ async fn post_login(
         "address:{}",
         client.map_or("unknown".into(), |ip| ip.to_string())
     );
-    let now = Instant::now();
-    if let Err(retry_after) = service.limiter.check(&[&account, &address], now) {
-        return Err(ApiError::TooManyAttempts { retry_after });
-    }
+    // Counted before the (slow) check, so that parallel attempts cannot all slip through.
+    let attempt = service
+        .limiter
+        .begin(&[&account, &address], Instant::now())
+        .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
 
     let (customer, stored) = match found {
         Some((customer, stored)) => (Some(customer), stored),
         None => (None, None),
     };
     let check_against = stored.clone();
-    let attempt = password.clone();
+    let attempt_password = password.clone();
     let verdict = service
         .with_hasher(move |hasher| {
-            hasher.verify(&attempt, check_against.as_ref().map(Secret::expose))
+            hasher.verify(
+                &attempt_password,
+                check_against.as_ref().map(Secret::expose),
+            )
         })
-        .await?;
+        .await;
+    let verdict = match verdict {
+        Ok(verdict) => verdict,
+        Err(error) => {
+            // Not checked (the server is busy): not a failure.
+            service.limiter.refund(attempt);
+            return Err(error);
+        }
+    };
 
     let (Some(customer), Verdict::Valid { rehash }) = (customer, verdict) else {
-        service.limiter.record_failure(&[&account, &address], now);
         return Err(ApiError::InvalidCredentials);
     };
-    service.limiter.clear(&account);
+    service.limiter.succeeded(attempt, &account);
     if let (true, Some(old)) = (rehash, stored) {
         upgrade_hash(db, service, customer.clcleunik, old, password).await;
     }

@@ -1,0 +1,467 @@
+//! The HTTP server: accepts connections, reads requests with hyper, and hands each one to the
+//! Rocket application in process.
+//!
+//! Rocket 0.5 binds its own listener and switches hyper's header timeout off, with no setting
+//! to change either, so a client that never finishes its headers holds a connection (and a
+//! file descriptor) forever, and there is no bound on how many connections are open. This
+//! module owns the socket instead and keeps these bounds:
+//! - a request head must arrive within `header_timeout_secs` (30 s), idle keep-alive included;
+//! - at most `max_connections` connections are served at once; the next clients wait in the
+//!   kernel's accept queue, not in memory;
+//! - the open-files limit is raised to the hard limit at start-up;
+//! - request heads are at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`] headers, bodies at most
+//!   [`MAX_BODY`] bytes; HTTP/1.1 without `Host` is a 400.
+//!
+//! The Rocket app is the same one the tests drive ([`crate::rocket`]); it is reached through
+//! Rocket's public in-process client, which runs the same fairings, routes and catchers as
+//! Rocket's own server. Each request is logged here, with `apikey` masked.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{pin, Pin};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::service::service_fn;
+use hyper::{StatusCode, Version};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rocket::http::{Header, Method};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use rocket::{Build, Rocket};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::Config;
+use crate::logging::LAUNCH;
+
+/// The largest request body read. The API's own limit (16 KiB, a 413 naming it) is below.
+pub const MAX_BODY: usize = 64 * 1024;
+/// The largest request head (request line and headers); more is a bare 431.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most headers in one request; more is a bare 431.
+pub const MAX_HEADERS: usize = 100;
+/// Connections served at once when `max_connections` is 0, if the open-files limit allows.
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// File descriptors kept back from connections: the database, its WAL, logs, the listener.
+const RESERVED_FILES: u64 = 128;
+/// Bodies up to this size are read whole and sent with a `Content-Length`; larger ones stream.
+const WHOLE_BODY: usize = 64 * 1024;
+/// How much of a streamed body goes to the socket at a time.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// The server's bounds, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    /// How long in-flight responses may take to finish after SIGTERM or Ctrl-C.
+    pub grace: Duration,
+}
+
+/// Serves `rocket` (built by [`crate::rocket`]) on its configured address until SIGTERM or
+/// Ctrl-C. Builds the runtime from the config's `workers` and `max_blocking`.
+pub fn run(rocket: Rocket<Build>) -> Result<(), String> {
+    let config = rocket
+        .state::<Config>()
+        .cloned()
+        .ok_or("the application has no configuration")?;
+    let settings: rocket::Config = rocket
+        .figment()
+        .extract()
+        .map_err(|e| format!("configuration: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.workers.max(1))
+        .max_blocking_threads(settings.max_blocking.max(1))
+        .thread_name("clientele-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("could not start the runtime: {e}"))?;
+    let bounds = Bounds {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+        grace: Duration::from_secs(u64::from(settings.shutdown.grace + settings.shutdown.mercy)),
+    };
+    let address = SocketAddr::new(settings.address, settings.port);
+    let result = runtime.block_on(serve(rocket, address, bounds));
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
+}
+
+/// Raises the soft open-files limit to the hard limit; returns the soft limit now in force.
+fn raise_open_files_limit() -> Option<u64> {
+    rlimit::increase_nofile_limit(u64::MAX).ok()
+}
+
+/// How many connections to serve at once: as configured, or as many as the open-files limit
+/// leaves room for, up to [`DEFAULT_MAX_CONNECTIONS`].
+fn connection_cap(configured: usize, open_files: Option<u64>) -> usize {
+    let room = open_files.map_or(DEFAULT_MAX_CONNECTIONS, |limit| {
+        usize::try_from(limit.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX)
+    });
+    let cap = if configured == 0 {
+        DEFAULT_MAX_CONNECTIONS
+    } else {
+        configured
+    };
+    cap.min(room).max(1)
+}
+
+async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Result<(), String> {
+    let open_files = raise_open_files_limit();
+    let max_connections = connection_cap(bounds.max_connections, open_files);
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("could not listen on {address}: {e}"))?;
+    let local = listener.local_addr().unwrap_or(address);
+    let client = Client::untracked(rocket)
+        .await
+        .map_err(|e| format!("the application could not start: {}", e.kind()))?;
+    // Lives as long as the process: every connection task borrows it.
+    let client: &'static Client = Box::leak(Box::new(client));
+    log::info!(
+        "serving at most {max_connections} connections at once; request heads must arrive \
+         within {} s",
+        bounds.header_timeout.as_secs()
+    );
+    log::warn!(target: LAUNCH, "clientele launched from http://{local}");
+
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut stop = pin!(shutdown_signal());
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            () = &mut stop => break,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, most likely: wait for some to close.
+                log::warn!("could not accept a connection: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(bounds.header_timeout)
+                .keep_alive(true)
+                .max_buf_size(MAX_HEAD.max(8192))
+                .max_headers(MAX_HEADERS);
+            let service = service_fn(move |request| handle(client, peer, request));
+            let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                log::debug!("connection from {peer} ended: {error}");
+            }
+            drop(slot);
+        });
+    }
+
+    log::warn!(target: LAUNCH, "shutting down: finishing requests in flight");
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(bounds.grace, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        log::warn!("closing connections still open after the grace period");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+type Reply = hyper::Response<ResponseBody>;
+
+/// Answers one request: the checks only this layer can make, then the Rocket app.
+async fn handle(
+    client: &'static Client,
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> Result<Reply, Infallible> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |target| target.as_str())
+        .to_owned();
+    let reply = dispatch(client, peer, parts, body, &target).await;
+    // The logger masks the value of `apikey`; headers are never logged.
+    log::info!(
+        "{} {method} {target} {} {:.1}ms",
+        client_address(peer.ip()),
+        reply.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(reply)
+}
+
+/// IPv4 peers as `1.2.3.4`, not `::ffff:1.2.3.4`.
+fn client_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+async fn dispatch(
+    client: &'static Client,
+    peer: SocketAddr,
+    parts: hyper::http::request::Parts,
+    body: Incoming,
+    target: &str,
+) -> Reply {
+    // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
+    if parts.version == Version::HTTP_11 && !parts.headers.contains_key(HOST) {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "Bad request: HTTP/1.1 requires a Host header",
+        );
+    }
+    let Ok(method) = Method::from_str(parts.method.as_str()) else {
+        return error_reply(
+            StatusCode::NOT_IMPLEMENTED,
+            "Unsupported method. This server answers GET, HEAD, POST, DELETE and OPTIONS",
+        );
+    };
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return too_large();
+    }
+    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return too_large()
+        }
+        Err(_) => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "Bad request: the body could not be read",
+            );
+        }
+    };
+
+    let mut local = client.req(method, target.to_owned());
+    local.set_remote(peer);
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        local.add_header(Header::new(name.as_str().to_owned(), value));
+    }
+    if !bytes.is_empty() {
+        local.set_body(bytes.to_vec());
+    }
+    let response = local.dispatch().await;
+    into_hyper(response, method == Method::Head).await
+}
+
+/// A Rocket response as a hyper one: small bodies read whole, large ones streamed.
+async fn into_hyper(mut response: LocalResponse<'static>, head: bool) -> Reply {
+    let mut builder = hyper::Response::builder().status(response.status().code);
+    let mut declared_length = None;
+    for header in response.headers().iter() {
+        if header.name().as_str().eq_ignore_ascii_case("content-length") {
+            declared_length = Some(header.value().to_owned());
+            continue;
+        }
+        builder = builder.header(header.name().as_str(), header.value());
+    }
+    if head {
+        // No body; the length a GET would have, as the responders state it.
+        if let Some(length) = declared_length {
+            builder = builder.header(CONTENT_LENGTH, length);
+        }
+        return builder
+            .body(ResponseBody::whole(Bytes::new()))
+            .unwrap_or_else(|_| internal_error());
+    }
+    let mut first = BytesMut::with_capacity(8 * 1024);
+    loop {
+        match response.read_buf(&mut first).await {
+            Ok(0) => {
+                return builder
+                    .body(ResponseBody::whole(first.freeze()))
+                    .unwrap_or_else(|_| internal_error())
+            }
+            Ok(_) if first.len() >= WHOLE_BODY => break,
+            Ok(_) => {
+                if first.capacity() == first.len() {
+                    first.reserve(first.len());
+                }
+            }
+            Err(error) => {
+                log::error!("could not produce a response body: {error}");
+                return internal_error();
+            }
+        }
+    }
+    if let Some(length) = declared_length {
+        builder = builder.header(CONTENT_LENGTH, length);
+    }
+    builder
+        .body(ResponseBody::streamed(first.freeze(), response))
+        .unwrap_or_else(|_| internal_error())
+}
+
+fn too_large() -> Reply {
+    error_reply(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &crate::error::ApiError::BodyTooLarge.to_string(),
+    )
+}
+
+fn internal_error() -> Reply {
+    let mut reply = hyper::Response::new(ResponseBody::whole(Bytes::from_static(
+        br#"{"success":"false","message":"Internal error. The server log has the details"}"#,
+    )));
+    *reply.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    reply
+}
+
+/// An error in the contract's envelope, for the checks made before the app sees a request.
+fn error_reply(status: StatusCode, message: &str) -> Reply {
+    let body = crate::error::JsonResponse::message(
+        rocket::http::Status::new(status.as_u16()),
+        false,
+        message,
+    )
+    .body;
+    let mut reply = hyper::Response::new(ResponseBody::whole(Bytes::from(body)));
+    *reply.status_mut() = status;
+    let headers = reply.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if status == StatusCode::BAD_REQUEST {
+        headers.insert("connection", HeaderValue::from_static("close"));
+    }
+    reply
+}
+
+/// A response body: bytes in hand, then (for large bodies) the rest read from the app.
+pub struct ResponseBody {
+    first: Option<Bytes>,
+    rest: Option<LocalResponse<'static>>,
+    buffer: BytesMut,
+}
+
+impl ResponseBody {
+    fn whole(bytes: Bytes) -> ResponseBody {
+        ResponseBody {
+            first: (!bytes.is_empty()).then_some(bytes),
+            rest: None,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    fn streamed(first: Bytes, rest: LocalResponse<'static>) -> ResponseBody {
+        ResponseBody {
+            first: Some(first),
+            rest: Some(rest),
+            buffer: BytesMut::new(),
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        let Some(rest) = this.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if this.buffer.capacity() < STREAM_CHUNK / 4 {
+            this.buffer.reserve(STREAM_CHUNK);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(rest), context, &mut this.buffer) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) => {
+                this.rest = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(Frame::data(this.buffer.split().freeze())))),
+            Poll::Ready(Err(error)) => {
+                this.rest = None;
+                Poll::Ready(Some(Err(error)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.first, &self.rest) {
+            (first, None) => SizeHint::with_exact(first.as_ref().map_or(0, |b| b.len() as u64)),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_room_for_the_open_files_limit() {
+        assert_eq!(connection_cap(0, Some(1_048_576)), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(connection_cap(0, Some(1024)), 1024 - 128);
+        assert_eq!(connection_cap(100, Some(1024)), 100);
+        assert_eq!(connection_cap(5000, Some(1024)), 896);
+        assert_eq!(connection_cap(0, None), DEFAULT_MAX_CONNECTIONS);
+    }
+}
