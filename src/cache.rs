@@ -22,6 +22,11 @@ use crate::error::ApiError;
 
 /// Bodies below this size are not worth compressing.
 const MIN_GZIP_SIZE: usize = 1024;
+/// The most responses kept, whatever their size: each costs bookkeeping besides its body.
+pub const MAX_ENTRIES: usize = 10_000;
+/// What an entry costs besides its body and key: the map slot, the `Arc`s and cells, the
+/// `CachedList` with its `ETag` string, and the allocator's rounding.
+const ENTRY_OVERHEAD: usize = 320;
 
 /// A finished list response.
 pub struct CachedList {
@@ -66,19 +71,26 @@ impl CachedList {
         })
     }
 
-    /// The gzip copy, compressed on first use; `None` when the body is too small to bother.
-    /// Compressing is CPU work, so it runs on the blocking pool.
-    pub async fn gzip(self: &Arc<Self>) -> Option<Arc<[u8]>> {
-        if self.body.len() < MIN_GZIP_SIZE {
+    /// Whether a client that accepts gzip gets the gzip copy.
+    pub fn compressible(&self) -> bool {
+        self.body.len() >= MIN_GZIP_SIZE
+    }
+
+    /// The gzip copy, compressed on first use, and whether this call made it; `None` when the
+    /// body is too small to bother. Compressing is CPU work, so it runs on the blocking pool.
+    async fn gzip(self: &Arc<Self>) -> Option<(Arc<[u8]>, bool)> {
+        if !self.compressible() {
             return None;
         }
         if let Some(done) = self.gzip.get() {
-            return done.clone();
+            return done.clone().map(|gz| (gz, false));
         }
         let this = Arc::clone(self);
         rocket::tokio::task::spawn_blocking(move || {
+            let mut made = false;
             this.gzip
                 .get_or_init(|| {
+                    made = true;
                     let mut encoder = flate2::write::GzEncoder::new(
                         Vec::with_capacity(this.body.len() / 6),
                         flate2::Compression::default(),
@@ -87,15 +99,20 @@ impl CachedList {
                     encoder.finish().ok().map(Arc::from)
                 })
                 .clone()
+                .map(|gz| (gz, made))
         })
         .await
         .ok()
         .flatten()
     }
+}
 
-    fn size(&self) -> usize {
-        self.body.len()
-    }
+/// What an entry for `filter` with a `body` of this size weighs in the budget.
+fn weight(filter: &ListFilter, body: usize) -> usize {
+    let key = std::mem::size_of::<ListFilter>()
+        + filter.email.as_ref().map_or(0, String::capacity)
+        + filter.login.as_ref().map_or(0, String::capacity);
+    body + key + ENTRY_OVERHEAD
 }
 
 type Slot = Arc<OnceCell<Arc<CachedList>>>;
@@ -104,18 +121,26 @@ struct State {
     /// The data version the entries were built for.
     generation: Option<i64>,
     entries: HashMap<ListFilter, Slot>,
-    /// Body bytes held by finished entries, as last counted.
+    /// What the finished entries weigh: bodies, gzip copies, keys and bookkeeping.
     bytes: usize,
 }
 
-/// Finished list responses by query, for one data version at a time, within a memory budget.
+impl State {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
+/// Finished list responses by query, for one data version at a time, within a memory budget
+/// (`response_cache_mib`) and at most [`MAX_ENTRIES`] of them.
 pub struct ResponseCache {
     state: Mutex<State>,
     budget: usize,
 }
 
 impl ResponseCache {
-    /// A cache that holds at most about `budget` bytes of bodies.
+    /// A cache that holds at most about `budget` bytes, everything counted.
     pub fn new(budget: usize) -> ResponseCache {
         ResponseCache {
             state: Mutex::new(State {
@@ -141,19 +166,23 @@ impl ResponseCache {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<CachedList, ApiError>>,
     {
-        let Some(generation) = generation else {
+        let Some(generation) = generation.filter(|_| self.budget > 0) else {
             return build().await.map(Arc::new);
         };
         let slot = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if state.generation != Some(generation) {
                 state.generation = Some(generation);
-                state.entries.clear();
-                state.bytes = 0;
+                state.clear();
             }
             match state.entries.get(filter) {
                 Some(slot) => Arc::clone(slot),
-                None => Arc::clone(state.entries.entry(filter.clone()).or_default()),
+                None => {
+                    if state.entries.len() >= MAX_ENTRIES {
+                        state.clear();
+                    }
+                    Arc::clone(state.entries.entry(filter.clone()).or_default())
+                }
             }
         };
         let mut built = false;
@@ -165,13 +194,27 @@ impl ResponseCache {
             .await?
             .clone();
         if built {
-            self.account(generation, entry.size());
+            self.account(generation, weight(filter, entry.body.len()));
         }
         Ok(entry)
     }
 
-    /// Counts `size` new body bytes (gzip copies, about a fifth more, are not counted); over
-    /// budget, the cache starts afresh (entries in use stay alive for their requests).
+    /// The gzip copy of `entry` (see [`CachedList::gzip`]), counted in the budget when made.
+    pub async fn gzip(
+        &self,
+        generation: Option<i64>,
+        entry: &Arc<CachedList>,
+    ) -> Option<Arc<[u8]>> {
+        let (gzip, made) = entry.gzip().await?;
+        if let (true, Some(generation)) = (made, generation) {
+            self.account(generation, gzip.len());
+        }
+        Some(gzip)
+    }
+
+    /// Counts `size` more bytes; over budget, the cache starts afresh (entries in use stay
+    /// alive for their requests, and a response larger than the whole budget is still served,
+    /// just not kept).
     fn account(&self, generation: i64, size: usize) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.generation != Some(generation) {
@@ -179,9 +222,22 @@ impl ResponseCache {
         }
         state.bytes += size;
         if state.bytes > self.budget {
-            state.entries.clear();
-            state.bytes = 0;
+            state.clear();
         }
+    }
+
+    /// What the kept entries weigh, as counted against the budget.
+    pub fn weight(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+
+    /// How many responses are kept.
+    pub fn entries(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .len()
     }
 }
 
@@ -201,5 +257,46 @@ mod tests {
         assert!(a.matches("*"));
         assert!(!a.matches(&b.etag));
         assert!(!a.matches(""));
+    }
+
+    fn build(body: usize) -> impl std::future::Future<Output = Result<CachedList, ApiError>> {
+        async move { Ok(CachedList::new(vec![b'x'; body], 1)) }
+    }
+
+    fn offset(n: i64) -> ListFilter {
+        ListFilter {
+            offset: n,
+            ..ListFilter::default()
+        }
+    }
+
+    #[rocket::async_test]
+    async fn keys_and_bookkeeping_count_and_entries_are_capped() {
+        let cache = ResponseCache::new(64 * 1024 * 1024);
+        for n in 0..40_000 {
+            cache.get_or_build(Some(1), &offset(n), || build(10)).await.unwrap();
+            assert!(cache.entries() <= MAX_ENTRIES);
+        }
+        // Each tiny body is counted with its key and overhead, not as 10 bytes.
+        let kept = cache.entries();
+        assert!(kept > 0);
+        assert!(cache.weight() >= kept * (10 + ENTRY_OVERHEAD), "{}", cache.weight());
+    }
+
+    #[rocket::async_test]
+    async fn the_budget_holds_and_a_body_larger_than_it_is_still_served() {
+        let cache = ResponseCache::new(10_000);
+        for n in 0..50 {
+            let entry = cache.get_or_build(Some(1), &offset(n), || build(3_000)).await.unwrap();
+            assert_eq!(entry.body.len(), 3_000);
+            assert!(cache.weight() <= 10_000, "{}", cache.weight());
+        }
+        let huge = cache.get_or_build(Some(1), &offset(99), || build(50_000)).await.unwrap();
+        assert_eq!(huge.body.len(), 50_000);
+        assert!(huge.etag.starts_with('"'));
+        assert!(cache.weight() <= 10_000);
+        let gzip = cache.gzip(Some(1), &huge).await.unwrap();
+        assert!(!gzip.is_empty());
+        assert!(cache.weight() <= 10_000);
     }
 }

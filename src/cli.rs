@@ -61,13 +61,16 @@ pub enum Command {
         /// Also delete the customers that are not in the file.
         #[arg(long)]
         replace: bool,
+        /// With --replace, accept a file with no customers, deleting every stored one.
+        #[arg(long, requires = "replace")]
+        allow_empty: bool,
         /// Check the file and report what would change, without writing.
         #[arg(long)]
         dry_run: bool,
         /// How CSV text is encoded; auto reads UTF-8, else Windows-1252.
         #[arg(long, value_enum, default_value = "auto")]
         encoding: TextEncoding,
-        /// The CSV separator, ',' or ';'. Default: whichever the header row uses.
+        /// The CSV separator, ',', ';' or tab. Default: whichever the header row uses most.
         #[arg(long, value_parser = parse_delimiter)]
         delimiter: Option<u8>,
     },
@@ -128,10 +131,19 @@ pub fn run(cli: Cli) -> ExitCode {
             file,
             format,
             replace,
+            allow_empty,
             dry_run,
             encoding,
             delimiter,
-        } => import(&file, format, replace, dry_run, encoding, delimiter),
+        } => import(
+            &file,
+            format,
+            replace,
+            allow_empty,
+            dry_run,
+            encoding,
+            delimiter,
+        ),
         Command::Export {
             format,
             output,
@@ -188,47 +200,80 @@ impl import::Progress for Bars {
     }
 }
 
-fn read_input(file: &str) -> Result<Vec<u8>, String> {
-    if file == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("standard input: {e}"))?;
-        return Ok(bytes);
-    }
-    std::fs::read(file).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{file}: no such file"),
-        std::io::ErrorKind::PermissionDenied => format!("{file}: permission denied"),
-        std::io::ErrorKind::IsADirectory => format!("{file}: is a folder, not a file"),
-        _ => format!("{file}: {e}"),
+/// Opens an input file, with the error in a shop owner's words.
+fn open_input(file: &std::path::Path) -> Result<std::fs::File, String> {
+    let shown = file.display();
+    let opened = std::fs::File::open(file).and_then(|f| {
+        if f.metadata()?.is_dir() {
+            Err(std::io::Error::from(std::io::ErrorKind::IsADirectory))
+        } else {
+            Ok(f)
+        }
+    });
+    opened.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
+        std::io::ErrorKind::PermissionDenied => format!("{shown}: permission denied"),
+        std::io::ErrorKind::IsADirectory => format!("{shown}: is a folder, not a file"),
+        _ => format!("{shown}: {e}"),
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn import(
     file: &str,
     format: Option<Format>,
     replace: bool,
+    allow_empty: bool,
     dry_run: bool,
     encoding: TextEncoding,
     delimiter: Option<u8>,
 ) -> Result<(), String> {
     let started = Instant::now();
     let name = if file == "-" { "stdin" } else { file };
-    let bytes = read_input(file)?;
-    let format = format.unwrap_or_else(|| Format::detect(file, &bytes));
-    let records = import::parse(&bytes, format, encoding, delimiter)
-        .map_err(|error| format!("{name}:{error}"))?;
+    // The import reads its input twice (check, then write): standard input is kept in a
+    // temporary file first.
+    let spool;
+    let path = if file == "-" {
+        spool = tempfile::NamedTempFile::new().map_err(|e| format!("temporary file: {e}"))?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut spool.as_file())
+            .map_err(|e| format!("standard input: {e}"))?;
+        spool.path().to_owned()
+    } else {
+        PathBuf::from(file)
+    };
+    let mut start = Vec::with_capacity(4096);
+    open_input(&path)?
+        .take(4096)
+        .read_to_end(&mut start)
+        .map_err(|e| format!("{name}: {e}"))?;
+    let format = format.unwrap_or_else(|| Format::detect(file, &start));
+    let open = || {
+        let input = open_input(&path).map_err(|message| import::RecordError {
+            line: 1,
+            field: String::new(),
+            message,
+        })?;
+        import::read_records(input, format, encoding, delimiter)
+    };
     let (config, db) = crate::prepare(&crate::figment(), Seed::Never).map_err(|e| e.to_string())?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
-    let (verb, summary) = if dry_run {
-        let summary = import::dry_run(&conn, &records, replace).map_err(|e| e.to_string())?;
-        ("dry run, nothing written", summary)
+    let options = import::Options {
+        replace,
+        allow_empty,
+        dry_run,
+    };
+    let bars = Bars::new();
+    let summary = import::import(&mut conn, open, &config.hasher, options, &bars).map_err(
+        |error| match error {
+            import::ImportError::Record(error) => format!("{name}:{error}"),
+            import::ImportError::Other(error) => format!("{name}: nothing imported: {error}"),
+        },
+    )?;
+    bars.0.finish_and_clear();
+    let verb = if dry_run {
+        "dry run, nothing written"
     } else {
-        let bars = Bars::new();
-        let summary = import::write(&mut conn, &records, &config.hasher, replace, &bars)
-            .map_err(|e| format!("{name}: nothing imported: {e}"))?;
-        bars.0.finish_and_clear();
-        ("imported", summary)
+        "imported"
     };
     eprintln!(
         "{name}: {verb}: {} inserted, {} updated, {} deleted, {} unchanged ({} rows in {:.2} s)",
@@ -236,7 +281,7 @@ fn import(
         summary.updated,
         summary.deleted,
         summary.unchanged,
-        records.len(),
+        summary.rows,
         started.elapsed().as_secs_f64()
     );
     Ok(())

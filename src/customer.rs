@@ -565,6 +565,9 @@ fn for_each_customer(
     mut each: impl FnMut(Customer) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<u64> {
     let (clause, params) = filter.where_clause();
+    // One read transaction: the total and the rows see the same snapshot, even while an
+    // import commits between the two statements.
+    let snapshot = conn.unchecked_transaction()?;
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM customer{clause}"))?
         .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
@@ -578,6 +581,9 @@ fn for_each_customer(
     while let Some(row) = rows.next()? {
         each(Customer::from_row(row)?)?;
     }
+    drop(rows);
+    drop(statement);
+    snapshot.commit()?;
     Ok(u64::try_from(total).unwrap_or(0))
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::{BufRead, BufReader, Read};
 
 use rusqlite::{params_from_iter, Connection, OptionalExtension, ToSql};
 use serde::Deserialize;
@@ -145,7 +146,6 @@ pub fn parse_json(text: &str) -> Result<Vec<Record>, RecordError> {
             record_from_fields(line, fields)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    check_unique(&records)?;
     Ok(records)
 }
 
@@ -185,55 +185,113 @@ pub enum TextEncoding {
     Windows1252,
 }
 
-/// Decodes a file's bytes to text, dropping a UTF-8 byte-order mark.
-pub fn decode(bytes: &[u8], encoding: TextEncoding) -> Result<String, RecordError> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    match (encoding, std::str::from_utf8(bytes)) {
-        (TextEncoding::Auto | TextEncoding::Utf8, Ok(text)) => Ok(text.to_owned()),
-        (TextEncoding::Utf8, Err(error)) => {
-            let line = bytes[..error.valid_up_to()]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count()
-                + 1;
-            Err(record_error(
-                line,
-                "",
-                "not valid UTF-8 (for a Windows spreadsheet export, try --encoding windows-1252)",
-            ))
+/// A stream of records read from a file, one at a time.
+pub type Records<'a> = Box<dyn Iterator<Item = Result<Record, RecordError>> + 'a>;
+
+/// How many bytes are looked at to tell UTF-8 from Windows-1252 (when there is no BOM).
+const SNIFF: usize = 64 * 1024;
+
+/// Turns the raw bytes of a CSV file into UTF-8 with `\n` line ends, streaming. A BOM decides
+/// (UTF-8, or UTF-16 as Excel's "Unicode text" writes); otherwise `encoding`, where `auto`
+/// reads UTF-8 if the first 64 KiB are UTF-8, else Windows-1252.
+fn decoded(input: impl Read + 'static, encoding: TextEncoding) -> Result<Box<dyn Read>, RecordError> {
+    let mut input = BufReader::with_capacity(SNIFF, input);
+    let start = input
+        .fill_buf()
+        .map_err(|e| record_error(1, "", format!("unreadable: {e}")))?;
+    let bom = start.starts_with(b"\xef\xbb\xbf")
+        || start.starts_with(b"\xff\xfe")
+        || start.starts_with(b"\xfe\xff");
+    let looks_utf8 = match std::str::from_utf8(start) {
+        Ok(_) => true,
+        // A character cut at the end of the sniffed part is still UTF-8.
+        Err(error) => error.error_len().is_none(),
+    };
+    let chosen = match encoding {
+        _ if bom => None,
+        TextEncoding::Utf8 => Some(encoding_rs::UTF_8),
+        TextEncoding::Windows1252 => Some(encoding_rs::WINDOWS_1252),
+        TextEncoding::Auto if looks_utf8 => Some(encoding_rs::UTF_8),
+        TextEncoding::Auto => Some(encoding_rs::WINDOWS_1252),
+    };
+    let text: Box<dyn Read> = if chosen == Some(encoding_rs::UTF_8) {
+        // Passed through as it is: invalid bytes further on are reported with their line.
+        Box::new(input)
+    } else {
+        Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(chosen)
+                .bom_sniffing(true)
+                .build(input),
+        )
+    };
+    Ok(Box::new(UnixLines {
+        inner: text,
+        pending_cr: false,
+    }))
+}
+
+/// `\r\n` (and a lone `\r`) read as `\n`, so that every line counts once: the CSV reader
+/// numbers the lines of a CRLF file (Excel's default) one short.
+struct UnixLines<R> {
+    inner: R,
+    pending_cr: bool,
+}
+
+impl<R: Read> Read for UnixLines<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let read = self.inner.read(out)?;
+            if read == 0 {
+                return Ok(0);
+            }
+            let mut kept = 0;
+            for index in 0..read {
+                let byte = out[index];
+                let skip = byte == b'\n' && self.pending_cr;
+                self.pending_cr = byte == b'\r';
+                if !skip {
+                    out[kept] = if byte == b'\r' { b'\n' } else { byte };
+                    kept += 1;
+                }
+            }
+            if kept > 0 {
+                return Ok(kept);
+            }
         }
-        (TextEncoding::Auto | TextEncoding::Windows1252, _) => Ok(encoding_rs::WINDOWS_1252
-            .decode_without_bom_handling(bytes)
-            .0
-            .into_owned()),
     }
 }
 
-/// Parses a CSV file whose header row names the contract's fields (any order). Columns may be
-/// missing, except `clcleunik`; an unknown column is refused with its name. The separator is
-/// `,` or `;` (`None`: whichever the header row uses more).
-pub fn parse_csv(text: &str, delimiter: Option<u8>) -> Result<Vec<Record>, RecordError> {
-    let first_line = text.lines().next().unwrap_or("");
+/// Reads a CSV file whose header row names the contract's fields (any order), one record at
+/// a time. Columns may be missing, except `clcleunik`; an unknown column is refused with its
+/// name. The separator is `,`, `;` or tab (`None`: whichever the header row uses most).
+pub fn csv_records(
+    input: impl Read + 'static,
+    encoding: TextEncoding,
+    delimiter: Option<u8>,
+) -> Result<Records<'static>, RecordError> {
+    let mut text = BufReader::new(decoded(input, encoding)?);
+    let first = text
+        .fill_buf()
+        .map_err(|e| record_error(1, "", format!("unreadable: {e}")))?;
+    let first_line = first.split(|b| *b == b'\n').next().unwrap_or_default();
     let delimiter = delimiter.unwrap_or_else(|| {
-        if first_line.matches(';').count() > first_line.matches(',').count() {
-            b';'
-        } else {
-            b','
-        }
+        let count = |separator: u8| first_line.iter().filter(|b| **b == separator).count();
+        [b',', b';', b'\t']
+            .into_iter()
+            .max_by_key(|separator| count(*separator))
+            .filter(|separator| count(*separator) > 0)
+            .unwrap_or(b',')
     });
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
-        .from_reader(text.as_bytes());
-    let csv_error = |error: csv::Error| {
-        let line = error.position().map_or(1, |p| p.line() as usize);
-        record_error(line, "", format!("unreadable CSV: {error}"))
-    };
+        .from_reader(text);
     let headers: Vec<String> = reader
         .headers()
         .map_err(csv_error)?
         .iter()
-        .map(|name| name.trim().to_owned())
+        .map(|name| name.trim().trim_start_matches('\u{feff}').to_owned())
         .collect();
     if headers.iter().all(String::is_empty) {
         return Err(record_error(
@@ -266,37 +324,65 @@ pub fn parse_csv(text: &str, delimiter: Option<u8>) -> Result<Vec<Record>, Recor
             "missing column (every customer needs its key)",
         ));
     }
-    let mut records = Vec::new();
-    for row in reader.records() {
-        let row = row.map_err(csv_error)?;
-        let line = row.position().map_or(0, |p| p.line() as usize);
-        if row.iter().all(|cell| cell.trim().is_empty()) {
-            continue;
+    let mut row = csv::StringRecord::new();
+    let mut failed = false;
+    Ok(Box::new(std::iter::from_fn(move || loop {
+        if failed {
+            return None;
         }
-        let fields = headers
-            .iter()
-            .cloned()
-            .zip(row.iter().map(|cell| Some(cell.to_owned())));
-        records.push(record_from_fields(line, fields)?);
-    }
-    check_unique(&records)?;
-    Ok(records)
+        match reader.read_record(&mut row) {
+            Ok(false) => return None,
+            Err(error) => {
+                failed = true;
+                return Some(Err(csv_error(error)));
+            }
+            Ok(true) if row.iter().all(|cell| cell.trim().is_empty()) => continue,
+            Ok(true) => {
+                let line = row.position().map_or(0, |p| p.line() as usize);
+                let fields = headers
+                    .iter()
+                    .cloned()
+                    .zip(row.iter().map(|cell| Some(cell.to_owned())));
+                let record = record_from_fields(line, fields);
+                failed = record.is_err();
+                return Some(record);
+            }
+        }
+    })))
 }
 
-/// Parses a whole file in the given format.
-pub fn parse(
-    bytes: &[u8],
+fn csv_error(error: csv::Error) -> RecordError {
+    let line = error.position().map_or(1, |p| p.line() as usize);
+    if let csv::ErrorKind::Utf8 { .. } = error.kind() {
+        return record_error(
+            line,
+            "",
+            "not valid UTF-8 (for a Windows spreadsheet export, try --encoding windows-1252)",
+        );
+    }
+    record_error(line, "", format!("unreadable CSV: {error}"))
+}
+
+/// Reads a file of customers in `format`, one record at a time. JSON is parsed whole (it is
+/// one value); CSV streams.
+pub fn read_records(
+    input: impl Read + 'static,
     format: Format,
     encoding: TextEncoding,
     delimiter: Option<u8>,
-) -> Result<Vec<Record>, RecordError> {
+) -> Result<Records<'static>, RecordError> {
     match format {
         Format::Json => {
-            let text = std::str::from_utf8(bytes)
+            let mut bytes = Vec::new();
+            let mut input = input;
+            input
+                .read_to_end(&mut bytes)
+                .map_err(|e| record_error(1, "", format!("unreadable: {e}")))?;
+            let text = String::from_utf8(bytes)
                 .map_err(|_| record_error(1, "", "a JSON file must be UTF-8"))?;
-            parse_json(text)
+            Ok(Box::new(parse_json(&text)?.into_iter().map(Ok)))
         }
-        Format::Csv => parse_csv(&decode(bytes, encoding)?, delimiter),
+        Format::Csv => csv_records(input, encoding, delimiter),
     }
 }
 
@@ -487,27 +573,10 @@ fn is_time(value: &str) -> bool {
         Some([h, m, s]) if *h < 24 && *m < 60 && *s < 60)
 }
 
-/// A key may appear only once in a file.
-fn check_unique(records: &[Record]) -> Result<(), RecordError> {
-    let mut first_line = HashMap::with_capacity(records.len());
-    for record in records {
-        if let Some(line) = first_line.insert(record.customer.clcleunik, record.line) {
-            return Err(record_error(
-                record.line,
-                "clcleunik",
-                format!(
-                    "{} appears twice (first on line {line})",
-                    record.customer.clcleunik
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// What a write did (or, in a dry run, would do), for the summary line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
+    pub rows: usize,
     pub inserted: usize,
     pub updated: usize,
     pub unchanged: usize,
@@ -530,6 +599,34 @@ impl Progress for Silent {
     fn step(&self) {}
 }
 
+/// How an import treats the customers already stored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Also delete the customers that are not in the file.
+    pub replace: bool,
+    /// With `replace`, accept a file with no customers (it deletes them all).
+    pub allow_empty: bool,
+    /// Check and count, write nothing.
+    pub dry_run: bool,
+}
+
+/// Why an import stopped. Nothing was written in either case.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A value in the file: `LINE: field: what is wrong`.
+    #[error("{0}")]
+    Record(#[from] RecordError),
+    /// Anything else (the store, hashing, a refused `--replace`).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<rusqlite::Error> for ImportError {
+    fn from(error: rusqlite::Error) -> Self {
+        ImportError::Other(error.to_string())
+    }
+}
+
 /// What to do with the stored password of one record.
 enum PasswordWrite {
     /// Leave the stored value (or NULL for a new customer) as it is.
@@ -537,113 +634,138 @@ enum PasswordWrite {
     Set(Option<String>),
 }
 
-/// The customers currently stored under the keys of `records`, with their hashes.
-fn existing(
+/// The customer stored under `id`, with their hash.
+fn stored(
     conn: &Connection,
-    records: &[Record],
-) -> rusqlite::Result<HashMap<i64, (Customer, Option<String>)>> {
-    let mut select = conn.prepare_cached(&format!(
+    id: i64,
+) -> rusqlite::Result<Option<(Customer, Option<String>)>> {
+    conn.prepare_cached(&format!(
         "SELECT {COLUMNS}, password_hash FROM customer WHERE clcleunik = ?"
-    ))?;
-    let mut found = HashMap::new();
-    for record in records {
-        let row = select
-            .query_row([record.customer.clcleunik], |row| {
-                Ok((
-                    Customer::from_row(row)?,
-                    row.get::<_, Option<String>>(Field::ALL.len())?,
-                ))
-            })
-            .optional()?;
-        if let Some(row) = row {
-            found.insert(record.customer.clcleunik, row);
-        }
-    }
-    Ok(found)
+    ))?
+    .query_row([id], |row| {
+        Ok((
+            Customer::from_row(row)?,
+            row.get::<_, Option<String>>(Field::ALL.len())?,
+        ))
+    })
+    .optional()
 }
 
-/// Decides every record's password: a plain-text password that already matches the stored
-/// hash keeps it (so re-importing a file changes nothing); others are hashed. In parallel.
-fn password_writes(
-    records: &[Record],
-    stored: &HashMap<i64, (Customer, Option<String>)>,
+/// The first pass over a file: every value checked, each key once, counted; and the plain-text
+/// passwords hashed (in parallel, before any lock is taken), keyed by their row.
+struct Checked {
+    rows: usize,
+    passwords: HashMap<usize, PasswordWrite>,
+    summary: Summary,
+}
+
+fn check(
+    conn: &Connection,
+    records: Records<'_>,
     hasher: &PasswordHasher,
+    options: Options,
     progress: &dyn Progress,
-) -> Result<Vec<PasswordWrite>, crate::auth::HashError> {
-    let plain: Vec<(usize, &Secret)> = records
-        .iter()
-        .enumerate()
-        .filter_map(|(index, record)| match &record.password {
-            PasswordInput::Plain(secret) => Some((index, secret)),
-            _ => None,
-        })
-        .collect();
-    progress.phase("hashing passwords", plain.len());
-    let outcomes = crate::auth::parallel_map(&plain, hasher.concurrency(), |(index, secret)| {
-        let current = stored
-            .get(&records[*index].customer.clcleunik)
-            .and_then(|(_, hash)| hash.as_deref());
-        let result = match current {
-            Some(hash) if matches!(hasher.verify(secret, Some(hash)), Verdict::Valid { .. }) => {
-                Ok(PasswordWrite::Keep)
-            }
-            _ => hasher
-                .hash(secret)
-                .map(|hash| PasswordWrite::Set(Some(hash))),
-        };
-        progress.step();
-        result
-    });
-    let mut from_plain = outcomes.into_iter();
-    records
-        .iter()
-        .map(|record| match &record.password {
-            PasswordInput::Absent => Ok(PasswordWrite::Keep),
-            PasswordInput::Empty => Ok(PasswordWrite::Set(None)),
-            PasswordInput::Hashed(hash) => Ok(PasswordWrite::Set(Some(hash.clone()))),
-            PasswordInput::Plain(_) => from_plain.next().unwrap_or(Ok(PasswordWrite::Keep)),
-        })
-        .collect()
-}
-
-/// Compares `records` with the store without writing: what [`write`] would do. Passwords are
-/// not checked (that costs as much as hashing); a changed password alone is not counted.
-pub fn dry_run(conn: &Connection, records: &[Record], replace: bool) -> rusqlite::Result<Summary> {
-    let stored = existing(conn, records)?;
+) -> Result<Checked, ImportError> {
+    // Key -> line, to name the first occurrence of a repeated key.
+    let mut lines: HashMap<i64, usize> = HashMap::new();
+    let mut plain: Vec<(usize, Secret, Option<String>)> = Vec::new();
     let mut summary = Summary::default();
-    for record in records {
-        match stored.get(&record.customer.clcleunik) {
+    let mut existing = 0;
+    for (index, record) in records.enumerate() {
+        let record = record?;
+        let id = record.customer.clcleunik;
+        if let Some(first) = lines.insert(id, record.line) {
+            return Err(record_error(
+                record.line,
+                "clcleunik",
+                format!("{id} appears twice (first on line {first})"),
+            )
+            .into());
+        }
+        let current = stored(conn, id)?;
+        existing += usize::from(current.is_some());
+        match &current {
             None => summary.inserted += 1,
             Some((customer, _)) if *customer == record.merged(Some(customer)) => {
                 summary.unchanged += 1
             }
             Some(_) => summary.updated += 1,
         }
+        if let PasswordInput::Plain(secret) = record.password {
+            plain.push((index, secret, current.and_then(|(_, hash)| hash)));
+        }
     }
-    if replace {
+    summary.rows = lines.len();
+    if options.replace {
         let total: i64 = conn.query_row("SELECT count(*) FROM customer", [], |row| row.get(0))?;
-        summary.deleted = usize::try_from(total).unwrap_or(0) - stored.len();
+        summary.deleted = usize::try_from(total).unwrap_or(0).saturating_sub(existing);
+        if summary.rows == 0 && summary.deleted > 0 && !options.allow_empty {
+            return Err(ImportError::Other(format!(
+                "the file has no customers, and --replace would delete all {} stored ones; \
+                 add --allow-empty if that is what you want",
+                summary.deleted
+            )));
+        }
     }
-    Ok(summary)
+    if options.dry_run {
+        // Passwords are not checked in a dry run: that costs as much as hashing.
+        return Ok(Checked {
+            rows: summary.rows,
+            passwords: HashMap::new(),
+            summary,
+        });
+    }
+    progress.phase("hashing passwords", plain.len());
+    // A plain-text password that already matches the stored hash keeps it, so re-importing a
+    // file changes nothing.
+    let outcomes = crate::auth::parallel_map(&plain, hasher.concurrency(), |(_, secret, hash)| {
+        let result = match hash {
+            Some(hash) if matches!(hasher.verify(secret, Some(hash)), Verdict::Valid { .. }) => {
+                Ok(PasswordWrite::Keep)
+            }
+            _ => hasher.hash(secret).map(|hash| PasswordWrite::Set(Some(hash))),
+        };
+        progress.step();
+        result
+    });
+    let mut passwords = HashMap::with_capacity(plain.len());
+    for ((index, _, _), outcome) in plain.iter().zip(outcomes) {
+        passwords.insert(
+            *index,
+            outcome.map_err(|e| ImportError::Other(e.to_string()))?,
+        );
+    }
+    Ok(Checked {
+        rows: summary.rows,
+        passwords,
+        summary,
+    })
 }
 
-/// Hashes the plain-text passwords of `records` (in parallel, before any lock is taken), then
-/// writes them all in one transaction: inserted or updated by `clcleunik`; with `replace`,
-/// customers not in `records` are deleted. Nothing is written if anything fails, and a crash
-/// or kill before the commit leaves the store exactly as it was (SQLite's atomic commit).
-pub fn write(
+/// Imports a file in two passes over `open()`'s records: the first checks every value and
+/// hashes the plain-text passwords without any lock; the second writes everything in one
+/// transaction (inserted or updated by `clcleunik`; with `replace`, customers not in the file
+/// deleted). Nothing is written if anything fails, and a crash or kill before the commit
+/// leaves the store exactly as it was. Memory stays flat in the number of rows for CSV: rows
+/// are read, checked and written one at a time.
+pub fn import<'a>(
     conn: &mut Connection,
-    records: &[Record],
+    mut open: impl FnMut() -> Result<Records<'a>, RecordError>,
     hasher: &PasswordHasher,
-    replace: bool,
+    options: Options,
     progress: &dyn Progress,
-) -> Result<Summary, Box<dyn std::error::Error + Send + Sync>> {
-    let stored = existing(conn, records)?;
-    let passwords = password_writes(records, &stored, hasher, progress)?;
+) -> Result<Summary, ImportError> {
+    let mut checked = check(conn, open()?, hasher, options, progress)?;
+    if options.dry_run {
+        return Ok(checked.summary);
+    }
 
-    progress.phase("writing", records.len());
+    progress.phase("writing", checked.rows);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        rows: checked.rows,
+        ..Summary::default()
+    };
     {
         let set_columns = COLUMNS
             .split(", ")
@@ -652,9 +774,6 @@ pub fn write(
             .collect::<Vec<_>>()
             .join(", ");
         let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
-        let mut select = tx.prepare(&format!(
-            "SELECT {COLUMNS}, password_hash FROM customer WHERE clcleunik = ?"
-        ))?;
         let mut insert = tx.prepare(&format!(
             "INSERT INTO customer ({COLUMNS}, password_hash) VALUES ({}, ?)",
             vec!["?"; Field::ALL.len()].join(", ")
@@ -666,20 +785,33 @@ pub fn write(
             "UPDATE customer SET {set_columns}, password_hash = ?, updated_at = {now} \
              WHERE clcleunik = ?"
         ))?;
-        for (record, password) in records.iter().zip(&passwords) {
+        if options.replace {
+            tx.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS import_keys (clcleunik INTEGER PRIMARY KEY); \
+                 DELETE FROM import_keys;",
+            )?;
+        }
+        let mut keep = match options.replace {
+            true => Some(tx.prepare("INSERT OR IGNORE INTO temp.import_keys VALUES (?)")?),
+            false => None,
+        };
+        for (index, record) in open()?.enumerate() {
+            let record = record?;
+            let password = match &record.password {
+                PasswordInput::Absent => PasswordWrite::Keep,
+                PasswordInput::Empty => PasswordWrite::Set(None),
+                PasswordInput::Hashed(hash) => PasswordWrite::Set(Some(hash.clone())),
+                PasswordInput::Plain(_) => checked
+                    .passwords
+                    .remove(&index)
+                    .unwrap_or(PasswordWrite::Keep),
+            };
             let id = record.customer.clcleunik;
             // Read again inside the transaction: the store may have changed while we hashed.
-            let current = select
-                .query_row([id], |row| {
-                    Ok((
-                        Customer::from_row(row)?,
-                        row.get::<_, Option<String>>(Field::ALL.len())?,
-                    ))
-                })
-                .optional()?;
+            let current = stored(&tx, id)?;
             let customer = record.merged(current.as_ref().map(|(customer, _)| customer));
             let params = customer.to_params();
-            match (current, password) {
+            match (current, &password) {
                 (None, PasswordWrite::Keep) => {
                     let none: Option<String> = None;
                     insert.execute(params_from_iter(
@@ -714,17 +846,13 @@ pub fn write(
                     summary.updated += 1;
                 }
             }
+            if let Some(keep) = keep.as_mut() {
+                keep.execute([id])?;
+            }
             progress.step();
         }
-        if replace {
-            tx.execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS import_keys (clcleunik INTEGER PRIMARY KEY); \
-                 DELETE FROM import_keys;",
-            )?;
-            let mut keep = tx.prepare("INSERT INTO import_keys VALUES (?)")?;
-            for record in records {
-                keep.execute([record.customer.clcleunik])?;
-            }
+        drop(keep);
+        if options.replace {
             summary.deleted = tx.execute(
                 "DELETE FROM customer WHERE clcleunik NOT IN (SELECT clcleunik FROM import_keys)",
                 [],
@@ -741,12 +869,10 @@ pub fn write(
 pub const DEMO_JSON: &str = include_str!("../data/demo-customers.json");
 
 /// Fills an empty store with the demo customers. Returns how many were written.
-pub fn seed_demo(
-    conn: &mut Connection,
-    hasher: &PasswordHasher,
-) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let records = parse_json(DEMO_JSON).map_err(|e| format!("demo-customers.json:{e}"))?;
-    let summary = write(conn, &records, hasher, false, &Silent)?;
+pub fn seed_demo(conn: &mut Connection, hasher: &PasswordHasher) -> Result<usize, ImportError> {
+    let records = parse_json(DEMO_JSON).map_err(|e| ImportError::Other(format!("demo-customers.json:{e}")))?;
+    let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
+    let summary = import(conn, open, hasher, Options::default(), &Silent)?;
     Ok(summary.inserted)
 }
 
@@ -766,8 +892,21 @@ mod tests {
     fn unknown_fields_and_duplicate_keys_are_refused() {
         let unknown = parse_json(r#"[{"clcleunik":1,"nickname":"x"}]"#).unwrap_err();
         assert_eq!(unknown.field, "nickname");
-        let twice = parse_json("[{\"clcleunik\":1},\n{\"clcleunik\":1}]").unwrap_err();
-        assert!(twice.message.contains("appears twice"), "{twice}");
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE customer ({COLUMNS}, password_hash, updated_at)"
+        ))
+        .unwrap();
+        let hasher = PasswordHasher::new(crate::auth::Argon2Config {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let records = parse_json("[{\"clcleunik\":1},\n{\"clcleunik\":1}]").unwrap();
+        let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
+        let twice = import(&mut conn, open, &hasher, Options::default(), &Silent).unwrap_err();
+        assert!(twice.to_string().contains("2: clcleunik: 1 appears twice (first on line 1)"), "{twice}");
     }
 
     #[test]

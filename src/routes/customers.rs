@@ -44,23 +44,31 @@ impl<'r> FromRequest<'r> for Negotiation {
         let headers = request.headers();
         Outcome::Success(Negotiation {
             if_none_match: headers.get_one("If-None-Match").map(str::to_owned),
-            gzip: headers.get("Accept-Encoding").any(accepts_gzip),
+            gzip: accepts_gzip(&headers.get("Accept-Encoding").collect::<Vec<_>>().join(",")),
             generation: db::request_generation(request),
         })
     }
 }
 
-/// Whether an `Accept-Encoding` value accepts gzip (`gzip` or `*`, with no `q=0`).
+/// Whether an `Accept-Encoding` value accepts gzip: `gzip` with a weight above 0, or, when
+/// gzip is not named, `*` with a weight above 0 (RFC 9110 §12.5.3: `gzip;q=0, *` refuses it).
 fn accepts_gzip(value: &str) -> bool {
-    value.split(',').any(|coding| {
+    let mut gzip = None;
+    let mut any = None;
+    for coding in value.split(',') {
         let mut parts = coding.split(';').map(str::trim);
         let name = parts.next().unwrap_or("");
         let weight = parts
-            .find_map(|p| p.strip_prefix("q="))
-            .and_then(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        (name.eq_ignore_ascii_case("gzip") || name == "*") && weight > 0.0
-    })
+            .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())
+            .unwrap_or(0.0);
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(weight);
+        } else if name == "*" {
+            any = Some(weight);
+        }
+    }
+    gzip.or(any).is_some_and(|weight| weight > 0.0)
 }
 
 /// How much of a body goes to the connection at a time. Rocket's default, 4 KiB, costs a
@@ -68,10 +76,12 @@ fn accepts_gzip(value: &str) -> bool {
 /// about two chunks in flight, so larger ones cost memory (measured: bench/run.py).
 const CHUNK: usize = 256 * 1024;
 
-/// A list response from the cache: the full body, its gzip copy, or a 304.
+/// A list response from the cache: the full body or its gzip copy, or a 304 (no body).
 pub struct ListResponse {
     entry: Arc<CachedList>,
-    body: Option<(Arc<[u8]>, bool)>,
+    body: Option<Arc<[u8]>>,
+    /// The representation is the gzip copy: its own `ETag`, on a 304 too.
+    gzipped: bool,
 }
 
 impl<'r> Responder<'r, 'static> for ListResponse {
@@ -81,19 +91,21 @@ impl<'r> Responder<'r, 'static> for ListResponse {
             // Browsers may keep it, but must ask again each time: a 304 costs almost nothing.
             .header(Header::new("Cache-Control", "private, no-cache"))
             .header(Header::new("Vary", "Accept-Encoding"));
+        let etag = if self.gzipped {
+            self.entry.gzip_etag()
+        } else {
+            self.entry.etag.clone()
+        };
         match self.body {
             None => {
                 builder
                     .status(Status::NotModified)
-                    .header(Header::new("ETag", self.entry.etag.clone()));
+                    .header(Header::new("ETag", etag));
             }
-            Some((bytes, gzipped)) => {
-                let etag = if gzipped {
+            Some(bytes) => {
+                if self.gzipped {
                     builder.header(Header::new("Content-Encoding", "gzip"));
-                    self.entry.gzip_etag()
-                } else {
-                    self.entry.etag.clone()
-                };
+                }
                 // Rocket buffers each chunk at full size: never more than the body needs.
                 let length = bytes.len();
                 builder
@@ -141,16 +153,25 @@ async fn get_customers(
         .as_deref()
         .is_some_and(|tags| entry.matches(tags))
     {
-        return Ok(ListResponse { entry, body: None });
+        let gzipped = negotiation.gzip && entry.compressible();
+        return Ok(ListResponse {
+            entry,
+            body: None,
+            gzipped,
+        });
     }
-    let body = match negotiation.gzip {
-        true => entry.gzip().await.map(|gz| (gz, true)),
+    let gzip = match negotiation.gzip {
+        true => cache.gzip(negotiation.generation, &entry).await,
         false => None,
     };
-    let body = body.unwrap_or_else(|| (Arc::clone(&entry.body), false));
+    let (body, gzipped) = match gzip {
+        Some(gzip) => (gzip, true),
+        None => (Arc::clone(&entry.body), false),
+    };
     Ok(ListResponse {
         entry,
         body: Some(body),
+        gzipped,
     })
 }
 
@@ -175,5 +196,10 @@ mod tests {
         assert!(!accepts_gzip("gzip;q=0"));
         assert!(!accepts_gzip("br, deflate"));
         assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip("gzip;q=0, *"));
+        assert!(!accepts_gzip("*, gzip;q=0"));
+        assert!(accepts_gzip("gzip;q=0.5, *;q=0"));
+        assert!(!accepts_gzip("*;q=0"));
+        assert!(!accepts_gzip(""));
     }
 }
