@@ -259,8 +259,8 @@ mod tests {
         assert!(!a.matches(""));
     }
 
-    fn build(body: usize) -> impl std::future::Future<Output = Result<CachedList, ApiError>> {
-        async move { Ok(CachedList::new(vec![b'x'; body], 1)) }
+    async fn build(body: usize) -> Result<CachedList, ApiError> {
+        Ok(CachedList::new(vec![b'x'; body], 1))
     }
 
     fn offset(n: i64) -> ListFilter {
@@ -274,24 +274,37 @@ mod tests {
     async fn keys_and_bookkeeping_count_and_entries_are_capped() {
         let cache = ResponseCache::new(64 * 1024 * 1024);
         for n in 0..40_000 {
-            cache.get_or_build(Some(1), &offset(n), || build(10)).await.unwrap();
+            cache
+                .get_or_build(Some(1), &offset(n), || build(10))
+                .await
+                .unwrap();
             assert!(cache.entries() <= MAX_ENTRIES);
         }
         // Each tiny body is counted with its key and overhead, not as 10 bytes.
         let kept = cache.entries();
         assert!(kept > 0);
-        assert!(cache.weight() >= kept * (10 + ENTRY_OVERHEAD), "{}", cache.weight());
+        assert!(
+            cache.weight() >= kept * (10 + ENTRY_OVERHEAD),
+            "{}",
+            cache.weight()
+        );
     }
 
     #[rocket::async_test]
     async fn the_budget_holds_and_a_body_larger_than_it_is_still_served() {
         let cache = ResponseCache::new(10_000);
         for n in 0..50 {
-            let entry = cache.get_or_build(Some(1), &offset(n), || build(3_000)).await.unwrap();
+            let entry = cache
+                .get_or_build(Some(1), &offset(n), || build(3_000))
+                .await
+                .unwrap();
             assert_eq!(entry.body.len(), 3_000);
             assert!(cache.weight() <= 10_000, "{}", cache.weight());
         }
-        let huge = cache.get_or_build(Some(1), &offset(99), || build(50_000)).await.unwrap();
+        let huge = cache
+            .get_or_build(Some(1), &offset(99), || build(50_000))
+            .await
+            .unwrap();
         assert_eq!(huge.body.len(), 50_000);
         assert!(huge.etag.starts_with('"'));
         assert!(cache.weight() <= 10_000);

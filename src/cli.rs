@@ -263,12 +263,17 @@ fn import(
         dry_run,
     };
     let bars = Bars::new();
-    let summary = import::import(&mut conn, open, &config.hasher, options, &bars).map_err(
-        |error| match error {
-            import::ImportError::Record(error) => format!("{name}:{error}"),
-            import::ImportError::Other(error) => format!("{name}: nothing imported: {error}"),
-        },
-    )?;
+    let result = import::import(&mut conn, open, &config.hasher, options, &bars);
+    if result.is_err() && db.created() {
+        // A failed import into a new file leaves no empty database behind.
+        drop(conn);
+        drop(db);
+        crate::db::remove_files(&config.database);
+    }
+    let summary = result.map_err(|error| match error {
+        import::ImportError::Record(error) => format!("{name}:{error}"),
+        import::ImportError::Other(error) => format!("{name}: nothing imported: {error}"),
+    })?;
     bars.0.finish_and_clear();
     let verb = if dry_run {
         "dry run, nothing written"

@@ -113,33 +113,35 @@ fn check_known_keys(figment: &Figment) -> Result<(), StartupError> {
     let data = figment
         .data()
         .map_err(|error| StartupError::Config(one_line(&error)))?;
-    for dict in data.values() {
-        for key in dict.keys().filter(|key| !known(key)) {
-            let source = figment
-                .find_metadata(key)
-                .map(|meta| match &meta.source {
-                    Some(source) => format!(" (in {source})"),
-                    None => format!(" (from {})", meta.name),
-                })
-                .unwrap_or_default();
-            let closest = APP_KEYS
-                .iter()
-                .copied()
-                .chain(rocket_keys.iter().map(String::as_str))
-                .map(|candidate| (strsim::damerau_levenshtein(key, candidate), candidate))
-                .min();
-            let hint = match closest {
-                Some((distance, candidate)) if distance <= key.len().max(3) / 2 => {
-                    format!("; did you mean \"{candidate}\"?")
-                }
-                _ => format!("; the settings are: {}", APP_KEYS.join(", ")),
-            };
-            return Err(StartupError::Config(format!(
-                "unknown setting \"{key}\"{source}{hint}"
-            )));
+    let unknown = data
+        .values()
+        .flat_map(|dict| dict.keys())
+        .find(|key| !known(key));
+    let Some(key) = unknown else {
+        return Ok(());
+    };
+    let source = figment
+        .find_metadata(key)
+        .map(|meta| match &meta.source {
+            Some(source) => format!(" (in {source})"),
+            None => format!(" (from {})", meta.name),
+        })
+        .unwrap_or_default();
+    let closest = APP_KEYS
+        .iter()
+        .copied()
+        .chain(rocket_keys.iter().map(String::as_str))
+        .map(|candidate| (strsim::damerau_levenshtein(key, candidate), candidate))
+        .min();
+    let hint = match closest {
+        Some((distance, candidate)) if distance <= key.len().max(3) / 2 => {
+            format!("; did you mean \"{candidate}\"?")
         }
-    }
-    Ok(())
+        _ => format!("; the settings are: {}", APP_KEYS.join(", ")),
+    };
+    Err(StartupError::Config(format!(
+        "unknown setting \"{key}\"{hint}{source}"
+    )))
 }
 
 fn default_max_failures() -> u32 {

@@ -83,6 +83,8 @@ pub struct Db {
     /// One permit per pooled connection: database work beyond that waits here, as a cheap
     /// future, rather than as a blocked thread in the blocking pool.
     permits: Arc<Semaphore>,
+    /// The file did not exist and was created when this handle was opened.
+    created: bool,
 }
 
 /// What [`Db::open`] did to the file, for the start-up log.
@@ -147,6 +149,7 @@ impl Db {
                 path: path.to_owned(),
                 watch: Arc::new(Mutex::new(conn)),
                 permits,
+                created: report.created,
             },
             report,
         ))
@@ -155,6 +158,11 @@ impl Db {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the file was created by this handle (it did not exist before).
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// A number that changes whenever anyone (this server, `clientele import` or `keys` in
@@ -237,7 +245,9 @@ pub fn check_header(path: &Path) -> Result<(), HeaderError> {
         .and_then(|mut file| file.read_exact(&mut header))
         .map_err(|e| fail(&format!("cannot be read: {e}")))?;
     if &header[..16] != b"SQLite format 3\0" {
-        return Err(fail("is no longer a SQLite database (damaged or overwritten)"));
+        return Err(fail(
+            "is no longer a SQLite database (damaged or overwritten)",
+        ));
     }
     let id = i32::from_be_bytes([header[68], header[69], header[70], header[71]]);
     if id != APPLICATION_ID {

@@ -194,7 +194,10 @@ const SNIFF: usize = 64 * 1024;
 /// Turns the raw bytes of a CSV file into UTF-8 with `\n` line ends, streaming. A BOM decides
 /// (UTF-8, or UTF-16 as Excel's "Unicode text" writes); otherwise `encoding`, where `auto`
 /// reads UTF-8 if the first 64 KiB are UTF-8, else Windows-1252.
-fn decoded(input: impl Read + 'static, encoding: TextEncoding) -> Result<Box<dyn Read>, RecordError> {
+fn decoded(
+    input: impl Read + 'static,
+    encoding: TextEncoding,
+) -> Result<Box<dyn Read>, RecordError> {
     let mut input = BufReader::with_capacity(SNIFF, input);
     let start = input
         .fill_buf()
@@ -270,11 +273,13 @@ pub fn csv_records(
     encoding: TextEncoding,
     delimiter: Option<u8>,
 ) -> Result<Records<'static>, RecordError> {
+    // The header row, read ahead to choose the separator, then read again by the CSV reader.
     let mut text = BufReader::new(decoded(input, encoding)?);
-    let first = text
-        .fill_buf()
+    let mut first_line = Vec::new();
+    (&mut text)
+        .take(SNIFF as u64)
+        .read_until(b'\n', &mut first_line)
         .map_err(|e| record_error(1, "", format!("unreadable: {e}")))?;
-    let first_line = first.split(|b| *b == b'\n').next().unwrap_or_default();
     let delimiter = delimiter.unwrap_or_else(|| {
         let count = |separator: u8| first_line.iter().filter(|b| **b == separator).count();
         [b',', b';', b'\t']
@@ -283,6 +288,7 @@ pub fn csv_records(
             .filter(|separator| count(*separator) > 0)
             .unwrap_or(b',')
     });
+    let text = std::io::Cursor::new(first_line).chain(text);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
@@ -635,10 +641,7 @@ enum PasswordWrite {
 }
 
 /// The customer stored under `id`, with their hash.
-fn stored(
-    conn: &Connection,
-    id: i64,
-) -> rusqlite::Result<Option<(Customer, Option<String>)>> {
+fn stored(conn: &Connection, id: i64) -> rusqlite::Result<Option<(Customer, Option<String>)>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS}, password_hash FROM customer WHERE clcleunik = ?"
     ))?
@@ -723,7 +726,9 @@ fn check(
             Some(hash) if matches!(hasher.verify(secret, Some(hash)), Verdict::Valid { .. }) => {
                 Ok(PasswordWrite::Keep)
             }
-            _ => hasher.hash(secret).map(|hash| PasswordWrite::Set(Some(hash))),
+            _ => hasher
+                .hash(secret)
+                .map(|hash| PasswordWrite::Set(Some(hash))),
         };
         progress.step();
         result
@@ -870,7 +875,8 @@ pub const DEMO_JSON: &str = include_str!("../data/demo-customers.json");
 
 /// Fills an empty store with the demo customers. Returns how many were written.
 pub fn seed_demo(conn: &mut Connection, hasher: &PasswordHasher) -> Result<usize, ImportError> {
-    let records = parse_json(DEMO_JSON).map_err(|e| ImportError::Other(format!("demo-customers.json:{e}")))?;
+    let records = parse_json(DEMO_JSON)
+        .map_err(|e| ImportError::Other(format!("demo-customers.json:{e}")))?;
     let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
     let summary = import(conn, open, hasher, Options::default(), &Silent)?;
     Ok(summary.inserted)
@@ -906,7 +912,12 @@ mod tests {
         let records = parse_json("[{\"clcleunik\":1},\n{\"clcleunik\":1}]").unwrap();
         let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
         let twice = import(&mut conn, open, &hasher, Options::default(), &Silent).unwrap_err();
-        assert!(twice.to_string().contains("2: clcleunik: 1 appears twice (first on line 1)"), "{twice}");
+        assert!(
+            twice
+                .to_string()
+                .contains("2: clcleunik: 1 appears twice (first on line 1)"),
+            "{twice}"
+        );
     }
 
     #[test]

@@ -123,7 +123,10 @@ impl FailureLimiter {
 
     /// How many subjects are tracked now.
     pub fn tracked(&self) -> usize {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Drops expired subjects; if none had expired, the one whose last failure is oldest.

@@ -273,9 +273,7 @@ async fn dispatch(
     }
     let bytes = match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return too_large()
-        }
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
         Err(_) => {
             return error_reply(
                 StatusCode::BAD_REQUEST,
@@ -284,6 +282,11 @@ async fn dispatch(
         }
     };
 
+    if log::log_enabled!(log::Level::Debug) {
+        // Names only: values carry keys (`X-API-Key`, `Authorization`) and cookies.
+        let names: Vec<&str> = parts.headers.keys().map(|name| name.as_str()).collect();
+        log::debug!("{peer} sent headers: {}", names.join(", "));
+    }
     let mut local = client.req(method, target.to_owned());
     local.set_remote(peer);
     for (name, value) in &parts.headers {
@@ -291,7 +294,7 @@ async fn dispatch(
         local.add_header(Header::new(name.as_str().to_owned(), value));
     }
     if !bytes.is_empty() {
-        local.set_body(bytes.to_vec());
+        local.set_body(&bytes);
     }
     let response = local.dispatch().await;
     into_hyper(response, method == Method::Head).await
@@ -302,7 +305,11 @@ async fn into_hyper(mut response: LocalResponse<'static>, head: bool) -> Reply {
     let mut builder = hyper::Response::builder().status(response.status().code);
     let mut declared_length = None;
     for header in response.headers().iter() {
-        if header.name().as_str().eq_ignore_ascii_case("content-length") {
+        if header
+            .name()
+            .as_str()
+            .eq_ignore_ascii_case("content-length")
+        {
             declared_length = Some(header.value().to_owned());
             continue;
         }
@@ -376,7 +383,10 @@ fn error_reply(status: StatusCode, message: &str) -> Reply {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if status == StatusCode::BAD_REQUEST {
         headers.insert("connection", HeaderValue::from_static("close"));
     }

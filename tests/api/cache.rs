@@ -241,3 +241,104 @@ fn paging_and_filters_are_cached_separately() {
     assert_eq!(c.body, a.body);
     assert_eq!(b.header("x-total-count"), Some("25"));
 }
+
+#[test]
+fn gzip_refused_by_name_is_not_sent_even_when_a_wildcard_accepts_anything() {
+    let app = spawn_app();
+
+    let (_, _, refused, body) = get_raw(
+        &app,
+        "/CUSTOMER/LIST/",
+        &[("Accept-Encoding", "gzip;q=0, *".into())],
+    );
+    let (_, _, wildcard, _) = get_raw(&app, "/CUSTOMER/LIST/", &[("Accept-Encoding", "*".into())]);
+
+    assert_eq!(refused, None);
+    assert!(body.starts_with(b"{"));
+    assert_eq!(wildcard.as_deref(), Some("gzip"));
+}
+
+#[test]
+fn a_304_for_a_gzip_client_carries_the_gzip_etag() {
+    let app = spawn_app();
+    let gzip = [("Accept-Encoding", "gzip".to_owned())];
+    let (_, gz_etag, _, _) = get_raw(&app, "/CUSTOMER/LIST/", &gzip);
+    let gz_etag = gz_etag.unwrap();
+
+    let (status, etag, _, body) = get_raw(
+        &app,
+        "/CUSTOMER/LIST/",
+        &[gzip[0].clone(), ("If-None-Match", gz_etag.clone())],
+    );
+    let (identity_status, identity_etag, _, _) = get_raw(
+        &app,
+        "/CUSTOMER/LIST/",
+        &[("If-None-Match", gz_etag.clone())],
+    );
+
+    assert_eq!(status, 304);
+    assert!(body.is_empty());
+    assert_eq!(etag.as_deref(), Some(gz_etag.as_str()));
+    assert!(gz_etag.ends_with("-gzip\""), "{gz_etag}");
+    assert_eq!(identity_status, 304, "weak comparison across encodings");
+    assert_ne!(identity_etag.as_deref(), Some(gz_etag.as_str()));
+}
+
+#[test]
+fn the_total_and_the_rows_agree_while_imports_commit() {
+    let app = spawn_app();
+    let db = app.db.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Another process adds and removes 20 customers, over and over, in transactions.
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            let mut commits = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.execute_batch(
+                    "BEGIN IMMEDIATE;
+                     WITH RECURSIVE n(i) AS (SELECT 500 UNION ALL SELECT i + 1 FROM n WHERE i < 519)
+                     INSERT INTO customer (clcleunik, lastName) SELECT i, 'x' FROM n;
+                     COMMIT;
+                     DELETE FROM customer WHERE clcleunik >= 500;",
+                )
+                .unwrap();
+                commits += 2;
+            }
+            commits
+        })
+    };
+
+    let mut checked = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        let reply = app.get("/CUSTOMER/LIST/");
+        let total: usize = reply.header("x-total-count").unwrap().parse().unwrap();
+        assert_eq!(
+            total,
+            reply.customers().len(),
+            "after {checked} agreeing answers"
+        );
+        checked += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let commits = writer.join().unwrap();
+    assert!(commits > 10, "the writer ran alongside ({commits} commits)");
+}
+
+#[test]
+fn with_no_cache_budget_the_list_still_has_its_etag_and_304() {
+    let app = spawn_app_with(|f| f.merge(("response_cache_mib", 0)));
+    let first = app.get("/CUSTOMER/LIST/");
+    let etag = first.header("etag").expect("an ETag").to_owned();
+
+    let again = app.get_with("/CUSTOMER/LIST/", &[("If-None-Match", etag.clone())]);
+
+    assert_eq!(first.customers().len(), demo_customers().len());
+    assert_eq!(again.status, 304);
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+}

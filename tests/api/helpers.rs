@@ -192,8 +192,13 @@ impl Server {
     /// Starts `clientele serve` on a free port with `db`, plus any extra environment.
     pub fn start(db: &Path, env: &[(&str, &str)]) -> Server {
         let mut command = binary();
+        command.arg("serve");
+        Server::spawn(command, db, env)
+    }
+
+    /// Starts `command` (which must run `clientele serve`) on a free port with `db`.
+    pub fn spawn(mut command: Command, db: &Path, env: &[(&str, &str)]) -> Server {
         command
-            .arg("serve")
             .env("ROCKET_DATABASE", db)
             .env("ROCKET_PORT", "0")
             .env("ROCKET_LOG_LEVEL", "normal")
@@ -248,6 +253,28 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Stops the server and returns everything it logged.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
@@ -262,6 +289,18 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `raw` bytes as they are and reads until the server closes (at most 10 s).
+pub fn raw_exchange(port: u16, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A minimal HTTP/1.1 client over std's TcpStream: enough to prove the real socket works.

@@ -1,0 +1,485 @@
+//! Promises that must hold when clients attack in parallel, when the operator misconfigures,
+//! when files are damaged or foreign, and when clients stall. Most drive the real binary.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::tools::run;
+
+/// Sends `bodies.len()` logins at once (each on its own connection, released together), each
+/// with its own extra headers; returns the statuses.
+fn parallel_logins(server: &Server, bodies: Vec<(String, Vec<(String, String)>)>) -> Vec<u16> {
+    let barrier = Arc::new(Barrier::new(bodies.len()));
+    let port = server.port;
+    let threads: Vec<_> = bodies
+        .into_iter()
+        .map(|(body, headers)| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut all = vec![("Content-Type", "application/json")];
+                all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                barrier.wait();
+                http(port, "POST", "/CUSTOMER/LOGIN/", &all, &body).status
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+#[test]
+fn thirty_parallel_wrong_passwords_for_one_account_get_exactly_ten_checks() {
+    // Each attempt from its own (proxied) address, so only the account limit applies.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("burst.db"),
+        &[("ROCKET_IP_HEADER", "X-Real-IP")],
+    );
+    let body = json!({"email": "jdoe@example.com", "password": "wrong"}).to_string();
+    let attempts = (0..30)
+        .map(|n| {
+            let address = vec![("X-Real-IP".to_owned(), format!("10.1.0.{n}"))];
+            (body.clone(), address)
+        })
+        .collect();
+
+    let statuses = parallel_logins(&server, attempts);
+
+    assert_eq!(count(&statuses, 401), 10, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 20, "{statuses:?}");
+}
+
+#[test]
+fn a_hundred_parallel_failures_from_one_address_get_exactly_ten_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("burst.db"), &[]);
+    let attempts = (0..100)
+        .map(|n| {
+            let body = json!({"email": format!("guess{n}@example.com"), "password": "x"});
+            (body.to_string(), Vec::new())
+        })
+        .collect();
+
+    let statuses = parallel_logins(&server, attempts);
+
+    assert_eq!(count(&statuses, 401), 10, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 90, "{statuses:?}");
+}
+
+#[test]
+fn without_rocket_toml_the_safe_defaults_still_hold() {
+    // Started from a folder with no Rocket.toml: nothing of the shipped file is read.
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = binary();
+    command.current_dir(dir.path()).arg("serve");
+    let server = Server::spawn(command, &dir.path().join("bare.db"), &[]);
+
+    // A client choosing its own X-Real-IP for each attempt is still one address.
+    let statuses: Vec<u16> = (0..11)
+        .map(|n| {
+            let address = format!("10.9.0.{n}");
+            let body = json!({"email": format!("x{n}@example.com"), "password": "x"});
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("X-Real-IP", address.as_str()),
+            ];
+            server
+                .request("POST", "/CUSTOMER/LOGIN/", &headers, &body.to_string())
+                .status
+        })
+        .collect();
+    let health = server.get("/health");
+
+    assert_eq!(statuses[..10], [401; 10]);
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+    assert_eq!(
+        health.header("server"),
+        None,
+        "no Server header without ident"
+    );
+    let big = format!(
+        "{{\"email\":\"{}\",\"password\":\"x\"}}",
+        "a".repeat(20 * 1024)
+    );
+    let reply = server.request(
+        "POST",
+        "/CUSTOMER/LOGIN/",
+        &[("Content-Type", "application/json")],
+        &big,
+    );
+    reply.assert_error(413);
+    // And no demo customers were put into a database that nobody asked to seed.
+    assert_eq!(server.get("/CUSTOMER/LIST/").customers().len(), 0);
+}
+
+#[test]
+fn a_misspelled_setting_stops_start_up_naming_it_and_the_closest_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let file = dir.path().join("shop.toml");
+    std::fs::write(&file, "[default]\nredcat = [\"phone\"]\n").unwrap();
+
+    let from_env = binary()
+        .arg("serve")
+        .env("ROCKET_DATABASE", &db)
+        .env("ROCKET_REDCAT", "[\"phone\"]")
+        .output()
+        .unwrap();
+    let from_file = binary()
+        .arg("serve")
+        .env("ROCKET_DATABASE", &db)
+        .env("ROCKET_CONFIG", &file)
+        .output()
+        .unwrap();
+
+    for output in [from_env, from_file] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("unknown setting \"redcat\""),
+            "names the key: {stderr}"
+        );
+        assert!(
+            stderr.contains("did you mean \"redact\"?"),
+            "suggests the closest: {stderr}"
+        );
+    }
+    assert!(!db.exists(), "nothing was created");
+}
+
+#[test]
+fn a_burst_of_connections_does_not_grow_the_thread_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("burst.db"), &[]);
+    let barrier = Arc::new(Barrier::new(200));
+
+    // Each with its own offset: every one is a cache miss, so every one needs the database.
+    let threads: Vec<_> = (0..200)
+        .map(|n| {
+            let (barrier, port) = (Arc::clone(&barrier), server.port);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let path = format!("/CUSTOMER/LIST/?offset={n}&limit=3");
+                http(port, "GET", &path, &[], "").status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let threads: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // 2 workers, one blocking thread per pooled connection (4 on 2 cores), a few others;
+    // Rocket's own server let the blocking pool grow to 512 threads.
+    assert!(threads <= 24, "{threads} threads after a burst of 200");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("slow.db"),
+        &[("ROCKET_HEADER_TIMEOUT_SECS", "1")],
+    );
+    let mut stalled = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+
+    stalled
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = stalled.read_to_end(&mut rest);
+
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "the server closed the connection: {read:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "closed after the 1 s header timeout, not the test's 10 s: {waited:?}"
+    );
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn stalled_connections_beyond_a_low_open_files_limit_do_not_lock_others_out() {
+    // Started with a soft limit of 256 open files; 400 clients then open a connection and
+    // never send a request. The server raises its limit at start-up and keeps serving.
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("bash");
+    command.current_dir(root()).args([
+        "-c",
+        "ulimit -Sn 256 && exec \"$0\" serve",
+        env!("CARGO_BIN_EXE_clientele"),
+    ]);
+    command
+        .env("ROCKET_ARGON2_MEMORY_KIB", "64")
+        .env("ROCKET_ARGON2_ITERATIONS", "1");
+    let server = Server::spawn(command, &dir.path().join("stall.db"), &[]);
+    let stalled: Vec<TcpStream> = (0..400)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            stream.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let reply = server.get("/CUSTOMER/LIST/?id_client=1");
+
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.ids(), vec![1]);
+    assert_eq!(stalled.len(), 400);
+    let log = server.log();
+    assert!(!log.contains("could not accept"), "{log}");
+}
+
+#[test]
+fn health_reads_the_file_and_turns_503_when_it_is_overwritten() {
+    let app = spawn_app();
+    assert_eq!(app.get("/health").status, 200);
+    let size = std::fs::metadata(&app.db).unwrap().len() as usize;
+
+    std::fs::write(&app.db, vec![0x5a; size]).unwrap();
+    let health = app.get("/health");
+
+    let message = health.assert_error(503);
+    assert!(!message.contains(".db"), "no internals: {message}");
+}
+
+/// A SQLite file made by some other program, with a `customer` table of its own.
+fn foreign_database(path: &Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT, balance REAL);
+         INSERT INTO customer (name, balance) VALUES ('ACME', 12.5);",
+    )
+    .unwrap();
+}
+
+#[test]
+fn another_applications_database_is_refused_in_one_line_and_left_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("erp.sqlite");
+    foreign_database(&plain);
+    let marked = dir.path().join("marked.sqlite");
+    foreign_database(&marked);
+    rusqlite::Connection::open(&marked)
+        .unwrap()
+        .pragma_update(None, "application_id", 42)
+        .unwrap();
+
+    for db in [&plain, &marked] {
+        let before = std::fs::read(db).unwrap();
+        let serve = binary()
+            .arg("serve")
+            .env("ROCKET_DATABASE", db)
+            .output()
+            .unwrap();
+        let tool = run(db, &["keys", "list"], "");
+
+        for output in [serve, tool] {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(db.to_str().unwrap()), "names it: {stderr}");
+            assert!(stderr.contains("has not changed it"), "{stderr}");
+            assert!(!stderr.contains("CREATE"), "no SQL: {stderr}");
+        }
+        assert_eq!(std::fs::read(db).unwrap(), before, "byte-identical");
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        assert!(!Path::new(&wal).exists(), "not switched to WAL");
+    }
+}
+
+#[test]
+fn a_database_from_before_the_application_id_is_still_recognised() {
+    let app = spawn_app();
+    let db = app.db.clone();
+    drop(app.client);
+    // As clientele 0.1 left it: schema 2, no application id.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA application_id = 0; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(conn);
+
+    let again = spawn_app_on(app.dir, db.clone(), |f| f);
+
+    assert_eq!(again.get("/health").status, 200);
+    let id: i32 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .unwrap();
+    assert_eq!(id, clientele::db::APPLICATION_ID);
+}
+
+/// Reports nothing, but runs `on_first` at the first step.
+struct OnFirstStep<F: Fn() + Sync>(F, std::sync::Once);
+
+impl<F: Fn() + Sync> clientele::import::Progress for OnFirstStep<F> {
+    fn phase(&self, _: &'static str, _: usize) {}
+    fn step(&self) {
+        self.1.call_once(&self.0);
+    }
+}
+
+#[test]
+fn start_up_hashing_keeps_a_password_changed_while_it_ran() {
+    let app = spawn_app();
+    let db = app.db.clone();
+    drop(app.client);
+    app_sql(
+        &db,
+        "UPDATE customer SET password_hash = 'plain-' || clcleunik",
+    );
+    let hasher = clientele::auth::PasswordHasher::new(clientele::auth::Argon2Config {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .unwrap();
+    let changed = hasher
+        .hash(&clientele::auth::Secret::new("set-by-passwd"))
+        .unwrap();
+    // While hashing runs, another process (`clientele passwd`) sets customer 3's password.
+    let progress = OnFirstStep(
+        || {
+            rusqlite::Connection::open(&db)
+                .unwrap()
+                .execute(
+                    "UPDATE customer SET password_hash = ?1 WHERE clcleunik = 3",
+                    [&changed],
+                )
+                .unwrap();
+        },
+        std::sync::Once::new(),
+    );
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+
+    let replaced = clientele::db::hash_legacy_passwords(&mut conn, &hasher, &progress).unwrap();
+
+    let hashes = stored_hashes(&db);
+    assert_eq!(replaced, hashes.len() - 1);
+    assert_eq!(hashes[2].as_deref(), Some(changed.as_str()), "passwd won");
+    for hash in hashes.iter().flatten() {
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+    }
+}
+
+fn app_sql(db: &Path, sql: &str) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+}
+
+#[test]
+fn start_up_hashing_logs_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("legacy.db");
+    assert!(run(&db, &["keys", "list"], "").status.success());
+    app_sql(
+        &db,
+        "UPDATE customer SET password_hash = 'plain-' || clcleunik",
+    );
+
+    let server = Server::start(&db, &[]);
+
+    let log = server.stop();
+    assert!(
+        log.contains("hashing legacy passwords: 25 to do, on every core"),
+        "{log}"
+    );
+    assert!(
+        log.contains("hashing legacy passwords: 25 of 25 (100%)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("hashed 25 legacy plain-text password(s)"),
+        "{log}"
+    );
+    assert!(!log.contains("plain-1"), "{log}");
+}
+
+#[test]
+fn http_1_1_without_host_is_a_400_and_http_1_0_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("host.db"), &[]);
+
+    let without = raw_exchange(
+        server.port,
+        b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    let old = raw_exchange(server.port, b"GET /health HTTP/1.0\r\n\r\n");
+
+    assert!(without.starts_with("HTTP/1.1 400"), "{without}");
+    assert!(without.contains("application/json"), "{without}");
+    assert!(without.contains("Host header"), "{without}");
+    assert!(
+        old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"),
+        "{old}"
+    );
+}
+
+#[test]
+fn sigterm_while_a_large_list_streams_finishes_it_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    assert!(run(&db, &["keys", "list"], "").status.success());
+    app_sql(
+        &db,
+        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 30999)
+         INSERT INTO customer (clcleunik, login, lastName, email, city, address)
+         SELECT i, 'user' || i, 'Name' || i, 'user' || i || '@example.be', 'Liège',
+                'Rue de la Station ' || i FROM n;",
+    );
+    let mut server = Server::start(&db, &[]);
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"GET /CUSTOMER/LIST/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut start = [0u8; 4096];
+    stream.read_exact(&mut start).unwrap();
+
+    let reader = std::thread::spawn(move || {
+        // A slow client: the rest of the body is read only after the signal.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut rest = Vec::new();
+        let read = stream.read_to_end(&mut rest);
+        (read.is_ok(), rest)
+    });
+    let exit = server.terminate(Duration::from_secs(15));
+    let (complete, rest) = reader.join().unwrap();
+
+    assert!(complete);
+    let mut whole = start.to_vec();
+    whole.extend(rest);
+    let text = String::from_utf8(whole).unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let json: serde_json::Value = serde_json::from_str(body).expect("the whole body arrived");
+    assert_eq!(json["result"]["customer"].as_array().unwrap().len(), 30_025);
+    let exit = exit.expect("exited within the grace period");
+    assert!(exit.success(), "{exit:?}");
+}
