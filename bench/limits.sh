@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The connection and memory bounds: RSS under 256 connections, and 1,100 stalled connections
+# (with a 1,024 open-files soft limit) while a normal client is served.
+#   bench/limits.sh [--customers N] [--duration S]
+# Installs wrk from Debian's packages if it is missing. Exits non-zero when a bound is missed.
+# Results: docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# This script opens more than 1,100 sockets itself.
+ulimit -Sn "$(ulimit -Hn)"
+exec python3 bench/limits.py "$@"
