@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::auth::Secret;
 use crate::customer::Redaction;
-use crate::import::{Format, TextEncoding};
-use crate::{apikey, customer, export, import, Seed};
+use crate::transfer::{Format, TextEncoding};
+use crate::{apikey, customer, export, transfer as import, Seed};
 
 /// A self-hosted customer-list server: the old CUSTOMER/LIST API, without the password leak.
 ///

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::{self, PasswordHasher, Secret};
 use crate::error::{ApiError, StartupError};
-use crate::import::Progress;
+use crate::transfer::Progress;
 
 /// `PRAGMA application_id` of a clientele database ("Clte"): how start-up tells our files from
 /// another application's SQLite file, which it must not touch.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::customer::{self, CustomerJson, CustomerList, Field, ListFilter, Redaction};
 use crate::error::JsonResponse;
-use crate::import::Format;
+use crate::transfer::Format;
 
 /// Writes every customer to `out` in `format`, with `redaction` applied; passwords and hashes
 /// are never part of a [`customer::Customer`], so they cannot be exported. Returns the count.

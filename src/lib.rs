@@ -13,11 +13,11 @@ pub mod customer;
 pub mod db;
 pub mod error;
 pub mod export;
-pub mod import;
 pub mod logging;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod transfer;
 
 use std::net::IpAddr;
 
@@ -67,7 +67,7 @@ fn open_store(config: &Config, seed: Seed) -> Result<Db, StartupError> {
             let mut conn = db
                 .connection()
                 .map_err(|e| StartupError::database(&config.database, e))?;
-            import::seed_demo(&mut conn, &config.hasher).map_err(|e| {
+            transfer::seed_demo(&mut conn, &config.hasher).map_err(|e| {
                 // Leave no half-made file behind: the next start must try again.
                 db::remove_files(&config.database);
                 StartupError::database(&config.database, e)

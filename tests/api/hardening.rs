@@ -335,7 +335,7 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
 /// Reports nothing, but runs `on_first` at the first step.
 struct OnFirstStep<F: Fn() + Sync>(F, std::sync::Once);
 
-impl<F: Fn() + Sync> clientele::import::Progress for OnFirstStep<F> {
+impl<F: Fn() + Sync> clientele::transfer::Progress for OnFirstStep<F> {
     fn phase(&self, _: &'static str, _: usize) {}
     fn step(&self) {
         self.1.call_once(&self.0);

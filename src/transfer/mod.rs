@@ -1,0 +1,222 @@
+//! Bringing customers in: reading them from files (the old API's saved JSON response, or a
+//! spreadsheet's CSV) in [`read`], and writing them to the store in one transaction in
+//! [`write`]. The demo data is loaded the same way.
+//!
+//! Every value is checked (by [`crate::customer::field`]'s rules, the same as the API's)
+//! before anything is written; an error names the line and the field.
+
+pub mod read;
+pub mod write;
+
+use std::fmt;
+
+use rusqlite::Connection;
+
+use crate::auth::{self, PasswordHasher, Secret};
+use crate::customer::{field, Customer, Field, FieldSet};
+
+pub use read::{csv_records, parse_json, read_records, Format, Records, TextEncoding};
+pub use write::{import, ImportError, Options, Progress, Silent, Summary};
+
+/// What a file says about a customer's password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordInput {
+    /// No `password` field: an existing customer keeps the password they have.
+    Absent,
+    /// An empty password: the customer cannot log in.
+    Empty,
+    /// Plain text, to be hashed.
+    Plain(Secret),
+    /// Already an Argon2 or bcrypt hash, kept as it is.
+    Hashed(String),
+}
+
+/// One customer read from a file, with where it was.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub line: usize,
+    /// The fields the file gave; the others are empty here.
+    pub customer: Customer,
+    /// Which fields the file gave. On an update, the others keep their stored values, so a
+    /// sheet with a few columns changes only those columns.
+    pub present: FieldSet,
+    pub password: PasswordInput,
+}
+
+impl Record {
+    /// The customer as it will be stored: the file's fields over `stored`, if any.
+    pub fn merged(&self, stored: Option<&Customer>) -> Customer {
+        match stored {
+            None => self.customer.clone(),
+            Some(stored) => {
+                let mut merged = stored.clone();
+                for field in Field::ALL.into_iter().filter(|f| self.present.contains(*f)) {
+                    merged.copy_field(&self.customer, field);
+                }
+                merged
+            }
+        }
+    }
+}
+
+/// A value in a file that cannot be imported: `LINE: field: what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct RecordError {
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.line, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.line, self.field, self.message)
+        }
+    }
+}
+
+fn record_error(line: usize, field: &str, message: impl Into<String>) -> RecordError {
+    RecordError {
+        line,
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Builds a record from `(name, text)` pairs, checking each value against its field's rules.
+/// A `None` value is a nested JSON object or array, which no field accepts.
+pub fn record_from_fields(
+    line: usize,
+    fields: impl IntoIterator<Item = (String, Option<String>)>,
+) -> Result<Record, RecordError> {
+    let mut customer = Customer::default();
+    let mut password = PasswordInput::Absent;
+    let mut present = FieldSet::default();
+    for (name, value) in fields {
+        let Some(value) = value else {
+            return Err(record_error(
+                line,
+                &name,
+                "expected a single value, not a list or object",
+            ));
+        };
+        if name == "password" {
+            password = if value.is_empty() {
+                PasswordInput::Empty
+            } else if auth::is_hash(&value) {
+                PasswordInput::Hashed(value)
+            } else {
+                PasswordInput::Plain(Secret::new(value))
+            };
+            continue;
+        }
+        let field =
+            Field::from_name(&name).ok_or_else(|| record_error(line, &name, "unknown field"))?;
+        present.insert(field);
+        field::set_field(&mut customer, field, value)
+            .map_err(|message| record_error(line, &name, message))?;
+    }
+    if !present.contains(Field::Clcleunik) {
+        return Err(record_error(
+            line,
+            "clcleunik",
+            "missing (every customer needs its key)",
+        ));
+    }
+    Ok(Record {
+        line,
+        customer,
+        present,
+        password,
+    })
+}
+
+/// The demo customers shipped in `data/demo-customers.json`, built into the binary so that it
+/// seeds from any working directory.
+pub const DEMO_JSON: &str = include_str!("../../data/demo-customers.json");
+
+/// Fills an empty store with the demo customers. Returns how many were written.
+pub fn seed_demo(conn: &mut Connection, hasher: &PasswordHasher) -> Result<usize, ImportError> {
+    let records = parse_json(DEMO_JSON)
+        .map_err(|e| ImportError::Other(format!("demo-customers.json:{e}")))?;
+    let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
+    let summary = import(conn, open, hasher, Options::default(), &Silent)?;
+    Ok(summary.inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::customer::COLUMNS;
+    use rusqlite::Connection;
+
+    #[test]
+    fn json_errors_carry_the_line_of_the_customer() {
+        let text = "{\"result\":{\"customer\":[\n{\"clcleunik\":1},\n{\"clcleunik\":\"abc\"}\n]}}";
+        let error = parse_json(text).unwrap_err();
+        assert_eq!(error.line, 3);
+        assert_eq!(error.field, "clcleunik");
+    }
+
+    #[test]
+    fn unknown_fields_and_duplicate_keys_are_refused() {
+        let unknown = parse_json(r#"[{"clcleunik":1,"nickname":"x"}]"#).unwrap_err();
+        assert_eq!(unknown.field, "nickname");
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE customer ({COLUMNS}, password_hash, updated_at)"
+        ))
+        .unwrap();
+        let hasher = PasswordHasher::new(crate::auth::Argon2Config {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let records = parse_json("[{\"clcleunik\":1},\n{\"clcleunik\":1}]").unwrap();
+        let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
+        let twice = import(&mut conn, open, &hasher, Options::default(), &Silent).unwrap_err();
+        assert!(
+            twice
+                .to_string()
+                .contains("2: clcleunik: 1 appears twice (first on line 1)"),
+            "{twice}"
+        );
+    }
+
+    #[test]
+    fn values_are_checked_by_field() {
+        assert!(parse_json(r#"[{"clcleunik":1,"addedDate":"2024-13-01"}]"#).is_err());
+        assert!(parse_json(r#"[{"clcleunik":1,"addHour":"25:00:00"}]"#).is_err());
+        assert!(parse_json(r#"[{"clcleunik":1,"webRemise":"abc"}]"#).is_err());
+        let ok = parse_json(
+            r#"[{"clcleunik":"7","webRemise":"12,5","showPrice":"1","notification_accepted":0}]"#,
+        )
+        .unwrap();
+        assert_eq!(ok[0].customer.clcleunik, 7);
+        assert_eq!(ok[0].customer.web_remise, 12.5);
+        assert!(ok[0].customer.show_price);
+    }
+
+    #[test]
+    fn passwords_are_classified() {
+        let records = parse_json(
+            r#"[{"clcleunik":1,"password":"pw"},{"clcleunik":2,"password":""},
+                {"clcleunik":3,"password":"$2y$10$abcdefghijklmnopqrstuv"},{"clcleunik":4}]"#,
+        )
+        .unwrap();
+        assert!(matches!(records[0].password, PasswordInput::Plain(_)));
+        assert_eq!(records[1].password, PasswordInput::Empty);
+        assert!(matches!(records[2].password, PasswordInput::Hashed(_)));
+        assert_eq!(records[3].password, PasswordInput::Absent);
+    }
+
+    #[test]
+    fn the_demo_file_parses() {
+        let records = parse_json(DEMO_JSON).unwrap();
+        assert!(records.len() >= 20);
+        assert_eq!(records[0].customer.login, "jdoe");
+    }
+}

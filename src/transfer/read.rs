@@ -1,0 +1,327 @@
+//! Reading customer files: the old API's JSON envelope (or a bare array), and CSV in the
+//! encodings and separators spreadsheets write, streamed one row at a time.
+
+use std::io::{BufRead, BufReader, Read};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::{record_error, record_from_fields, Record, RecordError};
+use crate::customer::Field;
+
+/// The old API's envelope (also what `clientele export` writes).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    success: Option<Value>,
+    #[serde(borrow)]
+    result: JsonResult<'a>,
+}
+
+#[derive(Deserialize)]
+struct JsonResult<'a> {
+    #[serde(borrow)]
+    customer: Vec<&'a RawValue>,
+}
+
+/// Parses a JSON file of customers: `{"success":"true",...,"result":{"customer":[...]}}` as
+/// the old API answered (and `clientele export` writes), or a bare array of customer objects.
+pub fn parse_json(text: &str) -> Result<Vec<Record>, RecordError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let not_a_list = |error: serde_json::Error| {
+        record_error(
+            error.line().max(1),
+            "",
+            format!(
+                "not a customer list (expected {{\"result\":{{\"customer\":[...]}}}} \
+                 or an array of customers): {error}"
+            ),
+        )
+    };
+    let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).map_err(not_a_list)?
+    } else {
+        let envelope: Envelope<'_> = serde_json::from_str(text).map_err(not_a_list)?;
+        if matches!(&envelope.success, Some(Value::String(s)) if s == "false") {
+            return Err(record_error(1, "success", "the file is an error response"));
+        }
+        envelope.result.customer
+    };
+    // Line numbers are counted forward from the previous customer, not from the start of
+    // the file each time (which made large single-line files quadratic).
+    let (mut counted_to, mut line) = (0, 1);
+    let records = items
+        .into_iter()
+        .map(|raw| {
+            // The raw value borrows from `text`, so its address says where it starts.
+            let offset = (raw.get().as_ptr() as usize)
+                .saturating_sub(text.as_ptr() as usize)
+                .clamp(counted_to, text.len());
+            line += text[counted_to..offset].matches('\n').count();
+            counted_to = offset;
+            let object: serde_json::Map<String, Value> = serde_json::from_str(raw.get())
+                .map_err(|_| record_error(line, "", "expected a customer object"))?;
+            let fields = object
+                .into_iter()
+                .map(|(name, value)| (name, json_scalar(value)))
+                .collect::<Vec<_>>();
+            record_from_fields(line, fields)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(records)
+}
+
+/// The file formats `clientele import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+impl Format {
+    /// The format named by a file's extension, or else guessed from its first character.
+    pub fn detect(name: &str, bytes: &[u8]) -> Format {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".json") {
+            return Format::Json;
+        }
+        if lower.ends_with(".csv") || lower.ends_with(".txt") {
+            return Format::Csv;
+        }
+        let start = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+        match start.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{' | b'[') => Format::Json,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// How the bytes of a CSV file are to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextEncoding {
+    /// UTF-8 when the bytes are valid UTF-8, else Windows-1252 (what Excel writes in Europe).
+    Auto,
+    #[value(name = "utf-8")]
+    Utf8,
+    #[value(name = "windows-1252")]
+    Windows1252,
+}
+
+/// A stream of records read from a file, one at a time.
+pub type Records<'a> = Box<dyn Iterator<Item = Result<Record, RecordError>> + 'a>;
+
+/// How many bytes are looked at to tell UTF-8 from Windows-1252 (when there is no BOM).
+const SNIFF: usize = 64 * 1024;
+
+/// Turns the raw bytes of a CSV file into UTF-8 with `\n` line ends, streaming. A BOM decides
+/// (UTF-8, or UTF-16 as Excel's "Unicode text" writes); otherwise `encoding`, where `auto`
+/// reads UTF-8 if the first 64 KiB are UTF-8, else Windows-1252.
+fn decoded(
+    input: impl Read + 'static,
+    encoding: TextEncoding,
+) -> Result<Box<dyn Read>, RecordError> {
+    let mut input = BufReader::with_capacity(SNIFF, input);
+    let start = input
+        .fill_buf()
+        .map_err(|e| record_error(1, "", format!("unreadable: {e}")))?;
+    let bom = start.starts_with(b"\xef\xbb\xbf")
+        || start.starts_with(b"\xff\xfe")
+        || start.starts_with(b"\xfe\xff");
+    let looks_utf8 = match std::str::from_utf8(start) {
+        Ok(_) => true,
+        // A character cut at the end of the sniffed part is still UTF-8.
+        Err(error) => error.error_len().is_none(),
+    };
+    let chosen = match encoding {
+        _ if bom => None,
+        TextEncoding::Utf8 => Some(encoding_rs::UTF_8),
+        TextEncoding::Windows1252 => Some(encoding_rs::WINDOWS_1252),
+        TextEncoding::Auto if looks_utf8 => Some(encoding_rs::UTF_8),
+        TextEncoding::Auto => Some(encoding_rs::WINDOWS_1252),
+    };
+    let text: Box<dyn Read> = if chosen == Some(encoding_rs::UTF_8) {
+        // Passed through as it is: invalid bytes further on are reported with their line.
+        Box::new(input)
+    } else {
+        Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(chosen)
+                .bom_sniffing(true)
+                .build(input),
+        )
+    };
+    Ok(Box::new(UnixLines {
+        inner: text,
+        pending_cr: false,
+    }))
+}
+
+/// `\r\n` (and a lone `\r`) read as `\n`, so that every line counts once: the CSV reader
+/// numbers the lines of a CRLF file (Excel's default) one short.
+struct UnixLines<R> {
+    inner: R,
+    pending_cr: bool,
+}
+
+impl<R: Read> Read for UnixLines<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let read = self.inner.read(out)?;
+            if read == 0 {
+                return Ok(0);
+            }
+            let mut kept = 0;
+            for index in 0..read {
+                let byte = out[index];
+                let skip = byte == b'\n' && self.pending_cr;
+                self.pending_cr = byte == b'\r';
+                if !skip {
+                    out[kept] = if byte == b'\r' { b'\n' } else { byte };
+                    kept += 1;
+                }
+            }
+            if kept > 0 {
+                return Ok(kept);
+            }
+        }
+    }
+}
+
+/// Reads a CSV file whose header row names the contract's fields (any order), one record at
+/// a time. Columns may be missing, except `clcleunik`; an unknown column is refused with its
+/// name. The separator is `,`, `;` or tab (`None`: whichever the header row uses most).
+pub fn csv_records(
+    input: impl Read + 'static,
+    encoding: TextEncoding,
+    delimiter: Option<u8>,
+) -> Result<Records<'static>, RecordError> {
+    // The header row, read ahead to choose the separator, then read again by the CSV reader.
+    let mut text = BufReader::new(decoded(input, encoding)?);
+    let mut first_line = Vec::new();
+    (&mut text)
+        .take(SNIFF as u64)
+        .read_until(b'\n', &mut first_line)
+        .map_err(|e| record_error(1, "", format!("unreadable: {e}")))?;
+    let delimiter = delimiter.unwrap_or_else(|| {
+        let count = |separator: u8| first_line.iter().filter(|b| **b == separator).count();
+        [b',', b';', b'\t']
+            .into_iter()
+            .max_by_key(|separator| count(*separator))
+            .filter(|separator| count(*separator) > 0)
+            .unwrap_or(b',')
+    });
+    let text = std::io::Cursor::new(first_line).chain(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .from_reader(text);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(csv_error)?
+        .iter()
+        .map(|name| name.trim().trim_start_matches('\u{feff}').to_owned())
+        .collect();
+    if headers.iter().all(String::is_empty) {
+        return Err(record_error(
+            1,
+            "",
+            "the file is empty (expected a header row of field names)",
+        ));
+    }
+    let known = |name: &String| name == "password" || Field::from_name(name).is_some();
+    if !headers.iter().any(known) {
+        return Err(record_error(
+            1,
+            "",
+            "not a customer file: expected JSON, or CSV whose first row names the fields \
+             (clcleunik, lastName, email, ...)",
+        ));
+    }
+    for (index, name) in headers.iter().enumerate() {
+        if !known(name) {
+            return Err(record_error(1, name, "unknown column"));
+        }
+        if headers[..index].contains(name) {
+            return Err(record_error(1, name, "column given twice"));
+        }
+    }
+    if !headers.iter().any(|name| name == "clcleunik") {
+        return Err(record_error(
+            1,
+            "clcleunik",
+            "missing column (every customer needs its key)",
+        ));
+    }
+    let mut row = csv::StringRecord::new();
+    let mut failed = false;
+    Ok(Box::new(std::iter::from_fn(move || loop {
+        if failed {
+            return None;
+        }
+        match reader.read_record(&mut row) {
+            Ok(false) => return None,
+            Err(error) => {
+                failed = true;
+                return Some(Err(csv_error(error)));
+            }
+            Ok(true) if row.iter().all(|cell| cell.trim().is_empty()) => continue,
+            Ok(true) => {
+                let line = row.position().map_or(0, |p| p.line() as usize);
+                let fields = headers
+                    .iter()
+                    .cloned()
+                    .zip(row.iter().map(|cell| Some(cell.to_owned())));
+                let record = record_from_fields(line, fields);
+                failed = record.is_err();
+                return Some(record);
+            }
+        }
+    })))
+}
+
+fn csv_error(error: csv::Error) -> RecordError {
+    let line = error.position().map_or(1, |p| p.line() as usize);
+    if let csv::ErrorKind::Utf8 { .. } = error.kind() {
+        return record_error(
+            line,
+            "",
+            "not valid UTF-8 (for a Windows spreadsheet export, try --encoding windows-1252)",
+        );
+    }
+    record_error(line, "", format!("unreadable CSV: {error}"))
+}
+
+/// Reads a file of customers in `format`, one record at a time. JSON is parsed whole (it is
+/// one value); CSV streams.
+pub fn read_records(
+    input: impl Read + 'static,
+    format: Format,
+    encoding: TextEncoding,
+    delimiter: Option<u8>,
+) -> Result<Records<'static>, RecordError> {
+    match format {
+        Format::Json => {
+            let mut bytes = Vec::new();
+            let mut input = input;
+            input
+                .read_to_end(&mut bytes)
+                .map_err(|e| record_error(1, "", format!("unreadable: {e}")))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| record_error(1, "", "a JSON file must be UTF-8"))?;
+            Ok(Box::new(parse_json(&text)?.into_iter().map(Ok)))
+        }
+        Format::Csv => csv_records(input, encoding, delimiter),
+    }
+}
+
+/// A JSON scalar as the text a spreadsheet would hold; objects and arrays stay `None`.
+pub fn json_scalar(value: Value) -> Option<String> {
+    match value {
+        Value::Null => Some(String::new()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
