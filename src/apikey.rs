@@ -55,15 +55,40 @@ fn check_name(name: &str) -> Result<(), KeyError> {
     }
 }
 
+/// What a key may do. Keys are read-only unless created with `--write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Read,
+    Write,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+        }
+    }
+
+    fn from_stored(text: &str) -> Scope {
+        if text == "write" {
+            Scope::Write
+        } else {
+            Scope::Read
+        }
+    }
+}
+
 /// Creates a key named `name` and returns it: the only time it is ever seen.
-pub fn create(conn: &Connection, name: &str) -> Result<Secret, KeyError> {
+pub fn create(conn: &Connection, name: &str, scope: Scope) -> Result<Secret, KeyError> {
     check_name(name)?;
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let key = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
     let inserted = conn.execute(
-        "INSERT INTO api_key (name, digest) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-        rusqlite::params![name, digest(&key).as_slice()],
+        "INSERT INTO api_key (name, digest, scope) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name) DO NOTHING",
+        rusqlite::params![name, digest(&key).as_slice(), scope.as_str()],
     )?;
     if inserted == 0 {
         return Err(KeyError::Exists(name.to_owned()));
@@ -71,11 +96,25 @@ pub fn create(conn: &Connection, name: &str) -> Result<Secret, KeyError> {
     Ok(Secret::new(key))
 }
 
-/// Names and creation times of every key, oldest first. Never the keys.
-pub fn list(conn: &Connection) -> Result<Vec<(String, String)>, KeyError> {
+/// A key as `keys list` shows it: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub name: String,
+    pub scope: Scope,
+    pub created_at: String,
+}
+
+/// Every key's name, scope and creation time, oldest first. Never the keys.
+pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>, KeyError> {
     let mut statement =
-        conn.prepare("SELECT name, created_at FROM api_key ORDER BY created_at, name")?;
-    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        conn.prepare("SELECT name, scope, created_at FROM api_key ORDER BY created_at, name")?;
+    let rows = statement.query_map([], |row| {
+        Ok(KeyInfo {
+            name: row.get(0)?,
+            scope: Scope::from_stored(&row.get::<_, String>(1)?),
+            created_at: row.get(2)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -95,16 +134,54 @@ pub fn count(conn: &Connection) -> rusqlite::Result<usize> {
     .map(|n| usize::try_from(n).unwrap_or(0))
 }
 
-fn load_digests(conn: &Connection) -> rusqlite::Result<Vec<KeyDigest>> {
-    let mut statement = conn.prepare_cached("SELECT digest FROM api_key")?;
-    let rows = statement.query_map([], |row| row.get::<_, Vec<u8>>(0))?;
-    let mut digests = Vec::new();
+/// A stored key as the server holds it: digest, name (for the audit trail) and scope.
+struct StoredKey {
+    digest: KeyDigest,
+    caller: Caller,
+}
+
+fn load_keys(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
+    let mut statement = conn.prepare_cached("SELECT digest, name, scope FROM api_key")?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, Vec<u8>>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut keys = Vec::new();
     for row in rows {
-        if let Ok(digest) = KeyDigest::try_from(row?.as_slice()) {
-            digests.push(digest);
+        let (digest, name, scope) = row?;
+        if let Ok(digest) = KeyDigest::try_from(digest.as_slice()) {
+            keys.push(StoredKey {
+                digest,
+                caller: Caller {
+                    name: Some(name.into()),
+                    scope: Scope::from_stored(&scope),
+                },
+            });
         }
     }
-    Ok(digests)
+    Ok(keys)
+}
+
+/// Who is calling: the key's name and scope, or nobody (no key exists; loopback or
+/// `allow_anonymous`), who may do everything, as the contract says for demos.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: Option<Arc<str>>,
+    pub scope: Scope,
+}
+
+impl Caller {
+    /// The name the audit trail records: the key's, or `anonymous`.
+    pub fn actor(&self) -> &str {
+        self.name.as_deref().unwrap_or("anonymous")
+    }
+
+    pub fn can_write(&self) -> bool {
+        self.scope == Scope::Write
+    }
 }
 
 /// Who may call the API, as decided at start-up, plus the key digests, reloaded whenever the
@@ -112,7 +189,7 @@ fn load_digests(conn: &Connection) -> rusqlite::Result<Vec<KeyDigest>> {
 pub struct Access {
     /// No key needed while none exists (loopback address, or `allow_anonymous = true`).
     anonymous_when_keyless: bool,
-    cache: RwLock<Option<(i64, Arc<[KeyDigest]>)>>,
+    cache: RwLock<Option<(i64, Arc<[StoredKey]>)>>,
 }
 
 impl Access {
@@ -123,13 +200,9 @@ impl Access {
         }
     }
 
-    /// The current key digests, from memory unless the database changed since they were read
+    /// The current keys, from memory unless the database changed since they were read
     /// (`generation` is the data version as of this request).
-    async fn digests(
-        &self,
-        db: &Db,
-        generation: Option<i64>,
-    ) -> Result<Arc<[KeyDigest]>, ApiError> {
+    async fn keys(&self, db: &Db, generation: Option<i64>) -> Result<Arc<[StoredKey]>, ApiError> {
         if let (Some(generation), Ok(cache)) = (generation, self.cache.read()) {
             if let Some((cached, digests)) = cache.as_ref() {
                 if *cached == generation {
@@ -137,42 +210,46 @@ impl Access {
                 }
             }
         }
-        let digests: Arc<[KeyDigest]> = db.run(|conn| load_digests(conn)).await?.into();
+        let digests: Arc<[StoredKey]> = db.run(|conn| load_keys(conn)).await?.into();
         if let (Some(generation), Ok(mut cache)) = (generation, self.cache.write()) {
             *cache = Some((generation, Arc::clone(&digests)));
         }
         Ok(digests)
     }
 
-    /// Whether a request presenting `presented` keys may go on.
+    /// Who a request presenting `presented` keys is, if it may go on at all.
     pub async fn check(
         &self,
         db: &Db,
         generation: Option<i64>,
         presented: &[&str],
-    ) -> Result<(), ApiError> {
-        let digests = self.digests(db, generation).await?;
-        if digests.is_empty() {
+    ) -> Result<Caller, ApiError> {
+        let keys = self.keys(db, generation).await?;
+        if keys.is_empty() {
             return if self.anonymous_when_keyless {
-                Ok(())
+                Ok(Caller {
+                    name: None,
+                    scope: Scope::Write,
+                })
             } else {
                 Err(ApiError::Unauthorized)
             };
         }
         // Compare every presented key with every stored digest, without stopping at the
         // first match, so the time taken does not depend on which key (if any) matched.
-        let mut valid = subtle::Choice::from(0);
+        let mut matched = None;
         for key in presented {
             let candidate = digest(key);
-            for stored in digests.iter() {
-                valid |= candidate.ct_eq(stored);
+            for stored in keys.iter() {
+                if bool::from(candidate.ct_eq(&stored.digest)) {
+                    // The most capable of the keys presented.
+                    if matched.as_ref().is_none_or(|m: &Caller| !m.can_write()) {
+                        matched = Some(stored.caller.clone());
+                    }
+                }
             }
         }
-        if bool::from(valid) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized)
-        }
+        matched.ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -239,8 +316,9 @@ fn presented_keys<'r>(request: &'r Request<'_>) -> Vec<std::borrow::Cow<'r, str>
     keys
 }
 
-/// A request guard: present on a handler, the request needs a valid API key.
-pub struct ApiKey;
+/// A request guard: present on a handler, the request needs a valid API key. It says who
+/// called, for the audit trail and for the writes a read key may not make.
+pub struct ApiKey(pub Caller);
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for ApiKey {
@@ -257,8 +335,28 @@ impl<'r> FromRequest<'r> for ApiKey {
         let keys: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
         let generation = crate::db::request_generation(request);
         match access.check(db, generation, &keys).await {
-            Ok(()) => Outcome::Success(ApiKey),
+            Ok(caller) => Outcome::Success(ApiKey(caller)),
             Err(error) => Outcome::Error((error.status(), error)),
+        }
+    }
+}
+
+/// A request guard for the writes: a valid key created with `--write` (or no key at all on a
+/// server that serves without keys). A read key gets 403.
+pub struct WriteKey(pub Caller);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for WriteKey {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        match ApiKey::from_request(request).await {
+            Outcome::Success(ApiKey(caller)) if caller.can_write() => {
+                Outcome::Success(WriteKey(caller))
+            }
+            Outcome::Success(_) => Outcome::Error((Status::Forbidden, ApiError::ReadOnlyKey)),
+            Outcome::Error(error) => Outcome::Error(error),
+            Outcome::Forward(status) => Outcome::Forward(status),
         }
     }
 }
@@ -270,9 +368,9 @@ mod tests {
     #[test]
     fn keys_are_long_random_and_url_safe() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE api_key (name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT '')").unwrap();
-        let a = create(&conn, "shop").unwrap();
-        let b = create(&conn, "shop-2").unwrap();
+        conn.execute_batch("CREATE TABLE api_key (name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT 'read')").unwrap();
+        let a = create(&conn, "shop", Scope::Read).unwrap();
+        let b = create(&conn, "shop-2", Scope::Write).unwrap();
         assert_ne!(a, b);
         let body = a.expose().strip_prefix(PREFIX).unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
@@ -280,11 +378,16 @@ mod tests {
             .expose()
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
-        assert!(matches!(create(&conn, "shop"), Err(KeyError::Exists(_))));
         assert!(matches!(
-            create(&conn, "bad name"),
+            create(&conn, "shop", Scope::Read),
+            Err(KeyError::Exists(_))
+        ));
+        assert!(matches!(
+            create(&conn, "bad name", Scope::Read),
             Err(KeyError::BadName(_))
         ));
+        let scopes: Vec<Scope> = list(&conn).unwrap().iter().map(|k| k.scope).collect();
+        assert_eq!(scopes, [Scope::Read, Scope::Write]);
         let stored: Vec<u8> = conn
             .query_row("SELECT digest FROM api_key WHERE name='shop'", [], |r| {
                 r.get(0)

@@ -67,6 +67,47 @@ pub fn is_bcrypt(stored: &str) -> bool {
         .any(|prefix| stored.starts_with(prefix))
 }
 
+/// The shortest new password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// The longest new password, in bytes (Argon2 takes any length; this bounds the work).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The lowest zxcvbn score (0 to 4) a new password needs: 2 means it resists about 10^8
+/// guesses, which Argon2id at the shipped cost makes thousands of core-hours offline.
+const MIN_SCORE: u8 = 2;
+
+/// Checks a new password (set through the API or `clientele passwd`): at least 8
+/// characters, at most 1,024 bytes, and not easy to guess, judged by zxcvbn with `context`
+/// (the customer's email, login and names) as words an attacker would try first. The error
+/// is a sentence saying why, for the person choosing it.
+pub fn check_new_password(password: &Secret, context: &[&str]) -> Result<(), String> {
+    let text = password.expose();
+    if text.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "The new password is too short: use at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if text.len() > MAX_PASSWORD_BYTES {
+        return Err(format!(
+            "The new password is too long: at most {MAX_PASSWORD_BYTES} bytes"
+        ));
+    }
+    let context: Vec<&str> = context.iter().copied().filter(|c| !c.is_empty()).collect();
+    let estimate = zxcvbn::zxcvbn(text, &context);
+    if u8::from(estimate.score()) >= MIN_SCORE {
+        return Ok(());
+    }
+    let why = estimate
+        .feedback()
+        .and_then(|feedback| feedback.warning())
+        .map(|warning| warning.to_string())
+        .filter(|warning| !warning.is_empty())
+        .unwrap_or_else(|| "it would be guessed quickly".into());
+    Err(format!(
+        "The new password is too easy to guess ({}): add more words or characters",
+        why.trim_end_matches('.')
+    ))
+}
+
 /// Largest costs accepted in a *stored* hash. A hash imported from elsewhere with absurd costs
 /// would otherwise let one login attempt take gigabytes of memory or minutes of CPU.
 const MAX_STORED_MEMORY_KIB: u32 = 256 * 1024;
@@ -443,6 +484,17 @@ mod tests {
             cheap().verify(&Secret::new("other"), Some(&argon2i)),
             Verdict::Invalid
         );
+    }
+
+    #[test]
+    fn weak_new_passwords_are_refused_with_the_reason() {
+        let check = |pw: &str| check_new_password(&Secret::new(pw), &["jdoe@example.com", "jdoe"]);
+        assert!(check("short1!").unwrap_err().contains("too short"));
+        assert!(check(&"x".repeat(1025)).unwrap_err().contains("too long"));
+        assert!(check("password123").unwrap_err().contains("too easy"));
+        assert!(check("jdoe@example.com1").unwrap_err().contains("too easy"));
+        assert!(check("Correct-Horse-Battery-Staple-9").is_ok());
+        assert!(check("lavande moulin 1987 rouge").is_ok());
     }
 
     #[test]

@@ -9,10 +9,10 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::auth::Secret;
-use crate::customer::Redaction;
+use crate::auth::{self, Secret};
+use crate::customer::{Redaction, View};
 use crate::transfer::{Format, TextEncoding};
-use crate::{apikey, customer, export, transfer as import, Seed};
+use crate::{apikey, audit, customer, export, transfer as import, Seed};
 
 /// A self-hosted customer-list server: the old CUSTOMER/LIST API, without the password leak.
 ///
@@ -86,6 +86,22 @@ pub enum Command {
         #[arg(long)]
         all_fields: bool,
     },
+    /// Show the audit trail: who wrote what, and when (never a password).
+    ///
+    /// One line per write through the API or `passwd`, and per import or sync (with its
+    /// counts), oldest first: time (UTC), key name (or cli, sync, anonymous), action,
+    /// customer, the names of the fields that changed.
+    Audit {
+        /// Only this customer's entries.
+        #[arg(long)]
+        customer: Option<i64>,
+        /// Only entries from this date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SS, UTC) on.
+        #[arg(long, value_parser = parse_since)]
+        since: Option<String>,
+        /// At most this many entries, the newest.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Write a consistent copy of the live database, even while the server runs.
     Backup {
         /// The file to create.
@@ -94,6 +110,14 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+fn parse_since(value: &str) -> Result<String, String> {
+    let date = value.get(..10).unwrap_or("");
+    let mut check = crate::customer::Customer::default();
+    crate::customer::field::set_field(&mut check, crate::customer::Field::AddedDate, date.into())
+        .map_err(|_| "expected a date as YYYY-MM-DD, or YYYY-MM-DDTHH:MM:SS".to_string())?;
+    Ok(value.to_owned())
 }
 
 fn parse_delimiter(value: &str) -> Result<u8, String> {
@@ -108,11 +132,19 @@ fn parse_delimiter(value: &str) -> Result<u8, String> {
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print it. It is shown only this once; only a digest is stored.
+    ///
+    /// Keys may only read (list, login, changes, a password change that proves the current
+    /// password) unless created with --write, which also allows ADD, UPDATE, DELETE and
+    /// password resets.
     Create {
-        /// A name to recognise the key by, e.g. the front-end that uses it ("webshop").
+        /// A name to recognise the key by, e.g. the front-end that uses it ("webshop"). The
+        /// audit trail records writes under it.
         name: String,
+        /// Allow this key to write (add, update and delete customers, reset passwords).
+        #[arg(long)]
+        write: bool,
     },
-    /// List key names and creation times (never the keys themselves).
+    /// List key names, scopes (read or write) and creation times (never the keys).
     List,
     /// Revoke a key by name; a running server refuses it from its next request.
     Revoke {
@@ -150,6 +182,11 @@ pub fn run(cli: Cli) -> ExitCode {
             all_fields,
         } => export(format, output, all_fields),
         Command::Backup { path, force } => backup(&path, force),
+        Command::Audit {
+            customer,
+            since,
+            limit,
+        } => show_audit(customer, since.as_deref(), limit),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -261,6 +298,7 @@ fn import(
         replace,
         allow_empty,
         dry_run,
+        audit: Some((audit::CLI, audit::Action::Import, config.audit_days)),
     };
     let bars = Bars::new();
     let result = import::import(&mut conn, open, &config.hasher, options, &bars);
@@ -295,13 +333,16 @@ fn import(
 fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(), String> {
     let (config, db) = open()?;
     let conn = db.connection().map_err(|e| e.to_string())?;
-    let redaction = if all_fields {
-        Redaction::default()
+    let view = if all_fields {
+        View {
+            redaction: Redaction::default(),
+            ..config.view
+        }
     } else {
-        config.redaction
+        config.view
     };
     let mut buffer = Vec::new();
-    let count = export::export(&conn, format, redaction, &mut buffer).map_err(|e| e.to_string())?;
+    let count = export::export(&conn, format, view, &mut buffer).map_err(|e| e.to_string())?;
     match output {
         Some(path) => {
             // Write beside, then rename: a reader never sees half a file.
@@ -327,13 +368,34 @@ fn backup(path: &std::path::Path, force: bool) -> Result<(), String> {
     Ok(())
 }
 
+fn show_audit(customer: Option<i64>, since: Option<&str>, limit: usize) -> Result<(), String> {
+    let (_, db) = open()?;
+    let conn = db.connection().map_err(|e| e.to_string())?;
+    let entries = audit::list(&conn, customer, since, limit).map_err(|e| e.to_string())?;
+    if entries.is_empty() {
+        eprintln!("No audit entries match.");
+    }
+    for entry in entries {
+        println!("{entry}");
+    }
+    Ok(())
+}
+
 fn keys(command: KeysCommand) -> Result<(), String> {
     let (_, db) = open()?;
     let conn = db.connection().map_err(|e| e.to_string())?;
     match command {
-        KeysCommand::Create { name } => {
-            let key = apikey::create(&conn, &name).map_err(|e| e.to_string())?;
-            eprintln!("Created API key {name:?}. Copy it now: it is not stored and cannot be shown again.");
+        KeysCommand::Create { name, write } => {
+            let scope = if write {
+                apikey::Scope::Write
+            } else {
+                apikey::Scope::Read
+            };
+            let key = apikey::create(&conn, &name, scope).map_err(|e| e.to_string())?;
+            eprintln!(
+                "Created {} API key {name:?}. Copy it now: it is not stored and cannot be shown again.",
+                scope.as_str()
+            );
             println!("{}", key.expose());
         }
         KeysCommand::List => {
@@ -341,8 +403,8 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             if keys.is_empty() {
                 eprintln!("No API keys. Create one with `clientele keys create NAME`.");
             }
-            for (name, created) in keys {
-                println!("{name}\tcreated {created}");
+            for key in keys {
+                println!("{}\t{}\tcreated {}", key.name, key.scope.as_str(), key.created_at);
             }
         }
         KeysCommand::Revoke { name } => {
@@ -355,7 +417,7 @@ fn keys(command: KeysCommand) -> Result<(), String> {
 
 fn passwd(id: i64) -> Result<(), String> {
     let (config, db) = open()?;
-    let conn = db.connection().map_err(|e| e.to_string())?;
+    let mut conn = db.connection().map_err(|e| e.to_string())?;
     // Check the customer first, so nobody types a password for nothing.
     let exists: bool = conn
         .query_row(
@@ -368,8 +430,20 @@ fn passwd(id: i64) -> Result<(), String> {
         return Err(format!("no customer with clcleunik {id}"));
     }
     let password = read_new_password()?;
+    let context = customer::password_context(&conn, id).map_err(|e| e.to_string())?;
+    let context: Vec<&str> = context.iter().map(String::as_str).collect();
+    auth::check_new_password(&password, &context).map_err(|why| format!("{why}; nothing changed"))?;
     let hash = config.hasher.hash(&password).map_err(|e| e.to_string())?;
-    if !customer::set_hash(&conn, id, &hash).map_err(|e| e.to_string())? {
+    let changed = customer::set_password(
+        &mut conn,
+        id,
+        &hash,
+        audit::CLI,
+        audit::Action::PasswordReset,
+        config.audit_days,
+    )
+    .map_err(|e| e.to_string())?;
+    if !changed {
         return Err(format!("no customer with clcleunik {id}"));
     }
     eprintln!("Password set for customer {id}.");

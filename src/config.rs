@@ -9,7 +9,7 @@ use rocket::figment::{Figment, Profile, Provider};
 use serde::Deserialize;
 
 use crate::auth::{Argon2Config, PasswordHasher};
-use crate::customer::Redaction;
+use crate::customer::{Redaction, View};
 use crate::error::StartupError;
 
 /// The keys as they appear in `Rocket.toml`; see that file for what each means.
@@ -43,6 +43,10 @@ struct RawConfig {
     max_connections: usize,
     #[serde(default = "default_response_cache_mib")]
     response_cache_mib: usize,
+    #[serde(default = "default_audit_days")]
+    audit_days: u32,
+    #[serde(default = "default_clcleunik_type")]
+    clcleunik_type: String,
 }
 
 /// The settings clientele itself reads (Rocket reads its own: address, port, log_level...).
@@ -62,6 +66,8 @@ const APP_KEYS: &[&str] = &[
     "header_timeout_secs",
     "max_connections",
     "response_cache_mib",
+    "audit_days",
+    "clcleunik_type",
 ];
 
 /// The configuration sources, lowest priority first: Rocket's built-in defaults, then
@@ -157,6 +163,12 @@ fn default_header_timeout_secs() -> u64 {
 fn default_response_cache_mib() -> usize {
     96
 }
+fn default_audit_days() -> u32 {
+    365
+}
+fn default_clcleunik_type() -> String {
+    "number".into()
+}
 
 fn default_database() -> PathBuf {
     PathBuf::from("data/clientele.db")
@@ -178,8 +190,9 @@ pub struct Config {
     pub database: PathBuf,
     /// Fill a newly created database with the demo customers (key `seed_demo`).
     pub seed_demo: bool,
-    /// Fields withheld from every customer object (key `redact`).
-    pub redaction: Redaction,
+    /// How customers go on the wire: fields withheld (key `redact`), and `clcleunik` as a
+    /// number or a string (key `clcleunik_type`).
+    pub view: View,
     /// Argon2id parameters for new hashes (keys `argon2_*`).
     pub hasher: PasswordHasher,
     /// Serve without keys on a non-loopback address when none exists (key `allow_anonymous`).
@@ -201,6 +214,8 @@ pub struct Config {
     /// Memory for finished list responses, bodies, keys and bookkeeping included
     /// (`response_cache_mib`).
     pub response_cache_bytes: usize,
+    /// Days the audit trail keeps (`audit_days`).
+    pub audit_days: u32,
 }
 
 impl Config {
@@ -214,6 +229,20 @@ impl Config {
             return Err(StartupError::Config("database: the path is empty".into()));
         }
         let redaction = Redaction::from_names(&raw.redact).map_err(StartupError::Config)?;
+        let string_ids = match raw.clcleunik_type.as_str() {
+            "number" => false,
+            "string" => true,
+            other => {
+                return Err(StartupError::Config(format!(
+                    "clcleunik_type: {other:?} is neither \"number\" nor \"string\""
+                )))
+            }
+        };
+        if raw.audit_days == 0 {
+            return Err(StartupError::Config(
+                "audit_days: must be at least 1".into(),
+            ));
+        }
         let hasher = PasswordHasher::new(Argon2Config {
             memory_kib: raw.argon2_memory_kib,
             iterations: raw.argon2_iterations,
@@ -255,7 +284,10 @@ impl Config {
         Ok(Config {
             database: raw.database,
             seed_demo: raw.seed_demo,
-            redaction,
+            view: View {
+                redaction,
+                string_ids,
+            },
             hasher,
             allow_anonymous: raw.allow_anonymous,
             cors_origins: raw.cors_origins,
@@ -265,6 +297,7 @@ impl Config {
             header_timeout: Duration::from_secs(raw.header_timeout_secs),
             max_connections: raw.max_connections,
             response_cache_bytes: raw.response_cache_mib.saturating_mul(1024 * 1024),
+            audit_days: raw.audit_days,
         })
     }
 }

@@ -111,6 +111,17 @@ pub enum ApiError {
     Unauthorized,
     #[error("Invalid credentials")]
     InvalidCredentials,
+    #[error("This API key may only read")]
+    ReadOnlyKey,
+    /// No such customer (or other thing); the message names what was looked for.
+    #[error("{0}")]
+    NotFound(String),
+    /// An email, login or id another customer already has; the message names the field.
+    #[error("{0}")]
+    Conflict(String),
+    /// A changes token older than what is kept.
+    #[error("{0}")]
+    Gone(String),
     #[error("Method not allowed. This path accepts: {allow}")]
     MethodNotAllowed { allow: String },
     #[error("Too many failed attempts. Try again in {retry_after} seconds")]
@@ -147,6 +158,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => Status::BadRequest,
             ApiError::Unauthorized | ApiError::InvalidCredentials => Status::Unauthorized,
+            ApiError::ReadOnlyKey => Status::Forbidden,
+            ApiError::NotFound(_) => Status::NotFound,
+            ApiError::Conflict(_) => Status::Conflict,
+            ApiError::Gone(_) => Status::Gone,
             ApiError::MethodNotAllowed { .. } => Status::MethodNotAllowed,
             ApiError::TooManyAttempts { .. } => Status::TooManyRequests,
             ApiError::BodyTooLarge => Status::PayloadTooLarge,
@@ -190,8 +205,10 @@ fn catcher_message(status: Status) -> String {
     match status.code {
         400 => "Bad request: the request could not be read".into(),
         401 => ApiError::Unauthorized.to_string(),
-        404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/ \
-                and GET /health"
+        // The only 403: a read key on a write (the `WriteKey` guard).
+        403 => ApiError::ReadOnlyKey.to_string(),
+        404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/, \
+                the customer writes beside them (ADD, UPDATE, DELETE) and GET /health"
             .into(),
         413 => ApiError::BodyTooLarge.to_string(),
         415 => ApiError::UnsupportedBody.to_string(),

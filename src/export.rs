@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::customer::{self, CustomerJson, CustomerList, Field, ListFilter, Redaction};
+use crate::customer::{self, CustomerJson, CustomerList, Field, ListFilter, View};
 use crate::error::JsonResponse;
 use crate::transfer::Format;
 
-/// Writes every customer to `out` in `format`, with `redaction` applied; passwords and hashes
+/// Writes every customer to `out` in `format`, as `view` says; passwords and hashes
 /// are never part of a [`customer::Customer`], so they cannot be exported. Returns the count.
 pub fn export(
     conn: &Connection,
     format: Format,
-    redaction: Redaction,
+    view: View,
     out: &mut dyn Write,
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let page = customer::list(conn, &ListFilter::default())?;
@@ -25,7 +25,7 @@ pub fn export(
             // Exactly the list endpoint's body, so `clientele import` reads it back.
             let result = CustomerList {
                 customers: &page.customers,
-                redaction,
+                view,
             };
             out.write_all(&JsonResponse::success("Customers list", result).body)?;
             out.write_all(b"\n")?;
@@ -33,15 +33,12 @@ pub fn export(
         Format::Csv => {
             let columns: Vec<Field> = Field::ALL
                 .into_iter()
-                .filter(|field| !redaction.withholds(*field))
+                .filter(|field| !view.redaction.withholds(*field))
                 .collect();
             let mut writer = csv::Writer::from_writer(out);
             writer.write_record(columns.iter().map(|field| field.name()))?;
             for customer in &page.customers {
-                let json = serde_json::to_value(CustomerJson {
-                    customer,
-                    redaction,
-                })?;
+                let json = serde_json::to_value(CustomerJson { customer, view })?;
                 writer.write_record(columns.iter().map(|field| match &json[field.name()] {
                     Value::String(text) => text.clone(),
                     other => other.to_string(),

@@ -5,6 +5,7 @@
 //! the whole application from a figment, the same way for `clientele serve` and for the tests.
 
 pub mod apikey;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod cli;
@@ -133,6 +134,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .attach(routes::CanonicalPaths)
         .mount("/", routes::customers::routes())
         .mount("/", routes::login::routes())
+        .mount("/", routes::writes::routes())
         .mount("/", routes::health::routes())
         .register("/", error::catchers()))
 }

@@ -14,7 +14,7 @@ use rusqlite::{Row, ToSql};
 
 pub use field::{Field, FieldSet, Redaction};
 pub use store::*;
-pub use view::{CustomerJson, CustomerList};
+pub use view::{CustomerJson, CustomerList, View};
 
 /// One customer as stored, without any password material.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -3,7 +3,7 @@
 
 use rusqlite::{params_from_iter, Connection, ToSql};
 
-use super::{Customer, CustomerJson, Field, Redaction, COLUMNS};
+use super::{Customer, CustomerJson, Field, FieldSet, View, COLUMNS};
 use crate::auth::Secret;
 use crate::error::ApiError;
 
@@ -27,13 +27,13 @@ impl ListFilter {
     /// clients send `apikey`, cache busters and the like; known ones must be valid and single.
     pub fn parse(query: Option<&str>) -> Result<ListFilter, ApiError> {
         let mut seen: Vec<&'static str> = Vec::new();
-        let mut id_client = None;
-        let mut clcleunik = None;
+        let mut ids: Vec<(&'static str, i64)> = Vec::new();
         let mut filter = ListFilter::default();
         for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             let Some(name) = [
                 "id_client",
                 "clcleunik",
+                "id",
                 "email",
                 "login",
                 "limit",
@@ -51,9 +51,9 @@ impl ListFilter {
                 return Err(invalid(name, "the value is empty"));
             }
             match name {
-                "id_client" => id_client = Some(parse_id(name, &value)?),
-                "clcleunik" => clcleunik = Some(parse_id(name, &value)?),
-                "email" => filter.email = Some(parse_text(name, &value)?),
+                "id_client" | "clcleunik" | "id" => ids.push((name, parse_id(name, &value)?)),
+                // No email has a space; a `+` sent unencoded arrives as one.
+                "email" => filter.email = Some(parse_text(name, &value)?.replace(' ', "+")),
                 "login" => filter.login = Some(parse_text(name, &value)?),
                 "limit" => {
                     let limit = parse_whole(&value)
@@ -73,15 +73,13 @@ impl ListFilter {
                 }
             }
         }
-        filter.id = match (id_client, clcleunik) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(invalid(
-                    "clcleunik",
-                    "it differs from id_client; give one of them",
-                ))
-            }
-            (a, b) => a.or(b),
-        };
+        if let Some((name, _)) = ids.iter().skip(1).find(|(_, id)| *id != ids[0].1) {
+            return Err(invalid(
+                name,
+                &format!("it differs from {}; give one of them", ids[0].0),
+            ));
+        }
+        filter.id = ids.first().map(|(_, id)| *id);
         Ok(filter)
     }
 
@@ -193,7 +191,7 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<Page> {
 pub fn list_json(
     conn: &Connection,
     filter: &ListFilter,
-    redaction: Redaction,
+    view: View,
 ) -> rusqlite::Result<(Vec<u8>, u64)> {
     // The same bytes `JsonResponse::success("Customers list", CustomerList {..})` writes.
     let mut body =
@@ -208,7 +206,7 @@ pub fn list_json(
             &mut body,
             &CustomerJson {
                 customer: &customer,
-                redaction,
+                view,
             },
         )
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
@@ -217,13 +215,15 @@ pub fn list_json(
     Ok((body, total))
 }
 
-/// How a login names the account.
+/// How a login (or a password change) names the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identifier {
     /// Matched ignoring ASCII case, as the list's `email` filter.
     Email(String),
     /// Matched exactly, as the list's `login` filter.
     Login(String),
+    /// The customer's `clcleunik`.
+    Id(i64),
 }
 
 impl Identifier {
@@ -232,6 +232,7 @@ impl Identifier {
         match self {
             Identifier::Email(email) => format!("email:{}", email.to_ascii_lowercase()),
             Identifier::Login(login) => format!("login:{login}"),
+            Identifier::Id(id) => format!("customer:{id}"),
         }
     }
 }
@@ -243,9 +244,10 @@ pub fn find_for_login(
     conn: &Connection,
     identifier: &Identifier,
 ) -> rusqlite::Result<Option<(Customer, Option<Secret>)>> {
-    let (condition, value) = match identifier {
+    let (condition, value): (&str, &dyn ToSql) = match identifier {
         Identifier::Email(email) => ("email = ?1 COLLATE NOCASE", email),
         Identifier::Login(login) => ("login = ?1", login),
+        Identifier::Id(id) => ("clcleunik = ?1", id),
     };
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {COLUMNS}, password_hash FROM customer WHERE {condition} \
@@ -272,13 +274,230 @@ pub fn replace_hash(conn: &Connection, id: i64, old: &str, new: &str) -> rusqlit
     Ok(changed == 1)
 }
 
-/// Sets a customer's password hash; `false` when no customer has that key.
-pub fn set_hash(conn: &Connection, id: i64, hash: &str) -> rusqlite::Result<bool> {
-    let changed = conn.execute(
-        "UPDATE customer SET password_hash = ?2, \
-         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE clcleunik = ?1",
+/// Why a write was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("No customer with id_client {0}")]
+    NotFound(i64),
+    /// Another customer has this email, login or id.
+    #[error("{} is already used by another customer", .0.name())]
+    Taken(Field),
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            WriteError::Taken(field) => ApiError::Conflict(format!(
+                "This {} is already used by another customer",
+                field.name()
+            )),
+            WriteError::Db(error) => error.into(),
+        }
+    }
+}
+
+/// The customer `id`, if there is one.
+pub fn find(conn: &Connection, id: i64) -> rusqlite::Result<Option<Customer>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM customer WHERE clcleunik = ?1"))?
+        .query_row([id], Customer::from_row)
+        .optional()
+}
+
+/// Words an attacker would try first against this customer's password: email, login, names.
+pub fn password_context(conn: &Connection, id: i64) -> rusqlite::Result<Vec<String>> {
+    Ok(find(conn, id)?
+        .map(|c| vec![c.email, c.login, c.first_name, c.last_name, c.customer_number])
+        .unwrap_or_default())
+}
+
+/// Whether another customer than `id` has this email (ignoring case) or login.
+fn taken(conn: &Connection, field: Field, value: &str, id: i64) -> rusqlite::Result<bool> {
+    let condition = match field {
+        Field::Email => "email = ?1 COLLATE NOCASE",
+        _ => "login = ?1",
+    };
+    conn.prepare_cached(&format!(
+        "SELECT EXISTS (SELECT 1 FROM customer WHERE {condition} AND clcleunik != ?2)"
+    ))?
+    .query_row(rusqlite::params![value, id], |row| row.get(0))
+}
+
+/// Refuses an email or login another customer already has (empty ones are never "taken").
+fn check_unique(conn: &Connection, customer: &Customer) -> Result<(), WriteError> {
+    for (field, value) in [(Field::Email, &customer.email), (Field::Login, &customer.login)] {
+        if !value.is_empty() && taken(conn, field, value, customer.clcleunik)? {
+            return Err(WriteError::Taken(field));
+        }
+    }
+    Ok(())
+}
+
+const UPDATED_NOW: &str = "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// Applies the `present` fields of `changes` to customer `id` in one transaction, with its
+/// audit row. Returns the customer as stored now. Only fields whose value differs are
+/// written and recorded (by name).
+pub fn update(
+    conn: &mut Connection,
+    id: i64,
+    changes: &Customer,
+    present: FieldSet,
+    actor: &str,
+    keep_days: u32,
+) -> Result<Customer, WriteError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current = find(&tx, id)?.ok_or(WriteError::NotFound(id))?;
+    let mut updated = current.clone();
+    let mut changed = Vec::new();
+    for field in Field::ALL.into_iter().filter(|f| present.contains(*f)) {
+        if field == Field::Clcleunik {
+            continue;
+        }
+        let mut probe = current.clone();
+        probe.copy_field(changes, field);
+        if probe != current {
+            changed.push(field.name());
+        }
+        updated.copy_field(changes, field);
+    }
+    if updated != current {
+        let email_or_login_changed =
+            updated.email != current.email || updated.login != current.login;
+        if email_or_login_changed {
+            check_unique(&tx, &updated)?;
+        }
+        let set = COLUMNS
+            .split(", ")
+            .skip(1)
+            .map(|column| format!("{column} = ?"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let params = updated.to_params();
+        tx.prepare_cached(&format!(
+            "UPDATE customer SET {set}, {UPDATED_NOW} WHERE clcleunik = ?"
+        ))?
+        .execute(params_from_iter(params[1..].iter().copied().chain([&id as &dyn ToSql])))?;
+    }
+    crate::audit::record(
+        &tx,
+        actor,
+        crate::audit::Action::Update,
+        Some(id),
+        &changed,
+        "",
+        keep_days,
+    )?;
+    tx.commit()?;
+    Ok(updated)
+}
+
+/// Adds a customer (registration) in one transaction with its audit row: the given
+/// `clcleunik`, or the next free one when it is 0; `addedDate` and `addHour` default to now
+/// (the server's local time). Returns the customer as stored.
+pub fn insert(
+    conn: &mut Connection,
+    mut customer: Customer,
+    present: FieldSet,
+    password_hash: Option<String>,
+    actor: &str,
+    keep_days: u32,
+) -> Result<Customer, WriteError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if customer.clcleunik == 0 {
+        customer.clcleunik = tx.query_row(
+            "SELECT COALESCE(MAX(clcleunik), 0) + 1 FROM customer",
+            [],
+            |row| row.get(0),
+        )?;
+    } else if find(&tx, customer.clcleunik)?.is_some() {
+        return Err(WriteError::Taken(Field::Clcleunik));
+    }
+    check_unique(&tx, &customer)?;
+    if customer.added_date.is_empty() || customer.add_hour.is_empty() {
+        let (date, hour): (String, String) = tx.query_row(
+            "SELECT strftime('%Y-%m-%d', 'now', 'localtime'), \
+                    strftime('%H:%M:%S', 'now', 'localtime')",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        if customer.added_date.is_empty() {
+            customer.added_date = date;
+        }
+        if customer.add_hour.is_empty() {
+            customer.add_hour = hour;
+        }
+    }
+    let params = customer.to_params();
+    tx.prepare_cached(&format!(
+        "INSERT INTO customer ({COLUMNS}, password_hash) VALUES ({}, ?)",
+        vec!["?"; Field::ALL.len()].join(", ")
+    ))?
+    .execute(params_from_iter(
+        params.iter().copied().chain([&password_hash as &dyn ToSql]),
+    ))?;
+    let mut fields: Vec<&str> = Field::ALL
+        .into_iter()
+        .filter(|f| present.contains(*f))
+        .map(Field::name)
+        .collect();
+    if password_hash.is_some() {
+        fields.push("password");
+    }
+    crate::audit::record(
+        &tx,
+        actor,
+        crate::audit::Action::Add,
+        Some(customer.clcleunik),
+        &fields,
+        "",
+        keep_days,
+    )?;
+    tx.commit()?;
+    Ok(customer)
+}
+
+/// Deletes customer `id` in one transaction with its audit row.
+pub fn delete(conn: &mut Connection, id: i64, actor: &str, keep_days: u32) -> Result<(), WriteError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if tx.execute("DELETE FROM customer WHERE clcleunik = ?1", [id])? == 0 {
+        return Err(WriteError::NotFound(id));
+    }
+    crate::audit::record(
+        &tx,
+        actor,
+        crate::audit::Action::Delete,
+        Some(id),
+        &[],
+        "",
+        keep_days,
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Sets a customer's password hash, with its audit row (the field's name, never a value);
+/// `false` when no customer has that key.
+pub fn set_password(
+    conn: &mut Connection,
+    id: i64,
+    hash: &str,
+    actor: &str,
+    action: crate::audit::Action,
+    keep_days: u32,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let changed = tx.execute(
+        &format!("UPDATE customer SET password_hash = ?2, {UPDATED_NOW} WHERE clcleunik = ?1"),
         rusqlite::params![id, hash],
     )?;
+    if changed == 1 {
+        crate::audit::record(&tx, actor, action, Some(id), &["password"], "", keep_days)?;
+    }
+    tx.commit()?;
     Ok(changed == 1)
 }
 
@@ -286,6 +505,20 @@ pub fn set_hash(conn: &Connection, id: i64, hash: &str) -> rusqlite::Result<bool
 mod tests {
     use super::*;
     use crate::customer::CustomerList;
+    #[test]
+    fn id_aliases_agree_and_a_space_in_an_email_is_a_plus() {
+        assert_eq!(ListFilter::parse(Some("id=5")).unwrap().id, Some(5));
+        assert_eq!(
+            ListFilter::parse(Some("id=5&id_client=5")).unwrap().id,
+            Some(5)
+        );
+        assert!(ListFilter::parse(Some("id=5&clcleunik=6")).is_err());
+        assert_eq!(
+            ListFilter::parse(Some("email=a+b@x.be")).unwrap().email.as_deref(),
+            Some("a+b@x.be")
+        );
+    }
+
     #[test]
     fn filter_rejects_signs_and_accepts_leading_zeros() {
         assert!(ListFilter::parse(Some("id_client=+1")).is_err());
@@ -313,14 +546,17 @@ mod tests {
             values.join(", ")
         ))
         .unwrap();
-        let redaction = Redaction::from_names(&["phone"]).unwrap();
-        let (body, total) = list_json(&conn, &ListFilter::default(), redaction).unwrap();
+        let view = View {
+            redaction: crate::customer::Redaction::from_names(&["phone"]).unwrap(),
+            string_ids: true,
+        };
+        let (body, total) = list_json(&conn, &ListFilter::default(), view).unwrap();
         let page = list(&conn, &ListFilter::default()).unwrap();
         let envelope = crate::error::JsonResponse::success(
             "Customers list",
             CustomerList {
                 customers: &page.customers,
-                redaction,
+                view,
             },
         );
         assert_eq!(total, 1);

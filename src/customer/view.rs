@@ -5,10 +5,19 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::{Customer, Field, Redaction};
 
+/// How customers go on the wire, as configured: the fields withheld (`redact`) and whether
+/// `clcleunik` is sent as a string (`clcleunik_type = "string"`, for front-ends that compare
+/// it with `===` to a string they kept).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct View {
+    pub redaction: Redaction,
+    pub string_ids: bool,
+}
+
 /// A customer as it goes on the wire, with the configured fields withheld.
 pub struct CustomerJson<'a> {
     pub customer: &'a Customer,
-    pub redaction: Redaction,
+    pub view: View,
 }
 
 /// `webRemise` is a number that may be fractional; whole values are written without `.0`,
@@ -53,10 +62,14 @@ impl Serialize for CustomerJson<'_> {
             megawinapp_login,
             notification_accepted,
         } = self.customer;
-        let redaction = self.redaction;
+        let redaction = self.view.redaction;
         let mut map = serializer.serialize_map(None)?;
         // `clcleunik` can never be withheld (see `Redaction::from_names`).
-        map.serialize_entry(Field::Clcleunik.name(), clcleunik)?;
+        if self.view.string_ids {
+            map.serialize_entry(Field::Clcleunik.name(), &clcleunik.to_string())?;
+        } else {
+            map.serialize_entry(Field::Clcleunik.name(), clcleunik)?;
+        }
         let strings: [(Field, &String); 18] = [
             (Field::CustomerNumber, customer_number),
             (Field::GroupePrice, groupe_price),
@@ -102,7 +115,7 @@ impl Serialize for CustomerJson<'_> {
 /// The `result` of a list response: `{"customer": [...]}`.
 pub struct CustomerList<'a> {
     pub customers: &'a [Customer],
-    pub redaction: Redaction,
+    pub view: View,
 }
 
 impl Serialize for CustomerList<'_> {
@@ -112,7 +125,7 @@ impl Serialize for CustomerList<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.collect_seq(self.0.customers.iter().map(|customer| CustomerJson {
                     customer,
-                    redaction: self.0.redaction,
+                    view: self.0.view,
                 }))
             }
         }

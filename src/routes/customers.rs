@@ -135,13 +135,13 @@ async fn get_customers(
     cache: &State<ResponseCache>,
 ) -> Result<ListResponse, ApiError> {
     let filter = filter?;
-    let redaction = config.redaction;
+    let view = config.view;
     let entry = cache
         .get_or_build(negotiation.generation, &filter, || {
             let (db, filter) = (db.inner().clone(), filter.clone());
             async move {
                 db.run(move |conn| {
-                    let (body, total) = customer::list_json(conn, &filter, redaction)?;
+                    let (body, total) = customer::list_json(conn, &filter, view)?;
                     Ok::<_, ApiError>(CachedList::new(body, total))
                 })
                 .await

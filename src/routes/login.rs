@@ -4,21 +4,20 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rocket::data::{ByteUnit, FromData, Outcome};
 use rocket::http::Method;
 use rocket::tokio::sync::Semaphore;
-use rocket::{post, Data, Request, Route, State};
+use rocket::{post, Route, State};
 
 use crate::apikey::ApiKey;
 use crate::auth::{PasswordHasher, Secret, Verdict};
 use crate::config::Config;
-use crate::customer::{self, CustomerList, Identifier};
+use crate::customer::{self, Customer, CustomerList, Identifier};
 use crate::db::Db;
 use crate::error::{ApiError, JsonResponse};
 use crate::ratelimit::FailureLimiter;
 
-/// Larger bodies are refused with a 413 before they are read.
-const BODY_LIMIT: ByteUnit = ByteUnit::Kibibyte(16);
+use super::body::Fields;
+
 /// A login waiting longer than this for a free verifier gets a 503 rather than hanging.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,52 +27,13 @@ pub struct LoginRequest {
     password: Secret,
 }
 
-#[rocket::async_trait]
-impl<'r> FromData<'r> for LoginRequest {
-    type Error = ApiError;
-
-    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        let fail = |error: ApiError| Outcome::Error((error.status(), error));
-        let content_type = request.content_type();
-        let is_json = content_type.is_some_and(|ct| ct.is_json());
-        let is_form = content_type.is_some_and(|ct| ct.is_form());
-        if !is_json && !is_form {
-            return fail(ApiError::UnsupportedBody);
-        }
-        let body = match data.open(BODY_LIMIT).into_bytes().await {
-            Ok(body) if body.is_complete() => body.into_inner(),
-            Ok(_) => return fail(ApiError::BodyTooLarge),
-            Err(error) => return fail(ApiError::bad_request(format!("Unreadable body: {error}"))),
-        };
-        let fields: Vec<(String, String)> = if is_json {
-            match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) {
-                Ok(object) => object
-                    .into_iter()
-                    .filter_map(|(name, value)| match value {
-                        serde_json::Value::String(text) => Some((name, text)),
-                        _ => None,
-                    })
-                    .collect(),
-                Err(_) => return fail(ApiError::bad_request(
-                    "Unreadable body: expected a JSON object with email (or login) and password",
-                )),
-            }
-        } else {
-            form_urlencoded::parse(&body).into_owned().collect()
-        };
-        match parse_fields(fields) {
-            Ok(login) => Outcome::Success(login),
-            Err(error) => fail(error),
-        }
-    }
-}
-
 /// Picks the identifier and the password out of the body's fields.
-fn parse_fields(fields: Vec<(String, String)>) -> Result<LoginRequest, ApiError> {
+fn parse_fields(fields: Fields) -> Result<LoginRequest, ApiError> {
     let mut email = None;
     let mut login = None;
     let mut password = None;
-    for (name, value) in fields {
+    for (name, value) in fields.0 {
+        let Some(value) = value else { continue };
         match name.as_str() {
             "email" if !value.is_empty() => email = Some(value),
             "login" if !value.is_empty() => login = Some(value),
@@ -130,6 +90,85 @@ impl LoginService {
     }
 }
 
+/// A customer whose password was just verified.
+pub struct Authenticated {
+    pub customer: Customer,
+    /// The stored hash, and whether it is weaker than configured (bcrypt, cheaper Argon2).
+    pub stored: Option<Secret>,
+    pub rehash: bool,
+}
+
+impl LoginService {
+    /// Checks `password` for the account `identifier` names, under the failure limits: the
+    /// attempt is counted (for the account and for `client`'s address) before the slow check
+    /// and refunded if it succeeds. Unknown account and wrong password are the same 401, in
+    /// the same time (a dummy hash is verified for an unknown account).
+    pub async fn authenticate(
+        &self,
+        db: &Db,
+        identifier: Identifier,
+        password: &Secret,
+        client: Option<IpAddr>,
+    ) -> Result<Authenticated, ApiError> {
+        let lookup = identifier.clone();
+        let found = db
+            .run(move |conn| customer::find_for_login(conn, &lookup))
+            .await?;
+        let account = match &found {
+            Some((customer, _)) => format!("customer:{}", customer.clcleunik),
+            None => identifier.subject(),
+        };
+        let address = format!(
+            "address:{}",
+            client.map_or("unknown".into(), |ip| ip.to_string())
+        );
+        // Counted before the (slow) check, so that parallel attempts cannot all slip through.
+        let attempt = self
+            .limiter
+            .begin(&[&account, &address], Instant::now())
+            .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
+
+        let (customer, stored) = match found {
+            Some((customer, stored)) => (Some(customer), stored),
+            None => (None, None),
+        };
+        let check_against = stored.clone();
+        let attempt_password = password.clone();
+        let verdict = self
+            .with_hasher(move |hasher| {
+                hasher.verify(
+                    &attempt_password,
+                    check_against.as_ref().map(Secret::expose),
+                )
+            })
+            .await;
+        let verdict = match verdict {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                // Not checked (the server is busy): not a failure.
+                self.limiter.refund(attempt);
+                return Err(error);
+            }
+        };
+        let (Some(customer), Verdict::Valid { rehash }) = (customer, verdict) else {
+            return Err(ApiError::InvalidCredentials);
+        };
+        self.limiter.succeeded(attempt, &account);
+        Ok(Authenticated {
+            customer,
+            stored,
+            rehash,
+        })
+    }
+
+    /// Hashes `password` on the bounded pool of password workers.
+    pub async fn hash(&self, password: Secret) -> Result<String, ApiError> {
+        self.with_hasher(move |hasher| hasher.hash(&password))
+            .await?
+            .map_err(ApiError::internal)
+    }
+}
+
 #[post("/CUSTOMER/LOGIN", data = "<body>")]
 async fn post_login(
     _key: ApiKey,
@@ -137,64 +176,25 @@ async fn post_login(
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
-    body: Result<LoginRequest, ApiError>,
+    body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
     let LoginRequest {
         identifier,
         password,
-    } = body?;
-    let lookup = identifier.clone();
-    let found = db
-        .run(move |conn| customer::find_for_login(conn, &lookup))
+    } = parse_fields(body?)?;
+    let Authenticated {
+        customer,
+        stored,
+        rehash,
+    } = service
+        .authenticate(db, identifier, &password, client)
         .await?;
-
-    let account = match &found {
-        Some((customer, _)) => format!("customer:{}", customer.clcleunik),
-        None => identifier.subject(),
-    };
-    let address = format!(
-        "address:{}",
-        client.map_or("unknown".into(), |ip| ip.to_string())
-    );
-    // Counted before the (slow) check, so that parallel attempts cannot all slip through.
-    let attempt = service
-        .limiter
-        .begin(&[&account, &address], Instant::now())
-        .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
-
-    let (customer, stored) = match found {
-        Some((customer, stored)) => (Some(customer), stored),
-        None => (None, None),
-    };
-    let check_against = stored.clone();
-    let attempt_password = password.clone();
-    let verdict = service
-        .with_hasher(move |hasher| {
-            hasher.verify(
-                &attempt_password,
-                check_against.as_ref().map(Secret::expose),
-            )
-        })
-        .await;
-    let verdict = match verdict {
-        Ok(verdict) => verdict,
-        Err(error) => {
-            // Not checked (the server is busy): not a failure.
-            service.limiter.refund(attempt);
-            return Err(error);
-        }
-    };
-
-    let (Some(customer), Verdict::Valid { rehash }) = (customer, verdict) else {
-        return Err(ApiError::InvalidCredentials);
-    };
-    service.limiter.succeeded(attempt, &account);
     if let (true, Some(old)) = (rehash, stored) {
         upgrade_hash(db, service, customer.clcleunik, old, password).await;
     }
     let result = CustomerList {
         customers: std::slice::from_ref(&customer),
-        redaction: config.redaction,
+        view: config.view,
     };
     Ok(JsonResponse::success("Login successful", result))
 }
@@ -202,11 +202,7 @@ async fn post_login(
 /// Replaces a bcrypt or weaker Argon2 hash by one with the configured parameters. A failure
 /// here does not fail the login: the old hash still works, and the next login tries again.
 async fn upgrade_hash(db: &Db, service: &LoginService, id: i64, old: Secret, password: Secret) {
-    let hashed = service
-        .with_hasher(move |hasher| hasher.hash(&password))
-        .await
-        .and_then(|result| result.map_err(ApiError::internal));
-    let new = match hashed {
+    let new = match service.hash(password).await {
         Ok(new) => new,
         Err(error) => {
             return log::warn!("could not re-hash the password of customer {id}: {error}")

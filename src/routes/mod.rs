@@ -1,9 +1,11 @@
 //! The HTTP endpoints, one file per group, each with its `routes()`; plus the plumbing shared
 //! by all of them: paths that match as old clients spell them, 405s with `Allow`, and CORS.
 
+pub mod body;
 pub mod customers;
 pub mod health;
 pub mod login;
+pub mod writes;
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::uri::Origin;
@@ -16,6 +18,20 @@ use crate::error::{ApiError, JsonResponse};
 /// The canonical paths that old clients spell in any case, with or without a trailing slash.
 pub const LIST_PATH: &str = "/CUSTOMER/LIST";
 pub const LOGIN_PATH: &str = "/CUSTOMER/LOGIN";
+pub const ADD_PATH: &str = "/CUSTOMER/ADD";
+pub const UPDATE_PATH: &str = "/CUSTOMER/UPDATE";
+pub const DELETE_PATH: &str = "/CUSTOMER/DELETE";
+pub const PASSWORD_PATH: &str = "/CUSTOMER/PASSWORD";
+
+/// Every API path old clients may spell in any case.
+const API_PATHS: [&str; 6] = [
+    LIST_PATH,
+    LOGIN_PATH,
+    ADD_PATH,
+    UPDATE_PATH,
+    DELETE_PATH,
+    PASSWORD_PATH,
+];
 
 /// Rewrites `/customer/list/`, `/Customer/Login` and the like to the canonical path before
 /// routing, keeping the query string.
@@ -34,7 +50,7 @@ impl Fairing for CanonicalPaths {
         let path = request.uri().path();
         let path = path.as_str();
         let trimmed = path.strip_suffix('/').unwrap_or(path);
-        let Some(canonical) = [LIST_PATH, LOGIN_PATH]
+        let Some(canonical) = API_PATHS
             .into_iter()
             .find(|canonical| trimmed.eq_ignore_ascii_case(canonical))
         else {
@@ -163,7 +179,7 @@ impl Fairing for Cors {
         if request.method() == Method::Options {
             response.set_header(Header::new(
                 "Access-Control-Allow-Methods",
-                "GET, HEAD, POST, OPTIONS",
+                "GET, HEAD, POST, DELETE, OPTIONS",
             ));
             response.set_header(Header::new(
                 "Access-Control-Allow-Headers",

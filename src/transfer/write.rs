@@ -44,6 +44,9 @@ pub struct Options {
     pub allow_empty: bool,
     /// Check and count, write nothing.
     pub dry_run: bool,
+    /// Record the import in the audit trail as this actor and action (`cli`/import,
+    /// `sync`/sync), kept this many days; `None` for the demo seeding.
+    pub audit: Option<(&'static str, crate::audit::Action, u32)>,
 }
 
 /// Why an import stopped. Nothing was written in either case.
@@ -294,6 +297,13 @@ pub fn import<'a>(
             )?;
             tx.execute_batch("DROP TABLE import_keys;")?;
         }
+    }
+    if let Some((actor, action, keep_days)) = options.audit {
+        let detail = format!(
+            "{} rows: {} inserted, {} updated, {} deleted, {} unchanged",
+            summary.rows, summary.inserted, summary.updated, summary.deleted, summary.unchanged
+        );
+        crate::audit::record(&tx, actor, action, None, &[], &detail, keep_days)?;
     }
     tx.commit()?;
     Ok(summary)

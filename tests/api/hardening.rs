@@ -316,10 +316,13 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
     let app = spawn_app();
     let db = app.db.clone();
     drop(app.client);
-    // As clientele 0.1 left it: schema 2, no application id.
+    // As clientele 0.1 left it: schema 2, no application id, no audit, no key scopes.
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("PRAGMA application_id = 0; PRAGMA user_version = 2;")
-        .unwrap();
+    conn.execute_batch(
+        "PRAGMA application_id = 0; DROP TABLE audit; ALTER TABLE api_key DROP COLUMN scope;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
     drop(conn);
 
     let again = spawn_app_on(app.dir, db.clone(), |f| f);

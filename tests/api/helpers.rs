@@ -396,10 +396,19 @@ pub fn database_bytes(db: &Path) -> Vec<u8> {
     bytes
 }
 
-/// Creates an API key directly in the app's database, as `clientele keys create` does.
+/// Creates a read-only API key directly in the app's database, as `clientele keys create`.
 pub fn create_key(db: &Path, name: &str) -> String {
+    create_key_with(db, name, clientele::apikey::Scope::Read)
+}
+
+/// Creates a write key, as `clientele keys create NAME --write` does.
+pub fn create_write_key(db: &Path, name: &str) -> String {
+    create_key_with(db, name, clientele::apikey::Scope::Write)
+}
+
+fn create_key_with(db: &Path, name: &str, scope: clientele::apikey::Scope) -> String {
     let conn = rusqlite::Connection::open(db).unwrap();
-    clientele::apikey::create(&conn, name)
+    clientele::apikey::create(&conn, name, scope)
         .unwrap()
         .expose()
         .to_owned()

@@ -1,0 +1,107 @@
+//! Request bodies: a JSON object or a form (`application/x-www-form-urlencoded`), at most
+//! 16 KiB, read into `(name, value)` pairs. Every POST endpoint reads its body this way, so
+//! the 413, 415 and 400 answers are the same everywhere.
+
+use rocket::data::{ByteUnit, FromData, Outcome};
+use rocket::{Data, Request};
+
+use crate::error::ApiError;
+use crate::transfer::read::json_scalar;
+
+/// Larger bodies are refused with a 413 before they are read further.
+pub const BODY_LIMIT: ByteUnit = ByteUnit::Kibibyte(16);
+
+/// A body's fields in the order sent. A value is `None` when a JSON body nests an object or
+/// an array there (no field accepts one); JSON scalars are read as text (`12`, `true`; `null`
+/// is empty), as a form would send them.
+#[derive(Debug)]
+pub struct Fields(pub Vec<(String, Option<String>)>);
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for Fields {
+    type Error = ApiError;
+
+    async fn from_data(request: &'r Request<'_>, mut data: Data<'r>) -> Outcome<'r, Self> {
+        let fail = |error: ApiError| Outcome::Error((error.status(), error));
+        let content_type = request.content_type();
+        let is_json = content_type.is_some_and(|ct| ct.is_json());
+        let is_form = content_type.is_some_and(|ct| ct.is_form());
+        if content_type.is_none() && data.peek(1).await.is_empty() {
+            // No body at all (a POST /CUSTOMER/DELETE/?id_client=12): no fields.
+            return Outcome::Success(Fields(Vec::new()));
+        }
+        if !is_json && !is_form {
+            return fail(ApiError::UnsupportedBody);
+        }
+        let body = match data.open(BODY_LIMIT).into_bytes().await {
+            Ok(body) if body.is_complete() => body.into_inner(),
+            Ok(_) => return fail(ApiError::BodyTooLarge),
+            Err(_) => return fail(ApiError::bad_request("Unreadable body")),
+        };
+        if is_form {
+            let fields = form_urlencoded::parse(&body)
+                .into_owned()
+                .map(|(name, value)| (name, Some(value)))
+                .collect();
+            return Outcome::Success(Fields(fields));
+        }
+        match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) {
+            Ok(object) => Outcome::Success(Fields(
+                object
+                    .into_iter()
+                    .map(|(name, value)| (name, json_scalar(value)))
+                    .collect(),
+            )),
+            Err(_) => fail(ApiError::bad_request(
+                "Unreadable body: expected a JSON object of fields",
+            )),
+        }
+    }
+}
+
+impl Fields {
+    /// Refuses a name given twice (a form can repeat one; JSON keeps the last).
+    pub fn check_unique(&self) -> Result<(), ApiError> {
+        for (index, (name, _)) in self.0.iter().enumerate() {
+            if self.0[..index].iter().any(|(other, _)| other == name) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid {name}: given more than once"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A customer id as clients send it: a JSON number or a string of digits.
+pub fn parse_id(name: &str, value: Option<&str>) -> Result<i64, ApiError> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|id| *id >= 1)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("Invalid {name}: expected a positive whole number"))
+        })
+}
+
+/// The customer id in a write's query string: `id_client`, or its aliases `clcleunik` and
+/// `id` (the list's names). Two that differ, or one given twice, is a 400.
+pub fn query_id(query: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let mut found: Option<(String, i64)> = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !["id_client", "clcleunik", "id"].contains(&name.as_ref()) {
+            continue;
+        }
+        let id = parse_id(&name, Some(&value))?;
+        match &found {
+            Some((first, other)) if *other != id || *first == name => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid {name}: given more than once, or different from {first}"
+                )))
+            }
+            _ => found = Some((name.into_owned(), id)),
+        }
+    }
+    Ok(found.map(|(_, id)| id))
+}

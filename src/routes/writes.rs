@@ -1,0 +1,352 @@
+//! The writes real front-ends make: `POST /CUSTOMER/ADD/` (registration), `POST
+//! /CUSTOMER/UPDATE/` (an account page), `DELETE /CUSTOMER/DELETE/` (or `POST`, for clients
+//! that cannot send DELETE) and `POST /CUSTOMER/PASSWORD/`. Each needs a write key (a
+//! password change that proves the current password excepted), checks every value by the
+//! import's rules, and is recorded in the audit trail in the same transaction.
+
+use std::net::IpAddr;
+
+use rocket::http::{Method, Status};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::{delete, post, Route, State};
+
+use super::body::{parse_id, query_id, Fields};
+use super::login::{Authenticated, LoginService};
+use crate::apikey::{ApiKey, WriteKey};
+use crate::audit::Action;
+use crate::auth::{self, Secret};
+use crate::config::Config;
+use crate::customer::{self, field, Customer, CustomerList, Field, FieldSet, Identifier};
+use crate::db::Db;
+use crate::error::{ApiError, JsonResponse};
+
+/// The id in the query string (`?id_client=12`), checked.
+pub struct QueryId(Option<i64>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for QueryId {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        match query_id(request.uri().query().map(|q| q.as_str())) {
+            Ok(id) => Outcome::Success(QueryId(id)),
+            Err(error) => Outcome::Error((error.status(), error)),
+        }
+    }
+}
+
+/// A write body, checked: the id it names, the customer fields it sets, and a password.
+#[derive(Default)]
+struct Changes {
+    id: Option<i64>,
+    customer: Customer,
+    present: FieldSet,
+    password: Option<Secret>,
+}
+
+fn unknown_field(name: &str) -> ApiError {
+    if name == "password" {
+        ApiError::bad_request(
+            "Unknown field: password (a password changes through POST /CUSTOMER/PASSWORD/)",
+        )
+    } else {
+        ApiError::bad_request(format!("Unknown field: {name}"))
+    }
+}
+
+/// Reads a write's fields: each customer field checked by the import's rules, the first bad
+/// one a 400 naming it; `password` only where `password_allowed` (registration).
+fn read_changes(fields: Fields, password_allowed: bool) -> Result<Changes, ApiError> {
+    fields.check_unique()?;
+    let mut changes = Changes::default();
+    for (name, value) in fields.0 {
+        match name.as_str() {
+            // Some clients repeat the key in the body; it is read from the query or headers.
+            "apikey" => {}
+            "id_client" | "id" => {
+                let id = parse_id(&name, value.as_deref())?;
+                if changes.id.is_some_and(|other| other != id) {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid {name}: it differs from the other id given"
+                    )));
+                }
+                changes.id = Some(id);
+            }
+            "password" if password_allowed => {
+                let value = value.ok_or_else(|| {
+                    ApiError::bad_request("Invalid password: expected a single value")
+                })?;
+                changes.password = (!value.is_empty()).then(|| Secret::new(value));
+            }
+            _ => {
+                let field = Field::from_name(&name).ok_or_else(|| unknown_field(&name))?;
+                let value = value.ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Invalid {name}: expected a single value, not a list or object"
+                    ))
+                })?;
+                field::set_field(&mut changes.customer, field, value)
+                    .map_err(|why| ApiError::bad_request(format!("Invalid {name}: {why}")))?;
+                changes.present.insert(field);
+            }
+        }
+    }
+    let email = &changes.customer.email;
+    if changes.present.contains(Field::Email) && !email.is_empty() && !field::looks_like_email(email)
+    {
+        return Err(ApiError::bad_request(
+            "Invalid email: expected an address like name@example.com",
+        ));
+    }
+    Ok(changes)
+}
+
+/// The one id a write names, in the body and/or the query: both, differing, is a 400.
+fn resolve_id(body: Option<i64>, query: Option<i64>) -> Result<i64, ApiError> {
+    match (body, query) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::bad_request(
+            "Invalid id_client: the body and the query string give different ids",
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => Err(ApiError::bad_request("Missing field: id_client")),
+    }
+}
+
+fn one_customer(message: &str, customer: &Customer, config: &Config) -> JsonResponse {
+    let result = CustomerList {
+        customers: std::slice::from_ref(customer),
+        view: config.view,
+    };
+    JsonResponse::success(message, result)
+}
+
+#[post("/CUSTOMER/UPDATE", data = "<body>")]
+async fn post_update(
+    key: WriteKey,
+    query: Result<QueryId, ApiError>,
+    db: &State<Db>,
+    config: &State<Config>,
+    body: Result<Fields, ApiError>,
+) -> Result<JsonResponse, ApiError> {
+    let changes = read_changes(body?, false)?;
+    let body_id = match (changes.id, changes.present.contains(Field::Clcleunik)) {
+        (Some(id), true) if id != changes.customer.clcleunik => {
+            return Err(ApiError::bad_request(
+                "Invalid clcleunik: a customer's clcleunik cannot change",
+            ))
+        }
+        (None, true) => Some(changes.customer.clcleunik),
+        (id, _) => id,
+    };
+    let id = resolve_id(body_id, query?.0)?;
+    let (actor, keep_days) = (key.0.actor().to_owned(), config.audit_days);
+    let updated = db
+        .run(move |conn| {
+            customer::update(
+                conn,
+                id,
+                &changes.customer,
+                changes.present,
+                &actor,
+                keep_days,
+            )
+        })
+        .await?;
+    Ok(one_customer("Customer updated", &updated, config))
+}
+
+#[post("/CUSTOMER/ADD", data = "<body>")]
+async fn post_add(
+    key: WriteKey,
+    db: &State<Db>,
+    config: &State<Config>,
+    service: &State<LoginService>,
+    body: Result<Fields, ApiError>,
+) -> Result<JsonResponse, ApiError> {
+    let mut changes = read_changes(body?, true)?;
+    if let Some(id) = changes.id {
+        if changes.present.contains(Field::Clcleunik) && changes.customer.clcleunik != id {
+            return Err(ApiError::bad_request(
+                "Invalid id_client: it differs from clcleunik",
+            ));
+        }
+        changes.customer.clcleunik = id;
+        changes.present.insert(Field::Clcleunik);
+    }
+    if changes.customer.email.is_empty() {
+        return Err(ApiError::bad_request("Missing field: email"));
+    }
+    let hash = match changes.password.take() {
+        Some(password) => {
+            let customer = &changes.customer;
+            let context = [
+                customer.email.as_str(),
+                &customer.login,
+                &customer.first_name,
+                &customer.last_name,
+            ];
+            auth::check_new_password(&password, &context).map_err(ApiError::BadRequest)?;
+            Some(service.hash(password).await?)
+        }
+        None => None,
+    };
+    let (actor, keep_days) = (key.0.actor().to_owned(), config.audit_days);
+    let added = db
+        .run(move |conn| {
+            customer::insert(
+                conn,
+                changes.customer,
+                changes.present,
+                hash,
+                &actor,
+                keep_days,
+            )
+        })
+        .await?;
+    let mut response = one_customer("Customer added", &added, config);
+    response.status = Status::Created;
+    Ok(response)
+}
+
+async fn delete(
+    key: WriteKey,
+    id: Option<i64>,
+    db: &Db,
+    config: &Config,
+) -> Result<JsonResponse, ApiError> {
+    let id = id.ok_or_else(|| ApiError::bad_request("Missing field: id_client"))?;
+    let (actor, keep_days) = (key.0.actor().to_owned(), config.audit_days);
+    db.run(move |conn| customer::delete(conn, id, &actor, keep_days))
+        .await?;
+    Ok(JsonResponse::message(Status::Ok, true, "Customer deleted"))
+}
+
+#[delete("/CUSTOMER/DELETE")]
+async fn delete_customer(
+    key: WriteKey,
+    query: Result<QueryId, ApiError>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<JsonResponse, ApiError> {
+    delete(key, query?.0, db, config).await
+}
+
+/// For clients that cannot send DELETE: the same, as a POST (id in the query or the body).
+#[post("/CUSTOMER/DELETE", data = "<body>")]
+async fn post_delete(
+    key: WriteKey,
+    query: Result<QueryId, ApiError>,
+    db: &State<Db>,
+    config: &State<Config>,
+    body: Result<Fields, ApiError>,
+) -> Result<JsonResponse, ApiError> {
+    let changes = read_changes(body?, false)?;
+    if changes.present != FieldSet::default() {
+        return Err(ApiError::bad_request(
+            "A delete takes only id_client; other fields are not expected",
+        ));
+    }
+    let id = resolve_id(changes.id, query?.0)?;
+    delete(key, Some(id), db, config).await
+}
+
+/// A password change body: who, the current password (optional with a write key), the new.
+struct PasswordChange {
+    identifier: Identifier,
+    current: Option<Secret>,
+    new: Secret,
+}
+
+fn read_password_change(fields: Fields) -> Result<PasswordChange, ApiError> {
+    fields.check_unique()?;
+    let (mut identifier, mut current, mut new) = (None, None, None);
+    for (name, value) in fields.0 {
+        let text = || {
+            value.clone().ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid {name}: expected a single value"))
+            })
+        };
+        match name.as_str() {
+            "apikey" => {}
+            "email" => identifier = Some(Identifier::Email(text()?)),
+            "login" => identifier = Some(Identifier::Login(text()?)),
+            "id_client" => identifier = Some(Identifier::Id(parse_id(&name, value.as_deref())?)),
+            "currentPassword" => current = Some(text()?).filter(|v| !v.is_empty()).map(Secret::new),
+            "newPassword" => new = Some(text()?).filter(|v| !v.is_empty()).map(Secret::new),
+            _ => return Err(ApiError::bad_request(format!("Unknown field: {name}"))),
+        }
+    }
+    Ok(PasswordChange {
+        identifier: identifier
+            .filter(|id| !matches!(id, Identifier::Email(v) | Identifier::Login(v) if v.is_empty()))
+            .ok_or_else(|| ApiError::bad_request("Missing field: email, login or id_client"))?,
+        current,
+        new: new.ok_or_else(|| ApiError::bad_request("Missing field: newPassword"))?,
+    })
+}
+
+#[post("/CUSTOMER/PASSWORD", data = "<body>")]
+async fn post_password(
+    key: ApiKey,
+    client: Option<IpAddr>,
+    db: &State<Db>,
+    config: &State<Config>,
+    service: &State<LoginService>,
+    body: Result<Fields, ApiError>,
+) -> Result<JsonResponse, ApiError> {
+    let PasswordChange {
+        identifier,
+        current,
+        new,
+    } = read_password_change(body?)?;
+    let (customer, action) = match current {
+        // The customer proves the current password: any key, the login's limits and 401.
+        Some(current) => {
+            let Authenticated { customer, .. } = service
+                .authenticate(db, identifier, &current, client)
+                .await?;
+            (customer, Action::Password)
+        }
+        // An owner's reset: a write key (or no keys at all, on loopback).
+        None if key.0.can_write() => {
+            let lookup = identifier.clone();
+            let found = db
+                .run(move |conn| customer::find_for_login(conn, &lookup))
+                .await?;
+            let (customer, _) = found.ok_or_else(|| {
+                ApiError::NotFound("No customer with that email, login or id_client".into())
+            })?;
+            (customer, Action::PasswordReset)
+        }
+        None => return Err(ApiError::ReadOnlyKey),
+    };
+    let context = [
+        customer.email.as_str(),
+        &customer.login,
+        &customer.first_name,
+        &customer.last_name,
+    ];
+    auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
+    let hash = service.hash(new).await?;
+    let (actor, keep_days, id) = (key.0.actor().to_owned(), config.audit_days, customer.clcleunik);
+    let changed = db
+        .run(move |conn| customer::set_password(conn, id, &hash, &actor, action, keep_days))
+        .await?;
+    if !changed {
+        return Err(ApiError::NotFound(format!("No customer with id_client {id}")));
+    }
+    Ok(JsonResponse::message(Status::Ok, true, "Password changed"))
+}
+
+pub fn routes() -> Vec<Route> {
+    let mut routes =
+        rocket::routes![post_update, post_add, delete_customer, post_delete, post_password];
+    for path in [super::ADD_PATH, super::UPDATE_PATH, super::PASSWORD_PATH] {
+        routes.extend(super::fallback_routes(path, &[Method::Post]));
+    }
+    routes.extend(super::fallback_routes(
+        super::DELETE_PATH,
+        &[Method::Delete, Method::Post],
+    ));
+    routes
+}
