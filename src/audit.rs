@@ -57,10 +57,8 @@ pub fn record(
         fields.join(", "),
         detail
     ])?;
-    conn.prepare_cached(
-        "DELETE FROM audit WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
-    )?
-    .execute([format!("-{keep_days} days")])?;
+    conn.prepare_cached("DELETE FROM audit WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)")?
+        .execute([format!("-{keep_days} days")])?;
     Ok(())
 }
 

@@ -404,7 +404,12 @@ fn keys(command: KeysCommand) -> Result<(), String> {
                 eprintln!("No API keys. Create one with `clientele keys create NAME`.");
             }
             for key in keys {
-                println!("{}\t{}\tcreated {}", key.name, key.scope.as_str(), key.created_at);
+                println!(
+                    "{}\t{}\tcreated {}",
+                    key.name,
+                    key.scope.as_str(),
+                    key.created_at
+                );
             }
         }
         KeysCommand::Revoke { name } => {
@@ -432,7 +437,8 @@ fn passwd(id: i64) -> Result<(), String> {
     let password = read_new_password()?;
     let context = customer::password_context(&conn, id).map_err(|e| e.to_string())?;
     let context: Vec<&str> = context.iter().map(String::as_str).collect();
-    auth::check_new_password(&password, &context).map_err(|why| format!("{why}; nothing changed"))?;
+    auth::check_new_password(&password, &context)
+        .map_err(|why| format!("{why}; nothing changed"))?;
     let hash = config.hasher.hash(&password).map_err(|e| e.to_string())?;
     let changed = customer::set_password(
         &mut conn,

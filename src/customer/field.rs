@@ -263,7 +263,6 @@ fn is_time(value: &str) -> bool {
         Some([h, m, s]) if *h < 24 && *m < 60 && *s < 60)
 }
 
-
 /// Whether `value` looks like an email address: something, `@`, a domain with a dot, no
 /// spaces. Registration asks this much; imports take what the old system held.
 pub fn looks_like_email(value: &str) -> bool {

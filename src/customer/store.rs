@@ -302,15 +302,25 @@ impl From<WriteError> for ApiError {
 /// The customer `id`, if there is one.
 pub fn find(conn: &Connection, id: i64) -> rusqlite::Result<Option<Customer>> {
     use rusqlite::OptionalExtension;
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM customer WHERE clcleunik = ?1"))?
-        .query_row([id], Customer::from_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM customer WHERE clcleunik = ?1"
+    ))?
+    .query_row([id], Customer::from_row)
+    .optional()
 }
 
 /// Words an attacker would try first against this customer's password: email, login, names.
 pub fn password_context(conn: &Connection, id: i64) -> rusqlite::Result<Vec<String>> {
     Ok(find(conn, id)?
-        .map(|c| vec![c.email, c.login, c.first_name, c.last_name, c.customer_number])
+        .map(|c| {
+            vec![
+                c.email,
+                c.login,
+                c.first_name,
+                c.last_name,
+                c.customer_number,
+            ]
+        })
         .unwrap_or_default())
 }
 
@@ -328,7 +338,10 @@ fn taken(conn: &Connection, field: Field, value: &str, id: i64) -> rusqlite::Res
 
 /// Refuses an email or login another customer already has (empty ones are never "taken").
 fn check_unique(conn: &Connection, customer: &Customer) -> Result<(), WriteError> {
-    for (field, value) in [(Field::Email, &customer.email), (Field::Login, &customer.login)] {
+    for (field, value) in [
+        (Field::Email, &customer.email),
+        (Field::Login, &customer.login),
+    ] {
         if !value.is_empty() && taken(conn, field, value, customer.clcleunik)? {
             return Err(WriteError::Taken(field));
         }
@@ -380,7 +393,9 @@ pub fn update(
         tx.prepare_cached(&format!(
             "UPDATE customer SET {set}, {UPDATED_NOW} WHERE clcleunik = ?"
         ))?
-        .execute(params_from_iter(params[1..].iter().copied().chain([&id as &dyn ToSql])))?;
+        .execute(params_from_iter(
+            params[1..].iter().copied().chain([&id as &dyn ToSql]),
+        ))?;
     }
     crate::audit::record(
         &tx,
@@ -461,7 +476,12 @@ pub fn insert(
 }
 
 /// Deletes customer `id` in one transaction with its audit row.
-pub fn delete(conn: &mut Connection, id: i64, actor: &str, keep_days: u32) -> Result<(), WriteError> {
+pub fn delete(
+    conn: &mut Connection,
+    id: i64,
+    actor: &str,
+    keep_days: u32,
+) -> Result<(), WriteError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if tx.execute("DELETE FROM customer WHERE clcleunik = ?1", [id])? == 0 {
         return Err(WriteError::NotFound(id));
@@ -514,7 +534,10 @@ mod tests {
         );
         assert!(ListFilter::parse(Some("id=5&clcleunik=6")).is_err());
         assert_eq!(
-            ListFilter::parse(Some("email=a+b@x.be")).unwrap().email.as_deref(),
+            ListFilter::parse(Some("email=a+b@x.be"))
+                .unwrap()
+                .email
+                .as_deref(),
             Some("a+b@x.be")
         );
     }

@@ -92,7 +92,9 @@ fn read_changes(fields: Fields, password_allowed: bool) -> Result<Changes, ApiEr
         }
     }
     let email = &changes.customer.email;
-    if changes.present.contains(Field::Email) && !email.is_empty() && !field::looks_like_email(email)
+    if changes.present.contains(Field::Email)
+        && !email.is_empty()
+        && !field::looks_like_email(email)
     {
         return Err(ApiError::bad_request(
             "Invalid email: expected an address like name@example.com",
@@ -328,19 +330,30 @@ async fn post_password(
     ];
     auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
     let hash = service.hash(new).await?;
-    let (actor, keep_days, id) = (key.0.actor().to_owned(), config.audit_days, customer.clcleunik);
+    let (actor, keep_days, id) = (
+        key.0.actor().to_owned(),
+        config.audit_days,
+        customer.clcleunik,
+    );
     let changed = db
         .run(move |conn| customer::set_password(conn, id, &hash, &actor, action, keep_days))
         .await?;
     if !changed {
-        return Err(ApiError::NotFound(format!("No customer with id_client {id}")));
+        return Err(ApiError::NotFound(format!(
+            "No customer with id_client {id}"
+        )));
     }
     Ok(JsonResponse::message(Status::Ok, true, "Password changed"))
 }
 
 pub fn routes() -> Vec<Route> {
-    let mut routes =
-        rocket::routes![post_update, post_add, delete_customer, post_delete, post_password];
+    let mut routes = rocket::routes![
+        post_update,
+        post_add,
+        delete_customer,
+        post_delete,
+        post_password
+    ];
     for path in [super::ADD_PATH, super::UPDATE_PATH, super::PASSWORD_PATH] {
         routes.extend(super::fallback_routes(path, &[Method::Post]));
     }

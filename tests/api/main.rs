@@ -12,3 +12,4 @@ mod secrets;
 mod startup;
 mod tools;
 mod transfer;
+mod writes;
