@@ -5,6 +5,8 @@
 
 use rusqlite::Connection;
 
+use crate::config::Retention;
+
 /// Who wrote from the command line.
 pub const CLI: &str = "cli";
 
@@ -37,7 +39,8 @@ impl Action {
 }
 
 /// Records one write; call it inside the write's transaction, so both commit or neither.
-/// Prunes rows older than `keep_days` on the way.
+/// Prunes what `retention` no longer keeps on the way: audit rows, and the changes feed's
+/// deletions.
 pub fn record(
     conn: &Connection,
     actor: &str,
@@ -45,7 +48,7 @@ pub fn record(
     customer: Option<i64>,
     fields: &[&str],
     detail: &str,
-    keep_days: u32,
+    retention: Retention,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO audit (actor, action, customer, fields, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -58,7 +61,8 @@ pub fn record(
         detail
     ])?;
     conn.prepare_cached("DELETE FROM audit WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)")?
-        .execute([format!("-{keep_days} days")])?;
+        .execute([format!("-{} days", retention.audit_days)])?;
+    crate::customer::prune_tombstones(conn, retention.changes_days)?;
     Ok(())
 }
 

@@ -298,7 +298,7 @@ fn import(
         replace,
         allow_empty,
         dry_run,
-        audit: Some((audit::CLI, audit::Action::Import, config.audit_days)),
+        audit: Some((audit::CLI, audit::Action::Import, config.retention)),
     };
     let bars = Bars::new();
     let result = import::import(&mut conn, open, &config.hasher, options, &bars);
@@ -446,7 +446,7 @@ fn passwd(id: i64) -> Result<(), String> {
         &hash,
         audit::CLI,
         audit::Action::PasswordReset,
-        config.audit_days,
+        config.retention,
     )
     .map_err(|e| e.to_string())?;
     if !changed {

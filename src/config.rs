@@ -45,6 +45,8 @@ struct RawConfig {
     response_cache_mib: usize,
     #[serde(default = "default_audit_days")]
     audit_days: u32,
+    #[serde(default = "default_changes_keep_days")]
+    changes_keep_days: u32,
     #[serde(default = "default_clcleunik_type")]
     clcleunik_type: String,
 }
@@ -67,6 +69,7 @@ const APP_KEYS: &[&str] = &[
     "max_connections",
     "response_cache_mib",
     "audit_days",
+    "changes_keep_days",
     "clcleunik_type",
 ];
 
@@ -166,6 +169,9 @@ fn default_response_cache_mib() -> usize {
 fn default_audit_days() -> u32 {
     365
 }
+fn default_changes_keep_days() -> u32 {
+    90
+}
 fn default_clcleunik_type() -> String {
     "number".into()
 }
@@ -214,8 +220,17 @@ pub struct Config {
     /// Memory for finished list responses, bodies, keys and bookkeeping included
     /// (`response_cache_mib`).
     pub response_cache_bytes: usize,
-    /// Days the audit trail keeps (`audit_days`).
+    /// How long the audit trail and the changes feed's deletions are kept.
+    pub retention: Retention,
+}
+
+/// How long history is kept, in days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The audit trail (`audit_days`, 365).
     pub audit_days: u32,
+    /// Deletions in the changes feed (`changes_keep_days`, 90); older tokens get 410.
+    pub changes_days: u32,
 }
 
 impl Config {
@@ -238,10 +253,13 @@ impl Config {
                 )))
             }
         };
-        if raw.audit_days == 0 {
-            return Err(StartupError::Config(
-                "audit_days: must be at least 1".into(),
-            ));
+        for (key, days) in [
+            ("audit_days", raw.audit_days),
+            ("changes_keep_days", raw.changes_keep_days),
+        ] {
+            if days == 0 {
+                return Err(StartupError::Config(format!("{key}: must be at least 1")));
+            }
         }
         let hasher = PasswordHasher::new(Argon2Config {
             memory_kib: raw.argon2_memory_kib,
@@ -297,7 +315,10 @@ impl Config {
             header_timeout: Duration::from_secs(raw.header_timeout_secs),
             max_connections: raw.max_connections,
             response_cache_bytes: raw.response_cache_mib.saturating_mul(1024 * 1024),
-            audit_days: raw.audit_days,
+            retention: Retention {
+                audit_days: raw.audit_days,
+                changes_days: raw.changes_keep_days,
+            },
         })
     }
 }

@@ -81,6 +81,54 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_customer ON audit (customer, at);",
+    // 5: the changes feed. Every insert, change of a sent field (a password alone is not
+    // one) and delete takes the next number from `change_log`, by trigger, so every writer
+    // feeds it: the API, imports, syncs, other processes. Deletions leave a tombstone.
+    // Existing customers count as changed in key order.
+    "ALTER TABLE customer ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE customer SET change_seq = clcleunik;
+    CREATE INDEX customer_change ON customer (change_seq);
+    CREATE TABLE change_log (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        pruned_through INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO change_log (id, seq) SELECT 1, COALESCE(MAX(clcleunik), 0) FROM customer;
+    CREATE TABLE tombstone (
+        seq INTEGER PRIMARY KEY,
+        clcleunik INTEGER NOT NULL,
+        deleted_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX tombstone_deleted_at ON tombstone (deleted_at);
+    CREATE TRIGGER customer_added AFTER INSERT ON customer BEGIN
+        UPDATE change_log SET seq = seq + 1;
+        UPDATE customer SET change_seq = (SELECT seq FROM change_log)
+            WHERE clcleunik = NEW.clcleunik;
+    END;
+    CREATE TRIGGER customer_changed AFTER UPDATE OF
+        clcleunik, customerNumber, groupePrice, login, lastName, firstName, address, zipcode, city, country, phone, cellphone, email, denomination, tvaNumber, addedDate, addHour, language, showPrice, webRemise, megawinapp_login, notification_accepted
+        ON customer WHEN
+        OLD.clcleunik IS NOT NEW.clcleunik OR OLD.customerNumber IS NOT NEW.customerNumber OR
+        OLD.groupePrice IS NOT NEW.groupePrice OR OLD.login IS NOT NEW.login OR
+        OLD.lastName IS NOT NEW.lastName OR OLD.firstName IS NOT NEW.firstName OR
+        OLD.address IS NOT NEW.address OR OLD.zipcode IS NOT NEW.zipcode OR
+        OLD.city IS NOT NEW.city OR OLD.country IS NOT NEW.country OR
+        OLD.phone IS NOT NEW.phone OR OLD.cellphone IS NOT NEW.cellphone OR
+        OLD.email IS NOT NEW.email OR OLD.denomination IS NOT NEW.denomination OR
+        OLD.tvaNumber IS NOT NEW.tvaNumber OR OLD.addedDate IS NOT NEW.addedDate OR
+        OLD.addHour IS NOT NEW.addHour OR OLD.language IS NOT NEW.language OR
+        OLD.showPrice IS NOT NEW.showPrice OR OLD.webRemise IS NOT NEW.webRemise OR
+        OLD.megawinapp_login IS NOT NEW.megawinapp_login OR
+        OLD.notification_accepted IS NOT NEW.notification_accepted
+    BEGIN
+        UPDATE change_log SET seq = seq + 1;
+        UPDATE customer SET change_seq = (SELECT seq FROM change_log)
+            WHERE clcleunik = NEW.clcleunik;
+    END;
+    CREATE TRIGGER customer_deleted AFTER DELETE ON customer BEGIN
+        UPDATE change_log SET seq = seq + 1;
+        INSERT INTO tombstone (seq, clcleunik) SELECT seq, OLD.clcleunik FROM change_log;
+    END;",
 ];
 
 /// The schema version this binary writes.
@@ -402,6 +450,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// More legacy passwords than this are hashed on every core at start-up.
+const LARGE_MIGRATION: usize = 256;
+
 /// Hashes every stored password that is not already a hash (databases carried over from the
 /// old API hold plain text), on every core the hasher may use, reporting progress. Then writes
 /// them in one transaction, each only where the stored value is still the plain text that was
@@ -432,7 +483,14 @@ pub fn hash_legacy_passwords(
         return Ok(0);
     }
     progress.phase("hashing legacy passwords", legacy.len());
-    let hashes = auth::parallel_map(&legacy, hasher.concurrency(), |(_, plain)| {
+    // Every core for a real migration (the port is not open yet); a few passwords are not
+    // worth the memory each extra thread's 19 MiB buffer keeps afterwards.
+    let threads = if legacy.len() > LARGE_MIGRATION {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        hasher.concurrency()
+    };
+    let hashes = auth::parallel_map(&legacy, threads, |(_, plain)| {
         // An empty legacy password means "no password": nobody can log in with it.
         let hash = if plain.expose().is_empty() {
             Ok(None)
@@ -484,7 +542,7 @@ impl LogProgress {
 
 impl Progress for LogProgress {
     fn phase(&self, name: &'static str, total: usize) {
-        log::warn!("{name}: {total} to do, on every core; the port opens when done");
+        log::warn!("{name}: {total} to do; the port opens when done");
         if let Ok(mut state) = self.state.lock() {
             *state = (name, total, 0, std::time::Instant::now());
         }

@@ -93,10 +93,10 @@ fn open_store(config: &Config, seed: Seed) -> Result<Db, StartupError> {
 pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     init_logging(&figment);
     let config = Config::from_figment(&figment)?;
-    // Start-up hashing (legacy plain text) uses every core: the port is not open yet. Then
-    // the server hashes at most `login_workers` passwords at once.
-    let db = open_store(&config, Seed::IfNew)?;
+    // The server hashes at most `login_workers` passwords at once (a large start-up
+    // migration excepted: see `db::hash_legacy_passwords`).
     config.hasher.limit_concurrency(config.login_workers);
+    let db = open_store(&config, Seed::IfNew)?;
     config.hasher.release_buffers();
     let address: IpAddr = figment
         .extract_inner("address")
@@ -135,6 +135,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .mount("/", routes::customers::routes())
         .mount("/", routes::login::routes())
         .mount("/", routes::writes::routes())
+        .mount("/", routes::changes::routes())
         .mount("/", routes::health::routes())
         .register("/", error::catchers()))
 }

@@ -324,7 +324,12 @@ async fn into_hyper(mut response: LocalResponse<'static>, head: bool) -> Reply {
             .body(ResponseBody::whole(Bytes::new()))
             .unwrap_or_else(|_| internal_error());
     }
-    let mut first = BytesMut::with_capacity(8 * 1024);
+    // Sized exactly when the responder stated its length (they all do); a 304 has none.
+    let expected = declared_length
+        .as_deref()
+        .and_then(|length| length.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut first = BytesMut::with_capacity(expected.min(WHOLE_BODY) + 1);
     loop {
         match response.read_buf(&mut first).await {
             Ok(0) => {

@@ -360,7 +360,7 @@ pub fn update(
     changes: &Customer,
     present: FieldSet,
     actor: &str,
-    keep_days: u32,
+    retention: crate::config::Retention,
 ) -> Result<Customer, WriteError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current = find(&tx, id)?.ok_or(WriteError::NotFound(id))?;
@@ -404,7 +404,7 @@ pub fn update(
         Some(id),
         &changed,
         "",
-        keep_days,
+        retention,
     )?;
     tx.commit()?;
     Ok(updated)
@@ -419,7 +419,7 @@ pub fn insert(
     present: FieldSet,
     password_hash: Option<String>,
     actor: &str,
-    keep_days: u32,
+    retention: crate::config::Retention,
 ) -> Result<Customer, WriteError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if customer.clcleunik == 0 {
@@ -469,7 +469,7 @@ pub fn insert(
         Some(customer.clcleunik),
         &fields,
         "",
-        keep_days,
+        retention,
     )?;
     tx.commit()?;
     Ok(customer)
@@ -480,7 +480,7 @@ pub fn delete(
     conn: &mut Connection,
     id: i64,
     actor: &str,
-    keep_days: u32,
+    retention: crate::config::Retention,
 ) -> Result<(), WriteError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if tx.execute("DELETE FROM customer WHERE clcleunik = ?1", [id])? == 0 {
@@ -493,7 +493,7 @@ pub fn delete(
         Some(id),
         &[],
         "",
-        keep_days,
+        retention,
     )?;
     tx.commit()?;
     Ok(())
@@ -507,7 +507,7 @@ pub fn set_password(
     hash: &str,
     actor: &str,
     action: crate::audit::Action,
-    keep_days: u32,
+    retention: crate::config::Retention,
 ) -> rusqlite::Result<bool> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let changed = tx.execute(
@@ -515,10 +515,87 @@ pub fn set_password(
         rusqlite::params![id, hash],
     )?;
     if changed == 1 {
-        crate::audit::record(&tx, actor, action, Some(id), &["password"], "", keep_days)?;
+        crate::audit::record(&tx, actor, action, Some(id), &["password"], "", retention)?;
     }
     tx.commit()?;
     Ok(changed == 1)
+}
+
+/// One page of the changes feed: customers added or changed after the token (current state,
+/// in change order), ids deleted after it, and the token for the next poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangesPage {
+    pub customers: Vec<Customer>,
+    pub deleted: Vec<i64>,
+    pub next: i64,
+}
+
+/// The changes after `since`, at most `limit` of them (customers and deletions together), read
+/// in one snapshot. Writes are serialised and each takes the next number inside its own
+/// transaction, so numbers appear in commit order: a poll that goes on from `next` neither
+/// misses nor repeats a change. A token from before the kept deletions, or from the future (a
+/// restored database), is `Gone`.
+pub fn changes_since(conn: &Connection, since: i64, limit: u32) -> Result<ChangesPage, ApiError> {
+    let snapshot = conn.unchecked_transaction()?;
+    let (current, pruned_through): (i64, i64) =
+        snapshot.query_row("SELECT seq, pruned_through FROM change_log", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    if since > current || (since != 0 && since < pruned_through) {
+        return Err(ApiError::Gone(
+            "This changes token is too old (or from another database): start again from \
+             since=0 and replace your copy"
+                .into(),
+        ));
+    }
+    let events: Vec<(i64, bool, i64)> = snapshot
+        .prepare_cached(
+            "SELECT seq, deleted, id FROM (
+                 SELECT change_seq AS seq, 0 AS deleted, clcleunik AS id FROM customer
+                 WHERE change_seq > ?1
+                 UNION ALL
+                 SELECT t.seq, 1, t.clcleunik FROM tombstone t
+                 WHERE t.seq > ?1
+                   AND NOT EXISTS (SELECT 1 FROM customer c WHERE c.clcleunik = t.clcleunik)
+             ) ORDER BY seq LIMIT ?2",
+        )?
+        .query_map(rusqlite::params![since, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut page = ChangesPage {
+        customers: Vec::new(),
+        deleted: Vec::new(),
+        // A full page goes on from its last change; a short one saw everything up to now.
+        next: match events.last() {
+            Some((seq, _, _)) if events.len() == limit as usize => *seq,
+            _ => current,
+        },
+    };
+    for (_, deleted, id) in events {
+        if deleted {
+            page.deleted.push(id);
+        } else if let Some(customer) = find(&snapshot, id)? {
+            page.customers.push(customer);
+        }
+    }
+    snapshot.commit()?;
+    Ok(page)
+}
+
+/// Forgets deletions older than `keep_days`; tokens from before them get 410 from then on.
+pub fn prune_tombstones(conn: &Connection, keep_days: u32) -> rusqlite::Result<usize> {
+    let cutoff = format!("-{keep_days} days");
+    conn.execute(
+        "UPDATE change_log SET pruned_through = MAX(pruned_through, COALESCE(
+             (SELECT MAX(seq) FROM tombstone
+              WHERE deleted_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)), 0))",
+        [&cutoff],
+    )?;
+    conn.execute(
+        "DELETE FROM tombstone WHERE deleted_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+        [&cutoff],
+    )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! by all of them: paths that match as old clients spell them, 405s with `Allow`, and CORS.
 
 pub mod body;
+pub mod changes;
 pub mod customers;
 pub mod health;
 pub mod login;
@@ -22,9 +23,11 @@ pub const ADD_PATH: &str = "/CUSTOMER/ADD";
 pub const UPDATE_PATH: &str = "/CUSTOMER/UPDATE";
 pub const DELETE_PATH: &str = "/CUSTOMER/DELETE";
 pub const PASSWORD_PATH: &str = "/CUSTOMER/PASSWORD";
+pub const CHANGES_PATH: &str = "/CUSTOMER/CHANGES";
 
 /// Every API path old clients may spell in any case.
-const API_PATHS: [&str; 6] = [
+const API_PATHS: [&str; 7] = [
+    CHANGES_PATH,
     LIST_PATH,
     LOGIN_PATH,
     ADD_PATH,

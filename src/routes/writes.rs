@@ -141,7 +141,7 @@ async fn post_update(
         (id, _) => id,
     };
     let id = resolve_id(body_id, query?.0)?;
-    let (actor, keep_days) = (key.0.actor().to_owned(), config.audit_days);
+    let (actor, retention) = (key.0.actor().to_owned(), config.retention);
     let updated = db
         .run(move |conn| {
             customer::update(
@@ -150,7 +150,7 @@ async fn post_update(
                 &changes.customer,
                 changes.present,
                 &actor,
-                keep_days,
+                retention,
             )
         })
         .await?;
@@ -192,7 +192,7 @@ async fn post_add(
         }
         None => None,
     };
-    let (actor, keep_days) = (key.0.actor().to_owned(), config.audit_days);
+    let (actor, retention) = (key.0.actor().to_owned(), config.retention);
     let added = db
         .run(move |conn| {
             customer::insert(
@@ -201,7 +201,7 @@ async fn post_add(
                 changes.present,
                 hash,
                 &actor,
-                keep_days,
+                retention,
             )
         })
         .await?;
@@ -217,8 +217,8 @@ async fn delete(
     config: &Config,
 ) -> Result<JsonResponse, ApiError> {
     let id = id.ok_or_else(|| ApiError::bad_request("Missing field: id_client"))?;
-    let (actor, keep_days) = (key.0.actor().to_owned(), config.audit_days);
-    db.run(move |conn| customer::delete(conn, id, &actor, keep_days))
+    let (actor, retention) = (key.0.actor().to_owned(), config.retention);
+    db.run(move |conn| customer::delete(conn, id, &actor, retention))
         .await?;
     Ok(JsonResponse::message(Status::Ok, true, "Customer deleted"))
 }
@@ -330,13 +330,13 @@ async fn post_password(
     ];
     auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
     let hash = service.hash(new).await?;
-    let (actor, keep_days, id) = (
+    let (actor, retention, id) = (
         key.0.actor().to_owned(),
-        config.audit_days,
+        config.retention,
         customer.clcleunik,
     );
     let changed = db
-        .run(move |conn| customer::set_password(conn, id, &hash, &actor, action, keep_days))
+        .run(move |conn| customer::set_password(conn, id, &hash, &actor, action, retention))
         .await?;
     if !changed {
         return Err(ApiError::NotFound(format!(

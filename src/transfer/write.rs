@@ -45,8 +45,8 @@ pub struct Options {
     /// Check and count, write nothing.
     pub dry_run: bool,
     /// Record the import in the audit trail as this actor and action (`cli`/import,
-    /// `sync`/sync), kept this many days; `None` for the demo seeding.
-    pub audit: Option<(&'static str, crate::audit::Action, u32)>,
+    /// `sync`/sync), kept as long as the retention says; `None` for the demo seeding.
+    pub audit: Option<(&'static str, crate::audit::Action, crate::config::Retention)>,
 }
 
 /// Why an import stopped. Nothing was written in either case.
@@ -298,12 +298,12 @@ pub fn import<'a>(
             tx.execute_batch("DROP TABLE import_keys;")?;
         }
     }
-    if let Some((actor, action, keep_days)) = options.audit {
+    if let Some((actor, action, retention)) = options.audit {
         let detail = format!(
             "{} rows: {} inserted, {} updated, {} deleted, {} unchanged",
             summary.rows, summary.inserted, summary.updated, summary.deleted, summary.unchanged
         );
-        crate::audit::record(&tx, actor, action, None, &[], &detail, keep_days)?;
+        crate::audit::record(&tx, actor, action, None, &[], &detail, retention)?;
     }
     tx.commit()?;
     Ok(summary)

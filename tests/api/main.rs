@@ -5,6 +5,7 @@ mod helpers;
 mod access;
 mod binary;
 mod cache;
+mod changes;
 mod hardening;
 mod list;
 mod login;
