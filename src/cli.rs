@@ -86,6 +86,16 @@ pub enum Command {
         #[arg(long)]
         all_fields: bool,
     },
+    /// Make the local customers equal to the old API's list, once (see `upstream`).
+    ///
+    /// Fetches the whole list (with its plain-text passwords), checks it as an import does,
+    /// refuses one that would delete more than half the customers (or is empty while
+    /// customers exist) unless upstream_allow_mass_delete = true, and writes it in one
+    /// transaction. Only new or changed passwords are hashed.
+    Sync {
+        /// The old API's list URL with its key; default: the `upstream` setting.
+        url: Option<String>,
+    },
     /// Show the audit trail: who wrote what, and when (never a password).
     ///
     /// One line per write through the API or `passwd`, and per import or sync (with its
@@ -182,6 +192,7 @@ pub fn run(cli: Cli) -> ExitCode {
             all_fields,
         } => export(format, output, all_fields),
         Command::Backup { path, force } => backup(&path, force),
+        Command::Sync { url } => sync_once(url.as_deref()),
         Command::Audit {
             customer,
             since,
@@ -299,6 +310,7 @@ fn import(
         allow_empty,
         dry_run,
         audit: Some((audit::CLI, audit::Action::Import, config.retention)),
+        known: None,
     };
     let bars = Bars::new();
     let result = import::import(&mut conn, open, &config.hasher, options, &bars);
@@ -365,6 +377,44 @@ fn backup(path: &std::path::Path, force: bool) -> Result<(), String> {
     let conn = db.connection().map_err(|e| e.to_string())?;
     export::backup(&conn, path, force)?;
     eprintln!("backed up {} to {}", db.path().display(), path.display());
+    Ok(())
+}
+
+fn sync_once(url: Option<&str>) -> Result<(), String> {
+    let started = Instant::now();
+    let (config, db) = open()?;
+    let upstream = match (url, &config.mirror) {
+        (Some(url), _) => crate::sync::Upstream::new(url, config.upstream_settings)?,
+        (None, Some(mirror)) => mirror.upstream.clone(),
+        (None, None) => {
+            return Err("no URL given and no `upstream` setting: clientele sync URL".into())
+        }
+    };
+    let key = crate::sync::SyncKey::load_or_create(&config.database)?;
+    let mut conn = db.connection().map_err(|e| e.to_string())?;
+    let bars = Bars::new();
+    let summary = crate::sync::sync(
+        &mut conn,
+        &upstream,
+        &config.hasher,
+        &key,
+        config.retention,
+        &bars,
+    )
+    .map_err(|e| format!("sync from {}: {e}", upstream.display()))?;
+    bars.0.finish_and_clear();
+    eprintln!(
+        "synced from {}: {} inserted, {} updated, {} deleted, {} unchanged, {} password(s) \
+         hashed ({} rows in {:.2} s)",
+        upstream.display(),
+        summary.inserted,
+        summary.updated,
+        summary.deleted,
+        summary.unchanged,
+        summary.hashed,
+        summary.rows,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

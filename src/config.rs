@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::auth::{Argon2Config, PasswordHasher};
 use crate::customer::{Redaction, View};
 use crate::error::StartupError;
+use crate::sync::Upstream;
 
 /// The keys as they appear in `Rocket.toml`; see that file for what each means.
 #[derive(Debug, Deserialize)]
@@ -49,6 +50,18 @@ struct RawConfig {
     changes_keep_days: u32,
     #[serde(default = "default_clcleunik_type")]
     clcleunik_type: String,
+    #[serde(default)]
+    upstream: Option<String>,
+    #[serde(default = "default_upstream_every_secs")]
+    upstream_every_secs: u64,
+    #[serde(default = "default_upstream_timeout_secs")]
+    upstream_timeout_secs: u64,
+    #[serde(default = "default_upstream_max_mib")]
+    upstream_max_mib: u64,
+    #[serde(default)]
+    upstream_allow_mass_delete: bool,
+    #[serde(default)]
+    upstream_max_age_secs: u64,
 }
 
 /// The settings clientele itself reads (Rocket reads its own: address, port, log_level...).
@@ -71,6 +84,12 @@ const APP_KEYS: &[&str] = &[
     "audit_days",
     "changes_keep_days",
     "clcleunik_type",
+    "upstream",
+    "upstream_every_secs",
+    "upstream_timeout_secs",
+    "upstream_max_mib",
+    "upstream_allow_mass_delete",
+    "upstream_max_age_secs",
 ];
 
 /// The configuration sources, lowest priority first: Rocket's built-in defaults, then
@@ -175,6 +194,15 @@ fn default_changes_keep_days() -> u32 {
 fn default_clcleunik_type() -> String {
     "number".into()
 }
+fn default_upstream_every_secs() -> u64 {
+    300
+}
+fn default_upstream_timeout_secs() -> u64 {
+    60
+}
+fn default_upstream_max_mib() -> u64 {
+    512
+}
 
 fn default_database() -> PathBuf {
     PathBuf::from("data/clientele.db")
@@ -222,6 +250,29 @@ pub struct Config {
     pub response_cache_bytes: usize,
     /// How long the audit trail and the changes feed's deletions are kept.
     pub retention: Retention,
+    /// The old API this server mirrors (`upstream`), if any, and how.
+    pub mirror: Option<MirrorConfig>,
+    /// How to reach an old API (`upstream_timeout_secs`, `upstream_max_mib`,
+    /// `upstream_allow_mass_delete`), for the mirror and for `clientele sync URL` alike.
+    pub upstream_settings: UpstreamSettings,
+}
+
+/// How to reach an old API and what to accept from it.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamSettings {
+    pub timeout: Duration,
+    pub max_bytes: u64,
+    pub allow_mass_delete: bool,
+}
+
+/// Mirroring the old API (`upstream` and the `upstream_*` keys).
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    pub upstream: Upstream,
+    /// Time between syncs (`upstream_every_secs`, 300).
+    pub every: Duration,
+    /// `/health` turns 503 when the last good sync is older (`upstream_max_age_secs`; 0: never).
+    pub max_age: Option<Duration>,
 }
 
 /// How long history is kept, in days.
@@ -293,6 +344,29 @@ impl Config {
                 "header_timeout_secs: must be at least 1".into(),
             ));
         }
+        if raw.upstream_every_secs == 0 || raw.upstream_timeout_secs == 0 {
+            return Err(StartupError::Config(
+                "upstream_every_secs and upstream_timeout_secs: must be at least 1".into(),
+            ));
+        }
+        let upstream_settings = UpstreamSettings {
+            timeout: Duration::from_secs(raw.upstream_timeout_secs),
+            max_bytes: raw.upstream_max_mib.saturating_mul(1024 * 1024),
+            allow_mass_delete: raw.upstream_allow_mass_delete,
+        };
+        let mirror = match raw.upstream.as_deref().filter(|url| !url.is_empty()) {
+            None => None,
+            Some(url) => {
+                let upstream =
+                    Upstream::new(url, upstream_settings).map_err(StartupError::Config)?;
+                Some(MirrorConfig {
+                    upstream,
+                    every: Duration::from_secs(raw.upstream_every_secs),
+                    max_age: (raw.upstream_max_age_secs > 0)
+                        .then(|| Duration::from_secs(raw.upstream_max_age_secs)),
+                })
+            }
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let login_workers = if raw.login_workers == 0 {
             (cores / 2).max(1)
@@ -319,6 +393,8 @@ impl Config {
                 audit_days: raw.audit_days,
                 changes_days: raw.changes_keep_days,
             },
+            mirror,
+            upstream_settings,
         })
     }
 }

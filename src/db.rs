@@ -129,6 +129,20 @@ const MIGRATIONS: &[&str] = &[
         UPDATE change_log SET seq = seq + 1;
         INSERT INTO tombstone (seq, clcleunik) SELECT seq, OLD.clcleunik FROM change_log;
     END;",
+    // 6: mirroring the old API: a keyed digest of each password the last sync brought (the
+    // key is kept outside the database), so that an unchanged password costs no Argon2.
+    // A password set any other way, or a deleted customer, forgets it.
+    "CREATE TABLE upstream_password (
+        clcleunik INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL
+    );
+    CREATE TRIGGER upstream_password_replaced AFTER UPDATE OF password_hash ON customer
+        WHEN OLD.password_hash IS NOT NEW.password_hash BEGIN
+        DELETE FROM upstream_password WHERE clcleunik = NEW.clcleunik;
+    END;
+    CREATE TRIGGER upstream_password_deleted AFTER DELETE ON customer BEGIN
+        DELETE FROM upstream_password WHERE clcleunik = OLD.clcleunik;
+    END;",
 ];
 
 /// The schema version this binary writes.

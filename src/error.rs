@@ -122,6 +122,10 @@ pub enum ApiError {
     /// A changes token older than what is kept.
     #[error("{0}")]
     Gone(String),
+    /// In mirror mode, the old API (the master) refused a forwarded write (its 4xx status)
+    /// or could not be reached (503).
+    #[error("{message}")]
+    Master { status: Status, message: String },
     #[error("Method not allowed. This path accepts: {allow}")]
     MethodNotAllowed { allow: String },
     #[error("Too many failed attempts. Try again in {retry_after} seconds")]
@@ -162,6 +166,7 @@ impl ApiError {
             ApiError::NotFound(_) => Status::NotFound,
             ApiError::Conflict(_) => Status::Conflict,
             ApiError::Gone(_) => Status::Gone,
+            ApiError::Master { status, .. } => *status,
             ApiError::MethodNotAllowed { .. } => Status::MethodNotAllowed,
             ApiError::TooManyAttempts { .. } => Status::TooManyRequests,
             ApiError::BodyTooLarge => Status::PayloadTooLarge,

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod sync;
 pub mod transfer;
 
 use std::net::IpAddr;
@@ -112,11 +113,47 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     } else {
         log::info!("{mode}");
     }
+    let mirror = match &config.mirror {
+        Some(settings) => {
+            let conn = db
+                .connection()
+                .map_err(|e| StartupError::database(&config.database, e))?;
+            let mirror = sync::Mirror::open(settings.clone(), &config.database, &conn)
+                .map_err(StartupError::Config)?;
+            log::info!(
+                "mirroring {} every {} s; writes go to it first",
+                settings.upstream.display(),
+                settings.every.as_secs()
+            );
+            Some(std::sync::Arc::new(mirror))
+        }
+        None => None,
+    };
     let login = routes::login::LoginService::new(&config);
     let cors = (!config.cors_origins.is_empty()).then(|| routes::Cors {
         origins: config.cors_origins.clone(),
     });
     let rocket = rocket::custom(figment);
+    // The sync loop runs on the server's runtime, from lift-off on.
+    let rocket = match &mirror {
+        Some(mirror) => {
+            let (mirror, db, hasher, retention) = (
+                std::sync::Arc::clone(mirror),
+                db.clone(),
+                config.hasher.clone(),
+                config.retention,
+            );
+            rocket.attach(rocket::fairing::AdHoc::on_liftoff(
+                "upstream sync",
+                move |_| {
+                    Box::pin(async move {
+                        rocket::tokio::spawn(mirror.run(db, hasher, retention));
+                    })
+                },
+            ))
+        }
+        None => rocket,
+    };
     // No CORS fairing at all when no origin is configured: nothing to add, nothing to run.
     let rocket = match cors {
         Some(cors) => rocket.attach(cors),
@@ -124,6 +161,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     };
     Ok(rocket
         .manage(apikey::Access::new(anonymous))
+        .manage(sync::Mirroring(mirror))
         .manage(login)
         .manage(cache::ResponseCache::new(config.response_cache_bytes))
         .manage(config)

@@ -13,9 +13,17 @@ pub const BODY_LIMIT: ByteUnit = ByteUnit::Kibibyte(16);
 
 /// A body's fields in the order sent. A value is `None` when a JSON body nests an object or
 /// an array there (no field accepts one); JSON scalars are read as text (`12`, `true`; `null`
-/// is empty), as a form would send them.
+/// is empty), as a form would send them. The body as sent is kept too, for forwarding a write
+/// to the old API in mirror mode.
 #[derive(Debug)]
-pub struct Fields(pub Vec<(String, Option<String>)>);
+pub struct Fields(pub Vec<(String, Option<String>)>, pub RawBody);
+
+/// A request body as the client sent it.
+#[derive(Debug, Clone, Default)]
+pub struct RawBody {
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
 
 #[rocket::async_trait]
 impl<'r> FromData<'r> for Fields {
@@ -28,7 +36,7 @@ impl<'r> FromData<'r> for Fields {
         let is_form = content_type.is_some_and(|ct| ct.is_form());
         if content_type.is_none() && data.peek(1).await.is_empty() {
             // No body at all (a POST /CUSTOMER/DELETE/?id_client=12): no fields.
-            return Outcome::Success(Fields(Vec::new()));
+            return Outcome::Success(Fields(Vec::new(), RawBody::default()));
         }
         if !is_json && !is_form {
             return fail(ApiError::UnsupportedBody);
@@ -38,12 +46,16 @@ impl<'r> FromData<'r> for Fields {
             Ok(_) => return fail(ApiError::BodyTooLarge),
             Err(_) => return fail(ApiError::bad_request("Unreadable body")),
         };
+        let raw = |bytes: &[u8]| RawBody {
+            content_type: content_type.map(|ct| ct.to_string()),
+            bytes: bytes.to_vec(),
+        };
         if is_form {
             let fields = form_urlencoded::parse(&body)
                 .into_owned()
                 .map(|(name, value)| (name, Some(value)))
                 .collect();
-            return Outcome::Success(Fields(fields));
+            return Outcome::Success(Fields(fields, raw(&body)));
         }
         match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) {
             Ok(object) => Outcome::Success(Fields(
@@ -51,6 +63,7 @@ impl<'r> FromData<'r> for Fields {
                     .into_iter()
                     .map(|(name, value)| (name, json_scalar(value)))
                     .collect(),
+                raw(&body),
             )),
             Err(_) => fail(ApiError::bad_request(
                 "Unreadable body: expected a JSON object of fields",

@@ -1,20 +1,41 @@
-//! `GET /health`: whether the database file is intact and answers. Never needs an API key.
+//! `GET /health`: whether the database file is intact and answers, and, when mirroring the old
+//! API, how old the last good sync is. Never needs an API key.
 
 use rocket::http::{Method, Status};
 use rocket::{get, Route, State};
 
 use crate::db::Db;
 use crate::error::JsonResponse;
+use crate::sync::Mirroring;
 
 #[get("/health")]
-async fn get_health(db: &State<Db>) -> JsonResponse {
-    match db.check_health().await {
-        Ok(()) => JsonResponse::message(Status::Ok, true, "ok"),
-        Err(error) => {
-            log::error!("health check failed: {error}");
-            JsonResponse::message(Status::ServiceUnavailable, false, &error.to_string())
-        }
+async fn get_health(db: &State<Db>, mirroring: &State<Mirroring>) -> JsonResponse {
+    if let Err(error) = db.check_health().await {
+        log::error!("health check failed: {error}");
+        return JsonResponse::message(Status::ServiceUnavailable, false, &error.to_string());
     }
+    let Some(mirror) = &mirroring.0 else {
+        return JsonResponse::message(Status::Ok, true, "ok");
+    };
+    let report = mirror.report();
+    if mirror.stale() {
+        let message = match report.last_good_sync_age_secs {
+            Some(age) => format!(
+                "The data is {age} s old: the last good sync from the old API is older than \
+                 upstream_max_age_secs"
+            ),
+            None => "No good sync from the old API yet".to_owned(),
+        };
+        let body = serde_json::json!({
+            "success": "false", "message": message, "result": {"upstream": report}
+        });
+        return JsonResponse {
+            status: Status::ServiceUnavailable,
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            headers: Vec::new(),
+        };
+    }
+    JsonResponse::success("ok", serde_json::json!({ "upstream": report }))
 }
 
 pub fn routes() -> Vec<Route> {

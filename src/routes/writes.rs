@@ -5,20 +5,22 @@
 //! import's rules, and is recorded in the audit trail in the same transaction.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use rocket::http::{Method, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{delete, post, Route, State};
 
-use super::body::{parse_id, query_id, Fields};
+use super::body::{parse_id, query_id, Fields, RawBody};
 use super::login::{Authenticated, LoginService};
 use crate::apikey::{ApiKey, WriteKey};
 use crate::audit::Action;
-use crate::auth::{self, Secret};
+use crate::auth::{self, PasswordHasher, Secret};
 use crate::config::Config;
 use crate::customer::{self, field, Customer, CustomerList, Field, FieldSet, Identifier};
 use crate::db::Db;
 use crate::error::{ApiError, JsonResponse};
+use crate::sync::{self, Mirror, Mirroring};
 
 /// The id in the query string (`?id_client=12`), checked.
 pub struct QueryId(Option<i64>);
@@ -42,6 +44,8 @@ struct Changes {
     customer: Customer,
     present: FieldSet,
     password: Option<Secret>,
+    /// The body as sent, for the master in mirror mode.
+    raw: RawBody,
 }
 
 fn unknown_field(name: &str) -> ApiError {
@@ -58,7 +62,10 @@ fn unknown_field(name: &str) -> ApiError {
 /// one a 400 naming it; `password` only where `password_allowed` (registration).
 fn read_changes(fields: Fields, password_allowed: bool) -> Result<Changes, ApiError> {
     fields.check_unique()?;
-    let mut changes = Changes::default();
+    let mut changes = Changes {
+        raw: fields.1,
+        ..Changes::default()
+    };
     for (name, value) in fields.0 {
         match name.as_str() {
             // Some clients repeat the key in the body; it is read from the query or headers.
@@ -114,6 +121,117 @@ fn resolve_id(body: Option<i64>, query: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// A write in mirror mode: what to send to the master, and what to store after.
+struct Forward {
+    method: &'static str,
+    name: &'static str,
+    id: Option<i64>,
+    /// For an ADD whose answer gives no id: the customer is found by email after a sync.
+    email: Option<String>,
+    raw: RawBody,
+    action: Action,
+}
+
+/// In mirror mode a write goes to the master (the old API) first, with the same body; then
+/// the customer it touched is fetched again from there and stored (or deleted), so the next
+/// read sees it. Returns that customer as stored now.
+async fn through_master(
+    mirror: &Arc<Mirror>,
+    db: &Db,
+    hasher: &PasswordHasher,
+    actor: String,
+    config: &Config,
+    forward: Forward,
+) -> Result<Option<Customer>, ApiError> {
+    let (mirror, db, hasher, retention) = (
+        Arc::clone(mirror),
+        db.clone(),
+        hasher.clone(),
+        config.retention,
+    );
+    let task = rocket::tokio::task::spawn_blocking(move || {
+        let mirror = &mirror;
+        mirror.exclusively(|| forward_and_store(mirror, &db, &hasher, &actor, retention, forward))
+    });
+    match task.await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(error) => Err(ApiError::internal(error)),
+    }
+}
+
+/// The body of [`through_master`], run with no sync in progress.
+fn forward_and_store(
+    mirror: &Mirror,
+    db: &Db,
+    hasher: &PasswordHasher,
+    actor: &str,
+    retention: crate::config::Retention,
+    forward: Forward,
+) -> Result<Option<Customer>, sync::SyncError> {
+    {
+        let upstream = &mirror.config.upstream;
+        let extra = (forward.method == "DELETE")
+            .then(|| forward.id.map(|id| format!("id_client={id}")))
+            .flatten();
+        let (status, body) = upstream.forward(
+            forward.method,
+            forward.name,
+            extra.as_deref(),
+            forward.raw.content_type.as_deref(),
+            &forward.raw.bytes,
+        )?;
+        let answer = sync::accepted(status, &body)?;
+        let returned = &answer["result"]["customer"][0]["clcleunik"];
+        let id = forward.id.or_else(|| {
+            returned
+                .as_i64()
+                .or_else(|| returned.as_str().and_then(|id| id.parse().ok()))
+        });
+        let store_error = |e: ApiError| sync::SyncError::Store(e.to_string());
+        let mut conn = db.connection().map_err(store_error)?;
+        let audit = (actor, forward.action, retention);
+        match (forward.method, id) {
+            ("DELETE", Some(id)) => match customer::delete(&mut conn, id, actor, retention) {
+                Ok(()) | Err(customer::WriteError::NotFound(_)) => Ok(None),
+                Err(error) => Err(sync::SyncError::Store(error.to_string())),
+            },
+            (_, Some(id)) => {
+                let records = sync::parse(&upstream.fetch(Some(&format!("id_client={id}")))?)?;
+                let records: Vec<_> = records
+                    .into_iter()
+                    .filter(|r| r.customer.clcleunik == id)
+                    .collect();
+                sync::store(
+                    &mut conn,
+                    &records,
+                    false,
+                    hasher,
+                    &mirror.key,
+                    audit,
+                    &crate::transfer::Silent,
+                )?;
+                customer::find(&conn, id).map_err(|e| sync::SyncError::Store(e.to_string()))
+            }
+            (_, None) => {
+                sync::sync(
+                    &mut conn,
+                    upstream,
+                    hasher,
+                    &mirror.key,
+                    retention,
+                    &crate::transfer::Silent,
+                )?;
+                let Some(email) = forward.email else {
+                    return Ok(None);
+                };
+                customer::find_for_login(&conn, &Identifier::Email(email))
+                    .map(|found| found.map(|(customer, _)| customer))
+                    .map_err(|e| sync::SyncError::Store(e.to_string()))
+            }
+        }
+    }
+}
+
 fn one_customer(message: &str, customer: &Customer, config: &Config) -> JsonResponse {
     let result = CustomerList {
         customers: std::slice::from_ref(customer),
@@ -122,12 +240,14 @@ fn one_customer(message: &str, customer: &Customer, config: &Config) -> JsonResp
     JsonResponse::success(message, result)
 }
 
+#[allow(clippy::too_many_arguments)]
 #[post("/CUSTOMER/UPDATE", data = "<body>")]
 async fn post_update(
     key: WriteKey,
     query: Result<QueryId, ApiError>,
     db: &State<Db>,
     config: &State<Config>,
+    mirroring: &State<Mirroring>,
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
     let changes = read_changes(body?, false)?;
@@ -141,6 +261,28 @@ async fn post_update(
         (id, _) => id,
     };
     let id = resolve_id(body_id, query?.0)?;
+    if let Some(mirror) = &mirroring.0 {
+        let forward = Forward {
+            method: "POST",
+            name: "UPDATE",
+            id: Some(id),
+            email: None,
+            raw: changes.raw,
+            action: Action::Update,
+        };
+        let stored = through_master(
+            mirror,
+            db,
+            &config.hasher,
+            key.0.actor().to_owned(),
+            config,
+            forward,
+        )
+        .await?;
+        let stored =
+            stored.ok_or_else(|| ApiError::NotFound(format!("No customer with id_client {id}")))?;
+        return Ok(one_customer("Customer updated", &stored, config));
+    }
     let (actor, retention) = (key.0.actor().to_owned(), config.retention);
     let updated = db
         .run(move |conn| {
@@ -163,6 +305,7 @@ async fn post_add(
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
+    mirroring: &State<Mirroring>,
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
     let mut changes = read_changes(body?, true)?;
@@ -177,6 +320,34 @@ async fn post_add(
     }
     if changes.customer.email.is_empty() {
         return Err(ApiError::bad_request("Missing field: email"));
+    }
+    if let Some(mirror) = &mirroring.0 {
+        let forward = Forward {
+            method: "POST",
+            name: "ADD",
+            id: changes
+                .present
+                .contains(Field::Clcleunik)
+                .then_some(changes.customer.clcleunik),
+            email: Some(changes.customer.email.clone()),
+            raw: changes.raw,
+            action: Action::Add,
+        };
+        let stored = through_master(
+            mirror,
+            db,
+            &config.hasher,
+            key.0.actor().to_owned(),
+            config,
+            forward,
+        )
+        .await?;
+        let mut response = match stored {
+            Some(customer) => one_customer("Customer added", &customer, config),
+            None => JsonResponse::message(Status::Ok, true, "Customer added"),
+        };
+        response.status = Status::Created;
+        return Ok(response);
     }
     let hash = match changes.password.take() {
         Some(password) => {
@@ -215,8 +386,29 @@ async fn delete(
     id: Option<i64>,
     db: &Db,
     config: &Config,
+    mirroring: &Mirroring,
 ) -> Result<JsonResponse, ApiError> {
     let id = id.ok_or_else(|| ApiError::bad_request("Missing field: id_client"))?;
+    if let Some(mirror) = &mirroring.0 {
+        let forward = Forward {
+            method: "DELETE",
+            name: "DELETE",
+            id: Some(id),
+            email: None,
+            raw: RawBody::default(),
+            action: Action::Delete,
+        };
+        through_master(
+            mirror,
+            db,
+            &config.hasher,
+            key.0.actor().to_owned(),
+            config,
+            forward,
+        )
+        .await?;
+        return Ok(JsonResponse::message(Status::Ok, true, "Customer deleted"));
+    }
     let (actor, retention) = (key.0.actor().to_owned(), config.retention);
     db.run(move |conn| customer::delete(conn, id, &actor, retention))
         .await?;
@@ -229,8 +421,9 @@ async fn delete_customer(
     query: Result<QueryId, ApiError>,
     db: &State<Db>,
     config: &State<Config>,
+    mirroring: &State<Mirroring>,
 ) -> Result<JsonResponse, ApiError> {
-    delete(key, query?.0, db, config).await
+    delete(key, query?.0, db, config, mirroring).await
 }
 
 /// For clients that cannot send DELETE: the same, as a POST (id in the query or the body).
@@ -240,6 +433,7 @@ async fn post_delete(
     query: Result<QueryId, ApiError>,
     db: &State<Db>,
     config: &State<Config>,
+    mirroring: &State<Mirroring>,
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
     let changes = read_changes(body?, false)?;
@@ -249,7 +443,7 @@ async fn post_delete(
         ));
     }
     let id = resolve_id(changes.id, query?.0)?;
-    delete(key, Some(id), db, config).await
+    delete(key, Some(id), db, config, mirroring).await
 }
 
 /// A password change body: who, the current password (optional with a write key), the new.
@@ -288,14 +482,23 @@ fn read_password_change(fields: Fields) -> Result<PasswordChange, ApiError> {
 }
 
 #[post("/CUSTOMER/PASSWORD", data = "<body>")]
+#[allow(clippy::too_many_arguments)]
 async fn post_password(
     key: ApiKey,
     client: Option<IpAddr>,
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
+    mirroring: &State<Mirroring>,
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
+    if mirroring.0.is_some() {
+        return Err(ApiError::Conflict(
+            "This server mirrors the old API: passwords are set there (in the ERP), and \
+             reach this server at the next sync"
+                .into(),
+        ));
+    }
     let PasswordChange {
         identifier,
         current,

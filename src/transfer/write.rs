@@ -13,6 +13,8 @@ use crate::customer::{Customer, Field, COLUMNS};
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub rows: usize,
+    /// Passwords run through Argon2 (hashed, or verified against the stored hash).
+    pub hashed: usize,
     pub inserted: usize,
     pub updated: usize,
     pub unchanged: usize,
@@ -35,9 +37,16 @@ impl Progress for Silent {
     fn step(&self) {}
 }
 
+/// Tells, without Argon2, whether a plain-text password is the one a previous sync stored:
+/// a keyed digest, kept in `upstream_password` (see [`crate::sync`]).
+pub trait KnownPasswords: Sync {
+    /// The digest of `password` for customer `id`.
+    fn digest(&self, id: i64, password: &Secret) -> [u8; 32];
+}
+
 /// How an import treats the customers already stored.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Options {
+#[derive(Clone, Copy, Default)]
+pub struct Options<'a> {
     /// Also delete the customers that are not in the file.
     pub replace: bool,
     /// With `replace`, accept a file with no customers (it deletes them all).
@@ -46,7 +55,10 @@ pub struct Options {
     pub dry_run: bool,
     /// Record the import in the audit trail as this actor and action (`cli`/import,
     /// `sync`/sync), kept as long as the retention says; `None` for the demo seeding.
-    pub audit: Option<(&'static str, crate::audit::Action, crate::config::Retention)>,
+    pub audit: Option<(&'a str, crate::audit::Action, crate::config::Retention)>,
+    /// For a sync: plain-text passwords whose digest matches the stored one keep their hash
+    /// without any Argon2 work; the others are hashed without verifying first.
+    pub known: Option<&'a dyn KnownPasswords>,
 }
 
 /// Why an import stopped. Nothing was written in either case.
@@ -92,6 +104,8 @@ fn stored(conn: &Connection, id: i64) -> rusqlite::Result<Option<(Customer, Opti
 struct Checked {
     rows: usize,
     passwords: HashMap<usize, PasswordWrite>,
+    /// For a sync: the digest to store for each row whose password was hashed.
+    digests: HashMap<usize, [u8; 32]>,
     summary: Summary,
 }
 
@@ -99,12 +113,14 @@ fn check(
     conn: &Connection,
     records: Records<'_>,
     hasher: &PasswordHasher,
-    options: Options,
+    options: Options<'_>,
     progress: &dyn Progress,
 ) -> Result<Checked, ImportError> {
     // Key -> line, to name the first occurrence of a repeated key.
     let mut lines: HashMap<i64, usize> = HashMap::new();
     let mut plain: Vec<(usize, Secret, Option<String>)> = Vec::new();
+    let mut passwords = HashMap::new();
+    let mut digests = HashMap::new();
     let mut summary = Summary::default();
     let mut existing = 0;
     for (index, record) in records.enumerate() {
@@ -128,7 +144,20 @@ fn check(
             Some(_) => summary.updated += 1,
         }
         if let PasswordInput::Plain(secret) = record.password {
-            plain.push((index, secret, current.and_then(|(_, hash)| hash)));
+            let hash = current.and_then(|(_, hash)| hash);
+            match options.known {
+                Some(known) => {
+                    let digest = known.digest(id, &secret);
+                    if hash.is_some() && stored_digest(conn, id)? == Some(digest) {
+                        passwords.insert(index, PasswordWrite::Keep);
+                    } else {
+                        digests.insert(index, digest);
+                        // Hashed without verifying first: the digest says it changed.
+                        plain.push((index, secret, None));
+                    }
+                }
+                None => plain.push((index, secret, hash)),
+            }
         }
     }
     summary.rows = lines.len();
@@ -148,6 +177,7 @@ fn check(
         return Ok(Checked {
             rows: summary.rows,
             passwords: HashMap::new(),
+            digests: HashMap::new(),
             summary,
         });
     }
@@ -166,7 +196,7 @@ fn check(
         progress.step();
         result
     });
-    let mut passwords = HashMap::with_capacity(plain.len());
+    summary.hashed = plain.len();
     for ((index, _, _), outcome) in plain.iter().zip(outcomes) {
         passwords.insert(
             *index,
@@ -176,8 +206,18 @@ fn check(
     Ok(Checked {
         rows: summary.rows,
         passwords,
+        digests,
         summary,
     })
+}
+
+/// The digest the last sync stored for customer `id`'s password.
+fn stored_digest(conn: &Connection, id: i64) -> rusqlite::Result<Option<[u8; 32]>> {
+    let digest: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT digest FROM upstream_password WHERE clcleunik = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    Ok(digest.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok()))
 }
 
 /// Imports a file in two passes over `open()`'s records: the first checks every value and
@@ -190,7 +230,7 @@ pub fn import<'a>(
     conn: &mut Connection,
     mut open: impl FnMut() -> Result<Records<'a>, RecordError>,
     hasher: &PasswordHasher,
-    options: Options,
+    options: Options<'_>,
     progress: &dyn Progress,
 ) -> Result<Summary, ImportError> {
     let mut checked = check(conn, open()?, hasher, options, progress)?;
@@ -202,6 +242,7 @@ pub fn import<'a>(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut summary = Summary {
         rows: checked.rows,
+        hashed: checked.summary.hashed,
         ..Summary::default()
     };
     {
@@ -229,6 +270,9 @@ pub fn import<'a>(
                  DELETE FROM import_keys;",
             )?;
         }
+        let mut remember = tx.prepare(
+            "INSERT OR REPLACE INTO upstream_password (clcleunik, digest) VALUES (?1, ?2)",
+        )?;
         let mut keep = match options.replace {
             true => Some(tx.prepare("INSERT OR IGNORE INTO temp.import_keys VALUES (?)")?),
             false => None,
@@ -287,9 +331,13 @@ pub fn import<'a>(
             if let Some(keep) = keep.as_mut() {
                 keep.execute([id])?;
             }
+            if let Some(digest) = checked.digests.get(&index) {
+                remember.execute(rusqlite::params![id, digest.as_slice()])?;
+            }
             progress.step();
         }
         drop(keep);
+        drop(remember);
         if options.replace {
             summary.deleted = tx.execute(
                 "DELETE FROM customer WHERE clcleunik NOT IN (SELECT clcleunik FROM import_keys)",

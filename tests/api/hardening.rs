@@ -323,6 +323,8 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
          DROP TRIGGER customer_added; DROP TRIGGER customer_changed; DROP TRIGGER customer_deleted;
          DROP TABLE change_log; DROP TABLE tombstone; DROP INDEX customer_change;
          ALTER TABLE customer DROP COLUMN change_seq;
+         DROP TRIGGER upstream_password_replaced; DROP TRIGGER upstream_password_deleted;
+         DROP TABLE upstream_password;
          PRAGMA user_version = 2;",
     )
     .unwrap();

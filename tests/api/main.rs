@@ -9,6 +9,7 @@ mod changes;
 mod hardening;
 mod list;
 mod login;
+mod mirror;
 mod secrets;
 mod startup;
 mod tools;

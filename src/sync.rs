@@ -1,0 +1,613 @@
+//! Mirroring the old API, for shops whose ERP stays the master: fetch its whole list, check it
+//! as an import does (all or nothing), and make the local customers equal to it in one
+//! transaction. The server does it every `upstream_every_secs`; `clientele sync` once.
+//!
+//! **No needless hashing.** The old API sends plain-text passwords. Hashing all of them at
+//! every sync would cost minutes of Argon2 per run; comparing them with the stored Argon2
+//! hashes costs the same. Instead each sync stores, per customer, an HMAC-SHA256 of the
+//! password under a 256-bit key kept in a file beside the database (`<database>.sync-key`,
+//! mode 0600), never in it. An unchanged password has an unchanged HMAC, so an unchanged
+//! upstream costs no Argon2 at all; a changed one is hashed at the next sync. The database
+//! file alone lets nobody test guesses faster than Argon2id: without the key the HMACs are
+//! random-looking. Whoever holds both the file *and* the key can test guesses at HMAC speed,
+//! so the key file must be guarded like the old API's key (which reads every plain-text
+//! password anyway). Without the key file (a restored backup elsewhere), a new key is made and
+//! the next sync hashes every password once.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use hmac::{Hmac, Mac};
+use rusqlite::Connection;
+use sha2::Sha256;
+
+use crate::audit::Action;
+use crate::auth::{PasswordHasher, Secret};
+use crate::config::{MirrorConfig, Retention, UpstreamSettings};
+use crate::db::Db;
+use crate::transfer::{self, KnownPasswords, Options, Progress, Records, Summary};
+
+/// The key of the password digests, read from (or created in) a file beside the database.
+pub struct SyncKey([u8; 32]);
+
+impl SyncKey {
+    /// The key file for the database at `database`.
+    pub fn path_for(database: &Path) -> PathBuf {
+        let mut name = database.as_os_str().to_owned();
+        name.push(".sync-key");
+        PathBuf::from(name)
+    }
+
+    /// Reads the key beside `database`, or makes one (readable by the owner only).
+    pub fn load_or_create(database: &Path) -> Result<SyncKey, String> {
+        let path = SyncKey::path_for(database);
+        let shown = path.display();
+        match std::fs::read(&path) {
+            Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
+                .map(SyncKey)
+                .map_err(|_| format!("{shown}: not a sync key (expected 32 bytes)")),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                use argon2::password_hash::rand_core::{OsRng, RngCore};
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut key = [0u8; 32];
+                OsRng.fill_bytes(&mut key);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .and_then(|mut file| file.write_all(&key))
+                    .map_err(|e| format!("{shown}: {e}"))?;
+                Ok(SyncKey(key))
+            }
+            Err(error) => Err(format!("{shown}: {error}")),
+        }
+    }
+}
+
+impl KnownPasswords for SyncKey {
+    fn digest(&self, id: i64, password: &Secret) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(&id.to_be_bytes());
+        mac.update(password.expose().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// Where and how to reach the old API.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The old list URL, with its key: `https://old-api.example/CUSTOMER/LIST/?apikey=OLDKEY`.
+    url: String,
+    pub timeout: Duration,
+    pub max_bytes: u64,
+    pub allow_mass_delete: bool,
+}
+
+/// Why a sync (or a forwarded write) did not happen. The last good data stays.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("the old API could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the old API answered HTTP {0}")]
+    Status(u16),
+    #[error("the old API's answer is not a customer list: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the local store failed: {0}")]
+    Store(String),
+    /// The old API answered a forwarded write with an error.
+    #[error("the old API refused it (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+}
+
+impl From<SyncError> for crate::error::ApiError {
+    /// A refusal keeps the master's 4xx and its message; anything else is a 503.
+    fn from(error: SyncError) -> Self {
+        use rocket::http::Status;
+        let status = match &error {
+            SyncError::Rejected { status, .. } if (400..500).contains(status) => {
+                Status::new(*status)
+            }
+            _ => Status::ServiceUnavailable,
+        };
+        let message = match &error {
+            SyncError::Rejected { message, .. } if status != Status::ServiceUnavailable => {
+                format!("The old API (the master) refused the change: {message}")
+            }
+            _ => format!(
+                "The old API (the master) did not take the change, so nothing changed: {error}"
+            ),
+        };
+        crate::error::ApiError::Master { status, message }
+    }
+}
+
+/// The old API's answer to a forwarded write, if it took it: a 2xx whose `success` is not
+/// `"false"`.
+pub fn accepted(status: u16, body: &[u8]) -> Result<serde_json::Value, SyncError> {
+    let answer: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    if (200..300).contains(&status) && answer["success"] != "false" {
+        return Ok(answer);
+    }
+    let message = answer["message"]
+        .as_str()
+        .unwrap_or("no message")
+        .chars()
+        .take(200)
+        .collect();
+    Err(SyncError::Rejected { status, message })
+}
+
+impl Upstream {
+    /// Checks the URL (http or https, a path ending in the list's name).
+    pub fn new(url: &str, settings: UpstreamSettings) -> Result<Upstream, String> {
+        let (scheme, _) = url.split_once("://").ok_or_else(|| {
+            "upstream: expected a URL like https://old-api.example/CUSTOMER/LIST/?apikey=KEY"
+                .to_owned()
+        })?;
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("upstream: {scheme}:// is not http or https"));
+        }
+        let upstream = Upstream {
+            url: url.to_owned(),
+            timeout: settings.timeout,
+            max_bytes: settings.max_bytes,
+            allow_mass_delete: settings.allow_mass_delete,
+        };
+        if !upstream
+            .path()
+            .to_ascii_lowercase()
+            .trim_end_matches('/')
+            .ends_with("/list")
+        {
+            return Err(format!(
+                "upstream: {} does not end in /CUSTOMER/LIST/ (the old list's URL)",
+                upstream.display()
+            ));
+        }
+        Ok(upstream)
+    }
+
+    /// The URL without its query or credentials, for logs: the old API's key never shows.
+    pub fn display(&self) -> String {
+        let (scheme, rest) = self.url.split_once("://").unwrap_or(("", &self.url));
+        let rest = rest.split(['?', '#']).next().unwrap_or("");
+        let rest = match rest.split_once('/') {
+            Some((authority, path)) => {
+                let host = authority.rsplit('@').next().unwrap_or(authority);
+                format!("{host}/{path}")
+            }
+            None => rest.rsplit('@').next().unwrap_or(rest).to_owned(),
+        };
+        format!("{scheme}://{rest}")
+    }
+
+    fn path(&self) -> &str {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        let rest = rest.split(['?', '#']).next().unwrap_or("");
+        rest.find('/').map_or("", |at| &rest[at..])
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.url
+            .split_once('?')
+            .map(|(_, q)| q.split('#').next().unwrap_or(q))
+    }
+
+    /// The URL of the call beside the list (`UPDATE`, `ADD`, `DELETE`), in the list's case,
+    /// with the same query (the key) plus `extra`.
+    pub fn sibling(&self, name: &str, extra: Option<&str>) -> String {
+        let base = self.url.split(['?', '#']).next().unwrap_or(&self.url);
+        let trailing = base.ends_with('/');
+        let trimmed = base.trim_end_matches('/');
+        let cut = trimmed.len() - "list".len();
+        let list = &trimmed[cut..];
+        let name = if list.chars().all(|c| c.is_ascii_lowercase()) {
+            name.to_ascii_lowercase()
+        } else {
+            name.to_ascii_uppercase()
+        };
+        let mut url = format!(
+            "{}{name}{}",
+            &trimmed[..cut],
+            if trailing { "/" } else { "" }
+        );
+        let query: Vec<&str> = self.query().into_iter().chain(extra).collect();
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        url
+    }
+
+    fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(self.timeout.min(Duration::from_secs(10))))
+            .timeout_global(Some(self.timeout))
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    /// The list, or one customer of it (`extra` = `id_client=N`): the body, within the size
+    /// limit and the timeout.
+    pub fn fetch(&self, extra: Option<&str>) -> Result<Vec<u8>, SyncError> {
+        let url = match extra {
+            Some(extra) => {
+                let separator = if self.url.contains('?') { '&' } else { '?' };
+                format!("{}{separator}{extra}", self.url)
+            }
+            None => self.url.clone(),
+        };
+        let mut response = self
+            .agent()
+            .get(&url)
+            .call()
+            .map_err(|e| SyncError::Unreachable(self.scrub(&e.to_string())))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(SyncError::Status(status));
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(self.max_bytes)
+            .read_to_vec()
+            .map_err(|e| SyncError::Unreachable(self.scrub(&e.to_string())))
+    }
+
+    /// Sends a write to the master: `method` to the call `name` beside the list, with the body
+    /// as the client sent it. The old API's answer: status and body.
+    pub fn forward(
+        &self,
+        method: &str,
+        name: &str,
+        extra_query: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), SyncError> {
+        let url = self.sibling(name, extra_query);
+        let agent = self.agent();
+        let result = match method {
+            "DELETE" => agent.delete(&url).call(),
+            _ => {
+                let request = agent.post(&url);
+                let request = match content_type {
+                    Some(content_type) => request.header("Content-Type", content_type),
+                    None => request,
+                };
+                request.send(body)
+            }
+        };
+        let mut response =
+            result.map_err(|e| SyncError::Unreachable(self.scrub(&e.to_string())))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1024 * 1024)
+            .read_to_vec()
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// An error text with the URL's query (the key) taken out.
+    fn scrub(&self, text: &str) -> String {
+        match self.query() {
+            Some(query) if !query.is_empty() => text.replace(query, "***"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+/// Reads the old API's answer as an import reads a file: every customer checked, all or none.
+pub fn parse(bytes: &[u8]) -> Result<Vec<transfer::Record>, SyncError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| SyncError::Invalid("not UTF-8".into()))?;
+    transfer::parse_json(text).map_err(|e| SyncError::Invalid(format!("line {e}")))
+}
+
+/// Refuses a list that would wipe the shop: empty while customers exist, or deleting more
+/// than half of them, unless `allow` (`upstream_allow_mass_delete`).
+fn guard(conn: &Connection, records: &[transfer::Record], allow: bool) -> Result<(), SyncError> {
+    let stored: usize = conn
+        .query_row("SELECT count(*) FROM customer", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map(|n| usize::try_from(n).unwrap_or(0))
+        .map_err(|e| SyncError::Store(e.to_string()))?;
+    if allow || stored == 0 {
+        return Ok(());
+    }
+    let mut kept = 0;
+    let mut exists = conn
+        .prepare("SELECT EXISTS (SELECT 1 FROM customer WHERE clcleunik = ?1)")
+        .map_err(|e| SyncError::Store(e.to_string()))?;
+    for record in records {
+        if exists
+            .query_row([record.customer.clcleunik], |row| row.get::<_, bool>(0))
+            .map_err(|e| SyncError::Store(e.to_string()))?
+        {
+            kept += 1;
+        }
+    }
+    let deleting = stored - kept;
+    if records.is_empty() {
+        return Err(SyncError::Refused(format!(
+            "refused: the old API sent an empty list while {stored} customers exist; nothing \
+             changed (set upstream_allow_mass_delete = true if that is right)"
+        )));
+    }
+    if deleting * 2 > stored {
+        return Err(SyncError::Refused(format!(
+            "refused: the old API's list would delete {deleting} of {stored} customers; \
+             nothing changed (set upstream_allow_mass_delete = true if that is right)"
+        )));
+    }
+    Ok(())
+}
+
+fn records_of(records: &[transfer::Record]) -> Records<'_> {
+    Box::new(records.iter().cloned().map(Ok))
+}
+
+/// Stores `records` (a whole list when `replace`, else a few customers) as the master has
+/// them, recorded in the audit trail as `actor` doing `action`.
+#[allow(clippy::too_many_arguments)]
+pub fn store(
+    conn: &mut Connection,
+    records: &[transfer::Record],
+    replace: bool,
+    hasher: &PasswordHasher,
+    key: &SyncKey,
+    audit: (&str, Action, Retention),
+    progress: &dyn Progress,
+) -> Result<Summary, SyncError> {
+    let options = Options {
+        replace,
+        allow_empty: true,
+        dry_run: false,
+        audit: Some(audit),
+        known: Some(key),
+    };
+    transfer::import(conn, || Ok(records_of(records)), hasher, options, progress).map_err(|e| {
+        match e {
+            transfer::ImportError::Record(e) => SyncError::Invalid(format!("line {e}")),
+            transfer::ImportError::Other(e) => SyncError::Store(e),
+        }
+    })
+}
+
+/// One sync: fetch the old list, check it, guard it, make the local customers equal to it.
+pub fn sync(
+    conn: &mut Connection,
+    upstream: &Upstream,
+    hasher: &PasswordHasher,
+    key: &SyncKey,
+    retention: Retention,
+    progress: &dyn Progress,
+) -> Result<Summary, SyncError> {
+    let records = parse(&upstream.fetch(None)?)?;
+    guard(conn, &records, upstream.allow_mass_delete)?;
+    let audit = ("sync", Action::Sync, retention);
+    store(conn, &records, true, hasher, key, audit, progress)
+}
+
+/// The server's mirror, if `upstream` is set (Rocket state).
+pub struct Mirroring(pub Option<Arc<Mirror>>);
+
+/// The mirror as the server runs it: the settings, the digest key, and how syncs went.
+pub struct Mirror {
+    pub config: MirrorConfig,
+    pub key: SyncKey,
+    status: Mutex<Status>,
+    /// Held by a sync from its fetch to its commit, and by a forwarded write from sending it to
+    /// storing the master's answer: a sync that fetched before a write must not commit after
+    /// it, or it would put back what the write changed.
+    exclusive: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    last_good: Option<SystemTime>,
+    last_error: Option<String>,
+}
+
+/// What `/health` says of the mirror.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MirrorReport {
+    pub upstream: String,
+    /// Seconds since the last good sync (`null`: none yet).
+    pub last_good_sync_age_secs: Option<u64>,
+    /// Why the last attempt failed, if it did (`null` after a good one).
+    pub last_error: Option<String>,
+}
+
+impl Mirror {
+    /// Loads the digest key beside the database and the time of the last good sync recorded
+    /// in the audit trail (so a restart does not forget it).
+    pub fn open(
+        config: MirrorConfig,
+        database: &Path,
+        conn: &Connection,
+    ) -> Result<Mirror, String> {
+        let key = SyncKey::load_or_create(database)?;
+        let age: Option<i64> = conn
+            .query_row(
+                "SELECT CAST((julianday('now') - julianday(max(at))) * 86400 AS INTEGER)
+                 FROM audit WHERE action = 'sync' AND actor = 'sync'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| e.to_string())?;
+        let last_good = age.and_then(|secs| {
+            SystemTime::now().checked_sub(Duration::from_secs(u64::try_from(secs).ok()?))
+        });
+        Ok(Mirror {
+            config,
+            key,
+            status: Mutex::new(Status {
+                last_good,
+                last_error: None,
+            }),
+            exclusive: Mutex::new(()),
+        })
+    }
+
+    /// Runs `work` with no sync or other forwarded write in progress (see `exclusive`).
+    pub fn exclusively<T>(&self, work: impl FnOnce() -> T) -> T {
+        let _guard = self.exclusive.lock().unwrap_or_else(|p| p.into_inner());
+        work()
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn report(&self) -> MirrorReport {
+        let status = self.status();
+        MirrorReport {
+            upstream: self.config.upstream.display(),
+            last_good_sync_age_secs: status
+                .last_good
+                .and_then(|at| at.elapsed().ok())
+                .map(|age| age.as_secs()),
+            last_error: status.last_error.clone(),
+        }
+    }
+
+    /// Whether the data is older than `upstream_max_age_secs` allows.
+    pub fn stale(&self) -> bool {
+        let Some(max_age) = self.config.max_age else {
+            return false;
+        };
+        self.status()
+            .last_good
+            .and_then(|at| at.elapsed().ok())
+            .is_none_or(|age| age > max_age)
+    }
+
+    /// Syncs every `upstream_every_secs`, for as long as the server runs. A failure keeps the
+    /// last good data, is logged in one line (without the old API's key), and is retried
+    /// sooner, doubling from 5 s up to the normal interval.
+    pub async fn run(self: Arc<Self>, db: Db, hasher: PasswordHasher, retention: Retention) {
+        let mut retry = RETRY_FIRST;
+        loop {
+            let this = Arc::clone(&self);
+            let (db_, hasher_) = (db.clone(), hasher.clone());
+            let started = std::time::Instant::now();
+            let outcome = rocket::tokio::task::spawn_blocking(move || {
+                let mut conn = db_
+                    .connection()
+                    .map_err(|e| SyncError::Store(e.to_string()))?;
+                let upstream = &this.config.upstream;
+                this.exclusively(|| {
+                    sync(
+                        &mut conn,
+                        upstream,
+                        &hasher_,
+                        &this.key,
+                        retention,
+                        &transfer::Silent,
+                    )
+                })
+            })
+            .await
+            .unwrap_or_else(|e| Err(SyncError::Store(e.to_string())));
+            let upstream = self.config.upstream.display();
+            let wait = match outcome {
+                Ok(summary) => {
+                    let mut status = self.status();
+                    status.last_good = Some(SystemTime::now());
+                    status.last_error = None;
+                    drop(status);
+                    log::info!(
+                        "synced from {upstream} in {:.1} s: {} rows, {} inserted, {} updated, \
+                         {} deleted, {} unchanged, {} password(s) hashed",
+                        started.elapsed().as_secs_f64(),
+                        summary.rows,
+                        summary.inserted,
+                        summary.updated,
+                        summary.deleted,
+                        summary.unchanged,
+                        summary.hashed
+                    );
+                    retry = RETRY_FIRST;
+                    self.config.every
+                }
+                Err(error) => {
+                    let wait = retry.min(self.config.every);
+                    log::warn!(
+                        "sync from {upstream} failed: {error}; still serving the last good \
+                         data, next try in {} s",
+                        wait.as_secs()
+                    );
+                    self.status().last_error = Some(error.to_string());
+                    retry = (retry * 2).min(self.config.every);
+                    wait
+                }
+            };
+            rocket::tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The first wait after a failed sync; it doubles at each failure, up to the interval.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTINGS: UpstreamSettings = UpstreamSettings {
+        timeout: Duration::from_secs(1),
+        max_bytes: 1024,
+        allow_mass_delete: false,
+    };
+
+    fn upstream(url: &str) -> Upstream {
+        Upstream::new(url, SETTINGS).unwrap()
+    }
+
+    #[test]
+    fn the_key_never_shows_in_what_is_logged() {
+        let up = upstream("https://user:pw@old.example/api/CUSTOMER/LIST/?apikey=SECRET");
+        assert_eq!(up.display(), "https://old.example/api/CUSTOMER/LIST/");
+        assert!(!up
+            .scrub("GET https://old.example/x?apikey=SECRET failed")
+            .contains("SECRET"));
+    }
+
+    #[test]
+    fn siblings_sit_beside_the_list_in_its_case() {
+        let up = upstream("http://old.example/CUSTOMER/LIST/?apikey=K");
+        assert_eq!(
+            up.sibling("UPDATE", None),
+            "http://old.example/CUSTOMER/UPDATE/?apikey=K"
+        );
+        let lower = upstream("http://old.example/customer/list");
+        assert_eq!(
+            lower.sibling("DELETE", Some("id_client=3")),
+            "http://old.example/customer/delete?id_client=3"
+        );
+        assert!(Upstream::new("ftp://x/CUSTOMER/LIST/", SETTINGS).is_err());
+        assert!(Upstream::new("http://x/other/", SETTINGS).is_err());
+    }
+
+    #[test]
+    fn digests_depend_on_the_key_the_customer_and_the_password() {
+        let (a, b) = (SyncKey([1; 32]), SyncKey([2; 32]));
+        let pw = Secret::new("hunter22");
+        assert_eq!(a.digest(1, &pw), a.digest(1, &pw));
+        assert_ne!(a.digest(1, &pw), b.digest(1, &pw));
+        assert_ne!(a.digest(1, &pw), a.digest(2, &pw));
+        assert_ne!(a.digest(1, &pw), a.digest(1, &Secret::new("hunter23")));
+    }
+}

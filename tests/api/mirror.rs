@@ -1,0 +1,546 @@
+//! Mirroring the old API: `clientele sync` and the server's periodic sync, against a fake old
+//! API started inside the test (plain-text passwords, switchable to changed data, empty, 500,
+//! garbage or stalled). Never the network.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::tools::run;
+
+/// The old API's key: it must never reach a log line.
+const OLD_KEY: &str = "OLD-API-KEY-7f3a9c";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Serve,
+    Fail500,
+    Garbage,
+    Stall,
+}
+
+/// A request the fake received: method, path with query, body.
+pub type Received = (String, String, String);
+
+struct State {
+    customers: Vec<Value>,
+    mode: Mode,
+    received: Vec<Received>,
+}
+
+/// The old API, as a thread serving HTTP/1.1 on a loopback port.
+pub struct FakeOldApi {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+/// `n` customers as the old API holds them, plain-text passwords included.
+pub fn old_customers(n: usize) -> Vec<Value> {
+    (1..=n)
+        .map(|i| {
+            json!({"clcleunik": i, "customerNumber": format!("K{i}"), "groupePrice": "",
+                "login": format!("erp{i}"), "password": format!("erp-password-{i}"),
+                "lastName": format!("Name{i}"), "firstName": "", "address": "", "zipcode": "",
+                "city": "Liège", "country": "BE", "phone": "", "cellphone": "",
+                "email": format!("erp{i}@shop.be"), "denomination": "", "tvaNumber": "",
+                "addedDate": "2020-01-01", "addHour": "10:00:00", "language": "FR",
+                "showPrice": true, "webRemise": 0, "megawinapp_login": "",
+                "notification_accepted": "1"})
+        })
+        .collect()
+}
+
+fn envelope(customers: &[Value]) -> String {
+    json!({"success": "true", "message": "Customers list", "result": {"customer": customers}})
+        .to_string()
+}
+
+impl FakeOldApi {
+    pub fn start(customers: Vec<Value>) -> FakeOldApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State {
+            customers,
+            mode: Mode::Serve,
+            received: Vec::new(),
+        }));
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = Arc::clone(&shared);
+                std::thread::spawn(move || serve(stream, &state));
+            }
+        });
+        FakeOldApi { port, state }
+    }
+
+    /// The list URL a shop would configure, with the old key.
+    pub fn url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/CUSTOMER/LIST/?apikey={OLD_KEY}",
+            self.port
+        )
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    pub fn edit(&self, change: impl FnOnce(&mut Vec<Value>)) {
+        change(&mut self.state.lock().unwrap().customers);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+}
+
+fn serve(mut stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or("").to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    );
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+            break;
+        }
+        if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let mode = state.lock().unwrap().mode;
+    let (status, answer) = match mode {
+        Mode::Stall => {
+            std::thread::sleep(Duration::from_secs(30));
+            return;
+        }
+        Mode::Fail500 => (500, "<html>Internal Server Error</html>".to_owned()),
+        Mode::Garbage => (200, "<html><body>maintenance</body></html>".to_owned()),
+        Mode::Serve => answer(state, &method, &target, &body),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+    let _ = stream.write_all(reply.as_bytes());
+}
+
+fn query_id(target: &str) -> Option<i64> {
+    target
+        .split(['?', '&'])
+        .find_map(|pair| pair.strip_prefix("id_client="))
+        .and_then(|id| id.parse().ok())
+}
+
+fn answer(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16, String) {
+    let mut state = state.lock().unwrap();
+    if !target.contains(&format!("apikey={OLD_KEY}")) {
+        return (401, r#"{"success":"false","message":"bad key"}"#.into());
+    }
+    state
+        .received
+        .push((method.to_owned(), target.to_owned(), body.to_owned()));
+    let path = target.split('?').next().unwrap_or("");
+    let fields: serde_json::Map<String, Value> = serde_json::from_str(body).unwrap_or_default();
+    match (method, path) {
+        ("GET", "/CUSTOMER/LIST/") => match query_id(target) {
+            Some(id) => {
+                let one: Vec<Value> = state
+                    .customers
+                    .iter()
+                    .filter(|c| c["clcleunik"] == id)
+                    .cloned()
+                    .collect();
+                (200, envelope(&one))
+            }
+            None => (200, envelope(&state.customers)),
+        },
+        ("POST", "/CUSTOMER/UPDATE/") => {
+            let id: i64 = fields["id_client"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let Some(customer) = state.customers.iter_mut().find(|c| c["clcleunik"] == id) else {
+                return (
+                    404,
+                    r#"{"success":"false","message":"no such customer"}"#.into(),
+                );
+            };
+            for (name, value) in fields.iter().filter(|(n, _)| *n != "id_client") {
+                customer[name] = value.clone();
+            }
+            (200, r#"{"success":"true","message":"updated"}"#.into())
+        }
+        ("POST", "/CUSTOMER/ADD/") => {
+            let id = state.customers.len() as i64 + 100;
+            let mut customer = old_customers(1)[0].clone();
+            customer["clcleunik"] = json!(id);
+            for (name, value) in &fields {
+                customer[name] = value.clone();
+            }
+            state.customers.push(customer.clone());
+            (
+                200,
+                json!({"success": "true", "message": "added",
+                "result": {"customer": [{"clcleunik": id}]}})
+                .to_string(),
+            )
+        }
+        ("DELETE", "/CUSTOMER/DELETE/") => {
+            let id = query_id(target).unwrap_or(0);
+            state.customers.retain(|c| c["clcleunik"] != id);
+            (200, r#"{"success":"true","message":"deleted"}"#.into())
+        }
+        _ => (404, r#"{"success":"false","message":"unknown"}"#.into()),
+    }
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A database with the schema and no customers (as a real shop's before its first sync).
+fn empty_database() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mirror.db");
+    let output = binary()
+        .args(["keys", "list"])
+        .env("ROCKET_DATABASE", &db)
+        .env("ROCKET_SEED_DEMO", "false")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    (dir, db)
+}
+
+#[test]
+fn the_first_sync_equals_upstream_minus_passwords_and_every_password_logs_in() {
+    let upstream = old_customers(30);
+    let old = FakeOldApi::start(upstream.clone());
+    let (dir, db) = empty_database();
+
+    let first = run(&db, &["sync", &old.url()], "");
+    let second = run(&db, &["sync", &old.url()], "");
+
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stderr(&first).contains("30 inserted"), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("30 password(s) hashed"),
+        "{}",
+        stderr(&first)
+    );
+    assert!(
+        stderr(&second).contains("30 unchanged"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(
+        stderr(&second).contains(" 0 password(s) hashed"),
+        "an unchanged upstream costs no Argon2: {}",
+        stderr(&second)
+    );
+    for output in [&first, &second] {
+        assert!(!stderr(output).contains(OLD_KEY), "{}", stderr(output));
+    }
+    let app = spawn_app_on(dir, db.clone(), |f| f.merge(("seed_demo", false)));
+    let served = app.get("/CUSTOMER/LIST/").customers();
+    let expected: Vec<_> = upstream
+        .iter()
+        .map(|c| {
+            let mut c = c.as_object().unwrap().clone();
+            c.remove("password");
+            c
+        })
+        .collect();
+    assert_eq!(served, expected);
+    for customer in &upstream {
+        let reply = app.login(
+            customer["email"].as_str().unwrap(),
+            customer["password"].as_str().unwrap(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // The key of the password digests lives beside the database, never in it.
+    let key = std::fs::read(clientele::sync::SyncKey::path_for(&db)).unwrap();
+    assert_eq!(key.len(), 32);
+    assert!(!contains_bytes(&database_bytes(&db), &key));
+}
+
+#[test]
+fn a_changed_password_upstream_is_hashed_at_the_next_sync_and_only_it() {
+    let old = FakeOldApi::start(old_customers(10));
+    let (dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+
+    old.edit(|customers| customers[3]["password"] = json!("a-new-password-4"));
+    let next = run(&db, &["sync", &old.url()], "");
+
+    assert!(
+        stderr(&next).contains(" 1 password(s) hashed"),
+        "{}",
+        stderr(&next)
+    );
+    let app = spawn_app_on(dir, db, |f| f.merge(("seed_demo", false)));
+    assert_eq!(app.login("erp4@shop.be", "a-new-password-4").status, 200);
+    app.login("erp4@shop.be", "erp-password-4")
+        .assert_error(401);
+}
+
+#[test]
+fn the_periodic_sync_brings_an_edit_an_addition_a_removal_and_a_new_password() {
+    let old = FakeOldApi::start(old_customers(12));
+    let (_dir, db) = empty_database();
+    let server = Server::start(
+        &db,
+        &[
+            ("ROCKET_UPSTREAM", &old.url()),
+            ("ROCKET_UPSTREAM_EVERY_SECS", "1"),
+        ],
+    );
+    assert!(eventually(Duration::from_secs(20), || server
+        .get("/CUSTOMER/LIST/")
+        .customers()
+        .len()
+        == 12));
+
+    old.edit(|customers| {
+        customers[0]["city"] = json!("Gent");
+        customers.retain(|c| c["clcleunik"] != 5);
+        let mut new = old_customers(13)[12].clone();
+        new["clcleunik"] = json!(50);
+        new["email"] = json!("new50@shop.be");
+        customers.push(new);
+        customers[1]["password"] = json!("changed-upstream-2");
+    });
+
+    let synced = eventually(Duration::from_secs(20), || {
+        let list = server.get("/CUSTOMER/LIST/");
+        let customers = list.customers();
+        customers
+            .iter()
+            .any(|c| c["clcleunik"] == 1 && c["city"] == "Gent")
+            && !customers.iter().any(|c| c["clcleunik"] == 5)
+            && customers.iter().any(|c| c["clcleunik"] == 50)
+    });
+    assert!(synced, "{}", server.log());
+    let login = |email: &str, password: &str| {
+        let body = json!({"email": email, "password": password}).to_string();
+        server
+            .request(
+                "POST",
+                "/CUSTOMER/LOGIN/",
+                &[("Content-Type", "application/json")],
+                &body,
+            )
+            .status
+    };
+    assert!(eventually(Duration::from_secs(10), || login(
+        "erp2@shop.be",
+        "changed-upstream-2"
+    ) == 200));
+    assert_eq!(login("new50@shop.be", "erp-password-13"), 200);
+    let health = server.get("/health").json();
+    assert_eq!(health["success"], "true");
+    assert!(
+        health["result"]["upstream"]["last_good_sync_age_secs"]
+            .as_u64()
+            .unwrap()
+            < 10
+    );
+    let log = server.stop();
+    assert!(log.contains("synced from http://127.0.0.1"), "{log}");
+    assert!(!log.contains(OLD_KEY), "{log}");
+    assert!(
+        !log.contains("erp-password") && !log.contains("changed-upstream"),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_empty_or_much_smaller_upstream_is_refused_and_the_data_kept() {
+    let old = FakeOldApi::start(old_customers(20));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+
+    old.edit(Vec::clear);
+    let empty = run(&db, &["sync", &old.url()], "");
+    old.edit(|customers| *customers = old_customers(2));
+    let smaller = run(&db, &["sync", &old.url()], "");
+
+    for output in [&empty, &smaller] {
+        assert!(!output.status.success());
+        assert!(stderr(output).contains("refused"), "{}", stderr(output));
+        assert!(
+            stderr(output).contains("upstream_allow_mass_delete"),
+            "{}",
+            stderr(output)
+        );
+    }
+    let count = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM customer", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&db), 20);
+    let allowed = binary()
+        .args(["sync", &old.url()])
+        .env("ROCKET_DATABASE", &db)
+        .env("ROCKET_UPSTREAM_ALLOW_MASS_DELETE", "true")
+        .output()
+        .unwrap();
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_eq!(count(&db), 2);
+}
+
+#[test]
+fn a_failing_upstream_leaves_the_last_good_data_served_at_once() {
+    let old = FakeOldApi::start(old_customers(8));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let server = Server::start(
+        &db,
+        &[
+            ("ROCKET_UPSTREAM", &old.url()),
+            ("ROCKET_UPSTREAM_EVERY_SECS", "1"),
+            ("ROCKET_UPSTREAM_TIMEOUT_SECS", "2"),
+        ],
+    );
+
+    for (mode, expected) in [
+        (Mode::Fail500, "HTTP 500"),
+        (Mode::Garbage, "not a customer list"),
+        (Mode::Stall, "could not be reached"),
+    ] {
+        old.set_mode(mode);
+        let failed = eventually(Duration::from_secs(20), || {
+            let health = server.get("/health").json();
+            health["result"]["upstream"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(expected))
+        });
+        assert!(failed, "{mode:?}: {}", server.log());
+        let started = std::time::Instant::now();
+        let list = server.get("/CUSTOMER/LIST/");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{mode:?} made the list wait"
+        );
+        assert_eq!(list.customers().len(), 8, "{mode:?}");
+        assert_eq!(server.get("/health").status, 200, "the data is there");
+    }
+    // Nothing listens on a port just freed: the old API is down.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down_url = format!("http://127.0.0.1:{port}/CUSTOMER/LIST/?apikey={OLD_KEY}");
+    let unreachable = run(&db, &["sync", &down_url], "");
+    assert!(!unreachable.status.success());
+    assert!(
+        stderr(&unreachable).contains("could not be reached"),
+        "{}",
+        stderr(&unreachable)
+    );
+    let log = server.stop();
+    assert!(log.contains("still serving the last good data"), "{log}");
+    assert!(!log.contains(OLD_KEY), "{log}");
+    assert!(!stderr(&unreachable).contains(OLD_KEY));
+}
+
+#[test]
+fn in_mirror_mode_writes_go_to_the_master_first() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let server = Server::start(
+        &db,
+        &[
+            ("ROCKET_UPSTREAM", &old.url()),
+            ("ROCKET_UPSTREAM_EVERY_SECS", "3600"),
+        ],
+    );
+    let body = r#"{"id_client":"3","city":"Bruxelles","phone":"+32 2 000"}"#;
+    let json = [("Content-Type", "application/json")];
+
+    let updated = server.request("POST", "/customer/update/", &json, body);
+    let added = server.request(
+        "POST",
+        "/CUSTOMER/ADD/",
+        &json,
+        r#"{"email":"counter@shop.be","lastName":"Comptoir"}"#,
+    );
+    let deleted = server.request("DELETE", "/CUSTOMER/DELETE/?id_client=4", &[], "");
+    let password = server.request(
+        "POST",
+        "/CUSTOMER/PASSWORD/",
+        &json,
+        r#"{"id_client":"2","newPassword":"lavande moulin 1987 rouge"}"#,
+    );
+
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    let received = old.received();
+    let update = received
+        .iter()
+        .find(|r| r.1.starts_with("/CUSTOMER/UPDATE/"))
+        .unwrap();
+    assert_eq!(update.0, "POST");
+    assert_eq!(update.2, body, "the same body reached the master");
+    assert!(update.1.contains(OLD_KEY), "with the old API's key");
+    assert_eq!(updated.customers()[0]["city"], "Bruxelles");
+    let three = server.get("/CUSTOMER/LIST/?id_client=3").customers();
+    assert_eq!(
+        three[0]["city"],
+        "Bruxelles",
+        "the next read shows it: {}",
+        server.log()
+    );
+    assert_eq!(added.status, 201, "{}", added.body);
+    let new_id = added.customers()[0]["clcleunik"].as_i64().unwrap();
+    assert_eq!(
+        server
+            .get(&format!("/CUSTOMER/LIST/?id_client={new_id}"))
+            .customers()[0]["lastName"],
+        "Comptoir"
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert!(server
+        .get("/CUSTOMER/LIST/?id_client=4")
+        .customers()
+        .is_empty());
+    assert!(received
+        .iter()
+        .any(|r| r.0 == "DELETE" && r.1.contains("id_client=4")));
+    assert!(password.assert_error(409).contains("old API"));
+    old.set_mode(Mode::Fail500);
+    let refused = server.request(
+        "POST",
+        "/customer/update/",
+        &json,
+        r#"{"id_client":"1","city":"X"}"#,
+    );
+    refused.assert_error(503);
+    assert_ne!(
+        server.get("/CUSTOMER/LIST/?id_client=1").customers()[0]["city"],
+        "X"
+    );
+    let log = server.stop();
+    assert!(!log.contains(OLD_KEY), "{log}");
+}
