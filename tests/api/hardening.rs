@@ -491,3 +491,107 @@ fn sigterm_while_a_large_list_streams_finishes_it_and_exits_cleanly() {
     let exit = exit.expect("exited within the grace period");
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A small tmpfs, unmounted when dropped: a disk that really fills up.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` where mounting is not allowed (not root, or no CAP_SYS_ADMIN).
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .ok()?;
+        mounted
+            .status
+            .success()
+            .then_some(SmallDisk { path, _dir: dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_an_import_and_a_write_cleanly_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        eprintln!("skipped: this machine does not let the test mount a tmpfs");
+        return;
+    };
+    let db = disk.path.join("full.db");
+    assert!(run(&db, &["keys", "list"], "").status.success());
+    let server = Server::start(&db, &[]);
+    let before = server.get("/CUSTOMER/LIST/").body;
+    // Fill what is left of the disk but a little.
+    let free = {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&disk.path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    std::fs::write(
+        disk.path.join("filler"),
+        vec![0u8; free.saturating_sub(64 * 1024) as usize],
+    )
+    .unwrap();
+    let mut csv = String::from("clcleunik,lastName,address\n");
+    for id in 1000..6000 {
+        csv.push_str(&format!("{id},Name{id},Rue de la Station {id}\n"));
+    }
+
+    let import = run(&db, &["import", "-"], &csv);
+    let update = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &[("Content-Type", "application/json")],
+        &json!({"id_client": 1, "address": "x".repeat(900)}).to_string(),
+    );
+
+    let stderr = String::from_utf8_lossy(&import.stderr);
+    assert!(!import.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing imported"), "{stderr}");
+    assert!(stderr.contains("full"), "says why: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        update.status == 503 || update.status == 200,
+        "a write on a full disk is a 503 (or fits): {} {}",
+        update.status,
+        update.body
+    );
+    assert_json_content_type(&update);
+    if update.status == 503 {
+        assert!(
+            !update.body.contains("disk"),
+            "no internals: {}",
+            update.body
+        );
+    }
+    // Space back: the server answers as before (plus at most the update that fitted).
+    std::fs::remove_file(disk.path.join("filler")).unwrap();
+    let after = server.get("/CUSTOMER/LIST/");
+    assert_eq!(after.status, 200);
+    assert_eq!(after.customers().len(), demo_customers().len());
+    if update.status == 503 {
+        assert_eq!(after.body, before, "nothing changed");
+    }
+    assert_eq!(server.get("/health").status, 200);
+    drop(server);
+}
