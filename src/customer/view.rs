@@ -118,8 +118,9 @@ pub struct CustomerList<'a> {
     pub view: View,
 }
 
-impl Serialize for CustomerList<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl CustomerList<'_> {
+    /// The `[...]` alone, for results that hold more than the customers (the changes feed).
+    pub fn array(&self) -> impl Serialize + '_ {
         struct Items<'a>(&'a CustomerList<'a>);
         impl Serialize for Items<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -129,8 +130,14 @@ impl Serialize for CustomerList<'_> {
                 }))
             }
         }
+        Items(self)
+    }
+}
+
+impl Serialize for CustomerList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry("customer", &Items(self))?;
+        map.serialize_entry("customer", &self.array())?;
         map.end()
     }
 }

@@ -94,28 +94,10 @@ impl Serialize for ChangesResult<'_> {
             view: self.view,
         };
         let mut map = serializer.serialize_map(Some(3))?;
-        // `CustomerList` writes `{"customer": [...]}`; its one entry is ours too.
-        map.serialize_entry("customer", &Inner(&customers))?;
+        map.serialize_entry("customer", &customers.array())?;
         map.serialize_entry("deleted", &self.page.deleted)?;
         map.serialize_entry("next", &self.page.next.to_string())?;
         map.end()
-    }
-}
-
-/// The array inside a [`CustomerList`].
-struct Inner<'a>(&'a CustomerList<'a>);
-
-impl Serialize for Inner<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0
-                .customers
-                .iter()
-                .map(|customer| customer::CustomerJson {
-                    customer,
-                    view: self.0.view,
-                }),
-        )
     }
 }
 

@@ -138,16 +138,16 @@ struct Forward {
 async fn through_master(
     mirror: &Arc<Mirror>,
     db: &Db,
-    hasher: &PasswordHasher,
-    actor: String,
     config: &Config,
+    actor: &str,
     forward: Forward,
 ) -> Result<Option<Customer>, ApiError> {
-    let (mirror, db, hasher, retention) = (
+    let (mirror, db, hasher, retention, actor) = (
         Arc::clone(mirror),
         db.clone(),
-        hasher.clone(),
+        config.hasher.clone(),
         config.retention,
+        actor.to_owned(),
     );
     let task = rocket::tokio::task::spawn_blocking(move || {
         let mirror = &mirror;
@@ -270,15 +270,7 @@ async fn post_update(
             raw: changes.raw,
             action: Action::Update,
         };
-        let stored = through_master(
-            mirror,
-            db,
-            &config.hasher,
-            key.0.actor().to_owned(),
-            config,
-            forward,
-        )
-        .await?;
+        let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
         let stored =
             stored.ok_or_else(|| ApiError::NotFound(format!("No customer with id_client {id}")))?;
         return Ok(one_customer("Customer updated", &stored, config));
@@ -333,15 +325,7 @@ async fn post_add(
             raw: changes.raw,
             action: Action::Add,
         };
-        let stored = through_master(
-            mirror,
-            db,
-            &config.hasher,
-            key.0.actor().to_owned(),
-            config,
-            forward,
-        )
-        .await?;
+        let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
         let mut response = match stored {
             Some(customer) => one_customer("Customer added", &customer, config),
             None => JsonResponse::message(Status::Ok, true, "Customer added"),
@@ -398,15 +382,7 @@ async fn delete(
             raw: RawBody::default(),
             action: Action::Delete,
         };
-        through_master(
-            mirror,
-            db,
-            &config.hasher,
-            key.0.actor().to_owned(),
-            config,
-            forward,
-        )
-        .await?;
+        through_master(mirror, db, config, key.0.actor(), forward).await?;
         return Ok(JsonResponse::message(Status::Ok, true, "Customer deleted"));
     }
     let (actor, retention) = (key.0.actor().to_owned(), config.retention);
