@@ -200,6 +200,12 @@ impl Access {
         }
     }
 
+    /// Whether the server serves without a key while none exists (loopback or
+    /// `allow_anonymous`).
+    pub fn anonymous_when_keyless(&self) -> bool {
+        self.anonymous_when_keyless
+    }
+
     /// The current keys, from memory unless the database changed since they were read
     /// (`generation` is the data version as of this request).
     async fn keys(&self, db: &Db, generation: Option<i64>) -> Result<Arc<[StoredKey]>, ApiError> {

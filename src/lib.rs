@@ -162,6 +162,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     Ok(rocket
         .manage(apikey::Access::new(anonymous))
         .manage(sync::Mirroring(mirror))
+        .manage(routes::docs::OpenApi::for_view(config.view))
         .manage(login)
         .manage(cache::ResponseCache::new(config.response_cache_bytes))
         .manage(config)
@@ -174,6 +175,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .mount("/", routes::login::routes())
         .mount("/", routes::writes::routes())
         .mount("/", routes::changes::routes())
+        .mount("/", routes::docs::routes())
         .mount("/", routes::health::routes())
         .register("/", error::catchers()))
 }

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod changes;
 pub mod customers;
+pub mod docs;
 pub mod health;
 pub mod login;
 pub mod writes;

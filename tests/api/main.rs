@@ -6,6 +6,7 @@ mod access;
 mod binary;
 mod cache;
 mod changes;
+mod docs;
 mod hardening;
 mod list;
 mod login;
