@@ -257,12 +257,9 @@ async fn dispatch(
             "Bad request: HTTP/1.1 requires a Host header",
         );
     }
-    let Ok(method) = Method::from_str(parts.method.as_str()) else {
-        return error_reply(
-            StatusCode::NOT_IMPLEMENTED,
-            "Unsupported method. This server answers GET, HEAD, POST, DELETE and OPTIONS",
-        );
-    };
+    // A method Rocket does not know (QUERY, PROPFIND...) is answered as one the path does
+    // not accept: PATCH, which no path takes, gets the path's 405 with its `Allow` (or 404).
+    let method = Method::from_str(parts.method.as_str()).unwrap_or(Method::Patch);
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)

@@ -11,9 +11,9 @@ use crate::transfer::read::json_scalar;
 /// Larger bodies are refused with a 413 before they are read further.
 pub const BODY_LIMIT: ByteUnit = ByteUnit::Kibibyte(16);
 
-/// A body's fields in the order sent. A value is `None` when a JSON body nests an object or
-/// an array there (no field accepts one); JSON scalars are read as text (`12`, `true`; `null`
-/// is empty), as a form would send them. The body as sent is kept too, for forwarding a write
+/// A body's fields in the order sent. A value is `None` when a JSON body has `null`, an
+/// object or an array there (no field accepts one); other JSON scalars are read as text
+/// (`12`, `true`), as a form would send them. The body as sent is kept too, for forwarding a write
 /// to the old API in mirror mode.
 #[derive(Debug)]
 pub struct Fields(pub Vec<(String, Option<String>)>, pub RawBody);
@@ -61,7 +61,10 @@ impl<'r> FromData<'r> for Fields {
             Ok(object) => Outcome::Success(Fields(
                 object
                     .into_iter()
-                    .map(|(name, value)| (name, json_scalar(value)))
+                    .map(|(name, value)| {
+                        let value = (!value.is_null()).then(|| json_scalar(value)).flatten();
+                        (name, value)
+                    })
                     .collect(),
                 raw(&body),
             )),

@@ -130,6 +130,8 @@ pub fn fallback_routes(path: &str, allowed: &[Method]) -> Vec<Route> {
             Method::Put,
             Method::Delete,
             Method::Patch,
+            Method::Trace,
+            Method::Connect,
         ]
         .into_iter()
         .filter(|method| !allowed.contains(method))

@@ -89,7 +89,8 @@ fn read_changes(fields: Fields, password_allowed: bool) -> Result<Changes, ApiEr
                 let field = Field::from_name(&name).ok_or_else(|| unknown_field(&name))?;
                 let value = value.ok_or_else(|| {
                     ApiError::bad_request(format!(
-                        "Invalid {name}: expected a single value, not a list or object"
+                        "Invalid {name}: expected a text, number or true/false, not null, a list \
+                         or an object"
                     ))
                 })?;
                 field::set_field(&mut changes.customer, field, value)

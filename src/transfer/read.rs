@@ -320,7 +320,13 @@ pub fn json_scalar(value: Value) -> Option<String> {
     match value {
         Value::Null => Some(String::new()),
         Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
+        // `12.0` is the whole number 12 (JSON does not tell them apart).
+        Value::Number(n) => Some(match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                format!("{}", f as i64)
+            }
+            _ => n.to_string(),
+        }),
         Value::String(s) => Some(s),
         Value::Array(_) | Value::Object(_) => None,
     }
