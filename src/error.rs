@@ -18,6 +18,17 @@ pub fn json_content_type() -> ContentType {
     ContentType::new("application", "json").with_params(("charset", "utf-8"))
 }
 
+/// The bytes of a success envelope up to its `result`'s value:
+/// `{"success":"true","message":"...","result":`. Whoever writes the result (a serializer, or
+/// the list streaming rows) then closes the envelope with `}`. The one place its shape lives.
+pub fn success_prefix(message: &str) -> Vec<u8> {
+    let mut body = br#"{"success":"true","message":"#.to_vec();
+    // A `&str` always serializes.
+    let _ = serde_json::to_writer(&mut body, message);
+    body.extend_from_slice(br#","result":"#);
+    body
+}
+
 /// A finished JSON response: status, body bytes and any extra headers.
 ///
 /// Every handler and catcher answers through this type, so the content type cannot be forgotten.
@@ -31,20 +42,16 @@ pub struct JsonResponse {
 impl JsonResponse {
     /// The success envelope around `result`: `{"success":"true","message":..,"result":..}`.
     pub fn success<T: Serialize>(message: &str, result: T) -> Self {
-        #[derive(Serialize)]
-        struct Success<'a, T> {
-            success: &'static str,
-            message: &'a str,
-            result: T,
-        }
-        let body = serde_json::to_vec(&Success {
-            success: "true",
-            message,
-            result,
-        })
+        let mut body = success_prefix(message);
         // Serializing our own view types into memory cannot fail: they hold only strings,
         // numbers and booleans.
-        .unwrap_or_else(|_| br#"{"success":"false","message":"Internal error"}"#.to_vec());
+        let body = match serde_json::to_writer(&mut body, &result) {
+            Ok(()) => {
+                body.push(b'}');
+                body
+            }
+            Err(_) => br#"{"success":"false","message":"Internal error"}"#.to_vec(),
+        };
         JsonResponse {
             status: Status::Ok,
             body,

@@ -194,8 +194,8 @@ pub fn list_json(
     view: View,
 ) -> rusqlite::Result<(Vec<u8>, u64)> {
     // The same bytes `JsonResponse::success("Customers list", CustomerList {..})` writes.
-    let mut body =
-        br#"{"success":"true","message":"Customers list","result":{"customer":["#.to_vec();
+    let mut body = crate::error::success_prefix("Customers list");
+    body.extend_from_slice(br#"{"customer":["#);
     let mut first = true;
     let total = for_each_customer(conn, filter, |customer| {
         if !first {
