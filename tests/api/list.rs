@@ -344,3 +344,45 @@ fn an_unreadable_store_is_a_503_on_health_and_no_internals_anywhere() {
     }
     assert!(message.contains("server log"), "{message}");
 }
+
+#[test]
+fn lookups_by_id_email_login_and_change_use_an_index_never_a_scan() {
+    let app = spawn_app();
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = statement
+            .query_map([], |row| row.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>();
+        rows.join("; ")
+    };
+    // The queries the server runs (see customer::store), with literal values.
+    for (sql, index) in [
+        (
+            "SELECT * FROM customer WHERE clcleunik = 5 ORDER BY clcleunik",
+            "INTEGER PRIMARY KEY",
+        ),
+        (
+            "SELECT * FROM customer WHERE email = 'a@b.be' COLLATE NOCASE ORDER BY clcleunik",
+            "customer_email",
+        ),
+        (
+            "SELECT * FROM customer WHERE login = 'jdoe' ORDER BY clcleunik",
+            "customer_login",
+        ),
+        (
+            "SELECT clcleunik FROM customer WHERE change_seq > 10 ORDER BY change_seq",
+            "customer_change",
+        ),
+        (
+            "SELECT count(*) FROM customer WHERE email = 'a@b.be' COLLATE NOCASE",
+            "customer_email",
+        ),
+    ] {
+        let plan = plan(sql);
+        assert!(plan.contains(index), "{sql}: {plan}");
+        assert!(!plan.contains("SCAN customer"), "{sql}: {plan}");
+    }
+}
