@@ -30,9 +30,14 @@ def browser(width, height, javascript=True):
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
+PASSED = []
+
+
 def check(condition, message):
     if not condition:
+        print(f"browser: {len(PASSED)} passed, 1 failed")
         raise SystemExit(f"FAILED: {message}")
+    PASSED.append(message)
     print(f"ok: {message}")
 
 
@@ -91,7 +96,7 @@ def main():
                 page.save_screenshot(f"{args.screenshots}/page-{name}.png")
         finally:
             page.quit()
-    print("browser test: 0 failed")
+    print(f"browser: {len(PASSED)} passed, 0 failed")
 
 
 if __name__ == "__main__":
