@@ -199,6 +199,20 @@ impl ResponseCache {
         Ok(entry)
     }
 
+    /// The finished response for `filter` at `generation`, if one is kept.
+    pub fn peek(&self, generation: Option<i64>, filter: &ListFilter) -> Option<Arc<CachedList>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if generation.is_none() || state.generation != generation {
+            return None;
+        }
+        state.entries.get(filter)?.get().cloned()
+    }
+
+    /// The budget, in bytes.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
     /// The gzip copy of `entry` (see [`CachedList::gzip`]), counted in the budget when made.
     pub async fn gzip(
         &self,

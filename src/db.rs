@@ -236,6 +236,17 @@ impl Db {
         &self.path
     }
 
+    /// A connection of its own, outside the pool, for work that may last as long as a slow
+    /// client reads (a streamed list): it must not hold a pooled connection meanwhile.
+    pub fn dedicated(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
     /// Whether the file was created by this handle (it did not exist before).
     pub fn created(&self) -> bool {
         self.created

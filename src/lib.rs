@@ -165,6 +165,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .manage(routes::docs::OpenApi::for_view(config.view))
         .manage(login)
         .manage(cache::ResponseCache::new(config.response_cache_bytes))
+        .manage(routes::customers::ListStreams::default())
         .manage(config)
         .manage(db)
         // Of Shield's headers only nosniff means anything for a JSON API; the others

@@ -151,15 +151,30 @@ pub struct Page {
 fn for_each_customer(
     conn: &Connection,
     filter: &ListFilter,
+    each: impl FnMut(Customer) -> rusqlite::Result<()>,
+) -> rusqlite::Result<u64> {
+    for_each_customer_with_total(conn, filter, |_| true, each)
+}
+
+/// [`for_each_customer`], telling `total` the count (read first, in the same snapshot as the
+/// rows) before any row; it returns `false` to stop there.
+fn for_each_customer_with_total(
+    conn: &Connection,
+    filter: &ListFilter,
+    total_known: impl FnOnce(u64) -> bool,
     mut each: impl FnMut(Customer) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<u64> {
     let (clause, params) = filter.where_clause();
     // One read transaction: the total and the rows see the same snapshot, even while an
-    // import commits between the two statements.
-    let snapshot = conn.unchecked_transaction()?;
+    // import commits between the two statements. (Nested in a caller's, it is a savepoint.)
+    let snapshot = conn.unchecked_transaction();
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM customer{clause}"))?
         .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
+    let total = u64::try_from(total).unwrap_or(0);
+    if !total_known(total) {
+        return Ok(total);
+    }
     // SQLite reads LIMIT -1 as "no limit".
     let limit = filter.limit.map_or(-1, i64::from);
     let mut statement = conn.prepare_cached(&format!(
@@ -172,8 +187,10 @@ fn for_each_customer(
     }
     drop(rows);
     drop(statement);
-    snapshot.commit()?;
-    Ok(u64::try_from(total).unwrap_or(0))
+    if let Ok(snapshot) = snapshot {
+        snapshot.commit()?;
+    }
+    Ok(total)
 }
 
 /// The customers matching `filter`, and how many match before paging.
@@ -213,6 +230,86 @@ pub fn list_json(
     })?;
     body.extend_from_slice(b"]}}");
     Ok((body, total))
+}
+
+/// How many customers a list request would send (after paging), and the change number the
+/// data is at: enough to decide whether to stream it, and to tag it, without reading it.
+pub fn list_size(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<(u64, i64)> {
+    let (clause, params) = filter.where_clause();
+    let snapshot = conn.unchecked_transaction()?;
+    let total: i64 = snapshot
+        .prepare_cached(&format!("SELECT count(*) FROM customer{clause}"))?
+        .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
+    let seq: i64 = snapshot.query_row("SELECT seq FROM change_log", [], |row| row.get(0))?;
+    snapshot.commit()?;
+    let after_offset = u64::try_from(total.saturating_sub(filter.offset)).unwrap_or(0);
+    let sent = filter
+        .limit
+        .map_or(after_offset, |limit| after_offset.min(u64::from(limit)));
+    Ok((sent, seq))
+}
+
+/// Writes the list response for `filter` in pieces of about `chunk` bytes, as rows are read,
+/// so that no more than a piece exists at a time: `start` gets the total (before paging) and
+/// the change number of the snapshot first, then `piece` each piece in order. Either returns
+/// `false` when the reader has gone, which stops the work. One read snapshot throughout.
+pub fn stream_list(
+    conn: &Connection,
+    filter: &ListFilter,
+    view: View,
+    chunk: usize,
+    start: impl FnOnce(u64, i64) -> bool,
+    mut piece: impl FnMut(Vec<u8>) -> bool,
+) -> rusqlite::Result<()> {
+    // The snapshot is opened by the first read; `for_each_customer` reads the total in it.
+    let outer = conn.unchecked_transaction()?;
+    let seq: i64 = outer.query_row("SELECT seq FROM change_log", [], |row| row.get(0))?;
+    let mut body = crate::error::success_prefix("Customers list");
+    body.extend_from_slice(br#"{"customer":["#);
+    let mut started = Some(start);
+    let mut first = true;
+    let mut gone = false;
+    let result = for_each_customer_with_total(
+        &outer,
+        filter,
+        |total| {
+            if let Some(start) = started.take() {
+                gone = !start(total, seq);
+            }
+            !gone
+        },
+        |customer| {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(
+                &mut body,
+                &CustomerJson {
+                    customer: &customer,
+                    view,
+                },
+            )
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            if body.len() >= chunk {
+                let full = std::mem::replace(&mut body, Vec::with_capacity(chunk + 1024));
+                if !piece(full) {
+                    return Err(rusqlite::Error::QueryReturnedNoRows);
+                }
+            }
+            Ok(())
+        },
+    );
+    match result {
+        Ok(_) => {
+            body.extend_from_slice(b"]}}");
+            piece(body);
+        }
+        // The reader went away: not an error of ours.
+        Err(rusqlite::Error::QueryReturnedNoRows) => {}
+        Err(error) => return Err(error),
+    }
+    outer.commit()
 }
 
 /// How a login (or a password change) names the account.

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use rocket::http::{Header, Method, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
+use rocket::tokio::sync::Semaphore;
 use rocket::{get, Route, State};
+use sha2::Digest;
 
 use crate::apikey::ApiKey;
 use crate::cache::{CachedList, ResponseCache};
 use crate::config::Config;
-use crate::customer::{self, ListFilter};
+use crate::customer::{self, ListFilter, View};
 use crate::db::{self, Db};
 use crate::error::{json_content_type, ApiError};
 
@@ -125,6 +127,193 @@ impl<'r> Responder<'r, 'static> for ListResponse {
     }
 }
 
+/// What a customer takes in a list body, on average (about 470 bytes with typical data), to
+/// tell a list too large to keep from one that is not, before building it.
+const ROW_BYTES: u64 = 512;
+/// Streamed lists in flight at once: each holds a read snapshot, a connection of its own and
+/// about two chunks; the next ones wait.
+const STREAMS: usize = 8;
+
+/// The list's answer: from the cache, or streamed when it is too large to keep.
+pub enum ListAnswer {
+    Cached(ListResponse),
+    Streamed(StreamedList),
+}
+
+impl<'r> Responder<'r, 'static> for ListAnswer {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        match self {
+            ListAnswer::Cached(response) => response.respond_to(request),
+            ListAnswer::Streamed(response) => response.respond_to(request),
+        }
+    }
+}
+
+/// A list sent as it is read (no body: a 304). Its `ETag` names the data's change number, the
+/// query and the view, so it is known before the body exists and a 304 costs no work: the
+/// number moves with every change to a field the list sends (a password alone does not).
+pub struct StreamedList {
+    etag: String,
+    gzipped: bool,
+    total: u64,
+    body: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+}
+
+impl<'r> Responder<'r, 'static> for StreamedList {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut builder = Response::build();
+        builder
+            .header(Header::new("Cache-Control", "private, no-cache"))
+            .header(Header::new("Vary", "Accept-Encoding"))
+            .header(Header::new("ETag", self.etag));
+        match self.body {
+            None => {
+                builder.status(Status::NotModified);
+            }
+            Some(receiver) => {
+                if self.gzipped {
+                    builder.header(Header::new("Content-Encoding", "gzip"));
+                }
+                builder
+                    .status(Status::Ok)
+                    .header(json_content_type())
+                    .header(Header::new("X-Total-Count", self.total.to_string()))
+                    .streamed_body(ChannelReader {
+                        receiver,
+                        current: Cursor::new(Vec::new()),
+                    });
+            }
+        }
+        Ok(builder.finalize())
+    }
+}
+
+/// The pieces a producer sends, read as one body.
+struct ChannelReader {
+    receiver: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    current: Cursor<Vec<u8>>,
+}
+
+impl tokio::io::AsyncRead for ChannelReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::io::Read;
+        use std::task::Poll;
+        loop {
+            let this = &mut *self;
+            let position = this.current.position() as usize;
+            if position < this.current.get_ref().len() {
+                let read = this.current.read(out.initialize_unfilled())?;
+                out.advance(read);
+                return Poll::Ready(Ok(()));
+            }
+            match this.receiver.poll_recv(context) {
+                Poll::Ready(Some(piece)) => this.current = Cursor::new(piece),
+                // The producer finished (or stopped): the end of the body.
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// The `ETag` of a streamed list.
+fn stream_etag(filter: &ListFilter, view: View, seq: i64, gzipped: bool) -> String {
+    let described = format!("{}|{filter:?}|{view:?}|{seq}", env!("CARGO_PKG_VERSION"));
+    let digest = sha2::Sha256::digest(described.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"s{hex}{}\"", if gzipped { "-gzip" } else { "" })
+}
+
+/// Whether an `If-None-Match` value names `etag` (weakly, as RFC 9110 says).
+fn names(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|tag| {
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        tag == "*" || tag == etag
+    })
+}
+
+/// Streams the list: a producer on the blocking pool reads rows in one snapshot and sends
+/// pieces of [`CHUNK`] bytes (gzip-compressed as they go when the client takes it) through a
+/// channel of two, so memory stays at a few pieces whatever the list's size.
+async fn stream(
+    db: &Db,
+    filter: ListFilter,
+    view: View,
+    seq: i64,
+    negotiation: &Negotiation,
+    streams: &Arc<Semaphore>,
+) -> Result<StreamedList, ApiError> {
+    let gzipped = negotiation.gzip;
+    let etag = stream_etag(&filter, view, seq, gzipped);
+    if negotiation.if_none_match.as_deref().is_some_and(|tags| {
+        names(tags, &etag) || names(tags, &stream_etag(&filter, view, seq, !gzipped))
+    }) {
+        return Ok(StreamedList {
+            etag,
+            gzipped,
+            total: 0,
+            body: None,
+        });
+    }
+    let permit = Arc::clone(streams)
+        .acquire_owned()
+        .await
+        .map_err(ApiError::internal)?;
+    let conn = db.dedicated().map_err(ApiError::from)?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let produced = filter.clone();
+    rocket::tokio::task::spawn_blocking(move || {
+        let filter = produced;
+        let _permit = permit;
+        let mut gzip = gzipped.then(|| {
+            flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK), flate2::Compression::fast())
+        });
+        let mut send = |piece: Vec<u8>| -> bool {
+            let piece = match gzip.as_mut() {
+                None => piece,
+                Some(encoder) => {
+                    use std::io::Write;
+                    if encoder.write_all(&piece).is_err() {
+                        return false;
+                    }
+                    std::mem::take(encoder.get_mut())
+                }
+            };
+            piece.is_empty() || sender.blocking_send(piece).is_ok()
+        };
+        let result = customer::stream_list(
+            &conn,
+            &filter,
+            view,
+            CHUNK,
+            |total, seq| started_tx.send((total, seq)).is_ok(),
+            &mut send,
+        );
+        if let Some(encoder) = gzip.take() {
+            if let Ok(rest) = encoder.finish() {
+                let _ = sender.blocking_send(rest);
+            }
+        }
+        if let Err(error) = result {
+            log::error!("streaming a list failed: {error}");
+        }
+    });
+    let (total, seq) = started_rx
+        .await
+        .map_err(|_| ApiError::unavailable(std::io::Error::other("the list could not be read")))?;
+    Ok(StreamedList {
+        etag: stream_etag(&filter, view, seq, gzipped),
+        gzipped,
+        total,
+        body: Some(receiver),
+    })
+}
+
 #[get("/CUSTOMER/LIST")]
 async fn get_customers(
     _key: ApiKey,
@@ -133,12 +322,53 @@ async fn get_customers(
     db: &State<Db>,
     config: &State<Config>,
     cache: &State<ResponseCache>,
-) -> Result<ListResponse, ApiError> {
+    streams: &State<ListStreams>,
+) -> Result<ListAnswer, ApiError> {
     let filter = filter?;
     let view = config.view;
+    // A list that may be large, and is not kept already: stream it if it is too large to keep.
+    let could_be_large = filter.id.is_none()
+        && filter.email.is_none()
+        && filter.login.is_none()
+        && filter
+            .limit
+            .is_none_or(|limit| u64::from(limit) * ROW_BYTES > 1024 * 1024);
+    if could_be_large && cache.peek(negotiation.generation, &filter).is_none() {
+        let counted = filter.clone();
+        let (rows, seq) = db
+            .run(move |conn| customer::list_size(conn, &counted))
+            .await?;
+        let keepable = (cache.budget() / 2) as u64;
+        if rows.saturating_mul(ROW_BYTES) > keepable {
+            let streamed = stream(db, filter, view, seq, &negotiation, &streams.0).await?;
+            return Ok(ListAnswer::Streamed(streamed));
+        }
+    }
+    cached(filter, view, negotiation, db, cache)
+        .await
+        .map(ListAnswer::Cached)
+}
+
+/// Lists in flight as streams (Rocket state).
+pub struct ListStreams(Arc<Semaphore>);
+
+impl Default for ListStreams {
+    fn default() -> Self {
+        ListStreams(Arc::new(Semaphore::new(STREAMS)))
+    }
+}
+
+/// The list from the response cache (built once per data version).
+async fn cached(
+    filter: ListFilter,
+    view: View,
+    negotiation: Negotiation,
+    db: &Db,
+    cache: &ResponseCache,
+) -> Result<ListResponse, ApiError> {
     let entry = cache
         .get_or_build(negotiation.generation, &filter, || {
-            let (db, filter) = (db.inner().clone(), filter.clone());
+            let (db, filter) = (db.clone(), filter.clone());
             async move {
                 db.run(move |conn| {
                     let (body, total) = customer::list_json(conn, &filter, view)?;

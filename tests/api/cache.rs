@@ -342,3 +342,110 @@ fn with_no_cache_budget_the_list_still_has_its_etag_and_304() {
     assert_eq!(again.status, 304);
     assert_eq!(again.header("etag"), Some(etag.as_str()));
 }
+
+/// An app whose cache keeps at most 1 MiB, with 5,000 more customers than the demo: its
+/// whole list (about 2.5 MB) is over half the budget, so it is streamed, never kept.
+fn app_with_a_list_too_large_to_keep() -> TestApp {
+    let app = spawn_app_with(|f| f.merge(("response_cache_mib", 1)));
+    app.sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 5999)
+         INSERT INTO customer (clcleunik, login, lastName, email, city, address)
+         SELECT i, 'user' || i, 'Name' || i, 'user' || i || '@example.be', 'Liège',
+                'Rue de la Station ' || i FROM n;",
+    );
+    app
+}
+
+#[test]
+fn a_list_too_large_to_keep_is_streamed_whole_and_never_kept() {
+    let app = app_with_a_list_too_large_to_keep();
+
+    let (status, etag, encoding, body) = get_raw(&app, "/CUSTOMER/LIST/", &[]);
+    let total = app
+        .get("/CUSTOMER/LIST/")
+        .header("x-total-count")
+        .unwrap()
+        .to_owned();
+
+    assert_eq!(status, 200);
+    assert_eq!(encoding, None);
+    assert!(etag.unwrap().starts_with("\"s"), "a streamed list's tag");
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    let (expected, count) = clientele::customer::list_json(
+        &conn,
+        &clientele::customer::ListFilter::default(),
+        clientele::customer::View::default(),
+    )
+    .unwrap();
+    assert_eq!(count, 5025);
+    assert_eq!(total, "5025");
+    assert!(
+        body == expected,
+        "the very bytes the cached path would send"
+    );
+    let cache = app
+        .client
+        .rocket()
+        .state::<clientele::cache::ResponseCache>()
+        .unwrap();
+    assert_eq!(cache.entries(), 0, "nothing of it kept");
+    // Small answers are still cached.
+    app.get("/CUSTOMER/LIST/?id_client=1000");
+    assert_eq!(cache.entries(), 1);
+}
+
+#[test]
+fn a_streamed_lists_etag_changes_exactly_when_its_content_does() {
+    let app = app_with_a_list_too_large_to_keep();
+    let first = app.get("/CUSTOMER/LIST/");
+    let tag = first.header("etag").unwrap().to_owned();
+
+    // A password is not in the list: the same content, the same tag, a 304 without a body.
+    app.sql("UPDATE customer SET password_hash = NULL WHERE clcleunik = 1");
+    let same = app.get_with("/CUSTOMER/LIST/", &[("If-None-Match", tag.clone())]);
+    // A sent field changes: a new tag and the new body.
+    app.sql("UPDATE customer SET city = 'Namur' WHERE clcleunik = 1500");
+    let changed = app.get_with("/CUSTOMER/LIST/", &[("If-None-Match", tag.clone())]);
+    let new_tag = changed.header("etag").unwrap().to_owned();
+    let again = app.get_with("/CUSTOMER/LIST/", &[("If-None-Match", new_tag.clone())]);
+
+    assert_eq!(same.status, 304);
+    assert!(same.body.is_empty());
+    assert_eq!(same.header("etag"), Some(tag.as_str()));
+    assert_eq!(changed.status, 200);
+    assert_ne!(new_tag, tag);
+    assert!(changed
+        .customers()
+        .iter()
+        .any(|c| c["clcleunik"] == 1500 && c["city"] == "Namur"));
+    assert_eq!(again.status, 304);
+}
+
+#[test]
+fn a_streamed_list_is_gzipped_as_it_streams_with_its_own_etag() {
+    let app = app_with_a_list_too_large_to_keep();
+
+    let (_, plain_etag, _, plain) = get_raw(&app, "/CUSTOMER/LIST/", &[]);
+    let (status, gz_etag, encoding, gz) = get_raw(
+        &app,
+        "/CUSTOMER/LIST/",
+        &[("Accept-Encoding", "gzip".into())],
+    );
+    let (revalidated, _, _, empty) = get_raw(
+        &app,
+        "/CUSTOMER/LIST/",
+        &[
+            ("Accept-Encoding", "gzip".into()),
+            ("If-None-Match", gz_etag.clone().unwrap()),
+        ],
+    );
+
+    assert_eq!(status, 200);
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    assert!(gz.len() < plain.len() / 4);
+    assert_eq!(gunzip(&gz).as_bytes(), plain.as_slice());
+    assert!(gz_etag.as_deref().unwrap().ends_with("-gzip\""));
+    assert_ne!(gz_etag, plain_etag);
+    assert_eq!(revalidated, 304);
+    assert!(empty.is_empty());
+}

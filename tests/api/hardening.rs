@@ -460,7 +460,8 @@ fn sigterm_while_a_large_list_streams_finishes_it_and_exits_cleanly() {
          SELECT i, 'user' || i, 'Name' || i, 'user' || i || '@example.be', 'Liège',
                 'Rue de la Station ' || i FROM n;",
     );
-    let mut server = Server::start(&db, &[]);
+    // A 1 MiB cache: the 15 MB list is streamed from the database as it is sent.
+    let mut server = Server::start(&db, &[("ROCKET_RESPONSE_CACHE_MIB", "1")]);
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -485,8 +486,10 @@ fn sigterm_while_a_large_list_streams_finishes_it_and_exits_cleanly() {
     let mut whole = start.to_vec();
     whole.extend(rest);
     let text = String::from_utf8(whole).unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
-    let json: serde_json::Value = serde_json::from_str(body).expect("the whole body arrived");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    let body = dechunk(body);
+    let json: serde_json::Value = serde_json::from_str(&body).expect("the whole body arrived");
     assert_eq!(json["result"]["customer"].as_array().unwrap().len(), 30_025);
     let exit = exit.expect("exited within the grace period");
     assert!(exit.success(), "{exit:?}");
@@ -594,4 +597,35 @@ fn a_full_disk_fails_an_import_and_a_write_cleanly_and_loses_nothing() {
     }
     assert_eq!(server.get("/health").status, 200);
     drop(server);
+}
+
+#[test]
+fn four_downloads_of_a_streamed_list_complete_over_real_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stream.db");
+    assert!(run(&db, &["keys", "list"], "").status.success());
+    app_sql(
+        &db,
+        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 20999)
+         INSERT INTO customer (clcleunik, login, lastName, email)
+         SELECT i, 'user' || i, 'Name' || i, 'user' || i || '@example.be' FROM n;",
+    );
+    let server = Server::start(&db, &[("ROCKET_RESPONSE_CACHE_MIB", "1")]);
+    let port = server.port;
+
+    let downloads: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || http(port, "GET", "/CUSTOMER/LIST/", &[], "")))
+        .collect();
+
+    for download in downloads {
+        let reply = download.join().unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.header("transfer-encoding"),
+            Some("chunked"),
+            "streamed"
+        );
+        assert_eq!(reply.header("x-total-count"), Some("20025"));
+        assert_eq!(reply.customers().len(), 20_025);
+    }
 }

@@ -357,7 +357,7 @@ fn parse_http(raw: &[u8], head: bool) -> Reply {
     }
 }
 
-fn dechunk(mut rest: &str) -> String {
+pub fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
         let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
