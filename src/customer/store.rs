@@ -20,6 +20,9 @@ pub struct ListFilter {
     pub login: Option<String>,
     pub limit: Option<u32>,
     pub offset: i64,
+    /// Keyset paging: only customers whose `clcleunik` is greater (`?after=ID`, the last id
+    /// of the previous page). Unlike `offset`, the database skips nothing to get there.
+    pub after: Option<i64>,
 }
 
 impl ListFilter {
@@ -38,6 +41,7 @@ impl ListFilter {
                 "login",
                 "limit",
                 "offset",
+                "after",
             ]
             .into_iter()
             .find(|known| *known == name) else {
@@ -66,6 +70,13 @@ impl ListFilter {
                         })?;
                     filter.limit = u32::try_from(limit).ok();
                 }
+                "after" => {
+                    filter.after = Some(
+                        parse_whole(&value)
+                            .and_then(|after| i64::try_from(after).ok())
+                            .ok_or_else(|| invalid(name, "expected a whole number, 0 or more"))?,
+                    );
+                }
                 _ => {
                     filter.offset = parse_whole(&value)
                         .and_then(|offset| i64::try_from(offset).ok())
@@ -83,10 +94,24 @@ impl ListFilter {
         Ok(filter)
     }
 
-    /// The `WHERE` clause and its parameters for these filters (paging excluded).
+    /// The `WHERE` clause and its parameters for these filters (paging excluded: what
+    /// `X-Total-Count` counts).
     fn where_clause(&self) -> (String, Vec<&dyn ToSql>) {
+        self.clause(false)
+    }
+
+    /// The `WHERE` clause of the rows sent: the filters and the `after` cursor.
+    fn rows_clause(&self) -> (String, Vec<&dyn ToSql>) {
+        self.clause(true)
+    }
+
+    fn clause(&self, with_cursor: bool) -> (String, Vec<&dyn ToSql>) {
         let mut conditions = Vec::new();
         let mut params: Vec<&dyn ToSql> = Vec::new();
+        if let (true, Some(after)) = (with_cursor, &self.after) {
+            conditions.push("clcleunik > ?");
+            params.push(after);
+        }
         if let Some(id) = &self.id {
             conditions.push("clcleunik = ?");
             params.push(id);
@@ -177,6 +202,7 @@ fn for_each_customer_with_total(
     }
     // SQLite reads LIMIT -1 as "no limit".
     let limit = filter.limit.map_or(-1, i64::from);
+    let (clause, params) = filter.rows_clause();
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM customer{clause} ORDER BY clcleunik LIMIT ? OFFSET ?"
     ))?;
@@ -699,6 +725,29 @@ pub fn prune_tombstones(conn: &Connection, keep_days: u32) -> rusqlite::Result<u
 mod tests {
     use super::*;
     use crate::customer::CustomerList;
+    #[test]
+    fn after_pages_by_key_and_the_total_ignores_it() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("CREATE TABLE customer ({COLUMNS})"))
+            .unwrap();
+        for id in 1..=10 {
+            let mut values = vec!["'x'".to_owned(); 22];
+            values[0] = id.to_string();
+            (values[18], values[19], values[21]) = ("1".into(), "0".into(), "0".into());
+            conn.execute(
+                &format!("INSERT INTO customer VALUES ({})", values.join(", ")),
+                [],
+            )
+            .unwrap();
+        }
+        let filter = ListFilter::parse(Some("after=4&limit=3")).unwrap();
+        let page = list(&conn, &filter).unwrap();
+        let ids: Vec<i64> = page.customers.iter().map(|c| c.clcleunik).collect();
+        assert_eq!(ids, [5, 6, 7]);
+        assert_eq!(page.total, 10);
+        assert!(ListFilter::parse(Some("after=-1")).is_err());
+    }
+
     #[test]
     fn id_aliases_agree_and_a_space_in_an_email_is_a_plus() {
         assert_eq!(ListFilter::parse(Some("id=5")).unwrap().id, Some(5));

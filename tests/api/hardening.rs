@@ -487,7 +487,11 @@ fn sigterm_while_a_large_list_streams_finishes_it_and_exits_cleanly() {
     whole.extend(rest);
     let text = String::from_utf8(whole).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
     let body = dechunk(body);
     let json: serde_json::Value = serde_json::from_str(&body).expect("the whole body arrived");
     assert_eq!(json["result"]["customer"].as_array().unwrap().len(), 30_025);
