@@ -214,6 +214,45 @@ mod tests {
     }
 
     #[test]
+    fn streamed_json_reads_what_the_whole_parse_reads_with_the_same_lines() {
+        let mut customers: Vec<serde_json::Value> = (1..=5)
+            .map(|i| serde_json::json!({"clcleunik": i, "lastName": format!("N{i}"), "webRemise": 2.0}))
+            .collect();
+        let envelope = |customers: &[serde_json::Value]| {
+            serde_json::to_string_pretty(&serde_json::json!(
+                {"success": "true", "message": "Customers list", "result": {"customer": customers}}
+            ))
+            .unwrap()
+        };
+        let stream = |text: String| read::json_records(std::io::Cursor::new(text.into_bytes()));
+        let good = envelope(&customers);
+        let whole: Vec<Customer> = parse_json(&good)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.customer)
+            .collect();
+        let streamed: Vec<Customer> = stream(good).map(|r| r.unwrap().customer).collect();
+        assert_eq!(streamed, whole);
+
+        customers[3]["addedDate"] = serde_json::json!("2024-13-01");
+        let bad = envelope(&customers);
+        let expected = parse_json(&bad).unwrap_err();
+        let error = stream(bad).find_map(Result::err).unwrap();
+        assert_eq!(error, expected);
+        assert!(error.line > 15, "the fourth customer, not the first line: {error}");
+
+        let array = serde_json::to_string_pretty(&customers).unwrap();
+        assert_eq!(
+            stream(array.clone()).find_map(Result::err),
+            parse_json(&array).err()
+        );
+        let refused = stream(r#"{"success":"false","message":"no"}"#.into()).find_map(Result::err);
+        assert!(refused.unwrap().message.contains("error response"));
+        let garbage = stream("<html>".into()).find_map(Result::err).unwrap();
+        assert!(garbage.message.contains("not a customer list"), "{garbage}");
+    }
+
+    #[test]
     fn the_demo_file_parses() {
         let records = parse_json(DEMO_JSON).unwrap();
         assert!(records.len() >= 20);

@@ -292,26 +292,234 @@ fn csv_error(error: csv::Error) -> RecordError {
     record_error(line, "", format!("unreadable CSV: {error}"))
 }
 
-/// Reads a file of customers in `format`, one record at a time. JSON is parsed whole (it is
-/// one value); CSV streams.
+/// Reads a file of customers in `format`, one record at a time, never holding the file whole.
 pub fn read_records(
-    input: impl Read + 'static,
+    input: impl Read + Send + 'static,
     format: Format,
     encoding: TextEncoding,
     delimiter: Option<u8>,
 ) -> Result<Records<'static>, RecordError> {
     match format {
-        Format::Json => {
-            let mut bytes = Vec::new();
-            let mut input = input;
-            input
-                .read_to_end(&mut bytes)
-                .map_err(|e| record_error(1, "", format!("unreadable: {e}")))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| record_error(1, "", "a JSON file must be UTF-8"))?;
-            Ok(Box::new(parse_json(&text)?.into_iter().map(Ok)))
-        }
+        Format::Json => Ok(json_records(input)),
         Format::Csv => csv_records(input, encoding, delimiter),
+    }
+}
+
+/// Records a JSON parse hands over at a time: a few hundred customers in memory at most.
+const JSON_BUFFER: usize = 256;
+
+/// Reads a JSON file of customers as it parses it: the old API's envelope
+/// (`{"result":{"customer":[...]}}`, what `clientele export` writes too) or a bare array. The
+/// parser runs on a thread of its own and hands each customer over as soon as it is read, so
+/// a file of a million customers is never held whole. Errors carry the line where the
+/// customer starts, as [`parse_json`]'s do.
+pub fn json_records(input: impl Read + Send + 'static) -> Records<'static> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(JSON_BUFFER);
+    std::thread::spawn(move || {
+        let lines = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let reader = CountLines {
+            inner: BufReader::with_capacity(64 * 1024, input),
+            lines: std::rc::Rc::clone(&lines),
+        };
+        let mut parser = serde_json::Deserializer::from_reader(reader);
+        let top = TopLevel {
+            sender: &sender,
+            lines: &lines,
+        };
+        let outcome =
+            serde::de::DeserializeSeed::deserialize(top, &mut parser).and_then(|()| parser.end());
+        if let Err(error) = outcome {
+            // A stop asked for by the reader (it went away) is no error to report.
+            if !error.to_string().starts_with(STOPPED) {
+                let _ = sender.send(Err(not_a_list(error)));
+            }
+        }
+    });
+    Box::new(receiver.into_iter())
+}
+
+const STOPPED: &str = "stopped by the reader";
+
+fn not_a_list(error: serde_json::Error) -> RecordError {
+    if error.is_io() {
+        return record_error(error.line().max(1), "", format!("unreadable: {error}"));
+    }
+    let message = error.to_string();
+    // Our own messages (a record's error) arrive here only when sending them failed.
+    record_error(
+        error.line().max(1),
+        "",
+        format!(
+            "not a customer list (expected {{\"result\":{{\"customer\":[...]}}}} or an array \
+             of customers): {message}"
+        ),
+    )
+}
+
+/// A reader that counts the line ends it has handed out (serde_json reads a byte at a time
+/// from it, so the count is where the parser is).
+struct CountLines<R> {
+    inner: R,
+    lines: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl<R: Read> Read for CountLines<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(out)?;
+        let newlines = out[..read].iter().filter(|b| **b == b'\n').count();
+        self.lines.set(self.lines.get() + newlines);
+        Ok(read)
+    }
+}
+
+type Sender = std::sync::mpsc::SyncSender<Result<Record, RecordError>>;
+
+/// The whole file: an array of customers, or the envelope around one.
+struct TopLevel<'a> {
+    sender: &'a Sender,
+    lines: &'a std::cell::Cell<usize>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with result.customer, or an array of customers")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        Customers {
+            sender: self.sender,
+            lines: self.lines,
+        }
+        .visit_seq(seq)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let mut found = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "success" => {
+                    let value: Value = map.next_value()?;
+                    if value == Value::String("false".into()) {
+                        let error = record_error(1, "success", "the file is an error response");
+                        let _ = self.sender.send(Err(error));
+                        return Err(A::Error::custom(STOPPED));
+                    }
+                }
+                "result" => {
+                    map.next_value_seed(Result_ {
+                        sender: self.sender,
+                        lines: self.lines,
+                    })?;
+                    found = true;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(A::Error::missing_field("result"))
+        }
+    }
+}
+
+/// `"result": {"customer": [...]}`.
+struct Result_<'a> {
+    sender: &'a Sender,
+    lines: &'a std::cell::Cell<usize>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Result_<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Result_<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with a customer array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "customer" {
+                map.next_value_seed(Customers {
+                    sender: self.sender,
+                    lines: self.lines,
+                })?;
+                found = true;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(serde::de::Error::missing_field("customer"))
+        }
+    }
+}
+
+/// The customer array: each element checked and handed over as it is read.
+struct Customers<'a> {
+    sender: &'a Sender,
+    lines: &'a std::cell::Cell<usize>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Customers<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Customers<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of customers")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            // The parser has just read the element's last byte: its first line is that line
+            // less the line ends inside it.
+            let inside = raw.get().matches('\n').count();
+            let line = (self.lines.get() + 1).saturating_sub(inside).max(1);
+            let record = serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
+                .map_err(|_| record_error(line, "", "expected a customer object"))
+                .and_then(|object| {
+                    let fields = object
+                        .into_iter()
+                        .map(|(name, value)| (name, json_scalar(value)));
+                    record_from_fields(line, fields)
+                });
+            let failed = record.is_err();
+            if self.sender.send(record).is_err() || failed {
+                return Err(A::Error::custom(STOPPED));
+            }
+        }
+        Ok(())
     }
 }
 
