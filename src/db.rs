@@ -161,6 +161,8 @@ pub struct Db {
     permits: Arc<Semaphore>,
     /// The file did not exist and was created when this handle was opened.
     created: bool,
+    /// List totals already counted (see [`crate::customer::Totals`]).
+    totals: Arc<crate::customer::Totals>,
 }
 
 /// What [`Db::open`] did to the file, for the start-up log.
@@ -226,6 +228,7 @@ impl Db {
                 watch: Arc::new(Mutex::new(conn)),
                 permits,
                 created: report.created,
+                totals: Arc::default(),
             },
             report,
         ))
@@ -245,6 +248,11 @@ impl Db {
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         Ok(conn)
+    }
+
+    /// List totals already counted, shared by every request.
+    pub fn totals(&self) -> Arc<crate::customer::Totals> {
+        Arc::clone(&self.totals)
     }
 
     /// Whether the file was created by this handle (it did not exist before).

@@ -171,6 +171,55 @@ pub struct Page {
     pub total: u64,
 }
 
+/// Totals (`X-Total-Count`) already counted, by filter (paging left out) and the change
+/// number they were counted at: walking a large list page by page counts it once, not once a
+/// page (a count of a million rows takes tens of milliseconds). The change number is read in
+/// the same snapshot as the rows, so a remembered total always agrees with them; it moves
+/// with every insert and delete (and with other changes, which only costs a recount).
+#[derive(Debug, Default)]
+pub struct Totals(std::sync::Mutex<std::collections::HashMap<ListFilter, (i64, u64)>>);
+
+/// Filters whose totals are remembered at most: beyond, the memo starts afresh.
+const TOTALS_KEPT: usize = 1024;
+
+impl Totals {
+    /// The total of `filter` in `conn`'s current snapshot: remembered, or counted now.
+    fn total(&self, conn: &Connection, filter: &ListFilter) -> rusqlite::Result<u64> {
+        let seq: i64 = conn
+            .prepare_cached("SELECT seq FROM change_log")?
+            .query_row([], |row| row.get(0))?;
+        let key = ListFilter {
+            limit: None,
+            offset: 0,
+            after: None,
+            ..filter.clone()
+        };
+        let mut memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, total)) = memo.get(&key) {
+            if *at == seq {
+                return Ok(*total);
+            }
+        }
+        drop(memo);
+        let total = count(conn, filter)?;
+        memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if memo.len() >= TOTALS_KEPT {
+            memo.clear();
+        }
+        memo.insert(key, (seq, total));
+        Ok(total)
+    }
+}
+
+/// How many customers match `filter` before paging.
+fn count(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<u64> {
+    let (clause, params) = filter.where_clause();
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM customer{clause}"))?
+        .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
 /// Runs the list query: calls `each` with every customer matching `filter`, in ascending
 /// `clcleunik`, paged; returns how many match before paging.
 fn for_each_customer(
@@ -178,7 +227,7 @@ fn for_each_customer(
     filter: &ListFilter,
     each: impl FnMut(Customer) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<u64> {
-    for_each_customer_with_total(conn, filter, |_| true, each)
+    for_each_customer_with_total(conn, filter, None, |_| true, each)
 }
 
 /// [`for_each_customer`], telling `total` the count (read first, in the same snapshot as the
@@ -186,17 +235,17 @@ fn for_each_customer(
 fn for_each_customer_with_total(
     conn: &Connection,
     filter: &ListFilter,
+    totals: Option<&Totals>,
     total_known: impl FnOnce(u64) -> bool,
     mut each: impl FnMut(Customer) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<u64> {
-    let (clause, params) = filter.where_clause();
     // One read transaction: the total and the rows see the same snapshot, even while an
-    // import commits between the two statements. (Nested in a caller's, it is a savepoint.)
+    // import commits between the two statements. (Inside a caller's, it is that one.)
     let snapshot = conn.unchecked_transaction();
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM customer{clause}"))?
-        .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
-    let total = u64::try_from(total).unwrap_or(0);
+    let total = match totals {
+        Some(totals) => totals.total(conn, filter)?,
+        None => count(conn, filter)?,
+    };
     if !total_known(total) {
         return Ok(total);
     }
@@ -235,40 +284,49 @@ pub fn list_json(
     conn: &Connection,
     filter: &ListFilter,
     view: View,
+    totals: Option<&Totals>,
 ) -> rusqlite::Result<(Vec<u8>, u64)> {
     // The same bytes `JsonResponse::success("Customers list", CustomerList {..})` writes.
     let mut body = crate::error::success_prefix("Customers list");
     body.extend_from_slice(br#"{"customer":["#);
     let mut first = true;
-    let total = for_each_customer(conn, filter, |customer| {
-        if !first {
-            body.push(b',');
-        }
-        first = false;
-        serde_json::to_writer(
-            &mut body,
-            &CustomerJson {
-                customer: &customer,
-                view,
-            },
-        )
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-    })?;
+    let total = for_each_customer_with_total(
+        conn,
+        filter,
+        totals,
+        |_| true,
+        |customer| {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(
+                &mut body,
+                &CustomerJson {
+                    customer: &customer,
+                    view,
+                },
+            )
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+        },
+    )?;
     body.extend_from_slice(b"]}}");
     Ok((body, total))
 }
 
 /// How many customers a list request would send (after paging), and the change number the
 /// data is at: enough to decide whether to stream it, and to tag it, without reading it.
-pub fn list_size(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<(u64, i64)> {
-    let (clause, params) = filter.where_clause();
+pub fn list_size(
+    conn: &Connection,
+    filter: &ListFilter,
+    totals: &Totals,
+) -> rusqlite::Result<(u64, i64)> {
     let snapshot = conn.unchecked_transaction()?;
-    let total: i64 = snapshot
-        .prepare_cached(&format!("SELECT count(*) FROM customer{clause}"))?
-        .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
+    let total = totals.total(&snapshot, filter)?;
     let seq: i64 = snapshot.query_row("SELECT seq FROM change_log", [], |row| row.get(0))?;
     snapshot.commit()?;
-    let after_offset = u64::try_from(total.saturating_sub(filter.offset)).unwrap_or(0);
+    let offset = u64::try_from(filter.offset).unwrap_or(0);
+    let after_offset = total.saturating_sub(offset);
     let sent = filter
         .limit
         .map_or(after_offset, |limit| after_offset.min(u64::from(limit)));
@@ -283,6 +341,7 @@ pub fn stream_list(
     conn: &Connection,
     filter: &ListFilter,
     view: View,
+    totals: &Totals,
     chunk: usize,
     start: impl FnOnce(u64, i64) -> bool,
     mut piece: impl FnMut(Vec<u8>) -> bool,
@@ -298,6 +357,7 @@ pub fn stream_list(
     let result = for_each_customer_with_total(
         &outer,
         filter,
+        Some(totals),
         |total| {
             if let Some(start) = started.take() {
                 gone = !start(total, seq);
@@ -796,7 +856,7 @@ mod tests {
             redaction: crate::customer::Redaction::from_names(&["phone"]).unwrap(),
             string_ids: true,
         };
-        let (body, total) = list_json(&conn, &ListFilter::default(), view).unwrap();
+        let (body, total) = list_json(&conn, &ListFilter::default(), view, None).unwrap();
         let page = list(&conn, &ListFilter::default()).unwrap();
         let envelope = crate::error::JsonResponse::success(
             "Customers list",

@@ -264,6 +264,7 @@ async fn stream(
         .await
         .map_err(ApiError::internal)?;
     let conn = db.dedicated().map_err(ApiError::from)?;
+    let totals = db.totals();
     let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let produced = filter.clone();
@@ -290,6 +291,7 @@ async fn stream(
             &conn,
             &filter,
             view,
+            &totals,
             CHUNK,
             |total, seq| started_tx.send((total, seq)).is_ok(),
             &mut send,
@@ -326,19 +328,20 @@ async fn get_customers(
 ) -> Result<ListAnswer, ApiError> {
     let filter = filter?;
     let view = config.view;
-    // A list that may be large, and is not kept already: stream it if it is too large to keep.
+    // A list that may be too large to keep, and is not kept already: stream it if it is.
+    // (A page of up to 10,000 never is, with the default budget: no count is needed.)
+    let keepable = (cache.budget() / 2) as u64;
     let could_be_large = filter.id.is_none()
         && filter.email.is_none()
         && filter.login.is_none()
         && filter
             .limit
-            .is_none_or(|limit| u64::from(limit) * ROW_BYTES > 1024 * 1024);
+            .is_none_or(|limit| u64::from(limit) * ROW_BYTES > keepable);
     if could_be_large && cache.peek(negotiation.generation, &filter).is_none() {
-        let counted = filter.clone();
+        let (counted, totals) = (filter.clone(), db.totals());
         let (rows, seq) = db
-            .run(move |conn| customer::list_size(conn, &counted))
+            .run(move |conn| customer::list_size(conn, &counted, &totals))
             .await?;
-        let keepable = (cache.budget() / 2) as u64;
         if rows.saturating_mul(ROW_BYTES) > keepable {
             let streamed = stream(db, filter, view, seq, &negotiation, &streams.0).await?;
             return Ok(ListAnswer::Streamed(streamed));
@@ -368,10 +371,10 @@ async fn cached(
 ) -> Result<ListResponse, ApiError> {
     let entry = cache
         .get_or_build(negotiation.generation, &filter, || {
-            let (db, filter) = (db.clone(), filter.clone());
+            let (db, filter, totals) = (db.clone(), filter.clone(), db.totals());
             async move {
                 db.run(move |conn| {
-                    let (body, total) = customer::list_json(conn, &filter, view)?;
+                    let (body, total) = customer::list_json(conn, &filter, view, Some(&totals))?;
                     Ok::<_, ApiError>(CachedList::new(body, total))
                 })
                 .await

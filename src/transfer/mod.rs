@@ -239,7 +239,10 @@ mod tests {
         let expected = parse_json(&bad).unwrap_err();
         let error = stream(bad).find_map(Result::err).unwrap();
         assert_eq!(error, expected);
-        assert!(error.line > 15, "the fourth customer, not the first line: {error}");
+        assert!(
+            error.line > 15,
+            "the fourth customer, not the first line: {error}"
+        );
 
         let array = serde_json::to_string_pretty(&customers).unwrap();
         assert_eq!(

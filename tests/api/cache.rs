@@ -375,6 +375,7 @@ fn a_list_too_large_to_keep_is_streamed_whole_and_never_kept() {
         &conn,
         &clientele::customer::ListFilter::default(),
         clientele::customer::View::default(),
+        None,
     )
     .unwrap();
     assert_eq!(count, 5025);
