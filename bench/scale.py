@@ -24,7 +24,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import ROOT, RssSampler as Sampler, rss_kib as rss  # noqa: E402
+
 PORT = 18410
 MIB = 1024 * 1024
 
@@ -42,33 +44,6 @@ def peak_rss_of(command, env):
     if proc.returncode != 0:
         raise SystemExit(err)
     return time.monotonic() - start, peak, err
-
-
-def rss(pid, field="VmRSS"):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class Sampler:
-    def __init__(self, pid):
-        self.pid, self.peak, self.running = pid, 0, True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, rss(self.pid))
-            time.sleep(0.02)
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        return self.peak
 
 
 def download(base, path, headers=None):

@@ -278,6 +278,20 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<Page> {
     Ok(Page { customers, total })
 }
 
+/// Appends one customer to a list body being written (a comma before all but the first).
+fn push_customer(
+    body: &mut Vec<u8>,
+    first: &mut bool,
+    customer: &Customer,
+    view: View,
+) -> rusqlite::Result<()> {
+    if !std::mem::take(first) {
+        body.push(b',');
+    }
+    serde_json::to_writer(&mut *body, &CustomerJson { customer, view })
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
 /// The whole list response body for `filter`, written row by row as they are read, so a list
 /// of 100,000 customers never exists as objects in memory, only as its JSON; and the total.
 pub fn list_json(
@@ -295,20 +309,7 @@ pub fn list_json(
         filter,
         totals,
         |_| true,
-        |customer| {
-            if !first {
-                body.push(b',');
-            }
-            first = false;
-            serde_json::to_writer(
-                &mut body,
-                &CustomerJson {
-                    customer: &customer,
-                    view,
-                },
-            )
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-        },
+        |customer| push_customer(&mut body, &mut first, &customer, view),
     )?;
     body.extend_from_slice(b"]}}");
     Ok((body, total))
@@ -365,18 +366,7 @@ pub fn stream_list(
             !gone
         },
         |customer| {
-            if !first {
-                body.push(b',');
-            }
-            first = false;
-            serde_json::to_writer(
-                &mut body,
-                &CustomerJson {
-                    customer: &customer,
-                    view,
-                },
-            )
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            push_customer(&mut body, &mut first, &customer, view)?;
             if body.len() >= chunk {
                 let full = std::mem::replace(&mut body, Vec::with_capacity(chunk + 1024));
                 if !piece(full) {
