@@ -215,9 +215,15 @@ impl Db {
             .map_or(4, |n| n.get() * 2)
             .max(4);
         let permits = Arc::new(Semaphore::new(size));
+        // No idle minimum: r2d2 would otherwise reopen a connection in the background each
+        // time one is taken, and a command that removes the file it just created (a failed
+        // import into a new database) could see that late open fail on stderr. Connections,
+        // once open, are kept: SQLite connections need no recycling.
         let pool = r2d2::Pool::builder()
             .max_size(u32::try_from(size).unwrap_or(8))
-            .min_idle(Some(1))
+            .min_idle(Some(0))
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)
             .map_err(|e| StartupError::database(path, e))?;
@@ -621,5 +627,24 @@ mod tests {
     fn the_migration_writes_the_application_id_the_checks_expect() {
         let expected = format!("PRAGMA application_id = {APPLICATION_ID};");
         assert!(MIGRATIONS.contains(&expected.as_str()));
+    }
+
+    /// A failed import into a new file removes it: no pool thread may open it afterwards.
+    #[test]
+    fn taking_a_connection_opens_no_other_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let hasher = PasswordHasher::new(crate::auth::Argon2Config {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let (db, _) = Db::open(&dir.path().join("shop.db"), &hasher).unwrap();
+        let conn = db.connection().unwrap();
+        // A replenishing pool would have opened its second connection well within this.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(db.pool.state().connections, 1);
+        drop(conn);
+        assert_eq!(db.pool.state().idle_connections, 1, "a connection is kept");
     }
 }
