@@ -5,9 +5,10 @@
 //! in a log line through `{:?}`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
@@ -317,6 +318,39 @@ impl PasswordHasher {
             || params.t_cost() < self.params.t_cost()
             || params.p_cost() < self.params.p_cost();
         Verdict::Valid { rehash: weaker }
+    }
+
+    /// The parameters new hashes get, as the config keys name them.
+    pub fn describe(&self) -> String {
+        format!(
+            "argon2_memory_kib = {}, argon2_iterations = {}, argon2_parallelism = {}",
+            self.params.m_cost(),
+            self.params.t_cost(),
+            self.params.p_cost()
+        )
+    }
+
+    /// Correct-password verifications per second that `workers` threads complete together
+    /// in about `duration`: the most logins per second these parameters allow on them.
+    pub fn verify_rate(&self, workers: usize, duration: Duration) -> Result<f64, HashError> {
+        let password = Secret::new("a password to measure the rate with");
+        let stored = self.hash(&password)?;
+        let done = AtomicU64::new(0);
+        let start = Instant::now();
+        thread::scope(|scope| {
+            for _ in 0..workers.max(1) {
+                scope.spawn(|| {
+                    while start.elapsed() < duration {
+                        if matches!(self.verify(&password, Some(&stored)), Verdict::Valid { .. }) {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        // Counted as u64, shown as a rate: exact well past any count a run reaches.
+        #[allow(clippy::cast_precision_loss)]
+        Ok(done.into_inner() as f64 / start.elapsed().as_secs_f64())
     }
 
     /// Hashes many passwords, spread over all cores. The result is in input order.

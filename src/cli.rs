@@ -112,6 +112,16 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Measure the most logins per second this machine can check, and print it.
+    ///
+    /// Runs Argon2id verifications with the configured argon2_* parameters on login_workers
+    /// threads for a few seconds, as the server's login endpoint does. Use it to choose those
+    /// settings: stronger parameters mean fewer logins per second. Opens no database.
+    LoginRate {
+        /// How long to measure.
+        #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
+        seconds: f64,
+    },
     /// Write a consistent copy of the live database, even while the server runs.
     Backup {
         /// The file to create.
@@ -128,6 +138,13 @@ fn parse_since(value: &str) -> Result<String, String> {
     crate::customer::field::set_field(&mut check, crate::customer::Field::AddedDate, date.into())
         .map_err(|_| "expected a date as YYYY-MM-DD, or YYYY-MM-DDTHH:MM:SS".to_string())?;
     Ok(value.to_owned())
+}
+
+fn parse_seconds(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(seconds) if (0.1..=600.0).contains(&seconds) => Ok(seconds),
+        _ => Err("expected a number of seconds from 0.1 to 600".into()),
+    }
 }
 
 fn parse_delimiter(value: &str) -> Result<u8, String> {
@@ -193,6 +210,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => export(format, output, all_fields),
         Command::Backup { path, force } => backup(&path, force),
         Command::Sync { url } => sync_once(url.as_deref()),
+        Command::LoginRate { seconds } => login_rate(seconds),
         Command::Audit {
             customer,
             since,
@@ -338,6 +356,23 @@ fn import(
         summary.unchanged,
         summary.rows,
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn login_rate(seconds: f64) -> Result<(), String> {
+    let figment = crate::figment();
+    let config = crate::config::Config::from_figment(&figment).map_err(|e| e.to_string())?;
+    let workers = config.login_workers;
+    config.hasher.limit_concurrency(workers);
+    let rate = config
+        .hasher
+        .verify_rate(workers, std::time::Duration::from_secs_f64(seconds))
+        .map_err(|e| e.to_string())?;
+    let plural = if workers == 1 { "" } else { "s" };
+    println!(
+        "{rate:.1} logins/s at most: password checks on {workers} login worker{plural} ({})",
+        config.hasher.describe()
     );
     Ok(())
 }

@@ -178,6 +178,11 @@ pub struct Server {
     pub log: Arc<Mutex<String>>,
 }
 
+/// A tool's standard error, as text.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 pub fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_clientele"));
     command

@@ -211,10 +211,6 @@ fn answer(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16,
     }
 }
 
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// A database with the schema and no customers (as a real shop's before its first sync).
 fn empty_database() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -118,3 +118,27 @@ fn a_public_address_without_keys_refuses_to_start() {
     assert!(stderr.contains("keys create"), "{stderr}");
     assert!(stderr.contains("allow_anonymous"), "{stderr}");
 }
+
+#[test]
+fn login_rate_measures_the_configured_parameters_on_the_login_workers_and_opens_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let output = binary()
+        .args(["login-rate", "--seconds", "0.3"])
+        .env("ROCKET_DATABASE", &db)
+        .env("ROCKET_LOGIN_WORKERS", "2")
+        .output()
+        .unwrap();
+    let refused = run(&db, &["login-rate", "--seconds", "0"], "");
+
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rate: f64 = printed.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(rate > 0.0, "{printed}");
+    assert!(printed.contains("on 2 login workers"), "{printed}");
+    assert!(printed.contains("argon2_memory_kib = 64,"), "{printed}");
+    assert!(printed.contains("argon2_iterations = 1,"), "{printed}");
+    assert!(!db.exists());
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("seconds from 0.1 to 600"));
+}

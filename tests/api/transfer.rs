@@ -72,10 +72,6 @@ fn dump(db: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn importing_a_saved_old_api_response_serves_it_hashes_it_and_keeps_logins() {
     let dir = tempfile::tempdir().unwrap();
