@@ -1,8 +1,9 @@
 //! `GET /CUSTOMER/LIST/`: the customer list, filtered and paged as the contract says, served
 //! from the response cache with `ETag` revalidation and gzip.
 
+use std::collections::HashMap;
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rocket::http::{Header, Method, Status};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -338,12 +339,20 @@ async fn get_customers(
             .limit
             .is_none_or(|limit| u64::from(limit) * ROW_BYTES > keepable);
     if could_be_large && cache.peek(negotiation.generation, &filter).is_none() {
-        let (counted, totals) = (filter.clone(), db.totals());
-        let (rows, seq) = db
-            .run(move |conn| customer::list_size(conn, &counted, &totals))
-            .await?;
+        let generation = negotiation.generation;
+        let (rows, seq) = match streams.size(generation, &filter) {
+            Some(known) => known,
+            None => {
+                let (counted, totals) = (filter.clone(), db.totals());
+                let size = db
+                    .run(move |conn| customer::list_size(conn, &counted, &totals))
+                    .await?;
+                streams.remember(generation, &filter, size);
+                size
+            }
+        };
         if rows.saturating_mul(ROW_BYTES) > keepable {
-            let streamed = stream(db, filter, view, seq, &negotiation, &streams.0).await?;
+            let streamed = stream(db, filter, view, seq, &negotiation, &streams.permits).await?;
             return Ok(ListAnswer::Streamed(streamed));
         }
     }
@@ -352,12 +361,55 @@ async fn get_customers(
         .map(ListAnswer::Cached)
 }
 
-/// Lists in flight as streams (Rocket state).
-pub struct ListStreams(Arc<Semaphore>);
+/// Lists too large to keep (Rocket state): the streams in flight, and the sizes and change
+/// numbers last read, so that a revalidation (304) or a repeated download of an unchanged
+/// list reads nothing from the database before it streams or answers.
+pub struct ListStreams {
+    permits: Arc<Semaphore>,
+    sizes: Mutex<Sizes>,
+}
+
+/// Rows sent and change number per filter, valid for one data version.
+#[derive(Default)]
+struct Sizes {
+    generation: Option<i64>,
+    known: HashMap<ListFilter, (u64, i64)>,
+}
+
+/// Filters remembered at most (each a few dozen bytes); past that the memo starts over.
+const SIZES_KEPT: usize = 256;
+
+impl ListStreams {
+    /// The size and change number read for `filter` at this data version, if any.
+    fn size(&self, generation: Option<i64>, filter: &ListFilter) -> Option<(u64, i64)> {
+        let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        match generation {
+            Some(_) if sizes.generation == generation => sizes.known.get(filter).copied(),
+            _ => None,
+        }
+    }
+
+    /// Remembers a size read after `generation` was: no commit came between, or the next
+    /// request sees another generation and reads again.
+    fn remember(&self, generation: Option<i64>, filter: &ListFilter, size: (u64, i64)) {
+        if generation.is_none() {
+            return;
+        }
+        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        if sizes.generation != generation || sizes.known.len() >= SIZES_KEPT {
+            sizes.generation = generation;
+            sizes.known.clear();
+        }
+        sizes.known.insert(filter.clone(), size);
+    }
+}
 
 impl Default for ListStreams {
     fn default() -> Self {
-        ListStreams(Arc::new(Semaphore::new(STREAMS)))
+        ListStreams {
+            permits: Arc::new(Semaphore::new(STREAMS)),
+            sizes: Mutex::default(),
+        }
     }
 }
 
