@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod export;
 pub mod logging;
+pub mod memo;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;

@@ -14,7 +14,9 @@
 //!
 //! The Rocket app is the same one the tests drive ([`crate::rocket`]); it is reached through
 //! Rocket's public in-process client, which runs the same fairings, routes and catchers as
-//! Rocket's own server. Each request is logged here, with `apikey` masked.
+//! Rocket's own server. Each request is logged here, with `apikey` masked. A request the app
+//! has already answered at the current data version may be answered again from the memo of
+//! small list responses ([`crate::memo`]) without reaching the app.
 
 use std::convert::Infallible;
 use std::io;
@@ -40,7 +42,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::Config;
+use crate::db::Db;
 use crate::logging::LAUNCH;
+use crate::memo::{Memo, Memoized};
 
 /// The largest request body read. The API's own limit (16 KiB, a 413 naming it) is below.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -64,6 +68,8 @@ pub struct Bounds {
     pub max_connections: usize,
     /// How long in-flight responses may take to finish after SIGTERM or Ctrl-C.
     pub grace: Duration,
+    /// Bytes for the memo of small list responses (an eighth of the response cache's).
+    pub memo_bytes: usize,
 }
 
 /// Serves `rocket` (built by [`crate::rocket`]) on its configured address until SIGTERM or
@@ -88,6 +94,7 @@ pub fn run(rocket: Rocket<Build>) -> Result<(), String> {
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
         grace: Duration::from_secs(u64::from(settings.shutdown.grace + settings.shutdown.mercy)),
+        memo_bytes: config.response_cache_bytes / 8,
     };
     let address = SocketAddr::new(settings.address, settings.port);
     let result = runtime.block_on(serve(rocket, address, bounds));
@@ -124,8 +131,17 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
     let client = Client::untracked(rocket)
         .await
         .map_err(|e| format!("the application could not start: {}", e.kind()))?;
-    // Lives as long as the process: every connection task borrows it.
-    let client: &'static Client = Box::leak(Box::new(client));
+    let db = client
+        .rocket()
+        .state::<Db>()
+        .cloned()
+        .ok_or("the application has no database")?;
+    // Live as long as the process: every connection task borrows them.
+    let app: &'static App = Box::leak(Box::new(App {
+        client,
+        db,
+        memo: Memo::new(bounds.memo_bytes),
+    }));
     log::info!(
         "serving at most {max_connections} connections at once; request heads must arrive \
          within {} s",
@@ -164,7 +180,7 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
                 .keep_alive(true)
                 .max_buf_size(MAX_HEAD.max(8192))
                 .max_headers(MAX_HEADERS);
-            let service = service_fn(move |request| handle(client, peer, request));
+            let service = service_fn(move |request| handle(app, peer, request));
             let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
             let result = tokio::select! {
                 result = connection.as_mut() => result,
@@ -210,9 +226,17 @@ async fn shutdown_signal() {
 
 type Reply = hyper::Response<ResponseBody>;
 
-/// Answers one request: the checks only this layer can make, then the Rocket app.
+/// What every connection answers with: the Rocket app, its database (for the data version)
+/// and the memo of small list responses.
+struct App {
+    client: Client,
+    db: Db,
+    memo: Memo,
+}
+
+/// Answers one request: the checks only this layer can make, then the memo or the Rocket app.
 async fn handle(
-    client: &'static Client,
+    app: &'static App,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, Infallible> {
@@ -224,7 +248,7 @@ async fn handle(
         .path_and_query()
         .map_or("/", |target| target.as_str())
         .to_owned();
-    let reply = dispatch(client, peer, parts, body, &target).await;
+    let reply = dispatch(app, peer, parts, body, &target).await;
     // The logger masks the value of `apikey`; headers are never logged.
     log::info!(
         "{} {method} {target} {} {:.1}ms",
@@ -244,7 +268,7 @@ fn client_address(ip: IpAddr) -> IpAddr {
 }
 
 async fn dispatch(
-    client: &'static Client,
+    app: &'static App,
     peer: SocketAddr,
     parts: hyper::http::request::Parts,
     body: Incoming,
@@ -284,7 +308,26 @@ async fn dispatch(
         let names: Vec<&str> = parts.headers.keys().map(|name| name.as_str()).collect();
         log::debug!("{peer} sent headers: {}", names.join(", "));
     }
-    let mut local = client.req(method, target.to_owned());
+    let peer_ip = client_address(peer.ip());
+    let memo_key = app.memo.key(
+        &parts.method,
+        target,
+        &parts.headers,
+        !bytes.is_empty(),
+        peer_ip,
+    );
+    let before = match memo_key {
+        Some(ref key) => {
+            let generation = app.db.generation();
+            if let Some(kept) = app.memo.get(generation, key) {
+                log::debug!("{peer} answered from the memo");
+                return memoized_reply(&kept);
+            }
+            generation
+        }
+        None => None,
+    };
+    let mut local = app.client.req(method, target.to_owned());
     local.set_remote(peer);
     for (name, value) in &parts.headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -294,7 +337,24 @@ async fn dispatch(
         local.set_body(&bytes);
     }
     let response = local.dispatch().await;
-    into_hyper(response, method == Method::Head).await
+    let reply = into_hyper(response, method == Method::Head).await;
+    if let (Some(key), Some(body)) = (memo_key, reply.body().whole_bytes()) {
+        let kept = Memoized {
+            status: reply.status(),
+            headers: reply.headers().clone(),
+            body,
+        };
+        app.memo.keep(before, app.db.generation(), key, kept);
+    }
+    reply
+}
+
+/// A kept response, as the app sent it.
+fn memoized_reply(kept: &Memoized) -> Reply {
+    let mut reply = hyper::Response::new(ResponseBody::whole(kept.body.clone()));
+    *reply.status_mut() = kept.status;
+    *reply.headers_mut() = kept.headers.clone();
+    reply
 }
 
 /// A Rocket response as a hyper one: small bodies read whole, large ones streamed.
@@ -408,6 +468,14 @@ impl ResponseBody {
             first: (!bytes.is_empty()).then_some(bytes),
             rest: None,
             buffer: BytesMut::new(),
+        }
+    }
+
+    /// The whole body, when it was read whole (not streamed).
+    fn whole_bytes(&self) -> Option<Bytes> {
+        match self.rest {
+            Some(_) => None,
+            None => Some(self.first.clone().unwrap_or_default()),
         }
     }
 

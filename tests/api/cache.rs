@@ -450,3 +450,132 @@ fn a_streamed_list_is_gzipped_as_it_streams_with_its_own_etag() {
     assert_eq!(revalidated, 304);
     assert!(empty.is_empty());
 }
+
+/// A raw exchange's response without its `Date` line (hyper stamps each response).
+fn without_date(raw: &str) -> String {
+    raw.lines()
+        .filter(|line| !line.to_ascii_lowercase().starts_with("date:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn raw_get(port: u16, target: &str, headers: &[(&str, &str)]) -> String {
+    let mut raw = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    without_date(&raw_exchange(port, raw.as_bytes()))
+}
+
+#[test]
+fn a_repeated_request_over_the_socket_is_answered_from_the_memo_exactly_as_the_app_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("memo.db"),
+        &[
+            ("ROCKET_LOG_LEVEL", "debug"),
+            ("ROCKET_CORS_ORIGINS", "[\"https://shop.example\"]"),
+        ],
+    );
+    let first = server.get("/CUSTOMER/LIST/?id_client=3");
+    let etag = first.header("etag").unwrap().to_owned();
+    let variants: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/CUSTOMER/LIST/?id_client=3", vec![]),
+        ("/customer/list/?id_client=3", vec![]),
+        (
+            "/CUSTOMER/LIST/?id_client=3",
+            vec![("Origin", "https://shop.example")],
+        ),
+        (
+            "/CUSTOMER/LIST/?limit=10",
+            vec![("Accept-Encoding", "gzip")],
+        ),
+        ("/CUSTOMER/LIST/?email=marie.dubois%40example.be", vec![]),
+        (
+            "/CUSTOMER/LIST/?id_client=3",
+            vec![("If-None-Match", &etag)],
+        ),
+        ("/CUSTOMER/LIST/?id_client=99999", vec![]),
+    ];
+
+    let mut answers = Vec::new();
+    for (target, headers) in &variants {
+        let made = raw_get(server.port, target, headers);
+        let again = raw_get(server.port, target, headers);
+        answers.push((made, again));
+    }
+    let log = server.stop();
+
+    for ((target, headers), (made, again)) in variants.iter().zip(&answers) {
+        assert_eq!(made, again, "{target} {headers:?}");
+    }
+    assert!(answers[0].0.starts_with("HTTP/1.1 200"), "{}", answers[0].0);
+    let cors = answers[2].0.to_ascii_lowercase();
+    assert!(cors.contains("access-control-allow-origin: https://shop.example"));
+    assert!(!answers[0].0.to_ascii_lowercase().contains("access-control"));
+    assert!(answers[3]
+        .0
+        .to_ascii_lowercase()
+        .contains("content-encoding: gzip"));
+    assert!(answers[5].0.starts_with("HTTP/1.1 304"), "{}", answers[5].0);
+    assert!(answers[6].0.starts_with("HTTP/1.1 200"), "{}", answers[6].0);
+    let memo_hits = log.matches("answered from the memo").count();
+    assert!(memo_hits >= variants.len(), "{memo_hits} hits; log:\n{log}");
+}
+
+#[test]
+fn the_memo_follows_every_commit_and_never_answers_another_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("memo.db");
+    let server = Server::start(&db, &[("ROCKET_LOG_LEVEL", "debug")]);
+    let read = create_key(&db, "reader");
+    let write = create_write_key(&db, "writer");
+    let city = |reply: &Reply| reply.customers()[0]["city"].clone();
+    let get = |key: &str| {
+        server.request(
+            "GET",
+            "/CUSTOMER/LIST/?id_client=3",
+            &[("X-API-Key", key)],
+            "",
+        )
+    };
+
+    let first = get(&read);
+    let memoized = get(&read);
+    let wrong_key = get("clt_not-a-key-at-all-not-a-key-at-all-xx");
+    let updated = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &[("X-API-Key", &write), ("Content-Type", "application/json")],
+        r#"{"id_client":"3","city":"Namur"}"#,
+    );
+    let after_update = get(&read);
+    let again = get(&read);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE customer SET city = 'Spa' WHERE clcleunik = 3", [])
+        .unwrap();
+    let after_commit = get(&read);
+    let revoked = run(&db, &["keys", "revoke", "reader"], "");
+    let after_revoke = get(&read);
+    let log = server.stop();
+
+    assert_eq!(first.status, 200);
+    assert_eq!(memoized.body, first.body);
+    assert_eq!(wrong_key.status, 401);
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(city(&after_update), "Namur");
+    assert_eq!(again.body, after_update.body);
+    assert_eq!(
+        city(&after_commit),
+        "Spa",
+        "another process's commit shows at once"
+    );
+    assert!(revoked.status.success());
+    assert_eq!(after_revoke.status, 401, "a revoked key is refused at once");
+    assert!(
+        log.matches("answered from the memo").count() >= 2,
+        "the repeated requests came from the memo; log:\n{log}"
+    );
+}
