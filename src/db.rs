@@ -26,6 +26,23 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
     PRAGMA synchronous = NORMAL;";
 
+/// The stored passwords that are neither Argon2 nor bcrypt: plain text left by the old system
+/// (or written by another program), hashed at start-up. One text for the index and the query,
+/// so that SQLite can match them.
+macro_rules! legacy_password {
+    () => {
+        "password_hash IS NOT NULL AND substr(password_hash, 1, 7) <> '$argon2' \
+         AND substr(password_hash, 1, 4) NOT IN ('$2a$', '$2b$', '$2y$')"
+    };
+}
+
+/// Start-up's query for legacy passwords. It reads the partial index of migration 7 (empty
+/// once they are hashed), never the whole table.
+pub const LEGACY_PASSWORDS_QUERY: &str = concat!(
+    "SELECT clcleunik, password_hash FROM customer WHERE ",
+    legacy_password!()
+);
+
 /// The schema, one entry per version; `PRAGMA user_version` records how many have run.
 /// Append only: a released migration is never edited.
 const MIGRATIONS: &[&str] = &[
@@ -143,6 +160,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER upstream_password_deleted AFTER DELETE ON customer BEGIN
         DELETE FROM upstream_password WHERE clcleunik = OLD.clcleunik;
     END;",
+    // 7: an index of only the customers whose password is stored in plain text (none, once
+    // start-up has hashed them), so that start-up finds them without reading every customer.
+    concat!(
+        "CREATE INDEX customer_legacy_password ON customer (clcleunik) WHERE ",
+        legacy_password!(),
+        ";"
+    ),
 ];
 
 /// The schema version this binary writes.
@@ -503,13 +527,9 @@ pub fn hash_legacy_passwords(
     progress: &dyn Progress,
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let legacy: Vec<(i64, Secret)> = {
-        let mut statement = conn.prepare(
-            // Hashes are told apart in SQL, so that a million hashed customers cost one pass
-            // over the table at start-up and no copies; `is_hash` has the last word.
-            "SELECT clcleunik, password_hash FROM customer WHERE password_hash IS NOT NULL \
-             AND substr(password_hash, 1, 7) <> '$argon2' \
-             AND substr(password_hash, 1, 4) NOT IN ('$2a$', '$2b$', '$2y$')",
-        )?;
+        // Hashes are told apart in SQL, through a partial index, so that a million hashed
+        // customers cost nothing at start-up; `is_hash` has the last word.
+        let mut statement = conn.prepare(LEGACY_PASSWORDS_QUERY)?;
         let rows = statement.query_map([], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
         })?;

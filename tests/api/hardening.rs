@@ -324,7 +324,7 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
          DROP TABLE change_log; DROP TABLE tombstone; DROP INDEX customer_change;
          ALTER TABLE customer DROP COLUMN change_seq;
          DROP TRIGGER upstream_password_replaced; DROP TRIGGER upstream_password_deleted;
-         DROP TABLE upstream_password;
+         DROP TABLE upstream_password; DROP INDEX customer_legacy_password;
          PRAGMA user_version = 2;",
     )
     .unwrap();

@@ -346,7 +346,7 @@ fn an_unreadable_store_is_a_503_on_health_and_no_internals_anywhere() {
 }
 
 #[test]
-fn lookups_by_id_email_login_and_change_use_an_index_never_a_scan() {
+fn lookups_and_start_up_use_an_index_never_a_scan() {
     let app = spawn_app();
     let conn = rusqlite::Connection::open(&app.db).unwrap();
     let plan = |sql: &str| -> String {
@@ -385,6 +385,14 @@ fn lookups_by_id_email_login_and_change_use_an_index_never_a_scan() {
         assert!(plan.contains(index), "{sql}: {plan}");
         assert!(!plan.contains("SCAN customer"), "{sql}: {plan}");
     }
+    // Start-up's search for plain-text passwords reads only its partial index (empty once
+    // they are hashed), not every customer.
+    let startup = plan(clientele::db::LEGACY_PASSWORDS_QUERY);
+    assert!(
+        startup.contains("USING INDEX customer_legacy_password")
+            || startup.contains("USING COVERING INDEX customer_legacy_password"),
+        "{startup}"
+    );
 }
 
 #[test]
