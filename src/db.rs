@@ -160,12 +160,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER upstream_password_deleted AFTER DELETE ON customer BEGIN
         DELETE FROM upstream_password WHERE clcleunik = OLD.clcleunik;
     END;",
-    // 7: an index of only the customers whose password is stored in plain text (none, once
-    // start-up has hashed them), so that start-up finds them without reading every customer.
+    // 7: what start-up looks for, indexed so that it reads no whole table: the customers
+    // whose password is stored in plain text (none, once start-up has hashed them), and in
+    // mirror mode, the last good sync in the audit trail.
     concat!(
         "CREATE INDEX customer_legacy_password ON customer (clcleunik) WHERE ",
         legacy_password!(),
-        ";"
+        ";
+        CREATE INDEX audit_sync ON audit (at) WHERE action = 'sync' AND actor = 'sync';"
     ),
 ];
 

@@ -430,6 +430,12 @@ pub struct MirrorReport {
     pub last_error: Option<String>,
 }
 
+/// Seconds since the last good sync, from the audit trail (through its partial index
+/// `audit_sync`, so that start-up in mirror mode reads no whole table); NULL if none.
+pub const LAST_SYNC_AGE_QUERY: &str =
+    "SELECT CAST((julianday('now') - julianday(max(at))) * 86400 AS INTEGER)
+     FROM audit WHERE action = 'sync' AND actor = 'sync'";
+
 impl Mirror {
     /// Loads the digest key beside the database and the time of the last good sync recorded
     /// in the audit trail (so a restart does not forget it).
@@ -440,12 +446,7 @@ impl Mirror {
     ) -> Result<Mirror, String> {
         let key = SyncKey::load_or_create(database)?;
         let age: Option<i64> = conn
-            .query_row(
-                "SELECT CAST((julianday('now') - julianday(max(at))) * 86400 AS INTEGER)
-                 FROM audit WHERE action = 'sync' AND actor = 'sync'",
-                [],
-                |row| row.get(0),
-            )
+            .query_row(LAST_SYNC_AGE_QUERY, [], |row| row.get(0))
             .map_err(|e| e.to_string())?;
         let last_good = age.and_then(|secs| {
             SystemTime::now().checked_sub(Duration::from_secs(u64::try_from(secs).ok()?))

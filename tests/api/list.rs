@@ -393,6 +393,9 @@ fn lookups_and_start_up_use_an_index_never_a_scan() {
             || startup.contains("USING COVERING INDEX customer_legacy_password"),
         "{startup}"
     );
+    let mirror = plan(clientele::sync::LAST_SYNC_AGE_QUERY);
+    assert!(mirror.contains("INDEX audit_sync"), "{mirror}");
+    assert!(!mirror.contains("SCAN audit"), "{mirror}");
 }
 
 #[test]
