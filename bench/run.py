@@ -38,6 +38,9 @@ CLIENTELE_PORT = 18080
 NGINX_PORT = 18081
 REFERENCE_PORT = 18082
 REFERENCE_SIZE = 10_000
+# Rounds of the comparisons between clientele's own figures (lookups, list sizes): this
+# machine drifts by 10-15% between runs, and these targets sit at 0.8 and 0.9.
+ROUNDS = 3
 # Above this many customers the whole list is timed as downloads rather than hammered by wrk.
 WRK_WHOLE_LIST_MAX = 100_000
 MIB = 1024 * 1024
@@ -424,15 +427,24 @@ http {{
                            p99 <= 1.5)
         by_id64 = results["one customer by id, 64 conn"]["clientele"]
 
-        # 4. clientele alone. Lookups by email and by login, against by id just measured.
-        for name, script in (("by email", email_lua), ("by login", login_lookup_lua)):
-            sampler = RssSampler(proc.pid)
-            r = wrk(CLIENTELE_PORT, "/", 64, duration, script)
-            peaks.append(sampler.stop())
-            if r["non2xx"]:
-                raise SystemExit(f"lookup {name} answered errors:\n{r['raw']}")
-            report.add(f"one customer {name}, 64 conn", rate(r), "by id " + rate(by_id64),
-                       r["rps"] / by_id64["rps"], ">= 0.8x by id", r["rps"] >= 0.8 * by_id64["rps"])
+        # 4. clientele alone. Lookups by email and by login against by id, in alternating
+        # rounds, so that the machine's drift falls on all three alike.
+        rounds = {"by id": [], "by email": [], "by login": []}
+        for _ in range(ROUNDS):
+            for name, script in (("by id", ids_lua), ("by email", email_lua),
+                                 ("by login", login_lookup_lua)):
+                sampler = RssSampler(proc.pid)
+                r = wrk(CLIENTELE_PORT, "/", 64, duration, script)
+                peaks.append(sampler.stop())
+                if r["non2xx"]:
+                    raise SystemExit(f"lookup {name} answered errors:\n{r['raw']}")
+                rounds[name].append(r["rps"])
+        mean = {name: sum(rps) / len(rps) for name, rps in rounds.items()}
+        for name in ("by email", "by login"):
+            report.add(f"one customer {name}, 64 conn (mean of {ROUNDS})",
+                       f"{mean[name]:.0f} req/s", f"by id, alternating: {mean['by id']:.0f} req/s",
+                       mean[name] / mean["by id"], ">= 0.8x by id",
+                       mean[name] >= 0.8 * mean["by id"])
 
         # Cost flat in the list's size: by id at N against the reference size, alternating.
         if reference:
@@ -441,14 +453,14 @@ http {{
             ref_lua = work / "ref-ids.lua"
             lua_lookup(ref_lua, sample_ids(REFERENCE_SIZE), ref_key)
             big, small = [], []
-            for _ in range(2):
+            for _ in range(ROUNDS):
                 small.append(wrk(REFERENCE_PORT, "/", 64, duration, ref_lua)["rps"])
                 big.append(wrk(CLIENTELE_PORT, "/", 64, duration, ids_lua)["rps"])
             stop(ref_proc, procs)
             flat = sum(big) / sum(small)
-            report.add(f"one customer by id at {n:,}, 64 conn (mean of 2)",
-                       f"{sum(big) / 2:.0f} req/s",
-                       f"at {REFERENCE_SIZE:,}: {sum(small) / 2:.0f} req/s", flat,
+            report.add(f"one customer by id at {n:,}, 64 conn (mean of {ROUNDS})",
+                       f"{sum(big) / ROUNDS:.0f} req/s",
+                       f"at {REFERENCE_SIZE:,}: {sum(small) / ROUNDS:.0f} req/s", flat,
                        f">= 0.9x at {REFERENCE_SIZE:,}", flat >= 0.9)
 
         # The whole list when it is large: timed downloads, streamed.
