@@ -332,8 +332,9 @@ fn import(
     };
     let bars = Bars::new();
     let result = import::import(&mut conn, open, &config.hasher, options, &bars);
-    if result.is_err() && db.created() {
-        // A failed import into a new file leaves no empty database behind.
+    let created = db.created();
+    if created && (result.is_err() || dry_run) {
+        // A failed import or a dry run into a new file leaves no database behind.
         drop(conn);
         drop(db);
         crate::db::remove_files(&config.database);
@@ -348,8 +349,13 @@ fn import(
     } else {
         "imported"
     };
+    let into = if created && !dry_run {
+        format!(" into the new database {}", config.database.display())
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{name}: {verb}: {} inserted, {} updated, {} deleted, {} unchanged ({} rows in {:.2} s)",
+        "{name}: {verb}{into}: {} inserted, {} updated, {} deleted, {} unchanged ({} rows in {:.2} s)",
         summary.inserted,
         summary.updated,
         summary.deleted,

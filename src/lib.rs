@@ -83,7 +83,8 @@ fn open_store(config: &Config, seed: Seed) -> Result<Db, StartupError> {
                 "created database {} with {seeded} demo customers",
                 config.database.display()
             );
-        } else {
+        } else if seed == Seed::IfNew {
+            // (`import`, which never seeds, says what became of the new file itself.)
             log::info!("created empty database {}", config.database.display());
         }
     }

@@ -618,3 +618,29 @@ fn replacing_with_an_empty_file_needs_allow_empty() {
     assert!(allowed.status.success(), "{}", stderr(&allowed));
     assert!(dump(&app.db).is_empty());
 }
+
+#[test]
+fn importing_into_a_new_file_says_so_and_a_dry_run_or_a_failure_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.db");
+    let csv = "clcleunik;lastName\n7;Peeters\n";
+
+    let dry = run(&db, &["import", "-", "--dry-run"], csv);
+    let dry_left = db.exists();
+    let failed = run(&db, &["import", "-"], "clcleunik;lastName\nseven;Peeters\n");
+    let failed_left = db.exists();
+    let made = run(&db, &["import", "-"], csv);
+
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(!dry_left, "a dry run writes nothing, not even a new file");
+    assert!(!failed.status.success());
+    assert!(!failed_left, "a failed import into a new file leaves none");
+    for output in [&dry, &failed] {
+        assert!(!stderr(output).contains("created"), "{}", stderr(output));
+    }
+    assert!(made.status.success(), "{}", stderr(&made));
+    let told = stderr(&made);
+    assert!(told.contains("imported into the new database"), "{told}");
+    assert!(told.contains("1 inserted"), "{told}");
+    assert!(db.exists());
+}
