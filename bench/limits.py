@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, RssSampler, fetch, lua_ids, rss_kib, sh, wait_http, wrk  # noqa: E402
+from run import (ROOT, RssSampler, fetch, lua_ids, release_binary, rss_kib, sh,  # noqa: E402
+                 wait_http, wrk)
 
 PORT = 18090
 STALLED = 1100
@@ -53,9 +54,7 @@ def main():
     parser.add_argument("--duration", type=int, default=20, help="seconds per wrk run")
     args = parser.parse_args()
 
-    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = str(target / "release/clientele")
+    binary = release_binary()
     work = Path(tempfile.mkdtemp(prefix="clientele-limits-"))
     db = work / "limits.db"
     env = dict(os.environ, ROCKET_DATABASE=str(db), ROCKET_PORT=str(PORT),

@@ -50,6 +50,12 @@ def sh(*args, **kw):
     return subprocess.run(args, check=True, **kw)
 
 
+def release_binary():
+    """Builds clientele in release mode (the benchmarks' only build) and returns its path."""
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    return str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/clientele")
+
+
 def wait_http(port, path="/health", timeout=30.0):
     """Seconds until GET path on port answers 200."""
     start = time.monotonic()
@@ -279,9 +285,7 @@ def main():
     n, duration = args.customers, args.duration
     began = time.monotonic()
 
-    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = str(target / "release/clientele")
+    binary = release_binary()
     work = Path(tempfile.mkdtemp(prefix="clientele-bench-"))
     www = work / "www"
     (www / "by_id").mkdir(parents=True)

@@ -19,7 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import ROOT, release_binary  # noqa: E402
 
 
 def serve(body_ref):
@@ -55,8 +56,7 @@ def main():
     parser.add_argument("--customers", type=int, default=10000)
     args = parser.parse_args()
     n = args.customers
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    binary = str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/clientele")
+    binary = release_binary()
     work = Path(tempfile.mkdtemp(prefix="clientele-sync-"))
     data = subprocess.run([sys.executable, str(ROOT / "bench/gen_customers.py"), str(n),
                            "--passwords"], capture_output=True, check=True).stdout

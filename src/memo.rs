@@ -90,7 +90,19 @@ impl Memo {
         if self.budget == 0 || method != hyper::Method::GET || has_body || !list {
             return None;
         }
+        // Unambiguous: the address first, its length told by a tag; then the target and the
+        // headers, none of which may hold a line break (nor a name a colon).
         let mut key = Vec::with_capacity(target.len() + 64 * headers.len() + 24);
+        match peer {
+            IpAddr::V4(v4) => {
+                key.push(4);
+                key.extend_from_slice(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                key.push(6);
+                key.extend_from_slice(&v6.octets());
+            }
+        }
         key.extend_from_slice(target.as_bytes());
         key.push(b'\n');
         for (name, value) in headers {
@@ -99,7 +111,6 @@ impl Memo {
             key.extend_from_slice(value.as_bytes());
             key.push(b'\n');
         }
-        key.extend_from_slice(peer.to_string().as_bytes());
         Some(key)
     }
 
