@@ -579,3 +579,70 @@ fn the_memo_follows_every_commit_and_never_answers_another_key() {
         "the repeated requests came from the memo; log:\n{log}"
     );
 }
+
+#[test]
+fn under_concurrent_reads_every_write_shows_in_the_next_read_through_the_memo() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("busy.db");
+    let server = Server::start(&db, &[("ROCKET_LOG_LEVEL", "debug")]);
+    let read = create_key(&db, "reader");
+    let write = create_write_key(&db, "writer");
+    let port = server.port;
+    let city_of = |reply: &Reply| reply.customers()[0]["city"].as_str().unwrap().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // Four readers ask for the same customer as fast as they can, so that the memo is
+    // filled and consulted between every write.
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, read) = (std::sync::Arc::clone(&stop), read.clone());
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let reply = http(
+                        port,
+                        "GET",
+                        "/CUSTOMER/LIST/?id_client=3",
+                        &[("X-API-Key", read.as_str())],
+                        "",
+                    );
+                    statuses.push(reply.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for round in 0..25 {
+        let body = format!(r#"{{"id_client":"3","city":"City {round}"}}"#);
+        let updated = server.request(
+            "POST",
+            "/CUSTOMER/UPDATE/",
+            &[("X-API-Key", &write), ("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(updated.status, 200, "{}", updated.body);
+        let next = server.request(
+            "GET",
+            "/CUSTOMER/LIST/?id_client=3",
+            &[("X-API-Key", &read)],
+            "",
+        );
+        seen.push(city_of(&next));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses: Vec<u16> = readers
+        .into_iter()
+        .flat_map(|reader| reader.join().unwrap())
+        .collect();
+    let log = server.stop();
+
+    let expected: Vec<String> = (0..25).map(|round| format!("City {round}")).collect();
+    assert_eq!(seen, expected, "each read after a write shows that write");
+    assert!(statuses.iter().all(|&status| status == 200));
+    assert!(statuses.len() > 25, "the readers ran beside the writes");
+    assert!(
+        log.contains("answered from the memo"),
+        "the memo was in use meanwhile"
+    );
+}

@@ -130,6 +130,12 @@ fn login_rate_measures_the_configured_parameters_on_the_login_workers_and_opens_
         .output()
         .unwrap();
     let refused = run(&db, &["login-rate", "--seconds", "0"], "");
+    let misspelled = binary()
+        .args(["login-rate", "--seconds", "0.1"])
+        .env("ROCKET_DATABASE", &db)
+        .env("ROCKET_LOGIN_WORKER", "2")
+        .output()
+        .unwrap();
 
     let printed = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(output.status.success(), "{}", stderr(&output));
@@ -141,4 +147,11 @@ fn login_rate_measures_the_configured_parameters_on_the_login_workers_and_opens_
     assert!(!db.exists());
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("seconds from 0.1 to 600"));
+    // The same config checks as the server: a misspelled setting is named, not ignored.
+    assert!(!misspelled.status.success());
+    assert!(
+        stderr(&misspelled).contains("login_workers"),
+        "{}",
+        stderr(&misspelled)
+    );
 }
