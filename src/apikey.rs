@@ -79,16 +79,40 @@ impl Scope {
     }
 }
 
+/// What a new key may do besides its scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyOptions {
+    /// The key belongs to a server that calls on behalf of end users (a shop's back end): it
+    /// may name the end user's address as the first `X-Forwarded-For` entry, and login limits
+    /// then count that address.
+    pub forwards_client_address: bool,
+}
+
 /// Creates a key named `name` and returns it: the only time it is ever seen.
 pub fn create(conn: &Connection, name: &str, scope: Scope) -> Result<Secret, KeyError> {
+    create_with(conn, name, scope, KeyOptions::default())
+}
+
+/// [`create`], with [`KeyOptions`].
+pub fn create_with(
+    conn: &Connection,
+    name: &str,
+    scope: Scope,
+    options: KeyOptions,
+) -> Result<Secret, KeyError> {
     check_name(name)?;
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let key = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
     let inserted = conn.execute(
-        "INSERT INTO api_key (name, digest, scope) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (name) DO NOTHING",
-        rusqlite::params![name, digest(&key).as_slice(), scope.as_str()],
+        "INSERT INTO api_key (name, digest, scope, forwards_client_address) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING",
+        rusqlite::params![
+            name,
+            digest(&key).as_slice(),
+            scope.as_str(),
+            options.forwards_client_address
+        ],
     )?;
     if inserted == 0 {
         return Err(KeyError::Exists(name.to_owned()));
@@ -102,17 +126,22 @@ pub struct KeyInfo {
     pub name: String,
     pub scope: Scope,
     pub created_at: String,
+    pub forwards_client_address: bool,
 }
 
 /// Every key's name, scope and creation time, oldest first. Never the keys.
 pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>, KeyError> {
     let mut statement =
-        conn.prepare("SELECT name, scope, created_at FROM api_key ORDER BY created_at, name")?;
+        conn.prepare(
+            "SELECT name, scope, created_at, forwards_client_address FROM api_key \
+             ORDER BY created_at, name",
+        )?;
     let rows = statement.query_map([], |row| {
         Ok(KeyInfo {
             name: row.get(0)?,
             scope: Scope::from_stored(&row.get::<_, String>(1)?),
             created_at: row.get(2)?,
+            forwards_client_address: row.get(3)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -141,23 +170,27 @@ struct StoredKey {
 }
 
 fn load_keys(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
-    let mut statement = conn.prepare_cached("SELECT digest, name, scope FROM api_key")?;
+    let mut statement = conn
+        .prepare_cached("SELECT digest, name, scope, forwards_client_address FROM api_key")?;
     let rows = statement.query_map([], |row| {
         Ok((
             row.get::<_, Vec<u8>>(0)?,
             row.get::<_, String>(1)?,
             row.get::<_, String>(2)?,
+            row.get::<_, bool>(3)?,
         ))
     })?;
     let mut keys = Vec::new();
     for row in rows {
-        let (digest, name, scope) = row?;
+        let (digest, name, scope, forwards_client_address) = row?;
         if let Ok(digest) = KeyDigest::try_from(digest.as_slice()) {
             keys.push(StoredKey {
                 digest,
                 caller: Caller {
                     name: Some(name.into()),
                     scope: Scope::from_stored(&scope),
+                    forwards_client_address,
+                    end_user: None,
                 },
             });
         }
@@ -171,6 +204,13 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
 pub struct Caller {
     pub name: Option<Arc<str>>,
     pub scope: Scope,
+    /// The key may name the end user's address in `X-Forwarded-For` (see [`KeyOptions`]).
+    pub forwards_client_address: bool,
+    /// The end user's address, when this request makes it known (see [`end_user_address`]):
+    /// the address login and password-change limits count. `None` for a server calling on
+    /// behalf of its users without naming them: only per-account limits apply then, so one
+    /// user's failures never keep another out.
+    pub end_user: Option<IpAddr>,
 }
 
 impl Caller {
@@ -236,6 +276,8 @@ impl Access {
                 Ok(Caller {
                     name: None,
                     scope: Scope::Write,
+                    forwards_client_address: false,
+                    end_user: None,
                 })
             } else {
                 Err(ApiError::Unauthorized)
@@ -322,6 +364,42 @@ fn presented_keys<'r>(request: &'r Request<'_>) -> Vec<std::borrow::Cow<'r, str>
     keys
 }
 
+/// The address of the person behind a request, as far as it is known, for the login limits:
+/// - a key created with `--forwards-client-address` names it as the first `X-Forwarded-For`
+///   entry (ignored from any other caller, who could pick any address);
+/// - behind a reverse proxy the operator configured (`ip_header`), the proxy's header;
+/// - with no key at all (one person at one machine), the TCP peer.
+///
+/// A read or write key that does not forward an address belongs to a server calling for many
+/// people at once (a shop's back end): its own address would lump them together, so none is
+/// counted and only per-account limits apply.
+fn end_user_address(request: &Request<'_>, caller: &Caller) -> Option<IpAddr> {
+    if caller.forwards_client_address {
+        return request
+            .headers()
+            .get_one("X-Forwarded-For")
+            .and_then(|value| value.split(',').next())
+            .and_then(|first| parse_address(first.trim()));
+    }
+    if caller.name.is_none() || request.rocket().config().ip_header.is_some() {
+        return request.client_ip();
+    }
+    None
+}
+
+/// An address as `X-Forwarded-For` carries it: `203.0.113.7`, `2001:db8::1`, `[2001:db8::1]`,
+/// with or without a port.
+fn parse_address(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            text.strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inner| inner.parse().ok())
+        })
+}
+
 /// A request guard: present on a handler, the request needs a valid API key. It says who
 /// called, for the audit trail and for the writes a read key may not make.
 pub struct ApiKey(pub Caller);
@@ -341,7 +419,10 @@ impl<'r> FromRequest<'r> for ApiKey {
         let keys: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
         let generation = crate::db::request_generation(request);
         match access.check(db, generation, &keys).await {
-            Ok(caller) => Outcome::Success(ApiKey(caller)),
+            Ok(mut caller) => {
+                caller.end_user = end_user_address(request, &caller);
+                Outcome::Success(ApiKey(caller))
+            }
             Err(error) => Outcome::Error((error.status(), error)),
         }
     }

@@ -170,6 +170,12 @@ pub enum KeysCommand {
         /// Allow this key to write (add, update and delete customers, reset passwords).
         #[arg(long)]
         write: bool,
+        /// The key belongs to a server that calls on behalf of end users (a shop's back
+        /// end): it may send the end user's address as the first X-Forwarded-For entry, and
+        /// login limits then count that address. Without it, logins through this key are
+        /// limited per account only, so one visitor's failures never lock out the others.
+        #[arg(long)]
+        forwards_client_address: bool,
     },
     /// List key names, scopes (read or write) and creation times (never the keys).
     List,
@@ -476,16 +482,29 @@ fn keys(command: KeysCommand) -> Result<(), String> {
     let (_, db) = open()?;
     let conn = db.connection().map_err(|e| e.to_string())?;
     match command {
-        KeysCommand::Create { name, write } => {
+        KeysCommand::Create {
+            name,
+            write,
+            forwards_client_address,
+        } => {
             let scope = if write {
                 apikey::Scope::Write
             } else {
                 apikey::Scope::Read
             };
-            let key = apikey::create(&conn, &name, scope).map_err(|e| e.to_string())?;
+            let options = apikey::KeyOptions {
+                forwards_client_address,
+            };
+            let key = apikey::create_with(&conn, &name, scope, options)
+                .map_err(|e| e.to_string())?;
             eprintln!(
-                "Created {} API key {name:?}. Copy it now: it is not stored and cannot be shown again.",
-                scope.as_str()
+                "Created {} API key {name:?}{}. Copy it now: it is not stored and cannot be shown again.",
+                scope.as_str(),
+                if forwards_client_address {
+                    " (forwards the client address)"
+                } else {
+                    ""
+                }
             );
             println!("{}", key.expose());
         }
@@ -496,10 +515,15 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             }
             for key in keys {
                 println!(
-                    "{}\t{}\tcreated {}",
+                    "{}\t{}\tcreated {}{}",
                     key.name,
                     key.scope.as_str(),
-                    key.created_at
+                    key.created_at,
+                    if key.forwards_client_address {
+                        "\tforwards client address"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

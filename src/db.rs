@@ -169,6 +169,8 @@ const MIGRATIONS: &[&str] = &[
         ";
         CREATE INDEX audit_sync ON audit (at) WHERE action = 'sync' AND actor = 'sync';"
     ),
+    // 8: keys of servers that call on behalf of end users and name them (login limits).
+    "ALTER TABLE api_key ADD COLUMN forwards_client_address INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this binary writes.

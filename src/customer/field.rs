@@ -263,18 +263,39 @@ fn is_time(value: &str) -> bool {
         Some([h, m, s]) if *h < 24 && *m < 60 && *s < 60)
 }
 
-/// Whether `value` looks like an email address: something, `@`, a domain with a dot, no
-/// spaces. Registration asks this much; imports take what the old system held.
+/// Whether `value` looks like an email address: one `@`, something before it, a domain with
+/// a dot after it, no spaces and no invisible characters. Registration asks this much;
+/// imports take what the old system held.
 pub fn looks_like_email(value: &str) -> bool {
-    let Some((local, domain)) = value.rsplit_once('@') else {
+    let Some((local, domain)) = value.split_once('@') else {
         return false;
     };
     !local.is_empty()
+        && !domain.contains('@')
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
+        && !domain.contains("..")
         && !value.chars().any(char::is_whitespace)
+        && invisible_char(value).is_none()
 }
+
+/// The first character of `value` that shows nothing on screen (a zero-width space, a
+/// byte-order mark, a direction mark, a soft hyphen...), if any. Two emails or logins that
+/// differ only by one look the same to people and to the shop, but not to a uniqueness check.
+pub fn invisible_char(value: &str) -> Option<char> {
+    value.chars().find(|&c| {
+        c.is_control()
+            || matches!(c,
+                '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+                | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +309,30 @@ mod tests {
         for (column, field) in COLUMNS.split(", ").zip(Field::ALL) {
             assert_eq!(column.trim(), field.name());
         }
+    }
+
+    #[test]
+    fn an_email_has_one_at_and_nothing_invisible() {
+        for good in ["a@b.be", "a.b+c@shop.example", "jos\u{e9}@exemple.fr"] {
+            assert!(looks_like_email(good), "{good}");
+        }
+        for bad in [
+            "two@@example.org",
+            "a@b@c.be",
+            "@b.be",
+            "a@b",
+            "a@.b.be",
+            "a@b..be",
+            "a b@c.be",
+            "a\u{200B}@b.be",
+            "\u{FEFF}a@b.be",
+            "a@b.be\u{2060}",
+            "a\u{00AD}b@c.be",
+        ] {
+            assert!(!looks_like_email(bad), "{bad:?}");
+        }
+        assert_eq!(invisible_char("jdoe\u{200D}"), Some('\u{200D}'));
+        assert_eq!(invisible_char("Zo\u{e9}"), None);
     }
 
     #[test]

@@ -100,7 +100,8 @@ pub struct Authenticated {
 
 impl LoginService {
     /// Checks `password` for the account `identifier` names, under the failure limits: the
-    /// attempt is counted (for the account and for `client`'s address) before the slow check
+    /// attempt is counted (for the account, and for the end user's address `client` when it
+    /// is known) before the slow check
     /// and refunded if it succeeds. Unknown account and wrong password are the same 401, in
     /// the same time (a dummy hash is verified for an unknown account).
     pub async fn authenticate(
@@ -118,14 +119,15 @@ impl LoginService {
             Some((customer, _)) => format!("customer:{}", customer.clcleunik),
             None => identifier.subject(),
         };
-        let address = format!(
-            "address:{}",
-            client.map_or("unknown".into(), |ip| ip.to_string())
-        );
+        // Only an end user's own address is counted: a shop's server calling for all of its
+        // customers is not one person (see `apikey::end_user_address`).
+        let address = client.map(|ip| format!("address:{ip}"));
+        let mut subjects = vec![account.as_str()];
+        subjects.extend(address.as_deref());
         // Counted before the (slow) check, so that parallel attempts cannot all slip through.
         let attempt = self
             .limiter
-            .begin(&[&account, &address], Instant::now())
+            .begin(&subjects, Instant::now())
             .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
 
         let (customer, stored) = match found {
@@ -171,8 +173,7 @@ impl LoginService {
 
 #[post("/CUSTOMER/LOGIN", data = "<body>")]
 async fn post_login(
-    _key: ApiKey,
-    client: Option<IpAddr>,
+    key: ApiKey,
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
@@ -187,7 +188,7 @@ async fn post_login(
         stored,
         rehash,
     } = service
-        .authenticate(db, identifier, &password, client)
+        .authenticate(db, identifier, &password, key.0.end_user)
         .await?;
     if let (true, Some(old)) = (rehash, stored) {
         upgrade_hash(db, service, customer.clcleunik, old, password).await;

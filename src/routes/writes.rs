@@ -4,7 +4,6 @@
 //! password change that proves the current password excepted), checks every value by the
 //! import's rules, and is recorded in the audit trail in the same transaction.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use rocket::http::{Method, Status};
@@ -97,6 +96,18 @@ fn read_changes(fields: Fields, password_allowed: bool) -> Result<Changes, ApiEr
                     .map_err(|why| ApiError::bad_request(format!("Invalid {name}: {why}")))?;
                 changes.present.insert(field);
             }
+        }
+    }
+    for (field, value) in [
+        (Field::Email, &changes.customer.email),
+        (Field::Login, &changes.customer.login),
+    ] {
+        if let (true, Some(c)) = (changes.present.contains(field), field::invisible_char(value)) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid {}: contains an invisible character (U+{:04X})",
+                field.name(),
+                u32::from(c)
+            )));
         }
     }
     let email = &changes.customer.email;
@@ -462,7 +473,6 @@ fn read_password_change(fields: Fields) -> Result<PasswordChange, ApiError> {
 #[allow(clippy::too_many_arguments)]
 async fn post_password(
     key: ApiKey,
-    client: Option<IpAddr>,
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
@@ -485,7 +495,7 @@ async fn post_password(
         // The customer proves the current password: any key, the login's limits and 401.
         Some(current) => {
             let Authenticated { customer, .. } = service
-                .authenticate(db, identifier, &current, client)
+                .authenticate(db, identifier, &current, key.0.end_user)
                 .await?;
             (customer, Action::Password)
         }

@@ -9,6 +9,7 @@ mod changes;
 mod docs;
 mod hardening;
 mod list;
+mod lockout;
 mod login;
 mod mirror;
 mod secrets;

@@ -1,0 +1,142 @@
+//! Login limits in front of a shop's login form: every login arrives from the shop's server,
+//! so its address is not a person's. Failures never keep *another* customer out; a key created
+//! with `--forwards-client-address` names the end user, and only that address is limited.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// Creates a key with the CLI, as an owner would, and returns it.
+fn key(db: &Path, name: &str, flags: &[&str]) -> String {
+    let output = binary()
+        .env("ROCKET_DATABASE", db)
+        .args(["keys", "create", name])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn login(server: &Server, key: &str, email: &str, password: &str, from: Option<&str>) -> u16 {
+    let body = json!({"email": email, "password": password}).to_string();
+    let mut headers = vec![("Content-Type", "application/json"), ("X-API-Key", key)];
+    if let Some(address) = from {
+        headers.push(("X-Forwarded-For", address));
+    }
+    server
+        .request("POST", "/CUSTOMER/LOGIN/", &headers, &body)
+        .status
+}
+
+/// Demo accounts other than jdoe, for failures spread over many customers.
+fn other_emails() -> Vec<String> {
+    demo_customers()
+        .iter()
+        .filter_map(|c| c["email"].as_str().map(str::to_owned))
+        .filter(|email| email != "jdoe@example.com")
+        .collect()
+}
+
+#[test]
+fn failures_through_a_shops_server_never_lock_out_another_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[]);
+    let shop = key(&db, "shop-backend", &[]);
+
+    // Thirty wrong passwords for twenty other accounts, all through the shop's one address.
+    for email in other_emails().iter().cycle().take(30) {
+        let status = login(&server, &shop, email, "wrong guess", None);
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    // An X-Forwarded-For from a key that may not forward is ignored, not trusted.
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", Some("10.9.9.9")),
+        200
+    );
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", None),
+        200
+    );
+}
+
+#[test]
+fn an_accounts_own_failures_still_lock_it_whatever_address_is_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[]);
+    let shop = key(&db, "shop-backend", &[]);
+
+    for n in 0..10 {
+        let forged = format!("192.0.2.{n}");
+        let status = login(&server, &shop, "jdoe@example.com", "wrong", Some(&forged));
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", Some("192.0.2.99")),
+        429
+    );
+}
+
+#[test]
+fn a_forwarding_key_limits_the_end_users_address_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[]);
+    let shop = key(&db, "shop-backend", &["--forwards-client-address"]);
+    let attacker = "198.51.100.7, 10.0.0.2";
+
+    // One visitor tries ten accounts once each: the address limit, not any account's.
+    for email in other_emails().iter().take(10) {
+        assert_eq!(login(&server, &shop, email, "wrong", Some(attacker)), 401);
+    }
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", Some(attacker)),
+        429,
+        "the eleventh attempt from that visitor is refused before any check"
+    );
+    // Another visitor, and the shop's own calls without a forwarded address, get in.
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", Some("203.0.113.5")),
+        200
+    );
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", Some("[2001:db8::5]:443")),
+        200
+    );
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", None),
+        200
+    );
+    let listed = binary()
+        .env("ROCKET_DATABASE", &db)
+        .args(["keys", "list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("forwards client address"));
+}
+
+#[test]
+fn wrong_current_passwords_through_a_shop_never_lock_out_another_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[]);
+    let shop = key(&db, "shop-backend", &[]);
+    for email in other_emails().iter().cycle().take(15) {
+        let body = json!({"email": email, "currentPassword": "wrong", "newPassword": "lavande moulin 1987 rouge"});
+        let reply = server.request(
+            "POST",
+            "/CUSTOMER/PASSWORD/",
+            &[("Content-Type", "application/json"), ("X-API-Key", &shop)],
+            &body.to_string(),
+        );
+        assert!(reply.status == 401 || reply.status == 429, "{}", reply.status);
+    }
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", None),
+        200
+    );
+}
