@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rocket::http::Status;
+use rocket::http::{Method, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::Secret;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::{guard_failure, ApiError};
 
 /// What every key starts with, so a leaked one is easy to recognise in a scanner or a log.
 const PREFIX: &str = "clt_";
@@ -131,11 +131,10 @@ pub struct KeyInfo {
 
 /// Every key's name, scope and creation time, oldest first. Never the keys.
 pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>, KeyError> {
-    let mut statement =
-        conn.prepare(
-            "SELECT name, scope, created_at, forwards_client_address FROM api_key \
+    let mut statement = conn.prepare(
+        "SELECT name, scope, created_at, forwards_client_address FROM api_key \
              ORDER BY created_at, name",
-        )?;
+    )?;
     let rows = statement.query_map([], |row| {
         Ok(KeyInfo {
             name: row.get(0)?,
@@ -170,8 +169,8 @@ struct StoredKey {
 }
 
 fn load_keys(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
-    let mut statement = conn
-        .prepare_cached("SELECT digest, name, scope, forwards_client_address FROM api_key")?;
+    let mut statement =
+        conn.prepare_cached("SELECT digest, name, scope, forwards_client_address FROM api_key")?;
     let rows = statement.query_map([], |row| {
         Ok((
             row.get::<_, Vec<u8>>(0)?,
@@ -229,13 +228,22 @@ impl Caller {
 pub struct Access {
     /// No key needed while none exists (loopback address, or `allow_anonymous = true`).
     anonymous_when_keyless: bool,
+    /// Keyless on a loopback address: requests must name this machine in `Host`.
+    keyless_on_loopback: bool,
+    /// The address the server listens on.
+    address: IpAddr,
+    /// Browser origins the owner allowed (`cors_origins`).
+    cors_origins: Vec<String>,
     cache: RwLock<Option<(i64, Arc<[StoredKey]>)>>,
 }
 
 impl Access {
-    pub fn new(anonymous_when_keyless: bool) -> Access {
+    pub fn new(anonymous_when_keyless: bool, address: IpAddr, cors_origins: Vec<String>) -> Access {
         Access {
             anonymous_when_keyless,
+            keyless_on_loopback: anonymous_when_keyless && address.is_loopback(),
+            address,
+            cors_origins,
             cache: RwLock::new(None),
         }
     }
@@ -364,6 +372,65 @@ fn presented_keys<'r>(request: &'r Request<'_>) -> Vec<std::borrow::Cow<'r, str>
     keys
 }
 
+/// Serving without keys is for one person at one machine, so no web page that person visits
+/// may use it:
+/// - on a loopback address, the `Host` must name this machine (`localhost`, a loopback
+///   address, or the configured address), or a page on another site could read everything
+///   through DNS rebinding (its own name, resolved to 127.0.0.1);
+/// - anything but GET, HEAD and OPTIONS (a write, a login) whose `Origin` is present must come
+///   from the server's own origin or one in `cors_origins`, or any page could send a "simple"
+///   cross-site POST that changes or deletes customers.
+fn keyless_request_allowed(request: &Request<'_>, access: &Access) -> Result<(), ApiError> {
+    // No `Host` at all (HTTP/1.0, a tool) is no browser, so no rebinding.
+    let host = request.headers().get_one("Host");
+    if access.keyless_on_loopback && host.is_some_and(|host| !is_local_host(host, access.address)) {
+        return Err(ApiError::Forbidden(
+            "Without an API key this server only answers requests addressed to localhost, \
+             127.0.0.1 or [::1]. Create a key (clientele keys create NAME) to serve other \
+             host names"
+                .into(),
+        ));
+    }
+    let method = request.method();
+    if matches!(method, Method::Get | Method::Head | Method::Options) {
+        return Ok(());
+    }
+    let Some(origin) = request.headers().get_one("Origin") else {
+        return Ok(());
+    };
+    let own = ["http://", "https://"]
+        .iter()
+        .any(|scheme| host.is_some() && origin.strip_prefix(scheme) == host);
+    if own || access.cors_origins.iter().any(|allowed| allowed == origin) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        "Without an API key this server refuses writes and logins sent by web pages of other \
+         sites (the Origin header). List the site in cors_origins, or create a key"
+            .into(),
+    ))
+}
+
+/// Whether a `Host` header names this machine: `localhost`, a loopback address, or the
+/// address the server is configured on, with or without a port.
+fn is_local_host(host: &str, configured: IpAddr) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback() || ip == configured)
+}
+
 /// The address of the person behind a request, as far as it is known, for the login limits:
 /// - a key created with `--forwards-client-address` names it as the first `X-Forwarded-For`
 ///   entry (ignored from any other caller, who could pick any address);
@@ -420,10 +487,15 @@ impl<'r> FromRequest<'r> for ApiKey {
         let generation = crate::db::request_generation(request);
         match access.check(db, generation, &keys).await {
             Ok(mut caller) => {
+                if caller.name.is_none() {
+                    if let Err(error) = keyless_request_allowed(request, access) {
+                        return guard_failure(request, error);
+                    }
+                }
                 caller.end_user = end_user_address(request, &caller);
                 Outcome::Success(ApiKey(caller))
             }
-            Err(error) => Outcome::Error((error.status(), error)),
+            Err(error) => guard_failure(request, error),
         }
     }
 }
@@ -441,7 +513,7 @@ impl<'r> FromRequest<'r> for WriteKey {
             Outcome::Success(ApiKey(caller)) if caller.can_write() => {
                 Outcome::Success(WriteKey(caller))
             }
-            Outcome::Success(_) => Outcome::Error((Status::Forbidden, ApiError::ReadOnlyKey)),
+            Outcome::Success(_) => guard_failure(request, ApiError::ReadOnlyKey),
             Outcome::Error(error) => Outcome::Error(error),
             Outcome::Forward(status) => Outcome::Forward(status),
         }
@@ -455,7 +527,7 @@ mod tests {
     #[test]
     fn keys_are_long_random_and_url_safe() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE api_key (name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT 'read')").unwrap();
+        conn.execute_batch("CREATE TABLE api_key (name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT 'read', forwards_client_address INTEGER NOT NULL DEFAULT 0)").unwrap();
         let a = create(&conn, "shop", Scope::Read).unwrap();
         let b = create(&conn, "shop-2", Scope::Write).unwrap();
         assert_ne!(a, b);

@@ -120,6 +120,10 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("This API key may only read")]
     ReadOnlyKey,
+    /// A request refused for where it comes from (a foreign `Host` or `Origin` while the
+    /// server has no key); the message says what to do.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such customer (or other thing); the message names what was looked for.
     #[error("{0}")]
     NotFound(String),
@@ -169,7 +173,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => Status::BadRequest,
             ApiError::Unauthorized | ApiError::InvalidCredentials => Status::Unauthorized,
-            ApiError::ReadOnlyKey => Status::Forbidden,
+            ApiError::ReadOnlyKey | ApiError::Forbidden(_) => Status::Forbidden,
             ApiError::NotFound(_) => Status::NotFound,
             ApiError::Conflict(_) => Status::Conflict,
             ApiError::Gone(_) => Status::Gone,
@@ -217,7 +221,7 @@ fn catcher_message(status: Status) -> String {
     match status.code {
         400 => "Bad request: the request could not be read".into(),
         401 => ApiError::Unauthorized.to_string(),
-        // The only 403: a read key on a write (the `WriteKey` guard).
+        // A guard that failed with its own message has it sent instead (`guard_failure`).
         403 => ApiError::ReadOnlyKey.to_string(),
         404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/, \
                 the customer writes beside them (ADD, UPDATE, DELETE) and GET /health"
@@ -234,9 +238,28 @@ fn catcher_message(status: Status) -> String {
     }
 }
 
+/// The message of the error a request guard failed with. Rocket hands a catcher only the
+/// status, so a guard keeps its message here for the catcher to send.
+#[derive(Default)]
+struct GuardFailure(Option<String>);
+
+/// Fails a request guard with `error`: its status, and its message in the answer.
+pub fn guard_failure<T>(
+    request: &Request<'_>,
+    error: ApiError,
+) -> rocket::request::Outcome<T, ApiError> {
+    let message = error.to_string();
+    request.local_cache(|| GuardFailure(Some(message)));
+    rocket::request::Outcome::Error((error.status(), error))
+}
+
 #[rocket::catch(default)]
-fn default_catcher(status: Status, _request: &Request<'_>) -> JsonResponse {
-    JsonResponse::message(status, false, &catcher_message(status))
+fn default_catcher(status: Status, request: &Request<'_>) -> JsonResponse {
+    let message = match &request.local_cache(GuardFailure::default).0 {
+        Some(message) => message.clone(),
+        None => catcher_message(status),
+    };
+    JsonResponse::message(status, false, &message)
 }
 
 /// Catchers that answer every status Rocket raises with the JSON envelope.

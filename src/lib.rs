@@ -162,7 +162,11 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         None => rocket,
     };
     Ok(rocket
-        .manage(apikey::Access::new(anonymous))
+        .manage(apikey::Access::new(
+            anonymous,
+            address,
+            config.cors_origins.clone(),
+        ))
         .manage(sync::Mirroring(mirror))
         .manage(routes::docs::OpenApi::for_view(config.view))
         .manage(login)

@@ -320,6 +320,7 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(
         "PRAGMA application_id = 0; DROP TABLE audit; ALTER TABLE api_key DROP COLUMN scope;
+         ALTER TABLE api_key DROP COLUMN forwards_client_address;
          DROP TRIGGER customer_added; DROP TRIGGER customer_changed; DROP TRIGGER customer_deleted;
          DROP TABLE change_log; DROP TABLE tombstone; DROP INDEX customer_change;
          ALTER TABLE customer DROP COLUMN change_seq;
@@ -467,7 +468,7 @@ fn sigterm_while_a_large_list_streams_finishes_it_and_exits_cleanly() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     stream
-        .write_all(b"GET /CUSTOMER/LIST/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /CUSTOMER/LIST/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut start = [0u8; 4096];
     stream.read_exact(&mut start).unwrap();

@@ -8,6 +8,7 @@ mod cache;
 mod changes;
 mod docs;
 mod hardening;
+mod keyless;
 mod list;
 mod lockout;
 mod login;
