@@ -495,8 +495,8 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             let options = apikey::KeyOptions {
                 forwards_client_address,
             };
-            let key = apikey::create_with(&conn, &name, scope, options)
-                .map_err(|e| e.to_string())?;
+            let key =
+                apikey::create_with(&conn, &name, scope, options).map_err(|e| e.to_string())?;
             eprintln!(
                 "Created {} API key {name:?}{}. Copy it now: it is not stored and cannot be shown again.",
                 scope.as_str(),

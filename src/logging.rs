@@ -66,29 +66,54 @@ pub fn init(level: &str) {
     });
 }
 
-/// Replaces the value of every `apikey=` parameter in `text` with `***`.
+/// Parameter names whose values are secrets: any name that contains one of these, in any
+/// case and after percent-decoding (`apikey`, `password`, `currentPassword`, `newPassword`,
+/// `resetToken`, `token`...). Masking a harmless parameter costs nothing; missing a secret
+/// one would put it in a log file.
+const SECRET_NAMES: &[&str] = &["apikey", "api_key", "password", "passwd", "token", "secret"];
+
+/// Replaces the value of every `NAME=value` pair in `text` whose name is a secret's (see
+/// [`SECRET_NAMES`]) with `***`: query strings in request lines, URLs in error messages.
 pub fn mask_secrets(text: &str) -> String {
-    const NAME: &str = "apikey=";
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = find_ignore_case(rest, NAME) {
-        let value_start = at + NAME.len();
-        out.push_str(&rest[..value_start]);
-        out.push_str("***");
-        let value_len = rest[value_start..]
+    let mut copied = 0;
+    let mut searched = 0;
+    while let Some(found) = text[searched..].find('=') {
+        let equals = searched + found;
+        let value_start = equals + 1;
+        searched = value_start;
+        let name_start = text[..equals]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| is_name_char(*c))
+            .last()
+            .map_or(equals, |(at, _)| at);
+        if name_start == equals || !is_secret_name(&text[name_start..equals]) {
+            continue;
+        }
+        let value_len = text[value_start..]
             .find(|c: char| c == '&' || c == '#' || c.is_whitespace() || c == ':' || c == '"')
-            .unwrap_or(rest.len() - value_start);
-        rest = &rest[value_start + value_len..];
+            .unwrap_or(text.len() - value_start);
+        out.push_str(&text[copied..value_start]);
+        out.push_str("***");
+        copied = value_start + value_len;
+        searched = copied;
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
 }
 
-fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .position(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+/// Characters of a parameter name as clients send them, percent-encoding included.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '%' | '[' | ']' | '+')
+}
+
+fn is_secret_name(raw: &str) -> bool {
+    let decoded: String = form_urlencoded::parse(raw.as_bytes())
+        .next()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .unwrap_or_default();
+    SECRET_NAMES.iter().any(|secret| decoded.contains(secret))
 }
 
 #[cfg(test)]
@@ -106,5 +131,21 @@ mod tests {
             "x?APIKEY=*** def ApiKey=***"
         );
         assert_eq!(mask_secrets("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn passwords_and_tokens_in_query_strings_are_masked_however_spelled() {
+        assert_eq!(
+            mask_secrets(
+                "POST /CUSTOMER/PASSWORD/?email=a@b.be&currentPassword=old1&newPassword=new2 200"
+            ),
+            "POST /CUSTOMER/PASSWORD/?email=a@b.be&currentPassword=***&newPassword=*** 200"
+        );
+        assert_eq!(
+            mask_secrets("GET /x?%70assword=p1&PASSWORD=p2&resetToken=t1&id_client=3"),
+            "GET /x?%70assword=***&PASSWORD=***&resetToken=***&id_client=3"
+        );
+        assert_eq!(mask_secrets("a?since=12&limit=5"), "a?since=12&limit=5");
+        assert_eq!(mask_secrets("=x é=y password="), "=x é=y password=***");
     }
 }

@@ -583,6 +583,29 @@ pub fn update(
     Ok(updated)
 }
 
+/// The id a registration without `clcleunik` gets: one past the largest, or, once an id of
+/// 2^63-1 is taken (an ADD may name any id), the smallest free one. `MAX + 1` alone would
+/// overflow into a float there, and every ADD after it would fail.
+fn next_free_id(conn: &Connection) -> Result<i64, WriteError> {
+    let largest: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(clcleunik), 0) FROM customer",
+        [],
+        |row| row.get(0),
+    )?;
+    if let Some(next) = largest.checked_add(1) {
+        return Ok(next);
+    }
+    let gap: Option<i64> = conn.query_row(
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM customer WHERE clcleunik = 1) THEN 1 ELSE \
+           (SELECT MIN(c.clcleunik) + 1 FROM customer c \
+             WHERE c.clcleunik < 9223372036854775807 \
+               AND NOT EXISTS (SELECT 1 FROM customer d WHERE d.clcleunik = c.clcleunik + 1)) END",
+        [],
+        |row| row.get(0),
+    )?;
+    gap.ok_or(WriteError::Taken(Field::Clcleunik))
+}
+
 /// Adds a customer (registration) in one transaction with its audit row: the given
 /// `clcleunik`, or the next free one when it is 0; `addedDate` and `addHour` default to now
 /// (the server's local time). Returns the customer as stored.
@@ -596,11 +619,7 @@ pub fn insert(
 ) -> Result<Customer, WriteError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if customer.clcleunik == 0 {
-        customer.clcleunik = tx.query_row(
-            "SELECT COALESCE(MAX(clcleunik), 0) + 1 FROM customer",
-            [],
-            |row| row.get(0),
-        )?;
+        customer.clcleunik = next_free_id(&tx)?;
     } else if find(&tx, customer.clcleunik)?.is_some() {
         return Err(WriteError::Taken(Field::Clcleunik));
     }

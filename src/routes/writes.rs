@@ -102,7 +102,10 @@ fn read_changes(fields: Fields, password_allowed: bool) -> Result<Changes, ApiEr
         (Field::Email, &changes.customer.email),
         (Field::Login, &changes.customer.login),
     ] {
-        if let (true, Some(c)) = (changes.present.contains(field), field::invisible_char(value)) {
+        if let (true, Some(c)) = (
+            changes.present.contains(field),
+            field::invisible_char(value),
+        ) {
             return Err(ApiError::bad_request(format!(
                 "Invalid {}: contains an invisible character (U+{:04X})",
                 field.name(),

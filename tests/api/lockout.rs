@@ -54,7 +54,13 @@ fn failures_through_a_shops_server_never_lock_out_another_customer() {
     }
     // An X-Forwarded-For from a key that may not forward is ignored, not trusted.
     assert_eq!(
-        login(&server, &shop, "jdoe@example.com", "password123", Some("10.9.9.9")),
+        login(
+            &server,
+            &shop,
+            "jdoe@example.com",
+            "password123",
+            Some("10.9.9.9")
+        ),
         200
     );
     assert_eq!(
@@ -76,7 +82,13 @@ fn an_accounts_own_failures_still_lock_it_whatever_address_is_claimed() {
         assert_eq!(status, 401);
     }
     assert_eq!(
-        login(&server, &shop, "jdoe@example.com", "password123", Some("192.0.2.99")),
+        login(
+            &server,
+            &shop,
+            "jdoe@example.com",
+            "password123",
+            Some("192.0.2.99")
+        ),
         429
     );
 }
@@ -94,17 +106,35 @@ fn a_forwarding_key_limits_the_end_users_address_and_no_other() {
         assert_eq!(login(&server, &shop, email, "wrong", Some(attacker)), 401);
     }
     assert_eq!(
-        login(&server, &shop, "jdoe@example.com", "password123", Some(attacker)),
+        login(
+            &server,
+            &shop,
+            "jdoe@example.com",
+            "password123",
+            Some(attacker)
+        ),
         429,
         "the eleventh attempt from that visitor is refused before any check"
     );
     // Another visitor, and the shop's own calls without a forwarded address, get in.
     assert_eq!(
-        login(&server, &shop, "jdoe@example.com", "password123", Some("203.0.113.5")),
+        login(
+            &server,
+            &shop,
+            "jdoe@example.com",
+            "password123",
+            Some("203.0.113.5")
+        ),
         200
     );
     assert_eq!(
-        login(&server, &shop, "jdoe@example.com", "password123", Some("[2001:db8::5]:443")),
+        login(
+            &server,
+            &shop,
+            "jdoe@example.com",
+            "password123",
+            Some("[2001:db8::5]:443")
+        ),
         200
     );
     assert_eq!(
@@ -133,7 +163,11 @@ fn wrong_current_passwords_through_a_shop_never_lock_out_another_customer() {
             &[("Content-Type", "application/json"), ("X-API-Key", &shop)],
             &body.to_string(),
         );
-        assert!(reply.status == 401 || reply.status == 429, "{}", reply.status);
+        assert!(
+            reply.status == 401 || reply.status == 429,
+            "{}",
+            reply.status
+        );
     }
     assert_eq!(
         login(&server, &shop, "jdoe@example.com", "password123", None),

@@ -7,6 +7,7 @@ mod binary;
 mod cache;
 mod changes;
 mod docs;
+mod firstweek;
 mod hardening;
 mod keyless;
 mod list;
