@@ -407,9 +407,15 @@ fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(
             // Write beside, then rename: a reader never sees half a file.
             let mut partial = path.as_os_str().to_owned();
             partial.push(".partial");
-            std::fs::write(&partial, &buffer)
+            // Customer data: readable by this user alone, like the database.
+            let _ = std::fs::remove_file(&partial);
+            crate::db::create_private_file(std::path::Path::new(&partial))
+                .and_then(|mut file| file.write_all(&buffer))
                 .and_then(|()| std::fs::rename(&partial, &path))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&partial);
+                    format!("{}: {e}", path.display())
+                })?;
             eprintln!("exported {count} customer(s) to {}", path.display());
         }
         None => std::io::stdout()

@@ -221,6 +221,13 @@ impl Db {
                 ));
             }
         }
+        if report.created {
+            // Customer data and password hashes: readable by this user alone, whatever the
+            // umask. SQLite gives the -wal and -shm files the same mode as this file.
+            create_private_file(path).map_err(|e| describe_io(path, &e))?;
+        } else {
+            warn_if_readable_by_others(path);
+        }
         let mut conn = open_connection(path).map_err(|e| describe(path, e))?;
         // Before anything is written: another application's file is refused untouched.
         check_ours(&conn, path)?;
@@ -426,10 +433,72 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Creates an empty file at `path` that only this user may read or write (mode 0600), for
+/// what holds customer data: the database, backups, exports. Fails if it exists.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Says so in the log when the database file can be read by other users of the machine (a
+/// file made by an older version, or copied with a loose umask): it holds password hashes.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            log::warn!(
+                "database file {} can be read by other users (mode {mode:o}); it holds \
+                 customer data and password hashes: chmod 600 it",
+                path.display()
+            );
+        }
+    }
+}
+
+/// The folder a file is in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Whether this process may create files in `folder` (SQLite needs to, for its -wal and -shm
+/// files beside the database).
+fn folder_is_writable(folder: &Path) -> bool {
+    tempfile::tempfile_in(folder).is_ok()
+}
+
+/// Turns an I/O error on the database file into words about the file.
+fn describe_io(path: &Path, error: &std::io::Error) -> StartupError {
+    let reason = match error.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            format!(
+                "cannot be created: the folder {} is read-only for this user",
+                folder_of(path).display()
+            )
+        }
+        _ => error.to_string(),
+    };
+    StartupError::database(path, reason)
+}
+
 /// Turns an SQLite error at start-up into words about the file.
 fn describe(path: &Path, error: rusqlite::Error) -> StartupError {
+    let folder = folder_of(path);
     let reason = match error.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => "is not a SQLite database".to_string(),
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly) if !folder_is_writable(folder) => {
+            format!(
+                "the folder {} is read-only for this user; the server needs to write the \
+                 database and its -wal and -shm files there",
+                folder.display()
+            )
+        }
         Some(ErrorCode::CannotOpen) => "cannot be opened (check the path and permissions)".into(),
         Some(ErrorCode::ReadOnly) => "is read-only; the server needs to write it".into(),
         Some(ErrorCode::DatabaseCorrupt) => "is damaged (restore it from a backup)".into(),

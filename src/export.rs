@@ -63,6 +63,17 @@ pub fn backup(conn: &Connection, dest: &Path, force: bool) -> Result<(), String>
     if dest.is_dir() {
         return Err(format!("{}: is a folder; give a file name", dest.display()));
     }
+    let folder = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        return Err(format!(
+            "{}: the folder {} does not exist",
+            dest.display(),
+            folder.display()
+        ));
+    }
     let mut partial = dest.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
@@ -71,6 +82,16 @@ pub fn backup(conn: &Connection, dest: &Path, force: bool) -> Result<(), String>
         .to_str()
         .ok_or_else(|| format!("{}: the path is not valid UTF-8", dest.display()))?;
     let result = (|| {
+        // The copy holds customer data and password hashes: this user's alone (0600), made
+        // empty first, which `VACUUM INTO` accepts and keeps.
+        crate::db::create_private_file(&partial).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => format!(
+                "{}: this user may not write in the folder {}",
+                dest.display(),
+                folder.display()
+            ),
+            _ => format!("{}: {e}", dest.display()),
+        })?;
         conn.execute("VACUUM INTO ?1", [path_text])
             .map_err(|e| format!("{}: could not write the copy: {e}", dest.display()))?;
         let copy = Connection::open(&partial).map_err(|e| e.to_string())?;

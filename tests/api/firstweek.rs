@@ -112,3 +112,148 @@ fn emails_with_invisible_characters_or_two_ats_are_refused_and_change_nothing() 
         demo_customers()[1]["email"]
     );
 }
+
+/// Runs the binary through `sh` with umask 022 (the usual default outside systemd).
+fn under_umask_022(db: &std::path::Path, args: &str) -> std::process::Output {
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("umask 022 && exec \"$0\" {args}"))
+        .arg(env!("CARGO_BIN_EXE_clientele"))
+        .env("ROCKET_DATABASE", db)
+        .current_dir(db.parent().unwrap());
+    command.output().unwrap()
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn the_database_backups_and_exports_are_readable_by_their_owner_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let made = under_umask_022(&db, "keys create shop");
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert_eq!(mode(&db), 0o600);
+
+    let backup = dir.path().join("backup.db");
+    let out = under_umask_022(&db, &format!("backup {}", backup.display()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&backup), 0o600);
+    let export = dir.path().join("customers.csv");
+    let out = under_umask_022(&db, &format!("export --format csv -o {}", export.display()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&export), 0o600);
+
+    // The server's WAL and shared-memory files get the database's mode.
+    let server = Server::start(&db, &[]);
+    assert_eq!(server.get("/health").status, 200);
+    for suffix in ["-wal", "-shm"] {
+        let mut side = db.as_os_str().to_owned();
+        side.push(suffix);
+        assert_eq!(mode(std::path::Path::new(&side)), 0o600, "{suffix}");
+    }
+}
+
+#[test]
+fn a_backup_into_a_missing_folder_says_which_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let missing = dir.path().join("no-such-folder").join("b.db");
+    let out = binary()
+        .env("ROCKET_DATABASE", &db)
+        .args(["backup", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("no-such-folder") && text.contains("does not exist"),
+        "{text}"
+    );
+    assert!(!text.contains("unable to open database"), "{text}");
+}
+
+/// A folder this process cannot write in: a read-only tmpfs as root (root ignores modes),
+/// mode 0555 otherwise. The guard unmounts it.
+struct ReadOnlyFolder(std::path::PathBuf, bool);
+
+impl ReadOnlyFolder {
+    fn make(path: &std::path::Path, fill: impl FnOnce(&std::path::Path)) -> ReadOnlyFolder {
+        std::fs::create_dir_all(path).unwrap();
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout
+            == b"0\n";
+        if root {
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(mounted.success(), "root could not mount a tmpfs");
+            fill(path);
+            let ro = std::process::Command::new("mount")
+                .args(["-o", "remount,ro"])
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(ro.success());
+        } else {
+            fill(path);
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        ReadOnlyFolder(path.to_owned(), root)
+    }
+}
+
+impl Drop for ReadOnlyFolder {
+    fn drop(&mut self) {
+        if self.1 {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+#[test]
+fn a_read_only_data_folder_is_named_as_the_folder_not_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _folder = ReadOnlyFolder::make(&data, |data| {
+        let made = binary()
+            .env("ROCKET_DATABASE", data.join("shop.db"))
+            .args(["keys", "list"])
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", stderr(&made));
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(data.join(format!("shop.db{suffix}")));
+        }
+    });
+    for db in [data.join("shop.db"), data.join("new.db")] {
+        let out = binary()
+            .env("ROCKET_DATABASE", &db)
+            .args(["keys", "list"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let text = stderr(&out);
+        assert!(
+            text.contains("folder") && text.contains(data.to_str().unwrap()),
+            "{text}"
+        );
+        assert_eq!(text.trim().lines().count(), 1, "{text}");
+    }
+}
