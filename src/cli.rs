@@ -369,6 +369,14 @@ fn import(
         summary.rows,
         started.elapsed().as_secs_f64()
     );
+    if summary.demo_removed > 0 {
+        let tense = if dry_run { "would remove" } else { "removed" };
+        eprintln!(
+            "{name}: {tense} the {} demo customers first (with their demo passwords): \
+             the database held the demo data the first start put in",
+            summary.demo_removed
+        );
+    }
     Ok(())
 }
 

@@ -171,6 +171,13 @@ const MIGRATIONS: &[&str] = &[
     ),
     // 8: keys of servers that call on behalf of end users and name them (login limits).
     "ALTER TABLE api_key ADD COLUMN forwards_client_address INTEGER NOT NULL DEFAULT 0;",
+    // 9: the demo customers of a database seeded with them, until the first import or sync of
+    // the shop's own customers removes them. A deleted customer is no longer one (its id may
+    // be given to a real customer).
+    "CREATE TABLE demo_customer (clcleunik INTEGER PRIMARY KEY);
+    CREATE TRIGGER demo_customer_deleted AFTER DELETE ON customer BEGIN
+        DELETE FROM demo_customer WHERE clcleunik = OLD.clcleunik;
+    END;",
 ];
 
 /// The schema version this binary writes.
@@ -225,12 +232,13 @@ impl Db {
             // Customer data and password hashes: readable by this user alone, whatever the
             // umask. SQLite gives the -wal and -shm files the same mode as this file.
             create_private_file(path).map_err(|e| describe_io(path, &e))?;
-        } else {
-            warn_if_readable_by_others(path);
         }
         let mut conn = open_connection(path).map_err(|e| describe(path, e))?;
         // Before anything is written: another application's file is refused untouched.
         check_ours(&conn, path)?;
+        if !report.created {
+            warn_if_readable_by_others(path);
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| describe(path, e))?;
         migrate(&mut conn, path)?;

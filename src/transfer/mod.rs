@@ -143,6 +143,7 @@ pub fn seed_demo(conn: &mut Connection, hasher: &PasswordHasher) -> Result<usize
         .map_err(|e| ImportError::Other(format!("demo-customers.json:{e}")))?;
     let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
     let summary = import(conn, open, hasher, Options::default(), &Silent)?;
+    write::mark_all_as_demo(conn)?;
     Ok(summary.inserted)
 }
 
@@ -166,7 +167,8 @@ mod tests {
         assert_eq!(unknown.field, "nickname");
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(&format!(
-            "CREATE TABLE customer ({COLUMNS}, password_hash, updated_at)"
+            "CREATE TABLE customer ({COLUMNS}, password_hash, updated_at);
+             CREATE TABLE demo_customer (clcleunik INTEGER PRIMARY KEY);"
         ))
         .unwrap();
         let hasher = PasswordHasher::new(crate::auth::Argon2Config {

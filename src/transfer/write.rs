@@ -19,6 +19,8 @@ pub struct Summary {
     pub updated: usize,
     pub unchanged: usize,
     pub deleted: usize,
+    /// Demo customers removed before the import (see [`import`]); not counted in `deleted`.
+    pub demo_removed: usize,
 }
 
 /// Progress callbacks, so the command line can draw bars; the library draws nothing.
@@ -121,7 +123,10 @@ fn check(
     let mut plain: Vec<(usize, Secret, Option<String>)> = Vec::new();
     let mut passwords = HashMap::new();
     let mut digests = HashMap::new();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        demo_removed: demo_count(conn)?,
+        ..Summary::default()
+    };
     let mut existing = 0;
     for (index, record) in records.enumerate() {
         let record = record?;
@@ -134,7 +139,11 @@ fn check(
             )
             .into());
         }
-        let current = stored(conn, id)?;
+        // A demo customer is removed before the write: the shop's row replaces it whole.
+        let current = match is_demo(conn, id)? {
+            true => None,
+            false => stored(conn, id)?,
+        };
         existing += usize::from(current.is_some());
         match &current {
             None => summary.inserted += 1,
@@ -162,7 +171,12 @@ fn check(
     }
     summary.rows = lines.len();
     if options.replace {
-        let total: i64 = conn.query_row("SELECT count(*) FROM customer", [], |row| row.get(0))?;
+        let total: i64 = conn.query_row(
+            "SELECT count(*) FROM customer \
+             WHERE clcleunik NOT IN (SELECT clcleunik FROM demo_customer)",
+            [],
+            |row| row.get(0),
+        )?;
         summary.deleted = usize::try_from(total).unwrap_or(0).saturating_sub(existing);
         if summary.rows == 0 && summary.deleted > 0 && !options.allow_empty {
             return Err(ImportError::Other(format!(
@@ -211,6 +225,28 @@ fn check(
     })
 }
 
+/// How many demo customers the store still holds (seeded, not deleted since).
+fn demo_count(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.query_row("SELECT count(*) FROM demo_customer", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|n| usize::try_from(n).unwrap_or(0))
+}
+
+fn is_demo(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM demo_customer WHERE clcleunik = ?1")?
+        .exists([id])
+}
+
+/// Marks every stored customer as a demo customer (after the demo seeding), so that the first
+/// import or sync of the shop's own customers removes them.
+pub fn mark_all_as_demo(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT OR IGNORE INTO demo_customer (clcleunik) SELECT clcleunik FROM customer",
+        [],
+    )
+}
+
 /// The digest the last sync stored for customer `id`'s password.
 fn stored_digest(conn: &Connection, id: i64) -> rusqlite::Result<Option<[u8; 32]>> {
     let digest: Option<Vec<u8>> = conn
@@ -240,9 +276,17 @@ pub fn import<'a>(
 
     progress.phase("writing", checked.rows);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // The demo customers go first, in the same transaction: a shop's first import never
+    // keeps one, nor lets one of its customers keep a demo password or address.
+    let demo_removed = tx.execute(
+        "DELETE FROM customer WHERE clcleunik IN (SELECT clcleunik FROM demo_customer)",
+        [],
+    )?;
+    tx.execute("DELETE FROM demo_customer", [])?;
     let mut summary = Summary {
         rows: checked.rows,
         hashed: checked.summary.hashed,
+        demo_removed,
         ..Summary::default()
     };
     {
@@ -347,10 +391,16 @@ pub fn import<'a>(
         }
     }
     if let Some((actor, action, retention)) = options.audit {
-        let detail = format!(
+        let mut detail = format!(
             "{} rows: {} inserted, {} updated, {} deleted, {} unchanged",
             summary.rows, summary.inserted, summary.updated, summary.deleted, summary.unchanged
         );
+        if summary.demo_removed > 0 {
+            detail.push_str(&format!(
+                "; {} demo customers removed first",
+                summary.demo_removed
+            ));
+        }
         crate::audit::record(&tx, actor, action, None, &[], &detail, retention)?;
     }
     tx.commit()?;

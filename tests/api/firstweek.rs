@@ -257,3 +257,68 @@ fn a_read_only_data_folder_is_named_as_the_folder_not_the_file() {
         assert_eq!(text.trim().lines().count(), 1, "{text}");
     }
 }
+
+fn cli(db: &std::path::Path, args: &[&str]) -> std::process::Output {
+    binary()
+        .env("ROCKET_DATABASE", db)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_first_import_of_real_customers_removes_every_demo_customer_and_password_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    // The quick start: the first start fills a new database with the demo customers.
+    let started = cli(&db, &["keys", "list"]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    let csv = dir.path().join("real.csv");
+    std::fs::write(
+        &csv,
+        "clcleunik,email,firstName,lastName\n1,anna@realshop.be,Anna,Peeters\n\
+         2,bert@realshop.be,Bert,Claes\n3,carla@realshop.be,Carla,Janssens\n",
+    )
+    .unwrap();
+
+    let dry = cli(&db, &["import", csv.to_str().unwrap(), "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(
+        stderr(&dry).contains("would remove the 25 demo customers"),
+        "{}",
+        stderr(&dry)
+    );
+    let imported = cli(&db, &["import", csv.to_str().unwrap()]);
+    let said = stderr(&imported);
+    assert!(imported.status.success(), "{said}");
+    assert!(said.contains("3 inserted, 0 updated"), "{said}");
+    assert!(said.contains("removed the 25 demo customers"), "{said}");
+
+    let server = Server::start(&db, &[]);
+    let listed = server.get("/CUSTOMER/LIST/");
+    assert_eq!(listed.ids(), vec![1, 2, 3]);
+    let anna = &listed.customers()[0];
+    assert_eq!(anna["email"], "anna@realshop.be");
+    assert_eq!(anna["address"], "", "no demo address kept");
+    assert_eq!(anna["customerNumber"], "");
+    let login = server.request(
+        "POST",
+        "/CUSTOMER/LOGIN/",
+        &[("Content-Type", "application/json")],
+        &json!({"email": "anna@realshop.be", "password": "password123"}).to_string(),
+    );
+    assert_eq!(login.status, 401, "the demo password must not survive");
+    assert_eq!(
+        stored_hashes(&db).iter().filter(|h| h.is_some()).count(),
+        0,
+        "no customer keeps a demo password hash"
+    );
+    drop(server);
+
+    // The second import is an ordinary one: nothing more to remove, nothing said of it.
+    let again = cli(&db, &["import", csv.to_str().unwrap()]);
+    assert!(again.status.success());
+    assert!(!stderr(&again).contains("demo"), "{}", stderr(&again));
+    let audit = cli(&db, &["audit"]);
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("25 demo customers removed first"));
+}

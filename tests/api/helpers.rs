@@ -78,7 +78,20 @@ pub fn spawn_app_on(
 ) -> TestApp {
     let rocket = clientele::rocket(configure(test_figment(&db))).expect("app builds");
     let client = Client::tracked(rocket).expect("valid rocket");
+    adopt_demo(&db);
     TestApp { client, dir, db }
+}
+
+/// Makes the demo customers the shop's own, as if it had entered them: most tests use them
+/// as a shop's data, and a shop's first import removes demo customers (see `firstweek`).
+pub fn adopt_demo(db: &Path) {
+    // Never creates a file; a database of another application, or an old schema, has no
+    // such table: nothing to do.
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE;
+    if let Ok(conn) = rusqlite::Connection::open_with_flags(db, flags) {
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        let _ = conn.execute("DELETE FROM demo_customer", []);
+    }
 }
 
 /// What a response said, read in full.
@@ -242,6 +255,9 @@ impl Server {
             .ok()
             .flatten()
             .unwrap_or_else(|| panic!("server did not start; log:\n{}", log.lock().unwrap()));
+        if !db.as_os_str().is_empty() {
+            adopt_demo(db);
+        }
         Server { child, port, log }
     }
 
