@@ -96,14 +96,88 @@ const APP_KEYS: &[&str] = &[
 /// clientele's safe defaults (set here, so that they hold whichever file is read, or none),
 /// then `Rocket.toml` (or the file `ROCKET_CONFIG` names), then `ROCKET_*` variables.
 pub fn figment() -> Figment {
-    Figment::from(rocket::Config::default())
-        .merge(Serialized::defaults(safe_defaults()))
-        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
+    let file = match config_file() {
+        ConfigFile::Found(path) | ConfigFile::Missing(path) => Some(path),
+        ConfigFile::None { .. } => None,
+    };
+    let figment =
+        Figment::from(rocket::Config::default()).merge(Serialized::defaults(safe_defaults()));
+    // `file_exact`: a file `ROCKET_CONFIG` names that does not exist is an error, not nothing.
+    let figment = match file {
+        Some(path) => figment.merge(Toml::file_exact(path).nested()),
+        None => figment,
+    };
+    figment
         .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
         .select(Profile::from_env_or(
             "ROCKET_PROFILE",
             rocket::Config::DEFAULT_PROFILE,
         ))
+}
+
+/// The configuration file the server reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// `ROCKET_CONFIG`'s file, or the `Rocket.toml` found in the working folder or above.
+    Found(PathBuf),
+    /// `ROCKET_CONFIG` names a file that does not exist: start-up stops.
+    Missing(PathBuf),
+    /// No `ROCKET_CONFIG`, and no `Rocket.toml` in `searched` or any folder above it: the
+    /// built-in defaults and `ROCKET_*` variables only.
+    None { searched: PathBuf },
+}
+
+/// Which configuration file [`figment`] reads: the one `ROCKET_CONFIG` names, else the first
+/// `Rocket.toml` in the working folder or its parents (as Rocket itself looks for it).
+pub fn config_file() -> ConfigFile {
+    if let Some(named) = std::env::var_os("ROCKET_CONFIG").filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(named);
+        return match path.is_file() {
+            true => ConfigFile::Found(path),
+            false => ConfigFile::Missing(path),
+        };
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let found = cwd
+        .ancestors()
+        .map(|folder| folder.join("Rocket.toml"))
+        .find(|candidate| candidate.is_file());
+    match found {
+        Some(path) => ConfigFile::Found(path),
+        None => ConfigFile::None { searched: cwd },
+    }
+}
+
+impl ConfigFile {
+    /// Stops start-up when `ROCKET_CONFIG` names a file that does not exist: starting with
+    /// the defaults instead would silently drop the owner's settings (`redact`, keys' rules).
+    pub fn check(&self) -> Result<(), StartupError> {
+        match self {
+            ConfigFile::Missing(path) => Err(StartupError::Config(format!(
+                "ROCKET_CONFIG names {}, which does not exist or is not a file",
+                path.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The start-up line that says where the settings come from.
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigFile::Found(path) => format!(
+                "configuration: {} (and ROCKET_* variables)",
+                std::fs::canonicalize(path)
+                    .unwrap_or_else(|_| path.clone())
+                    .display()
+            ),
+            ConfigFile::Missing(path) => format!("configuration: {} is missing", path.display()),
+            ConfigFile::None { searched } => format!(
+                "configuration: no Rocket.toml in {} or above; built-in defaults and ROCKET_* \
+                 variables only",
+                searched.display()
+            ),
+        }
+    }
 }
 
 /// Defaults whose Rocket value would be unsafe here. Rocket trusts `X-Real-IP` by default,
@@ -141,6 +215,7 @@ fn check_known_keys(figment: &Figment) -> Result<(), StartupError> {
     let data = figment
         .data()
         .map_err(|error| StartupError::Config(one_line(&error)))?;
+    check_known_sections(figment, &data)?;
     let unknown = data
         .values()
         .flat_map(|dict| dict.keys())
@@ -169,6 +244,39 @@ fn check_known_keys(figment: &Figment) -> Result<(), StartupError> {
     };
     Err(StartupError::Config(format!(
         "unknown setting \"{key}\"{hint}{source}"
+    )))
+}
+
+/// Every section (profile) is one Rocket reads: `[default]`, `[debug]`, `[release]`,
+/// `[global]`, or the one `ROCKET_PROFILE` selects. A misspelled `[defualt]` would otherwise
+/// be skipped whole, and the server would start without the owner's settings.
+fn check_known_sections(
+    figment: &Figment,
+    data: &rocket::figment::value::Map<Profile, rocket::figment::value::Dict>,
+) -> Result<(), StartupError> {
+    const SECTIONS: [&str; 4] = ["default", "debug", "release", "global"];
+    let selected = figment.profile().as_str().as_str().to_owned();
+    let Some(unknown) = data
+        .keys()
+        .map(|profile| profile.as_str().as_str().to_owned())
+        .find(|name| !SECTIONS.contains(&name.as_str()) && !name.eq_ignore_ascii_case(&selected))
+    else {
+        return Ok(());
+    };
+    let source = match config_file() {
+        ConfigFile::Found(path) => format!(" (in {})", path.display()),
+        _ => String::new(),
+    };
+    let closest = SECTIONS
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(&unknown, candidate), candidate))
+        .min()
+        .filter(|(distance, _)| *distance <= 3)
+        .map(|(_, candidate)| format!("did you mean [{candidate}]? "))
+        .unwrap_or_default();
+    Err(StartupError::Config(format!(
+        "unknown section [{unknown}]{source}; {closest}the sections are [default], [debug], \
+         [release], [global], or the one ROCKET_PROFILE names"
     )))
 }
 
@@ -287,6 +395,7 @@ pub struct Retention {
 impl Config {
     /// Reads and checks the config; the error names the key at fault.
     pub fn from_figment(figment: &Figment) -> Result<Config, StartupError> {
+        config_file().check()?;
         check_known_keys(figment)?;
         let raw: RawConfig = figment
             .extract()

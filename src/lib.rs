@@ -110,6 +110,8 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .map_err(|e| StartupError::database(&config.database, e))?;
     let (anonymous, mode) = apikey::startup_mode(keys, address, config.allow_anonymous)
         .map_err(StartupError::Config)?;
+    // Said once start-up can no longer fail for the file's sake: a refusal stays one line.
+    log::info!(target: logging::LAUNCH, "{}", config::config_file().describe());
     if anonymous && !address.is_loopback() {
         log::warn!("{mode}");
     } else {

@@ -25,8 +25,14 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        // Rocket's "launched" lines are warnings so they show at every level; ours too.
-        let launch = record.target().contains("rocket::launch") || record.target() == LAUNCH;
+        // Rocket's launch summary (its settings, every route, catcher and fairing: about a
+        // hundred lines) is for debugging: below `debug`, only its errors are shown. Its
+        // lines are warnings so they show at every level; ours (`LAUNCH`) too.
+        let rocket_launch = record.target().contains("rocket::launch");
+        if rocket_launch && record.level() > Level::Error && log::max_level() < LevelFilter::Trace {
+            return;
+        }
+        let launch = rocket_launch || record.target() == LAUNCH;
         let ours = record.target().starts_with("clientele");
         // Indented lines are details of a request Rocket is routing ("no matching routes").
         let detail = record.target().ends_with('_');

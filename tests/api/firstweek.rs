@@ -322,3 +322,87 @@ fn the_first_import_of_real_customers_removes_every_demo_customer_and_password_a
     let audit = cli(&db, &["audit"]);
     assert!(String::from_utf8_lossy(&audit.stdout).contains("25 demo customers removed first"));
 }
+
+/// Runs `serve` from `folder` (a SIGTERM after 3 s ends it if it starts); its exit code and
+/// everything it printed.
+fn serve_briefly(folder: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new("timeout");
+    command
+        .args(["-s", "TERM", "3"])
+        .arg(env!("CARGO_BIN_EXE_clientele"))
+        .arg("serve")
+        .current_dir(folder)
+        .env_remove("ROCKET_CONFIG")
+        .env("ROCKET_PORT", "0")
+        .env("ROCKET_DATABASE", folder.join("shop.db"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
+}
+
+#[test]
+fn a_misspelled_section_or_a_missing_config_file_stops_start_up_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Rocket.toml"),
+        "[defualt]\nredact = [\"phone\", \"cellphone\"]\n",
+    )
+    .unwrap();
+    let (code, said) = serve_briefly(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert!(
+        said.contains("[defualt]") && said.contains("did you mean [default]"),
+        "{said}"
+    );
+    assert!(!dir.path().join("shop.db").exists(), "nothing was created");
+
+    let missing = dir.path().join("etc-clientele.toml");
+    let (code, said) = serve_briefly(dir.path(), &[("ROCKET_CONFIG", missing.to_str().unwrap())]);
+    assert_eq!(code, Some(1), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert!(
+        said.contains("ROCKET_CONFIG") && said.contains("etc-clientele.toml"),
+        "{said}"
+    );
+
+    // The profile ROCKET_PROFILE selects is a section like any other.
+    std::fs::write(
+        dir.path().join("Rocket.toml"),
+        "[staging]\nredact = [\"phone\"]\n",
+    )
+    .unwrap();
+    let (_, said) = serve_briefly(dir.path(), &[("ROCKET_PROFILE", "staging")]);
+    assert!(said.contains("launched from"), "{said}");
+}
+
+#[test]
+fn the_start_up_log_is_short_and_names_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Rocket.toml"),
+        "[default]\nredact = [\"phone\"]\n",
+    )
+    .unwrap();
+    let (_, said) = serve_briefly(dir.path(), &[]);
+    assert!(said.contains("launched from"), "{said}");
+    let file = std::fs::canonicalize(dir.path().join("Rocket.toml")).unwrap();
+    assert!(
+        said.contains(&format!("configuration: {}", file.display())),
+        "{said}"
+    );
+    assert!(
+        said.lines().count() <= 8,
+        "{} lines:\n{said}",
+        said.lines().count()
+    );
+    assert!(!said.contains("Routes:"), "{said}");
+
+    let bare = tempfile::tempdir().unwrap();
+    let (_, said) = serve_briefly(bare.path(), &[]);
+    assert!(said.contains("no Rocket.toml"), "{said}");
+}
