@@ -41,8 +41,9 @@ pub enum Command {
     /// On a terminal the password is asked for twice without echo. Otherwise one line is read
     /// from standard input, e.g. `printf '%s\n' "$PW" | clientele passwd 12`.
     Passwd {
-        /// The customer's clcleunik.
-        id: i64,
+        /// The customer: clcleunik, email or login. An email or login that several customers
+        /// share names the one a login with it checks (the lowest clcleunik).
+        customer: String,
     },
     /// Load customers from a saved old-API JSON response or a CSV file, all or nothing.
     ///
@@ -105,7 +106,8 @@ pub enum Command {
         /// Only this customer's entries.
         #[arg(long)]
         customer: Option<i64>,
-        /// Only entries from this date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SS, UTC) on.
+        /// Only entries from this date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SS, UTC) on;
+        /// also `today`, `yesterday` (from midnight UTC), or a span ago: 7d, 12h, 30m.
         #[arg(long, value_parser = parse_since)]
         since: Option<String>,
         /// At most this many entries, the newest.
@@ -133,11 +135,96 @@ pub enum Command {
 }
 
 fn parse_since(value: &str) -> Result<String, String> {
-    let date = value.get(..10).unwrap_or("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    since_at(value, now)
+}
+
+/// `--since` as the audit trail's UTC timestamps compare: `YYYY-MM-DD`,
+/// `YYYY-MM-DDTHH:MM[:SS]`, `today`, `yesterday` (from midnight UTC), or `7d`, `12h`, `30m`
+/// ago, counted from `now` (seconds since 1970). Anything else is refused: a typo must not
+/// look like an empty trail.
+fn since_at(value: &str, now: u64) -> Result<String, String> {
+    let refuse = || {
+        format!(
+            "expected a date (YYYY-MM-DD), a UTC time (YYYY-MM-DDTHH:MM:SS), today, yesterday, \
+             or a span ago such as 7d, 12h or 30m; found {value:?}"
+        )
+    };
+    let midnight = now - now % 86_400;
+    let relative = match value {
+        "today" => Some(midnight),
+        "yesterday" => Some(midnight.saturating_sub(86_400)),
+        _ => value.char_indices().last().and_then(|(at, unit)| {
+            let seconds = match unit {
+                'd' => 86_400,
+                'h' => 3_600,
+                'm' => 60,
+                _ => return None,
+            };
+            let count: u64 = value[..at].parse().ok()?;
+            Some(now.saturating_sub(count.checked_mul(seconds)?))
+        }),
+    };
+    if let Some(at) = relative {
+        return Ok(utc_timestamp(at));
+    }
+    let date = value.get(..10).ok_or_else(refuse)?;
     let mut check = crate::customer::Customer::default();
-    crate::customer::field::set_field(&mut check, crate::customer::Field::AddedDate, date.into())
-        .map_err(|_| "expected a date as YYYY-MM-DD, or YYYY-MM-DDTHH:MM:SS".to_string())?;
-    Ok(value.to_owned())
+    if date.is_empty()
+        || crate::customer::field::set_field(
+            &mut check,
+            crate::customer::Field::AddedDate,
+            date.into(),
+        )
+        .is_err()
+    {
+        return Err(refuse());
+    }
+    let time = &value[10..];
+    let valid_time = time.is_empty()
+        || time.strip_prefix('T').is_some_and(|clock| {
+            let clock = clock.trim_end_matches('Z');
+            let padded = match clock.len() {
+                5 => format!("{clock}:00"),
+                _ => clock.get(..8).unwrap_or("").to_owned(),
+            };
+            crate::customer::field::set_field(
+                &mut check,
+                crate::customer::Field::AddHour,
+                padded.clone(),
+            )
+            .is_ok()
+                && !padded.is_empty()
+        });
+    if valid_time {
+        Ok(value.to_owned())
+    } else {
+        Err(refuse())
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for `seconds` since 1970 (UTC), as the audit trail writes times.
+fn utc_timestamp(seconds: u64) -> String {
+    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
+    let rest = seconds % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
 fn parse_seconds(value: &str) -> Result<f64, String> {
@@ -191,7 +278,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::Keys(command) => keys(command),
-        Command::Passwd { id } => passwd(id),
+        Command::Passwd { customer } => passwd(&customer),
         Command::Import {
             file,
             format,
@@ -549,20 +636,36 @@ fn keys(command: KeysCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn passwd(id: i64) -> Result<(), String> {
+fn passwd(who: &str) -> Result<(), String> {
     let (config, db) = open()?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
-    // Check the customer first, so nobody types a password for nothing.
-    let exists: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM customer WHERE clcleunik = ?1)",
-            [id],
-            |row| row.get(0),
-        )
-        .map_err(|e| e.to_string())?;
-    if !exists {
-        return Err(format!("no customer with clcleunik {id}"));
+    // Find the customer first, so nobody types a password for nothing: by id, then (for a
+    // login made of digits) by login, or by email when it has an @.
+    let mut candidates = Vec::new();
+    if let Ok(id) = who.parse::<i64>() {
+        candidates.push(customer::Identifier::Id(id));
     }
+    candidates.push(match who.contains('@') {
+        true => customer::Identifier::Email(who.to_owned()),
+        false => customer::Identifier::Login(who.to_owned()),
+    });
+    let mut found = None;
+    for identifier in &candidates {
+        found = customer::find_for_login(&conn, identifier).map_err(|e| e.to_string())?;
+        if found.is_some() {
+            break;
+        }
+    }
+    let Some((found, _)) = found else {
+        return Err(match who.parse::<i64>() {
+            Ok(id) => format!("no customer with clcleunik {id} or login {who:?}; nothing changed"),
+            Err(_) if who.contains('@') => {
+                format!("no customer with email {who:?}; nothing changed")
+            }
+            Err(_) => format!("no customer with login {who:?}; nothing changed"),
+        });
+    };
+    let id = found.clcleunik;
     let password = read_new_password()?;
     let context = customer::password_context(&conn, id).map_err(|e| e.to_string())?;
     let context: Vec<&str> = context.iter().map(String::as_str).collect();
@@ -581,7 +684,10 @@ fn passwd(id: i64) -> Result<(), String> {
     if !changed {
         return Err(format!("no customer with clcleunik {id}"));
     }
-    eprintln!("Password set for customer {id}.");
+    match who == id.to_string() {
+        true => eprintln!("Password set for customer {id}."),
+        false => eprintln!("Password set for customer {id} ({who})."),
+    }
     Ok(())
 }
 
@@ -616,5 +722,38 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn since_takes_dates_times_and_spans_and_refuses_anything_else() {
+        // 2026-11-29T17:30:00Z
+        let now = 1_795_973_400;
+        assert_eq!(super::utc_timestamp(now), "2026-11-29T17:30:00Z");
+        assert_eq!(super::utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            super::since_at("today", now).unwrap(),
+            "2026-11-29T00:00:00Z"
+        );
+        assert_eq!(
+            super::since_at("yesterday", now).unwrap(),
+            "2026-11-28T00:00:00Z"
+        );
+        assert_eq!(super::since_at("7d", now).unwrap(), "2026-11-22T17:30:00Z");
+        assert_eq!(super::since_at("90m", now).unwrap(), "2026-11-29T16:00:00Z");
+        for good in ["2026-11-01", "2026-11-01T08:15", "2026-11-01T08:15:00Z"] {
+            assert_eq!(super::since_at(good, now).unwrap(), good);
+        }
+        for bad in [
+            "yesterdy",
+            "last week",
+            "",
+            "2026-13-01",
+            "2026-11-01 08:15",
+            "7x",
+            "d",
+        ] {
+            let error = super::since_at(bad, now).unwrap_err();
+            assert!(error.contains("yesterday"), "{bad}: {error}");
+        }
     }
 }

@@ -406,3 +406,88 @@ fn the_start_up_log_is_short_and_names_the_configuration_file() {
     let (_, said) = serve_briefly(bare.path(), &[]);
     assert!(said.contains("no Rocket.toml"), "{said}");
 }
+
+fn cli_with_input(db: &std::path::Path, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = binary()
+        .env("ROCKET_DATABASE", db)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn passwd_finds_the_customer_by_email_or_login_too() {
+    let app = spawn_app();
+    let jdoe = app.stored_hash(1);
+    let marie = app.stored_hash(2);
+
+    let by_email = cli_with_input(
+        &app.db,
+        &["passwd", "JDOE@example.com"],
+        "lavande moulin 1987 rouge\n",
+    );
+    assert!(by_email.status.success(), "{}", stderr(&by_email));
+    assert!(
+        stderr(&by_email).contains("customer 1"),
+        "{}",
+        stderr(&by_email)
+    );
+    let by_login = cli_with_input(
+        &app.db,
+        &["passwd", "mdubois"],
+        "tulipe grenier 2031 vert\n",
+    );
+    assert!(by_login.status.success(), "{}", stderr(&by_login));
+    assert_ne!(app.stored_hash(1), jdoe);
+    assert_ne!(app.stored_hash(2), marie);
+    assert_eq!(
+        app.login("jdoe@example.com", "lavande moulin 1987 rouge")
+            .status,
+        200
+    );
+
+    let unknown = cli_with_input(
+        &app.db,
+        &["passwd", "nobody@example.com"],
+        "tulipe grenier 2031 vert\n",
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no customer with email"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
+#[test]
+fn audit_since_takes_yesterday_and_refuses_what_it_cannot_read() {
+    let app = spawn_app();
+    let update = cli_with_input(&app.db, &["passwd", "3"], "tulipe grenier 2031 vert\n");
+    assert!(update.status.success(), "{}", stderr(&update));
+
+    let yesterday = cli(&app.db, &["audit", "--since", "yesterday"]);
+    assert!(yesterday.status.success(), "{}", stderr(&yesterday));
+    assert!(String::from_utf8_lossy(&yesterday.stdout).contains("customer 3"));
+    let hour = cli(&app.db, &["audit", "--since", "1h"]);
+    assert!(String::from_utf8_lossy(&hour.stdout).contains("customer 3"));
+
+    let typo = cli(&app.db, &["audit", "--since", "yesterdy"]);
+    assert!(!typo.status.success());
+    assert!(stderr(&typo).contains("yesterdy"), "{}", stderr(&typo));
+    assert!(
+        !stderr(&typo).contains("No audit entries"),
+        "{}",
+        stderr(&typo)
+    );
+}
