@@ -276,7 +276,7 @@ pub enum KeysCommand {
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(),
+        Command::Serve => return serve(),
         Command::Keys(command) => keys(command),
         Command::Passwd { customer } => passwd(&customer),
         Command::Import {
@@ -319,9 +319,23 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn serve() -> Result<(), String> {
-    let rocket = crate::rocket(crate::figment()).map_err(|e| e.to_string())?;
-    crate::server::run(rocket)
+/// The exit status of a configuration mistake (`EX_CONFIG` of sysexits.h): the systemd unit
+/// does not restart on it, since a restart cannot fix it.
+pub const EXIT_CONFIG: u8 = 78;
+
+fn serve() -> ExitCode {
+    let failed = |message: &dyn std::fmt::Display, code: u8| {
+        eprintln!("error: {message}");
+        ExitCode::from(code)
+    };
+    match crate::rocket(crate::figment()) {
+        Err(error @ crate::error::StartupError::Config(_)) => failed(&error, EXIT_CONFIG),
+        Err(error) => failed(&error, 1),
+        Ok(rocket) => match crate::server::run(rocket) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => failed(&error, 1),
+        },
+    }
 }
 
 /// Opens the configured database for a command-line tool.

@@ -353,7 +353,7 @@ fn a_misspelled_section_or_a_missing_config_file_stops_start_up_in_one_line() {
     )
     .unwrap();
     let (code, said) = serve_briefly(dir.path(), &[]);
-    assert_eq!(code, Some(1), "{said}");
+    assert_eq!(code, Some(78), "{said}");
     assert_eq!(said.trim().lines().count(), 1, "{said}");
     assert!(
         said.contains("[defualt]") && said.contains("did you mean [default]"),
@@ -363,7 +363,7 @@ fn a_misspelled_section_or_a_missing_config_file_stops_start_up_in_one_line() {
 
     let missing = dir.path().join("etc-clientele.toml");
     let (code, said) = serve_briefly(dir.path(), &[("ROCKET_CONFIG", missing.to_str().unwrap())]);
-    assert_eq!(code, Some(1), "{said}");
+    assert_eq!(code, Some(78), "{said}");
     assert_eq!(said.trim().lines().count(), 1, "{said}");
     assert!(
         said.contains("ROCKET_CONFIG") && said.contains("etc-clientele.toml"),
@@ -490,4 +490,31 @@ fn audit_since_takes_yesterday_and_refuses_what_it_cannot_read() {
         "{}",
         stderr(&typo)
     );
+}
+
+#[test]
+fn the_readmes_erp_lines_pasted_into_the_shipped_rocket_toml_are_read() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Keeping in sync with your ERP")
+        .nth(1)
+        .unwrap();
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    assert!(block.contains("upstream_every_secs"), "{block}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clientele.toml");
+    let shipped = std::fs::read_to_string(root().join("Rocket.toml")).unwrap();
+    std::fs::write(&config, format!("{shipped}\n{block}")).unwrap();
+
+    let out = binary()
+        .env("ROCKET_CONFIG", &config)
+        .env("ROCKET_DATABASE", dir.path().join("shop.db"))
+        .args(["keys", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
 }
