@@ -96,12 +96,40 @@ fn the_wire_keeps_the_contract_key_order() {
 #[test]
 fn customers_come_in_ascending_key_order() {
     let app = spawn_app();
+    // Inserted out of order and with gaps, after the demo customers.
+    let inserted = [230, 205, 917, 31, 466, 27, 1000, 100];
+    for id in inserted {
+        app.sql(&format!(
+            "INSERT INTO customer (clcleunik, login, lastName, email)
+             VALUES ({id}, 'user{id}', 'Name{id}', 'user{id}@example.be');"
+        ));
+    }
+    let mut expected: Vec<i64> = (1..=25).chain(inserted).collect();
+    expected.sort_unstable();
 
     let ids = app.get("/CUSTOMER/LIST/").ids();
+    let paged = app.get("/CUSTOMER/LIST/?offset=20&limit=6").ids();
 
-    let mut sorted = ids.clone();
-    sorted.sort_unstable();
-    assert_eq!(ids, sorted);
+    assert_eq!(ids, expected);
+    assert_eq!(paged, expected[20..26]);
+    // SQLite reads a rowid table in key order whatever the insertion order, so the wire alone
+    // cannot tell an `ORDER BY` from none. With `reverse_unordered_selects`, SQLite returns
+    // whatever is not ordered backwards: the store's own list query must still ascend.
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    conn.pragma_update(None, "reverse_unordered_selects", true)
+        .unwrap();
+    let filter = clientele::customer::ListFilter::default();
+    let page = clientele::customer::list(&conn, &filter).unwrap();
+    let listed: Vec<i64> = page.customers.iter().map(|c| c.clcleunik).collect();
+    assert_eq!(listed, expected, "the store's list query orders by the key");
+    let paging = clientele::customer::ListFilter {
+        limit: Some(6),
+        offset: 20,
+        ..filter
+    };
+    let page = clientele::customer::list(&conn, &paging).unwrap();
+    let listed: Vec<i64> = page.customers.iter().map(|c| c.clcleunik).collect();
+    assert_eq!(listed, expected[20..26]);
 }
 
 #[test]
