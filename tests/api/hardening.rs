@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::*;
-use crate::tools::run;
+use crate::tools::{run, run_expecting_failure};
 
 /// Sends `bodies.len()` logins at once (each on its own connection, released together), each
 /// with its own extra headers; returns the statuses.
@@ -294,7 +294,7 @@ fn another_applications_database_is_refused_in_one_line_and_left_byte_identical(
             .env("ROCKET_DATABASE", db)
             .output()
             .unwrap();
-        let tool = run(db, &["keys", "list"], "");
+        let tool = run_expecting_failure(db, &["keys", "list"], "");
 
         for output in [serve, tool] {
             let stderr = String::from_utf8_lossy(&output.stderr);
@@ -565,7 +565,7 @@ fn a_full_disk_fails_an_import_and_a_write_cleanly_and_loses_nothing() {
     let update_body = json!({"id_client": 1, "address": "x".repeat(900)}).to_string();
     let json_type = [("Content-Type", "application/json")];
 
-    let import = run(&db, &["import", "-"], &csv);
+    let import = run_expecting_failure(&db, &["import", "-"], &csv);
     let update = server.request("POST", "/CUSTOMER/UPDATE/", &json_type, &update_body);
 
     let stderr = String::from_utf8_lossy(&import.stderr);

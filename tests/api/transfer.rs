@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::helpers::*;
-use crate::tools::run;
+use crate::tools::{run, run_expecting_failure};
 
 /// `n` plausible customers as the old API served them, passwords in plain text.
 fn synthetic(n: usize) -> Vec<Map<String, Value>> {
@@ -201,7 +201,7 @@ fn a_bad_row_stops_the_import_with_its_line_and_changes_nothing() {
     let file = app.dir.path().join("bad.csv");
     std::fs::write(&file, csv).unwrap();
 
-    let output = run(&app.db, &["import", file.to_str().unwrap()], "");
+    let output = run_expecting_failure(&app.db, &["import", file.to_str().unwrap()], "");
 
     assert!(!output.status.success());
     let message = stderr(&output);
@@ -422,7 +422,7 @@ fn backup_under_load_opens_passes_integrity_check_and_serves_the_same_customers(
     let target = dir.path().join("backup.db");
 
     let output = run(&db, &["backup", target.to_str().unwrap()], "");
-    let again = run(&db, &["backup", target.to_str().unwrap()], "");
+    let again = run_expecting_failure(&db, &["backup", target.to_str().unwrap()], "");
     stop.store(true, Ordering::Relaxed);
     loaders.into_iter().for_each(|l| l.join().unwrap());
 
@@ -493,7 +493,7 @@ fn bad_files_and_paths_are_one_clear_line_and_a_non_zero_exit() {
 
     for (args, database, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = run(database, &args, "{\"nope\": 1}");
+        let output = run_expecting_failure(database, &args, "{\"nope\": 1}");
         let message = stderr(&output);
         assert!(!output.status.success(), "{args:?}");
         assert!(message.contains(expected), "{args:?}: {message}");
@@ -561,7 +561,7 @@ fn a_crlf_file_reports_the_line_of_the_bad_row() {
     let file = app.dir.path().join("excel.csv");
     std::fs::write(&file, "clcleunik,lastName\r\n901,a\r\n902,b\r\nabc,c\r\n").unwrap();
 
-    let output = run(&app.db, &["import", file.to_str().unwrap()], "");
+    let output = run_expecting_failure(&app.db, &["import", file.to_str().unwrap()], "");
 
     assert!(!output.status.success());
     assert!(
@@ -598,12 +598,12 @@ fn replacing_with_an_empty_file_needs_allow_empty() {
     let app = spawn_app();
     let before = dump(&app.db);
 
-    let header_only = run(
+    let header_only = run_expecting_failure(
         &app.db,
         &["import", "-", "--replace"],
         "clcleunik,lastName\n",
     );
-    let empty_json = run(
+    let empty_json = run_expecting_failure(
         &app.db,
         &["import", "-", "--replace", "--format", "json"],
         r#"{"success":"true","result":{"customer":[]}}"#,
@@ -635,7 +635,8 @@ fn importing_into_a_new_file_says_so_and_a_dry_run_or_a_failure_leaves_no_file()
 
     let dry = run(&db, &["import", "-", "--dry-run"], csv);
     let dry_left = db.exists();
-    let failed = run(&db, &["import", "-"], "clcleunik;lastName\nseven;Peeters\n");
+    let failed =
+        run_expecting_failure(&db, &["import", "-"], "clcleunik;lastName\nseven;Peeters\n");
     let failed_left = db.exists();
     let made = run(&db, &["import", "-"], csv);
 
