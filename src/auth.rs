@@ -429,18 +429,43 @@ mod tests {
 
     #[test]
     fn hash_many_keeps_the_order_and_salts_each() {
-        let passwords: Vec<_> = (0..5).map(|i| Secret::new(format!("pw{i}"))).collect();
+        // Five times the same password, then four others: only a salt of its own makes each
+        // of the first five hashes differ.
+        let passwords: Vec<_> = ["same"; 5]
+            .into_iter()
+            .map(String::from)
+            .chain((0..4).map(|i| format!("pw{i}")))
+            .map(Secret::new)
+            .collect();
         let hashes = cheap().hash_many(&passwords).unwrap();
-        assert_eq!(hashes.len(), 5);
-        // Checked with the argon2 crate's own verifier, not ours.
+        assert_eq!(hashes.len(), passwords.len());
+        // Checked with the argon2 crate's own verifier, not ours: hash i is password i's, and
+        // not its neighbour's.
         let reference = Argon2::default();
-        for (password, hash) in passwords.iter().zip(&hashes) {
-            let parsed = argon2::PasswordHash::new(hash).unwrap();
+        let matches = |password: &Secret, hash: &str| {
             use argon2::PasswordVerifier;
-            assert!(reference
+            let parsed = argon2::PasswordHash::new(hash).unwrap();
+            reference
                 .verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok());
+                .is_ok()
+        };
+        for (i, (password, hash)) in passwords.iter().zip(&hashes).enumerate() {
+            assert!(matches(password, hash), "hash {i} is not password {i}'s");
+            if i >= 5 {
+                assert!(
+                    !matches(&passwords[i - 1], hash),
+                    "hash {i} is out of order"
+                );
+            }
         }
+        let salts: std::collections::HashSet<String> = hashes
+            .iter()
+            .map(|hash| {
+                let parsed = argon2::PasswordHash::new(hash).unwrap();
+                parsed.salt.expect("a salt").as_str().to_owned()
+            })
+            .collect();
+        assert_eq!(salts.len(), hashes.len(), "a salt each: {hashes:?}");
     }
 
     #[test]
@@ -488,16 +513,36 @@ mod tests {
 
     #[test]
     fn stored_hashes_with_absurd_costs_are_refused_without_running() {
-        let absurd = "$argon2id$v=19$m=4000000,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
-        assert_eq!(
-            cheap().verify(&Secret::new("pw"), Some(absurd)),
-            Verdict::Invalid
+        // Each would take minutes (or 4 GB) to run: refused, it answers at once. Run on a
+        // thread of its own, so that a regression fails after the bound instead of hanging.
+        let refused_within = |stored: String, bound: Duration| {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let started = Instant::now();
+            let hash = stored.clone();
+            std::thread::spawn(move || {
+                let _ = sender.send(cheap().verify(&Secret::new("pw"), Some(&hash)));
+            });
+            let verdict = receiver
+                .recv_timeout(bound)
+                .unwrap_or_else(|_| panic!("still running after {bound:?}: {stored}"));
+            assert_eq!(verdict, Verdict::Invalid, "{stored}");
+            assert!(started.elapsed() < bound, "{stored}");
+        };
+        let bound = Duration::from_secs(1);
+        refused_within(
+            "$argon2id$v=19$m=4000000,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            bound,
         );
-        let slow_bcrypt = "$2y$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234";
-        assert_eq!(
-            cheap().verify(&Secret::new("pw"), Some(slow_bcrypt)),
-            Verdict::Invalid
+        refused_within(
+            "$argon2id$v=19$m=1024,t=1000000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            bound,
         );
+        // A well-formed bcrypt hash (the crate would run it) with its cost raised to 2^20 and
+        // 2^31 rounds: a minute and days.
+        let bcrypt = bcrypt::hash("pw", 4).unwrap();
+        for cost in ["$20$", "$31$"] {
+            refused_within(bcrypt.replacen("$04$", cost, 1), bound);
+        }
     }
 
     #[test]

@@ -94,6 +94,23 @@ impl ListFilter {
         Ok(filter)
     }
 
+    /// The statement that counts the customers matching these filters (`X-Total-Count`),
+    /// to be run with their parameters. Public so that the index test explains the very
+    /// statement the server runs.
+    pub fn count_sql(&self) -> String {
+        format!("SELECT count(*) FROM customer{}", self.where_clause().0)
+    }
+
+    /// The statement that reads the rows of a list, to be run with the parameters of the
+    /// filters and the `after` cursor, then the limit and the offset. Public, as
+    /// [`ListFilter::count_sql`].
+    pub fn rows_sql(&self) -> String {
+        format!(
+            "SELECT {COLUMNS} FROM customer{} ORDER BY clcleunik LIMIT ? OFFSET ?",
+            self.rows_clause().0
+        )
+    }
+
     /// The `WHERE` clause and its parameters for these filters (paging excluded: what
     /// `X-Total-Count` counts).
     fn where_clause(&self) -> (String, Vec<&dyn ToSql>) {
@@ -213,9 +230,9 @@ impl Totals {
 
 /// How many customers match `filter` before paging.
 fn count(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<u64> {
-    let (clause, params) = filter.where_clause();
+    let (_, params) = filter.where_clause();
     let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM customer{clause}"))?
+        .prepare_cached(&filter.count_sql())?
         .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
     Ok(u64::try_from(total).unwrap_or(0))
 }
@@ -251,10 +268,8 @@ fn for_each_customer_with_total(
     }
     // SQLite reads LIMIT -1 as "no limit".
     let limit = filter.limit.map_or(-1, i64::from);
-    let (clause, params) = filter.rows_clause();
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM customer{clause} ORDER BY clcleunik LIMIT ? OFFSET ?"
-    ))?;
+    let (_, params) = filter.rows_clause();
+    let mut statement = conn.prepare_cached(&filter.rows_sql())?;
     let paging: [&dyn ToSql; 2] = [&limit, &filter.offset];
     let mut rows = statement.query(params_from_iter(params.iter().chain(paging.iter())))?;
     while let Some(row) = rows.next()? {
@@ -417,15 +432,12 @@ pub fn find_for_login(
     conn: &Connection,
     identifier: &Identifier,
 ) -> rusqlite::Result<Option<(Customer, Option<Secret>)>> {
-    let (condition, value): (&str, &dyn ToSql) = match identifier {
-        Identifier::Email(email) => ("email = ?1 COLLATE NOCASE", email),
-        Identifier::Login(login) => ("login = ?1", login),
-        Identifier::Id(id) => ("clcleunik = ?1", id),
+    let value: &dyn ToSql = match identifier {
+        Identifier::Email(email) => email,
+        Identifier::Login(login) => login,
+        Identifier::Id(id) => id,
     };
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS}, password_hash FROM customer WHERE {condition} \
-         ORDER BY clcleunik LIMIT 1"
-    ))?;
+    let mut statement = conn.prepare_cached(&login_sql(identifier))?;
     let mut rows = statement.query([value])?;
     match rows.next()? {
         Some(row) => {
@@ -434,6 +446,20 @@ pub fn find_for_login(
         }
         None => Ok(None),
     }
+}
+
+/// The statement [`find_for_login`] runs for this kind of identifier (its value is `?1`).
+/// Public so that the index test explains the very statement the server runs.
+pub fn login_sql(identifier: &Identifier) -> String {
+    let condition = match identifier {
+        Identifier::Email(_) => "email = ?1 COLLATE NOCASE",
+        Identifier::Login(_) => "login = ?1",
+        Identifier::Id(_) => "clcleunik = ?1",
+    };
+    format!(
+        "SELECT {COLUMNS}, password_hash FROM customer WHERE {condition} \
+         ORDER BY clcleunik LIMIT 1"
+    )
 }
 
 /// Replaces a password hash, but only if it is still `old` (a concurrent change wins).
@@ -499,14 +525,18 @@ pub fn password_context(conn: &Connection, id: i64) -> rusqlite::Result<Vec<Stri
 
 /// Whether another customer than `id` has this email (ignoring case) or login.
 fn taken(conn: &Connection, field: Field, value: &str, id: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(&taken_sql(field))?
+        .query_row(rusqlite::params![value, id], |row| row.get(0))
+}
+
+/// The statement [`taken`] runs for `field` (the email, or else the login). Public so that
+/// the index test explains the very statement the server runs.
+pub fn taken_sql(field: Field) -> String {
     let condition = match field {
         Field::Email => "email = ?1 COLLATE NOCASE",
         _ => "login = ?1",
     };
-    conn.prepare_cached(&format!(
-        "SELECT EXISTS (SELECT 1 FROM customer WHERE {condition} AND clcleunik != ?2)"
-    ))?
-    .query_row(rusqlite::params![value, id], |row| row.get(0))
+    format!("SELECT EXISTS (SELECT 1 FROM customer WHERE {condition} AND clcleunik != ?2)")
 }
 
 /// Refuses an email or login another customer already has (empty ones are never "taken").
@@ -722,6 +752,17 @@ pub struct ChangesPage {
     pub next: i64,
 }
 
+/// The changes after `?1`, at most `?2` of them, as (seq, deleted, id): the statement
+/// [`changes_since`] runs. Public so that the index test explains it.
+pub const CHANGES_SQL: &str = "SELECT seq, deleted, id FROM (
+         SELECT change_seq AS seq, 0 AS deleted, clcleunik AS id FROM customer
+         WHERE change_seq > ?1
+         UNION ALL
+         SELECT t.seq, 1, t.clcleunik FROM tombstone t
+         WHERE t.seq > ?1
+           AND NOT EXISTS (SELECT 1 FROM customer c WHERE c.clcleunik = t.clcleunik)
+     ) ORDER BY seq LIMIT ?2";
+
 /// The changes after `since`, at most `limit` of them (customers and deletions together), read
 /// in one snapshot. Writes are serialised and each takes the next number inside its own
 /// transaction, so numbers appear in commit order: a poll that goes on from `next` neither
@@ -741,16 +782,7 @@ pub fn changes_since(conn: &Connection, since: i64, limit: u32) -> Result<Change
         ));
     }
     let events: Vec<(i64, bool, i64)> = snapshot
-        .prepare_cached(
-            "SELECT seq, deleted, id FROM (
-                 SELECT change_seq AS seq, 0 AS deleted, clcleunik AS id FROM customer
-                 WHERE change_seq > ?1
-                 UNION ALL
-                 SELECT t.seq, 1, t.clcleunik FROM tombstone t
-                 WHERE t.seq > ?1
-                   AND NOT EXISTS (SELECT 1 FROM customer c WHERE c.clcleunik = t.clcleunik)
-             ) ORDER BY seq LIMIT ?2",
-        )?
+        .prepare_cached(CHANGES_SQL)?
         .query_map(rusqlite::params![since, limit], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?

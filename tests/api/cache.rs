@@ -289,30 +289,33 @@ fn the_total_and_the_rows_agree_while_imports_commit() {
     let app = spawn_app();
     let db = app.db.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Another process adds and removes 20 customers, over and over, in transactions.
+    // Another process adds and removes 20 customers, over and over, in transactions; when
+    // stopped, it adds them a last time and leaves them.
     let writer = {
         let stop = std::sync::Arc::clone(&stop);
         std::thread::spawn(move || {
             let conn = rusqlite::Connection::open(&db).unwrap();
             conn.busy_timeout(std::time::Duration::from_secs(5))
                 .unwrap();
+            let add = "BEGIN IMMEDIATE;
+                 WITH RECURSIVE n(i) AS (SELECT 500 UNION ALL SELECT i + 1 FROM n WHERE i < 519)
+                 INSERT INTO customer (clcleunik, lastName) SELECT i, 'x' FROM n;
+                 COMMIT;";
             let mut commits = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                conn.execute_batch(
-                    "BEGIN IMMEDIATE;
-                     WITH RECURSIVE n(i) AS (SELECT 500 UNION ALL SELECT i + 1 FROM n WHERE i < 519)
-                     INSERT INTO customer (clcleunik, lastName) SELECT i, 'x' FROM n;
-                     COMMIT;
-                     DELETE FROM customer WHERE clcleunik >= 500;",
-                )
-                .unwrap();
+                conn.execute_batch(add).unwrap();
+                conn.execute_batch("DELETE FROM customer WHERE clcleunik >= 500;")
+                    .unwrap();
                 commits += 2;
             }
-            commits
+            conn.execute_batch(add).unwrap();
+            commits + 1
         })
     };
+    let (before, with_them) = (demo_customers().len(), demo_customers().len() + 20);
 
     let mut checked = 0;
+    let mut saw_them = 0;
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_millis(1500) {
         let reply = app.get("/CUSTOMER/LIST/");
@@ -322,12 +325,28 @@ fn the_total_and_the_rows_agree_while_imports_commit() {
             reply.customers().len(),
             "after {checked} agreeing answers"
         );
+        assert!(
+            total == before || total == with_them,
+            "{total}: half a commit"
+        );
+        saw_them += usize::from(total == with_them);
         checked += 1;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-
     let commits = writer.join().unwrap();
+    let last = app.get("/CUSTOMER/LIST/");
+
     assert!(commits > 10, "the writer ran alongside ({commits} commits)");
+    // The reads were not all served from before the first commit: some saw the 20 rows.
+    assert!(
+        saw_them > 0,
+        "none of {checked} reads saw the {commits} commits"
+    );
+    assert_eq!(
+        last.header("x-total-count"),
+        Some(with_them.to_string().as_str())
+    );
+    assert_eq!(last.customers().len(), with_them, "the last commit is seen");
 }
 
 #[test]

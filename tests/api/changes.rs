@@ -124,30 +124,44 @@ fn a_copy_kept_by_polling_during_concurrent_writes_ends_equal_to_the_list() {
     let db = dir.path().join("feed.db");
     let server = Server::start(&db, &[]);
     let port = server.port;
+    // One writer, so what each write should answer is known: an id that exists is a 409 to
+    // ADD and a 200 to UPDATE and DELETE; one that does not, a 201 and two 404s.
     let writer = std::thread::spawn(move || {
+        let mut exists = std::collections::BTreeSet::new();
+        let mut succeeded = 0;
         for n in 0..150 {
             let id = 2000 + n % 40;
             let body = json!({"clcleunik": id, "email": format!("w{n}@x.be")}).to_string();
             let headers = [("Content-Type", "application/json")];
-            match n % 3 {
-                0 => {
-                    http(port, "POST", "/CUSTOMER/ADD/", &headers, &body);
-                }
+            let (reply, expected) = match n % 3 {
+                0 => (
+                    http(port, "POST", "/CUSTOMER/ADD/", &headers, &body),
+                    if exists.insert(id) { 201 } else { 409 },
+                ),
                 1 => {
                     let body = json!({"id_client": id, "city": format!("c{n}")}).to_string();
-                    http(port, "POST", "/CUSTOMER/UPDATE/", &headers, &body);
+                    (
+                        http(port, "POST", "/CUSTOMER/UPDATE/", &headers, &body),
+                        if exists.contains(&id) { 200 } else { 404 },
+                    )
                 }
-                _ => {
+                _ => (
                     http(
                         port,
                         "DELETE",
                         &format!("/CUSTOMER/DELETE/?id_client={id}"),
                         &[],
                         "",
-                    );
-                }
+                    ),
+                    if exists.remove(&id) { 200 } else { 404 },
+                ),
+            };
+            assert_eq!(reply.status, expected, "write {n} on {id}: {}", reply.body);
+            if reply.status < 300 {
+                succeeded += 1;
             }
         }
+        (succeeded, exists)
     });
 
     let mut copy: BTreeMap<i64, Value> = BTreeMap::new();
@@ -171,7 +185,7 @@ fn a_copy_kept_by_polling_during_concurrent_writes_ends_equal_to_the_list() {
         }
         finished = writer.is_finished();
     }
-    writer.join().unwrap();
+    let (succeeded, exists) = writer.join().unwrap();
 
     let list = server.get("/CUSTOMER/LIST/").json();
     let expected: BTreeMap<i64, Value> = list["result"]["customer"]
@@ -181,6 +195,9 @@ fn a_copy_kept_by_polling_during_concurrent_writes_ends_equal_to_the_list() {
         .map(|c| (c["clcleunik"].as_i64().unwrap(), c.clone()))
         .collect();
     assert_eq!(copy, expected);
+    assert!(succeeded >= 50, "only {succeeded} writes succeeded");
+    let written: Vec<i64> = copy.keys().copied().filter(|id| *id >= 2000).collect();
+    assert_eq!(written, exists.into_iter().collect::<Vec<_>>());
 }
 
 #[test]

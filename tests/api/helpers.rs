@@ -408,12 +408,19 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The database file and its WAL, concatenated, as they are on disk now.
+/// The database file and its WAL (if there is one), concatenated, as they are on disk now.
+/// A missing or empty database file fails the test: searching no bytes for a secret would
+/// find none, and prove nothing.
 pub fn database_bytes(db: &Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(db).unwrap_or_default();
+    let mut bytes = std::fs::read(db).unwrap_or_else(|e| panic!("reading {}: {e}", db.display()));
+    assert!(!bytes.is_empty(), "{} is empty", db.display());
     let mut wal = db.as_os_str().to_owned();
     wal.push("-wal");
-    bytes.extend(std::fs::read(PathBuf::from(wal)).unwrap_or_default());
+    match std::fs::read(PathBuf::from(&wal)) {
+        Ok(wal) => bytes.extend(wal),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("reading {}: {e}", wal.to_string_lossy()),
+    }
     bytes
 }
 

@@ -96,12 +96,40 @@ fn the_wire_keeps_the_contract_key_order() {
 #[test]
 fn customers_come_in_ascending_key_order() {
     let app = spawn_app();
+    // Inserted out of order and with gaps, after the demo customers.
+    let inserted = [230, 205, 917, 31, 466, 27, 1000, 100];
+    for id in inserted {
+        app.sql(&format!(
+            "INSERT INTO customer (clcleunik, login, lastName, email)
+             VALUES ({id}, 'user{id}', 'Name{id}', 'user{id}@example.be');"
+        ));
+    }
+    let mut expected: Vec<i64> = (1..=25).chain(inserted).collect();
+    expected.sort_unstable();
 
     let ids = app.get("/CUSTOMER/LIST/").ids();
+    let paged = app.get("/CUSTOMER/LIST/?offset=20&limit=6").ids();
 
-    let mut sorted = ids.clone();
-    sorted.sort_unstable();
-    assert_eq!(ids, sorted);
+    assert_eq!(ids, expected);
+    assert_eq!(paged, expected[20..26]);
+    // SQLite reads a rowid table in key order whatever the insertion order, so the wire alone
+    // cannot tell an `ORDER BY` from none. With `reverse_unordered_selects`, SQLite returns
+    // whatever is not ordered backwards: the store's own list query must still ascend.
+    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    conn.pragma_update(None, "reverse_unordered_selects", true)
+        .unwrap();
+    let filter = clientele::customer::ListFilter::default();
+    let page = clientele::customer::list(&conn, &filter).unwrap();
+    let listed: Vec<i64> = page.customers.iter().map(|c| c.clcleunik).collect();
+    assert_eq!(listed, expected, "the store's list query orders by the key");
+    let paging = clientele::customer::ListFilter {
+        limit: Some(6),
+        offset: 20,
+        ..filter
+    };
+    let page = clientele::customer::list(&conn, &paging).unwrap();
+    let listed: Vec<i64> = page.customers.iter().map(|c| c.clcleunik).collect();
+    assert_eq!(listed, expected[20..26]);
 }
 
 #[test]
@@ -347,41 +375,68 @@ fn an_unreadable_store_is_a_503_on_health_and_no_internals_anywhere() {
 
 #[test]
 fn lookups_and_start_up_use_an_index_never_a_scan() {
+    use clientele::customer::{Field, Identifier, ListFilter};
     let app = spawn_app();
     let conn = rusqlite::Connection::open(&app.db).unwrap();
+    // The plan of a statement as the server has it, its parameters bound to NULL (SQLite
+    // plans the same whatever their values).
     let plan = |sql: &str| -> String {
         let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
         let rows = statement
-            .query_map([], |row| row.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect::<Vec<_>>();
         rows.join("; ")
     };
-    // The queries the server runs (see customer::store), with literal values.
-    for (sql, index) in [
+    let filter = |configure: fn(&mut ListFilter)| {
+        let mut filter = ListFilter::default();
+        configure(&mut filter);
+        filter
+    };
+    let by_id = filter(|f| f.id = Some(5));
+    let by_email = filter(|f| f.email = Some("a@b.be".into()));
+    let by_login = filter(|f| f.login = Some("jdoe".into()));
+    let after = filter(|f| f.after = Some(10));
+    // The statements the server runs (see customer::store), taken from it.
+    let statements = [
+        (by_id.rows_sql(), "INTEGER PRIMARY KEY"),
+        (by_id.count_sql(), "INTEGER PRIMARY KEY"),
+        (by_email.rows_sql(), "customer_email"),
+        (by_email.count_sql(), "customer_email"),
+        (by_login.rows_sql(), "customer_login"),
+        (by_login.count_sql(), "customer_login"),
+        (after.rows_sql(), "INTEGER PRIMARY KEY"),
         (
-            "SELECT * FROM customer WHERE clcleunik = 5 ORDER BY clcleunik",
-            "INTEGER PRIMARY KEY",
-        ),
-        (
-            "SELECT * FROM customer WHERE email = 'a@b.be' COLLATE NOCASE ORDER BY clcleunik",
+            clientele::customer::login_sql(&Identifier::Email(String::new())),
             "customer_email",
         ),
         (
-            "SELECT * FROM customer WHERE login = 'jdoe' ORDER BY clcleunik",
+            clientele::customer::login_sql(&Identifier::Login(String::new())),
             "customer_login",
         ),
         (
-            "SELECT clcleunik FROM customer WHERE change_seq > 10 ORDER BY change_seq",
-            "customer_change",
+            clientele::customer::login_sql(&Identifier::Id(0)),
+            "INTEGER PRIMARY KEY",
         ),
         (
-            "SELECT count(*) FROM customer WHERE email = 'a@b.be' COLLATE NOCASE",
+            clientele::customer::taken_sql(Field::Email),
             "customer_email",
         ),
-    ] {
-        let plan = plan(sql);
+        (
+            clientele::customer::taken_sql(Field::Login),
+            "customer_login",
+        ),
+        (
+            clientele::customer::CHANGES_SQL.to_owned(),
+            "customer_change",
+        ),
+    ];
+    for (sql, index) in statements {
+        let plan = plan(&sql);
         assert!(plan.contains(index), "{sql}: {plan}");
         assert!(!plan.contains("SCAN customer"), "{sql}: {plan}");
     }

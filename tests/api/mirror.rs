@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use crate::tools::run;
+use crate::tools::{run, run_expecting_failure};
 
 /// The old API's key: it must never reach a log line.
 const OLD_KEY: &str = "OLD-API-KEY-7f3a9c";
@@ -375,9 +375,9 @@ fn an_empty_or_much_smaller_upstream_is_refused_and_the_data_kept() {
     assert!(run(&db, &["sync", &old.url()], "").status.success());
 
     old.edit(Vec::clear);
-    let empty = run(&db, &["sync", &old.url()], "");
+    let empty = run_expecting_failure(&db, &["sync", &old.url()], "");
     old.edit(|customers| *customers = old_customers(2));
-    let smaller = run(&db, &["sync", &old.url()], "");
+    let smaller = run_expecting_failure(&db, &["sync", &old.url()], "");
 
     for output in [&empty, &smaller] {
         assert!(!output.status.success());
@@ -450,7 +450,7 @@ fn a_failing_upstream_leaves_the_last_good_data_served_at_once() {
         .unwrap()
         .port();
     let down_url = format!("http://127.0.0.1:{port}/CUSTOMER/LIST/?apikey={OLD_KEY}");
-    let unreachable = run(&db, &["sync", &down_url], "");
+    let unreachable = run_expecting_failure(&db, &["sync", &down_url], "");
     assert!(!unreachable.status.success());
     assert!(
         stderr(&unreachable).contains("could not be reached"),

@@ -82,23 +82,42 @@ fn list_requests_keep_answering_while_eight_logins_run_in_a_loop() {
     let mut answered = 0;
     let started = Instant::now();
     let logins_before = logins.load(Ordering::Relaxed);
-    while answered < 20 || started.elapsed() < Duration::from_secs(2) {
+    // Each list answers within LIST_BOUND, and the first 20 within DEADLINE in all: lists
+    // starved by the logins fail the test instead of merely slowing it (here each takes ~10 ms).
+    const LIST_BOUND: Duration = Duration::from_secs(2);
+    const DEADLINE: Duration = Duration::from_secs(10);
+    let mut slowest = Duration::ZERO;
+    while (answered < 20 || started.elapsed() < Duration::from_secs(2))
+        && slowest <= LIST_BOUND
+        && (answered >= 20 || started.elapsed() <= DEADLINE)
+    {
+        let asked = Instant::now();
         let reply = server.request(
             "GET",
             "/CUSTOMER/LIST/?id_client=3",
             &[("X-API-Key", key)],
             "",
         );
+        slowest = slowest.max(asked.elapsed());
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.ids(), vec![3]);
         answered += 1;
     }
+    let looped = started.elapsed();
     let logins_during = logins.load(Ordering::Relaxed) - logins_before;
     stop.store(true, Ordering::Relaxed);
     for handle in storm {
         handle.join().expect("login thread");
     }
 
+    assert!(
+        slowest <= LIST_BOUND,
+        "a list took {slowest:?} during the logins (bound {LIST_BOUND:?})"
+    );
+    assert!(
+        answered >= 20,
+        "only {answered} lists answered in {looped:?} during the logins"
+    );
     // Both kinds of work made progress at the same time: logins did not stop the lists,
     // and the lists did not stop the logins.
     assert!(

@@ -5,8 +5,36 @@ use std::process::{Output, Stdio};
 
 use crate::helpers::*;
 
-/// Runs `clientele ARGS` on `db`, feeding `stdin`.
+/// Runs `clientele ARGS` on `db`, feeding `stdin`, and requires that it succeeds: a failed
+/// `keys create` must not leave a keyless server and a passing test.
+#[track_caller]
 pub fn run(db: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let output = run_tool(db, args, stdin);
+    assert!(
+        output.status.success(),
+        "clientele {} failed ({}): {}",
+        args.join(" "),
+        output.status,
+        stderr(&output)
+    );
+    output
+}
+
+/// Runs `clientele ARGS` on `db`, feeding `stdin`, and requires that it fails (a non-zero
+/// exit status).
+#[track_caller]
+pub fn run_expecting_failure(db: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let output = run_tool(db, args, stdin);
+    assert!(
+        !output.status.success(),
+        "clientele {} succeeded, but should have failed: {}",
+        args.join(" "),
+        stderr(&output)
+    );
+    output
+}
+
+fn run_tool(db: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     let mut child = binary()
         .args(args)
         .env("ROCKET_DATABASE", db)
@@ -27,7 +55,7 @@ fn keys_create_prints_the_key_once_and_list_never_shows_it() {
 
     let created = run(&db, &["keys", "create", "webshop"], "");
     let listed = run(&db, &["keys", "list"], "");
-    let duplicate = run(&db, &["keys", "create", "webshop"], "");
+    let duplicate = run_expecting_failure(&db, &["keys", "create", "webshop"], "");
 
     assert!(
         created.status.success(),
@@ -52,7 +80,7 @@ fn keys_revoke_removes_it_and_names_an_unknown_one() {
     run(&db, &["keys", "create", "old"], "");
 
     let revoked = run(&db, &["keys", "revoke", "old"], "");
-    let again = run(&db, &["keys", "revoke", "old"], "");
+    let again = run_expecting_failure(&db, &["keys", "revoke", "old"], "");
 
     assert!(revoked.status.success());
     assert!(!again.status.success());
@@ -91,8 +119,8 @@ fn passwd_refuses_an_unknown_customer_and_an_empty_password() {
     let app = spawn_app();
     let before = app.stored_hash(3);
 
-    let unknown = run(&app.db, &["passwd", "999"], "secret\n");
-    let empty = run(&app.db, &["passwd", "3"], "\n");
+    let unknown = run_expecting_failure(&app.db, &["passwd", "999"], "secret\n");
+    let empty = run_expecting_failure(&app.db, &["passwd", "3"], "\n");
 
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no customer with clcleunik 999"));
@@ -129,7 +157,7 @@ fn login_rate_measures_the_configured_parameters_on_the_login_workers_and_opens_
         .env("ROCKET_LOGIN_WORKERS", "2")
         .output()
         .unwrap();
-    let refused = run(&db, &["login-rate", "--seconds", "0"], "");
+    let refused = run_expecting_failure(&db, &["login-rate", "--seconds", "0"], "");
     let misspelled = binary()
         .args(["login-rate", "--seconds", "0.1"])
         .env("ROCKET_DATABASE", &db)

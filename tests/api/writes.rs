@@ -7,7 +7,7 @@ use rocket::http::{ContentType, Header};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use crate::tools::run;
+use crate::tools::{run, run_expecting_failure};
 
 /// A strong password for tests that need one accepted.
 const STRONG: &str = "lavande moulin 1987 rouge";
@@ -713,7 +713,7 @@ fn passwd_refuses_a_weak_password_and_changes_nothing() {
     let app = spawn_app();
     let before = app.stored_hash(1);
 
-    let weak = run(&app.db, &["passwd", "1"], "password\n");
+    let weak = run_expecting_failure(&app.db, &["passwd", "1"], "password\n");
 
     assert!(!weak.status.success());
     let stderr = String::from_utf8_lossy(&weak.stderr);
