@@ -181,7 +181,7 @@ fn forward_and_store(
             forward.raw.content_type.as_deref(),
             &forward.raw.bytes,
         )?;
-        let answer = sync::accepted(status, &body)?;
+        let answer = upstream.accepted(status, &body)?;
         let returned = &answer["result"]["customer"][0]["clcleunik"];
         let id = forward.id.or_else(|| {
             returned
@@ -197,7 +197,7 @@ fn forward_and_store(
                 Err(error) => Err(sync::SyncError::Store(error.to_string())),
             },
             (_, Some(id)) => {
-                let records = sync::parse(&upstream.fetch(Some(&format!("id_client={id}")))?)?;
+                let records = upstream.parse(&upstream.fetch(Some(&format!("id_client={id}")))?)?;
                 let records: Vec<_> = records
                     .into_iter()
                     .filter(|r| r.customer.clcleunik == id)

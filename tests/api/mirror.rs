@@ -21,6 +21,8 @@ pub enum Mode {
     Fail500,
     Garbage,
     Stall,
+    /// Everything is refused with a 200 `{"success":"false","message":"bad key"}`.
+    RefuseOk,
 }
 
 /// A request the fake received: method, path with query, body.
@@ -131,7 +133,8 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         }
         Mode::Fail500 => (500, "<html>Internal Server Error</html>".to_owned()),
         Mode::Garbage => (200, "<html><body>maintenance</body></html>".to_owned()),
-        Mode::Serve => answer(state, &method, &target, &body),
+        Mode::RefuseOk => (200, r#"{"success":"false","message":"bad key"}"#.to_owned()),
+        _ => answer(state, &method, &target, &body),
     };
     let reply = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
@@ -157,7 +160,12 @@ fn answer(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16,
         .received
         .push((method.to_owned(), target.to_owned(), body.to_owned()));
     let path = target.split('?').next().unwrap_or("");
-    let fields: serde_json::Map<String, Value> = serde_json::from_str(body).unwrap_or_default();
+    // A JSON object, or a form.
+    let fields: serde_json::Map<String, Value> = serde_json::from_str(body).unwrap_or_else(|_| {
+        form_urlencoded::parse(body.as_bytes())
+            .map(|(name, value)| (name.into_owned(), json!(value)))
+            .collect()
+    });
     match (method, path) {
         ("GET", "/CUSTOMER/LIST/") => match query_id(target) {
             Some(id) => {
@@ -172,8 +180,9 @@ fn answer(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16,
             None => (200, envelope(&state.customers)),
         },
         ("POST", "/CUSTOMER/UPDATE/") => {
-            let id: i64 = fields["id_client"]
-                .as_str()
+            let id: i64 = fields
+                .get("id_client")
+                .and_then(Value::as_str)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             let Some(customer) = state.customers.iter_mut().find(|c| c["clcleunik"] == id) else {
@@ -541,4 +550,64 @@ fn in_mirror_mode_writes_go_to_the_master_first() {
     );
     let log = server.stop();
     assert!(!log.contains(OLD_KEY), "{log}");
+}
+
+/// A server mirroring `old` (synced once already), syncing hourly unless told sooner.
+fn mirror_server(old: &FakeOldApi, db: &std::path::Path, timeout_secs: &str) -> Server {
+    Server::start(
+        db,
+        &[
+            ("ROCKET_UPSTREAM", &old.url()),
+            ("ROCKET_UPSTREAM_EVERY_SECS", "3600"),
+            ("ROCKET_UPSTREAM_TIMEOUT_SECS", timeout_secs),
+        ],
+    )
+}
+
+#[test]
+fn health_says_which_field_of_the_old_list_is_bad_without_its_value() {
+    let mut customers = old_customers(5);
+    customers[2]["webRemise"] = json!("SECRET-REMISE-5c1");
+    let old = FakeOldApi::start(customers);
+    let (_dir, db) = empty_database();
+    let server = mirror_server(&old, &db, "5");
+
+    let mut health = Value::Null;
+    assert!(eventually(Duration::from_secs(10), || {
+        health = server.get("/health").json();
+        health["result"]["upstream"]["last_error"].is_string()
+    }));
+
+    let error = health["result"]["upstream"]["last_error"].as_str().unwrap();
+    assert!(error.contains("webRemise"), "{error}");
+    assert!(!health.to_string().contains("SECRET-REMISE"), "{health}");
+    let log = server.stop();
+    assert!(log.contains("webRemise"), "{log}");
+    assert!(!log.contains("erp-password"), "{log}");
+}
+
+#[test]
+fn a_master_that_refuses_the_list_is_reported_as_refusing_with_its_message() {
+    let old = FakeOldApi::start(old_customers(3));
+    let (_dir, db) = empty_database();
+    let wrong_key = format!(
+        "http://127.0.0.1:{}/CUSTOMER/LIST/?apikey=WRONG-9d2e",
+        old.port
+    );
+
+    let refused_401 = run(&db, &["sync", &wrong_key], "");
+    old.set_mode(Mode::RefuseOk);
+    let refused_200 = run(&db, &["sync", &old.url()], "");
+
+    for output in [&refused_401, &refused_200] {
+        let text = stderr(output);
+        assert!(!output.status.success());
+        assert!(text.contains("the old API refused"), "{text}");
+        assert!(text.contains("bad key"), "{text}");
+        assert!(!text.contains("missing field"), "{text}");
+        assert!(
+            !text.contains(OLD_KEY) && !text.contains("WRONG-9d2e"),
+            "{text}"
+        );
+    }
 }
