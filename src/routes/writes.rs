@@ -129,6 +129,7 @@ struct Forward {
     id: Option<i64>,
     /// For an ADD whose answer gives no id: the customer is found by email after a sync.
     email: Option<String>,
+    /// The body for the master (see [`RawBody::for_master`]).
     raw: RawBody,
     action: Action,
 }
@@ -268,7 +269,7 @@ async fn post_update(
             name: "UPDATE",
             id: Some(id),
             email: None,
-            raw: changes.raw,
+            raw: changes.raw.for_master(Some(id)),
             action: Action::Update,
         };
         let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
@@ -323,7 +324,7 @@ async fn post_add(
                 .contains(Field::Clcleunik)
                 .then_some(changes.customer.clcleunik),
             email: Some(changes.customer.email.clone()),
-            raw: changes.raw,
+            raw: changes.raw.for_master(None),
             action: Action::Add,
         };
         let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;

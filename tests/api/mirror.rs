@@ -21,6 +21,8 @@ pub enum Mode {
     Fail500,
     Garbage,
     Stall,
+    /// Writes are refused with a message that echoes the URL (with the key) and the body.
+    EchoError,
     /// Everything is refused with a 200 `{"success":"false","message":"bad key"}`.
     RefuseOk,
 }
@@ -134,6 +136,12 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         Mode::Fail500 => (500, "<html>Internal Server Error</html>".to_owned()),
         Mode::Garbage => (200, "<html><body>maintenance</body></html>".to_owned()),
         Mode::RefuseOk => (200, r#"{"success":"false","message":"bad key"}"#.to_owned()),
+        Mode::EchoError if method != "GET" => (
+            400,
+            json!({"success": "false",
+                "message": format!("cannot {method} http://127.0.0.1{target} with {body}")})
+            .to_string(),
+        ),
         _ => answer(state, &method, &target, &body),
     };
     let reply = format!(
@@ -562,6 +570,100 @@ fn mirror_server(old: &FakeOldApi, db: &std::path::Path, timeout_secs: &str) -> 
             ("ROCKET_UPSTREAM_TIMEOUT_SECS", timeout_secs),
         ],
     )
+}
+
+#[test]
+fn an_update_with_the_id_in_the_query_reaches_the_master_with_it() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let server = mirror_server(&old, &db, "5");
+
+    let json = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/?id_client=2",
+        &[("Content-Type", "application/json")],
+        r#"{"city":"Mons"}"#,
+    );
+    let form = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/?id_client=5",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "city=Arlon",
+    );
+
+    assert_eq!(json.status, 200, "{}", json.body);
+    assert_eq!(form.status, 200, "{}", form.body);
+    let received = old.received();
+    let bodies: Vec<&str> = received
+        .iter()
+        .filter(|r| r.1.starts_with("/CUSTOMER/UPDATE/"))
+        .map(|r| r.2.as_str())
+        .collect();
+    let sent: Value = serde_json::from_str(bodies[0]).unwrap();
+    assert_eq!(sent["id_client"], "2", "{sent}");
+    assert_eq!(sent["city"], "Mons");
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(bodies[1].as_bytes())
+        .into_owned()
+        .collect();
+    assert!(
+        pairs.contains(&("id_client".into(), "5".into())),
+        "{pairs:?}"
+    );
+    assert_eq!(
+        server.get("/CUSTOMER/LIST/?id_client=5").customers()[0]["city"],
+        "Arlon"
+    );
+}
+
+#[test]
+fn keys_never_cross_between_clientele_and_the_master() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let ours = create_write_key(&db, "shop");
+    let server = mirror_server(&old, &db, "5");
+    let path = format!("/CUSTOMER/UPDATE/?apikey={ours}");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let json = [("Content-Type", "application/json")];
+
+    let accepted = server.request(
+        "POST",
+        &path,
+        &form,
+        &format!("apikey={ours}&id_client=3&city=Wavre"),
+    );
+    let accepted_json = server.request(
+        "POST",
+        &path,
+        &json,
+        &format!(r#"{{"apikey":"{ours}","id_client":"4","city":"Ath"}}"#),
+    );
+    old.set_mode(Mode::EchoError);
+    let refused = server.request(
+        "POST",
+        &path,
+        &form,
+        &format!("apikey={ours}&id_client=3&city=Spa"),
+    );
+
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(accepted_json.status, 200, "{}", accepted_json.body);
+    let message = refused.assert_error(400);
+    assert!(message.contains("cannot POST"), "{message}");
+    for reply in [&accepted, &accepted_json, &refused] {
+        assert!(!reply.body.contains(OLD_KEY), "{}", reply.body);
+        assert!(!reply.body.contains(&ours), "{}", reply.body);
+    }
+    let received = old.received();
+    assert!(received.len() >= 2);
+    for (_, target, body) in &received {
+        assert!(!body.contains(&ours), "our key reached the master: {body}");
+        assert!(!target.contains(&ours), "{target}");
+    }
+    let log = server.stop();
+    assert!(!log.contains(OLD_KEY), "{log}");
+    assert!(!log.contains(&ours), "{log}");
 }
 
 #[test]
