@@ -171,6 +171,10 @@ impl SyncError {
     }
 }
 
+/// How many forwarded writes may be in progress at once (one sent, the others waiting their
+/// turn); the next is a 503 telling the client to try again, and nothing is sent.
+pub const MAX_WAITING_WRITES: usize = 16;
+
 impl From<SyncError> for crate::error::ApiError {
     /// A refusal keeps the master's 4xx and its message; anything else is a 503 that says
     /// whether the master made the change (no, or not known).
@@ -657,8 +661,21 @@ pub struct Mirror {
     status: Mutex<Status>,
     /// Held by a sync from its fetch to its commit, and by a forwarded write from sending it to
     /// storing the master's answer: a sync that fetched before a write must not commit after
-    /// it, or it would put back what the write changed.
-    exclusive: Mutex<()>,
+    /// it, or it would put back what the write changed. An async lock: whoever waits for it
+    /// is a future, not a blocked thread of the blocking pool (which reads, logins and
+    /// `/health` need).
+    exclusive: Arc<tokio::sync::Mutex<()>>,
+    /// One permit per forwarded write in progress (sent, or waiting for its turn): at most
+    /// [`MAX_WAITING_WRITES`]; the next is told to try again.
+    writes: Arc<tokio::sync::Semaphore>,
+    /// Wakes the sync loop for a sync now (after a write whose outcome is not stored here).
+    wake: tokio::sync::Notify,
+}
+
+/// A forwarded write's turn with the master: no sync and no other write runs until it ends.
+pub struct Turn {
+    _write: tokio::sync::OwnedSemaphorePermit,
+    _exclusive: tokio::sync::OwnedMutexGuard<()>,
 }
 
 #[derive(Debug, Default)]
@@ -705,14 +722,63 @@ impl Mirror {
                 last_good,
                 last_error: None,
             }),
-            exclusive: Mutex::new(()),
+            exclusive: Arc::new(tokio::sync::Mutex::new(())),
+            writes: Arc::new(tokio::sync::Semaphore::new(MAX_WAITING_WRITES)),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
-    /// Runs `work` with no sync or other forwarded write in progress (see `exclusive`).
-    pub fn exclusively<T>(&self, work: impl FnOnce() -> T) -> T {
-        let _guard = self.exclusive.lock().unwrap_or_else(|p| p.into_inner());
-        work()
+    /// Waits (as a future) for a forwarded write's turn: no sync or other write in progress.
+    /// `Busy` at once when [`MAX_WAITING_WRITES`] are in progress already, or after waiting
+    /// `upstream_timeout_secs` for the turn (a long sync, a slow master).
+    pub async fn write_turn(&self) -> Result<Turn, SyncError> {
+        let write = Arc::clone(&self.writes)
+            .try_acquire_owned()
+            .map_err(|_| SyncError::Busy)?;
+        let exclusive = tokio::time::timeout(
+            self.config.upstream.timeout,
+            Arc::clone(&self.exclusive).lock_owned(),
+        )
+        .await
+        .map_err(|_| SyncError::Busy)?;
+        Ok(Turn {
+            _write: write,
+            _exclusive: exclusive,
+        })
+    }
+
+    /// Asks the sync loop for a sync as soon as no write holds the turn.
+    pub fn sync_soon(&self) {
+        self.wake.notify_one();
+    }
+
+    /// One sync, as the server runs it: the turn awaited as a future, the list fetched on a
+    /// blocking thread without a database connection, then stored on a pooled connection.
+    async fn sync_now(
+        self: &Arc<Self>,
+        db: &Db,
+        hasher: &PasswordHasher,
+        retention: Retention,
+    ) -> Result<Summary, SyncError> {
+        let _exclusive = Arc::clone(&self.exclusive).lock_owned().await;
+        let upstream = self.config.upstream.clone();
+        let records = tokio::task::spawn_blocking(move || upstream.fetch_list())
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))??;
+        let (this, hasher) = (Arc::clone(self), hasher.clone());
+        db.run(move |conn| {
+            Ok::<_, crate::error::ApiError>(apply(
+                conn,
+                &this.config.upstream,
+                &records,
+                &hasher,
+                &this.key,
+                retention,
+                &transfer::Silent,
+            ))
+        })
+        .await
+        .map_err(|e| SyncError::Store(e.to_string()))?
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -748,27 +814,14 @@ impl Mirror {
     pub async fn run(self: Arc<Self>, db: Db, hasher: PasswordHasher, retention: Retention) {
         let mut retry = RETRY_FIRST;
         loop {
-            let this = Arc::clone(&self);
-            let (db_, hasher_) = (db.clone(), hasher.clone());
             let started = std::time::Instant::now();
-            let outcome = rocket::tokio::task::spawn_blocking(move || {
-                let mut conn = db_
-                    .connection()
-                    .map_err(|e| SyncError::Store(e.to_string()))?;
-                let upstream = &this.config.upstream;
-                this.exclusively(|| {
-                    sync(
-                        &mut conn,
-                        upstream,
-                        &hasher_,
-                        &this.key,
-                        retention,
-                        &transfer::Silent,
-                    )
-                })
-            })
-            .await
-            .unwrap_or_else(|e| Err(SyncError::Store(e.to_string())));
+            // On a task of its own, so that a panic in it is a failed sync, not the end of the
+            // loop.
+            let (this, db_, hasher_) = (Arc::clone(&self), db.clone(), hasher.clone());
+            let outcome =
+                tokio::spawn(async move { this.sync_now(&db_, &hasher_, retention).await })
+                    .await
+                    .unwrap_or_else(|e| Err(SyncError::Store(e.to_string())));
             let upstream = self.config.upstream.display();
             let wait = match outcome {
                 Ok(summary) => {
@@ -804,7 +857,10 @@ impl Mirror {
                     wait
                 }
             };
-            rocket::tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.wake.notified() => {}
+            }
         }
     }
 }

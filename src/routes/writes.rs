@@ -130,13 +130,18 @@ struct Forward {
     /// For an ADD whose answer gives no id: the customer is found by email after a sync.
     email: Option<String>,
     /// The body for the master (see [`RawBody::for_master`]).
-    raw: RawBody,
+    body: RawBody,
     action: Action,
 }
 
-/// In mirror mode a write goes to the master (the old API) first, with the same body; then
-/// the customer it touched is fetched again from there and stored (or deleted), so the next
-/// read sees it. Returns that customer as stored now.
+/// In mirror mode a write goes to the master (the old API) first; then the customer it
+/// touched is fetched again from there and stored (or deleted), so the next read sees it.
+///
+/// Waiting for the master never holds a thread of the blocking pool or a database connection
+/// (reads, logins and `/health` need them): the turn is awaited as a future, bounded in number
+/// and time ([`Mirror::write_turn`]); only the one write holding the turn uses a blocking
+/// thread, for its HTTP calls. The write then runs on a task of its own, which keeps the turn
+/// until the master's copy is stored here, even if the client leaves.
 async fn through_master(
     mirror: &Arc<Mirror>,
     db: &Db,
@@ -144,6 +149,7 @@ async fn through_master(
     actor: &str,
     forward: Forward,
 ) -> Result<Option<Customer>, ApiError> {
+    let turn = mirror.write_turn().await?;
     let (mirror, db, hasher, retention, actor) = (
         Arc::clone(mirror),
         db.clone(),
@@ -151,9 +157,9 @@ async fn through_master(
         config.retention,
         actor.to_owned(),
     );
-    let task = rocket::tokio::task::spawn_blocking(move || {
-        let mirror = &mirror;
-        mirror.exclusively(|| forward_and_store(mirror, &db, &hasher, &actor, retention, forward))
+    let task = rocket::tokio::spawn(async move {
+        let _turn = turn;
+        forward_and_store(&mirror, &db, &hasher, &actor, retention, forward).await
     });
     match task.await {
         Ok(result) => result.map_err(ApiError::from),
@@ -161,75 +167,140 @@ async fn through_master(
     }
 }
 
-/// The body of [`through_master`], run with no sync in progress.
-fn forward_and_store(
-    mirror: &Mirror,
+/// Runs blocking work (an HTTP call to the master) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, sync::SyncError> + Send + 'static,
+) -> Result<T, sync::SyncError> {
+    rocket::tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| sync::SyncError::Store(e.to_string()))?
+}
+
+/// The body of [`through_master`], run in the write's turn.
+async fn forward_and_store(
+    mirror: &Arc<Mirror>,
     db: &Db,
     hasher: &PasswordHasher,
     actor: &str,
     retention: crate::config::Retention,
     forward: Forward,
 ) -> Result<Option<Customer>, sync::SyncError> {
-    {
-        let upstream = &mirror.config.upstream;
-        let extra = (forward.method == "DELETE")
-            .then(|| forward.id.map(|id| format!("id_client={id}")))
-            .flatten();
-        let (status, body) = upstream.forward(
+    let upstream = mirror.config.upstream.clone();
+    let extra = (forward.method == "DELETE")
+        .then(|| forward.id.map(|id| format!("id_client={id}")))
+        .flatten();
+    let sent = {
+        let (upstream, method, name, body) = (
+            upstream.clone(),
             forward.method,
             forward.name,
-            extra.as_deref(),
-            forward.raw.content_type.as_deref(),
-            &forward.raw.bytes,
-        )?;
-        let answer = upstream.accepted(status, &body)?;
-        let returned = &answer["result"]["customer"][0]["clcleunik"];
-        let id = forward.id.or_else(|| {
-            returned
-                .as_i64()
-                .or_else(|| returned.as_str().and_then(|id| id.parse().ok()))
-        });
-        let store_error = |e: ApiError| sync::SyncError::Store(e.to_string());
-        let mut conn = db.connection().map_err(store_error)?;
-        let audit = (actor, forward.action, retention);
-        match (forward.method, id) {
-            ("DELETE", Some(id)) => match customer::delete(&mut conn, id, actor, retention) {
-                Ok(()) | Err(customer::WriteError::NotFound(_)) => Ok(None),
-                Err(error) => Err(sync::SyncError::Store(error.to_string())),
-            },
-            (_, Some(id)) => {
-                let records = upstream.parse(&upstream.fetch(Some(&format!("id_client={id}")))?)?;
-                let records: Vec<_> = records
-                    .into_iter()
-                    .filter(|r| r.customer.clcleunik == id)
-                    .collect();
-                sync::store(
-                    &mut conn,
-                    &records,
-                    false,
-                    hasher,
-                    &mirror.key,
-                    audit,
-                    &crate::transfer::Silent,
-                )?;
-                customer::find(&conn, id).map_err(|e| sync::SyncError::Store(e.to_string()))
+            forward.body.clone(),
+        );
+        blocking(move || {
+            upstream.forward(
+                method,
+                name,
+                extra.as_deref(),
+                body.content_type.as_deref(),
+                &body.bytes,
+            )
+        })
+        .await
+    };
+    let (status, body) = match sent {
+        Ok(answer) => answer,
+        Err(error) => {
+            log::warn!(
+                "a {} forwarded to the old API failed: {}",
+                forward.name,
+                error.detail()
+            );
+            if matches!(error, sync::SyncError::NoAnswer(_)) {
+                // It may have been made there: the next sync tells.
+                mirror.sync_soon();
             }
-            (_, None) => {
-                sync::sync(
-                    &mut conn,
-                    upstream,
-                    hasher,
-                    &mirror.key,
-                    retention,
-                    &crate::transfer::Silent,
-                )?;
-                let Some(email) = forward.email else {
-                    return Ok(None);
-                };
-                customer::find_for_login(&conn, &Identifier::Email(email))
-                    .map(|found| found.map(|(customer, _)| customer))
-                    .map_err(|e| sync::SyncError::Store(e.to_string()))
-            }
+            return Err(error);
+        }
+    };
+    let answer = upstream.accepted(status, &body).inspect_err(|error| {
+        log::warn!("the old API refused a {}: {}", forward.name, error.detail());
+    })?;
+    let returned = &answer["result"]["customer"][0]["clcleunik"];
+    let id = forward.id.or_else(|| {
+        returned
+            .as_i64()
+            .or_else(|| returned.as_str().and_then(|id| id.parse().ok()))
+    });
+    store_master_copy(mirror, db, hasher, actor, retention, &forward, id).await
+}
+
+/// After the master took a write: its copy of the customer, fetched again and stored here
+/// (or the customer deleted here). The HTTP calls hold no database connection.
+async fn store_master_copy(
+    mirror: &Arc<Mirror>,
+    db: &Db,
+    hasher: &PasswordHasher,
+    actor: &str,
+    retention: crate::config::Retention,
+    forward: &Forward,
+    id: Option<i64>,
+) -> Result<Option<Customer>, sync::SyncError> {
+    let store_error = |e: ApiError| sync::SyncError::Store(e.to_string());
+    let (this, hasher, actor, action) = (
+        Arc::clone(mirror),
+        hasher.clone(),
+        actor.to_owned(),
+        forward.action,
+    );
+    let upstream = mirror.config.upstream.clone();
+    match (forward.method, id) {
+        ("DELETE", Some(id)) => db
+            .run(move |conn| {
+                Ok::<_, ApiError>(match customer::delete(conn, id, &actor, retention) {
+                    Ok(()) | Err(customer::WriteError::NotFound(_)) => Ok(None),
+                    Err(error) => Err(sync::SyncError::Store(error.to_string())),
+                })
+            })
+            .await
+            .map_err(store_error)?,
+        (_, Some(id)) => {
+            let record = blocking(move || upstream.fetch_one(id)).await?;
+            db.run(move |conn| {
+                let audit = (actor.as_str(), action, retention);
+                let silent = &crate::transfer::Silent;
+                Ok::<_, ApiError>(
+                    sync::store(conn, &[record], false, &hasher, &this.key, audit, silent)
+                        .and_then(|_| {
+                            customer::find(conn, id)
+                                .map_err(|e| sync::SyncError::Store(e.to_string()))
+                        }),
+                )
+            })
+            .await
+            .map_err(store_error)?
+        }
+        (_, None) => {
+            let records = blocking(move || upstream.fetch_list()).await?;
+            let email = forward.email.clone();
+            db.run(move |conn| {
+                let silent = &crate::transfer::Silent;
+                let upstream = &this.config.upstream;
+                Ok::<_, ApiError>(
+                    sync::apply(
+                        conn, upstream, &records, &hasher, &this.key, retention, silent,
+                    )
+                    .and_then(|_| {
+                        let Some(email) = email else {
+                            return Ok(None);
+                        };
+                        customer::find_for_login(conn, &Identifier::Email(email))
+                            .map(|found| found.map(|(customer, _)| customer))
+                            .map_err(|e| sync::SyncError::Store(e.to_string()))
+                    }),
+                )
+            })
+            .await
+            .map_err(store_error)?
         }
     }
 }
@@ -269,7 +340,7 @@ async fn post_update(
             name: "UPDATE",
             id: Some(id),
             email: None,
-            raw: changes.raw.for_master(Some(id)),
+            body: changes.raw.for_master(Some(id)),
             action: Action::Update,
         };
         let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
@@ -324,7 +395,7 @@ async fn post_add(
                 .contains(Field::Clcleunik)
                 .then_some(changes.customer.clcleunik),
             email: Some(changes.customer.email.clone()),
-            raw: changes.raw.for_master(None),
+            body: changes.raw.for_master(None),
             action: Action::Add,
         };
         let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
@@ -381,7 +452,7 @@ async fn delete(
             name: "DELETE",
             id: Some(id),
             email: None,
-            raw: RawBody::default(),
+            body: RawBody::default(),
             action: Action::Delete,
         };
         through_master(mirror, db, config, key.0.actor(), forward).await?;

@@ -21,11 +21,18 @@ pub enum Mode {
     Fail500,
     Garbage,
     Stall,
+    /// Writes take [`SLOW`] before they are answered (and done); reads answer at once.
+    SlowWrites,
+    /// The whole list takes [`SLOW`] to come; everything else answers at once.
+    SlowList,
     /// Writes are refused with a message that echoes the URL (with the key) and the body.
     EchoError,
     /// Everything is refused with a 200 `{"success":"false","message":"bad key"}`.
     RefuseOk,
 }
+
+/// How long the slow modes take.
+pub const SLOW: Duration = Duration::from_secs(4);
 
 /// A request the fake received: method, path with query, body.
 pub type Received = (String, String, String);
@@ -34,6 +41,8 @@ struct State {
     customers: Vec<Value>,
     mode: Mode,
     received: Vec<Received>,
+    /// Every request as it arrives (before any stall): method and target.
+    arrived: Vec<(String, String)>,
 }
 
 /// The old API, as a thread serving HTTP/1.1 on a loopback port.
@@ -71,6 +80,7 @@ impl FakeOldApi {
             customers,
             mode: Mode::Serve,
             received: Vec::new(),
+            arrived: Vec::new(),
         }));
         let shared = Arc::clone(&state);
         std::thread::spawn(move || {
@@ -101,6 +111,10 @@ impl FakeOldApi {
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
+
+    pub fn arrived(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().arrived.clone()
+    }
 }
 
 fn serve(mut stream: TcpStream, state: &Mutex<State>) {
@@ -127,7 +141,12 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body);
     let body = String::from_utf8_lossy(&body).into_owned();
-    let mode = state.lock().unwrap().mode;
+    let mode = {
+        let mut state = state.lock().unwrap();
+        state.arrived.push((method.clone(), target.clone()));
+        state.mode
+    };
+    let whole_list = method == "GET" && query_id(&target).is_none();
     let (status, answer) = match mode {
         Mode::Stall => {
             std::thread::sleep(Duration::from_secs(30));
@@ -142,6 +161,14 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
                 "message": format!("cannot {method} http://127.0.0.1{target} with {body}")})
             .to_string(),
         ),
+        Mode::SlowWrites if method != "GET" => {
+            std::thread::sleep(SLOW);
+            answer(state, &method, &target, &body)
+        }
+        Mode::SlowList if whole_list => {
+            std::thread::sleep(SLOW);
+            answer(state, &method, &target, &body)
+        }
         _ => answer(state, &method, &target, &body),
     };
     let reply = format!(
@@ -570,6 +597,149 @@ fn mirror_server(old: &FakeOldApi, db: &std::path::Path, timeout_secs: &str) -> 
             ("ROCKET_UPSTREAM_TIMEOUT_SECS", timeout_secs),
         ],
     )
+}
+
+/// Sends one request on a thread of its own; its answer (status and body) comes on the
+/// channel, or never if the server does not answer.
+fn send_later(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> std::sync::mpsc::Receiver<(u16, String)> {
+    let raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let answer = raw_exchange(port, raw.as_bytes());
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_owned());
+        let _ = tx.send((status, body));
+    });
+    rx
+}
+
+/// A list read, `/health` and a login each answer within `limit` while writes wait.
+fn assert_prompt(server: &Server, limit: Duration) {
+    let port = server.port;
+    let login = r#"{"email":"erp1@shop.be","password":"erp-password-1"}"#;
+    for (what, method, path, body) in [
+        ("list", "GET", "/CUSTOMER/LIST/?limit=5", ""),
+        ("health", "GET", "/health", ""),
+        ("login", "POST", "/CUSTOMER/LOGIN/", login),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = send_later(port, method, path, "application/json", body).recv_timeout(limit);
+        let (status, body) =
+            answer.unwrap_or_else(|_| panic!("{what} took more than {limit:?}: {}", server.log()));
+        assert_eq!(status, 200, "{what}: {body}");
+        assert!(started.elapsed() < limit);
+    }
+}
+
+/// Every answer of `writes`, collected within `limit`: each a JSON envelope.
+fn answers(
+    writes: Vec<std::sync::mpsc::Receiver<(u16, String)>>,
+    limit: Duration,
+) -> Vec<(u16, Value)> {
+    let deadline = std::time::Instant::now() + limit;
+    writes
+        .into_iter()
+        .map(|rx| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let (status, body) = rx.recv_timeout(left).expect("every write is answered");
+            let json: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {body}"));
+            (status, json)
+        })
+        .collect()
+}
+
+fn update_writes(server: &Server, n: usize) -> Vec<std::sync::mpsc::Receiver<(u16, String)>> {
+    (0..n)
+        .map(|i| {
+            let body = format!(r#"{{"id_client":"2","city":"City {i}"}}"#);
+            send_later(
+                server.port,
+                "POST",
+                "/CUSTOMER/UPDATE/",
+                "application/json",
+                &body,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn writes_waiting_on_a_stalled_master_leave_reads_health_and_logins_prompt() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let server = mirror_server(&old, &db, "2");
+    old.set_mode(Mode::SlowWrites);
+
+    let writes = update_writes(&server, 40);
+    assert!(eventually(Duration::from_secs(5), || old
+        .arrived()
+        .iter()
+        .any(|(method, _)| method == "POST")));
+    std::thread::sleep(Duration::from_millis(300));
+
+    assert_prompt(&server, Duration::from_secs(2));
+    let answers = answers(writes, Duration::from_secs(15));
+    for (status, json) in &answers {
+        assert!(*status == 200 || *status == 503, "{status} {json}");
+        assert_eq!(
+            json["success"],
+            if *status == 200 { "true" } else { "false" }
+        );
+    }
+    assert!(
+        answers.iter().any(|(status, json)| *status == 503
+            && json["message"].as_str().unwrap().contains("Try again")),
+        "writes beyond the bound are told to try again: {answers:?}"
+    );
+    let log = server.stop();
+    assert!(!log.contains(OLD_KEY), "{log}");
+}
+
+#[test]
+fn writes_waiting_for_a_long_sync_leave_reads_health_and_logins_prompt() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    old.set_mode(Mode::SlowList);
+    // Its first sync starts at once and waits SLOW for the list.
+    let server = mirror_server(&old, &db, "10");
+    assert!(eventually(Duration::from_secs(5), || old
+        .arrived()
+        .iter()
+        .any(
+            |(method, target)| method == "GET" && !target.contains("id_client")
+        )));
+
+    let writes = update_writes(&server, 40);
+    std::thread::sleep(Duration::from_millis(300));
+
+    assert_prompt(&server, Duration::from_secs(2));
+    let answers = answers(writes, Duration::from_secs(15));
+    assert!(
+        answers.iter().any(|(status, _)| *status == 200),
+        "waiting writes are done once the sync is over: {answers:?}"
+    );
+    assert!(answers
+        .iter()
+        .all(|(status, _)| [200, 503].contains(status)));
 }
 
 #[test]
