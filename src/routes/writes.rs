@@ -132,6 +132,19 @@ struct Forward {
     /// The body for the master (see [`RawBody::for_master`]).
     body: RawBody,
     action: Action,
+    /// An UPDATE's checked changes: applied here if the master took them but its copy cannot
+    /// be fetched back, so that this server does not serve the old values as current.
+    changes: Option<(Customer, FieldSet)>,
+}
+
+/// What became of a write the master took.
+enum Mirrored {
+    /// Its copy is stored here: the customer as stored now (`None`: deleted, or an ADD the
+    /// sync did not find by email).
+    Stored(Option<Customer>),
+    /// Its copy could not be fetched back or stored: the next sync (asked for at once) brings
+    /// it. An UPDATE's changes as applied here meanwhile, if they could be.
+    Pending(Option<Customer>),
 }
 
 /// In mirror mode a write goes to the master (the old API) first; then the customer it
@@ -148,7 +161,7 @@ async fn through_master(
     config: &Config,
     actor: &str,
     forward: Forward,
-) -> Result<Option<Customer>, ApiError> {
+) -> Result<Mirrored, ApiError> {
     let turn = mirror.write_turn().await?;
     let (mirror, db, hasher, retention, actor) = (
         Arc::clone(mirror),
@@ -184,7 +197,7 @@ async fn forward_and_store(
     actor: &str,
     retention: crate::config::Retention,
     forward: Forward,
-) -> Result<Option<Customer>, sync::SyncError> {
+) -> Result<Mirrored, sync::SyncError> {
     let upstream = mirror.config.upstream.clone();
     let extra = (forward.method == "DELETE")
         .then(|| forward.id.map(|id| format!("id_client={id}")))
@@ -225,13 +238,36 @@ async fn forward_and_store(
     let answer = upstream.accepted(status, &body).inspect_err(|error| {
         log::warn!("the old API refused a {}: {}", forward.name, error.detail());
     })?;
+    // From here on the master has the change: whatever fails now, the answer says so.
     let returned = &answer["result"]["customer"][0]["clcleunik"];
     let id = forward.id.or_else(|| {
         returned
             .as_i64()
             .or_else(|| returned.as_str().and_then(|id| id.parse().ok()))
     });
-    store_master_copy(mirror, db, hasher, actor, retention, &forward, id).await
+    match store_master_copy(mirror, db, hasher, actor, retention, &forward, id).await {
+        Ok(stored) => Ok(Mirrored::Stored(stored)),
+        Err(error) => {
+            log::warn!(
+                "the old API took a {}, but its copy could not be stored here: {}; syncing now",
+                forward.name,
+                error.detail()
+            );
+            mirror.sync_soon();
+            let local = match (forward.changes, id) {
+                (Some((customer, present)), Some(id)) => {
+                    let actor = actor.to_owned();
+                    db.run(move |conn| {
+                        customer::update(conn, id, &customer, present, &actor, retention)
+                    })
+                    .await
+                    .ok()
+                }
+                _ => None,
+            };
+            Ok(Mirrored::Pending(local))
+        }
+    }
 }
 
 /// After the master took a write: its copy of the customer, fetched again and stored here
@@ -305,6 +341,39 @@ async fn store_master_copy(
     }
 }
 
+/// The answer to a write the master took but whose copy is not stored here yet: 202, a
+/// success that says so (a client must not send it again: that would make it twice), and
+/// the customer as this server shows it meanwhile, if any.
+fn pending(message: &str, customer: Option<&Customer>, config: &Config) -> JsonResponse {
+    let mut response = one_customer_or_none(message, customer, config);
+    response.status = Status::Accepted;
+    response
+}
+
+fn one_customer_or_none(
+    message: &str,
+    customer: Option<&Customer>,
+    config: &Config,
+) -> JsonResponse {
+    let result = CustomerList {
+        customers: customer.map_or(&[][..], std::slice::from_ref),
+        view: config.view,
+    };
+    JsonResponse::success(message, result)
+}
+
+const UPDATE_PENDING: &str = "Customer updated in the old API (the master). Its copy could not \
+    be fetched back yet, so this server shows the change as sent until the next sync, which \
+    starts now, brings the master's copy";
+const UPDATE_PENDING_UNSEEN: &str = "Customer updated in the old API (the master). Its copy \
+    could not be fetched back yet: this server shows the change after the next sync, which \
+    starts now";
+const ADD_PENDING: &str = "Customer added in the old API (the master). Its copy could not be \
+    fetched back yet: it appears here after the next sync, which starts now. Do not send it \
+    again";
+const DELETE_PENDING: &str = "Customer deleted in the old API (the master). This server could \
+    not remove its copy yet: it leaves the list at the next sync, which starts now";
+
 fn one_customer(message: &str, customer: &Customer, config: &Config) -> JsonResponse {
     let result = CustomerList {
         customers: std::slice::from_ref(customer),
@@ -342,11 +411,16 @@ async fn post_update(
             email: None,
             body: changes.raw.for_master(Some(id)),
             action: Action::Update,
+            changes: Some((changes.customer, changes.present)),
         };
-        let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
-        let stored =
-            stored.ok_or_else(|| ApiError::NotFound(format!("No customer with id_client {id}")))?;
-        return Ok(one_customer("Customer updated", &stored, config));
+        return match through_master(mirror, db, config, key.0.actor(), forward).await? {
+            Mirrored::Stored(Some(stored)) => Ok(one_customer("Customer updated", &stored, config)),
+            Mirrored::Stored(None) => Err(ApiError::NotFound(format!(
+                "No customer with id_client {id}"
+            ))),
+            Mirrored::Pending(Some(local)) => Ok(pending(UPDATE_PENDING, Some(&local), config)),
+            Mirrored::Pending(None) => Ok(pending(UPDATE_PENDING_UNSEEN, None, config)),
+        };
     }
     let (actor, retention) = (key.0.actor().to_owned(), config.retention);
     let updated = db
@@ -397,11 +471,12 @@ async fn post_add(
             email: Some(changes.customer.email.clone()),
             body: changes.raw.for_master(None),
             action: Action::Add,
+            changes: None,
         };
-        let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
-        let mut response = match stored {
-            Some(customer) => one_customer("Customer added", &customer, config),
-            None => JsonResponse::message(Status::Ok, true, "Customer added"),
+        let mut response = match through_master(mirror, db, config, key.0.actor(), forward).await? {
+            Mirrored::Stored(Some(customer)) => one_customer("Customer added", &customer, config),
+            Mirrored::Stored(None) => JsonResponse::message(Status::Ok, true, "Customer added"),
+            Mirrored::Pending(_) => return Ok(pending(ADD_PENDING, None, config)),
         };
         response.status = Status::Created;
         return Ok(response);
@@ -454,9 +529,12 @@ async fn delete(
             email: None,
             body: RawBody::default(),
             action: Action::Delete,
+            changes: None,
         };
-        through_master(mirror, db, config, key.0.actor(), forward).await?;
-        return Ok(JsonResponse::message(Status::Ok, true, "Customer deleted"));
+        return match through_master(mirror, db, config, key.0.actor(), forward).await? {
+            Mirrored::Stored(_) => Ok(JsonResponse::message(Status::Ok, true, "Customer deleted")),
+            Mirrored::Pending(_) => Ok(pending(DELETE_PENDING, None, config)),
+        };
     }
     let (actor, retention) = (key.0.actor().to_owned(), config.retention);
     db.run(move |conn| customer::delete(conn, id, &actor, retention))

@@ -25,6 +25,8 @@ pub enum Mode {
     SlowWrites,
     /// The whole list takes [`SLOW`] to come; everything else answers at once.
     SlowList,
+    /// Writes are done, but fetching one customer (`?id_client=N`) is a 500.
+    FailRefetch,
     /// Writes are refused with a message that echoes the URL (with the key) and the body.
     EchoError,
     /// Everything is refused with a 200 `{"success":"false","message":"bad key"}`.
@@ -155,6 +157,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         Mode::Fail500 => (500, "<html>Internal Server Error</html>".to_owned()),
         Mode::Garbage => (200, "<html><body>maintenance</body></html>".to_owned()),
         Mode::RefuseOk => (200, r#"{"success":"false","message":"bad key"}"#.to_owned()),
+        Mode::FailRefetch if method == "GET" && !whole_list => (
+            500,
+            r#"{"success":"false","message":"try later"}"#.to_owned(),
+        ),
         Mode::EchoError if method != "GET" => (
             400,
             json!({"success": "false",
@@ -740,6 +746,52 @@ fn writes_waiting_for_a_long_sync_leave_reads_health_and_logins_prompt() {
     assert!(answers
         .iter()
         .all(|(status, _)| [200, 503].contains(status)));
+}
+
+#[test]
+fn a_write_the_master_took_but_that_could_not_be_fetched_back_is_not_called_undone() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let server = mirror_server(&old, &db, "5");
+    old.set_mode(Mode::FailRefetch);
+    let json = [("Content-Type", "application/json")];
+
+    let updated = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &json,
+        r#"{"id_client":"3","city":"Namur"}"#,
+    );
+    let three = server.get("/CUSTOMER/LIST/?id_client=3").customers();
+    let added = server.request(
+        "POST",
+        "/CUSTOMER/ADD/",
+        &json,
+        r#"{"email":"late@shop.be","lastName":"Tardif"}"#,
+    );
+
+    for reply in [&updated, &added] {
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        let message = reply.json()["message"].as_str().unwrap().to_owned();
+        assert_eq!(reply.json()["success"], "true", "{}", reply.body);
+        assert!(!message.contains("nothing changed"), "{message}");
+        assert!(message.contains("next sync"), "{message}");
+    }
+    assert_eq!(updated.customers()[0]["city"], "Namur");
+    assert_eq!(three[0]["city"], "Namur", "no stale copy served as current");
+    let adds = old
+        .received()
+        .iter()
+        .filter(|r| r.1.starts_with("/CUSTOMER/ADD/"))
+        .count();
+    assert_eq!(adds, 1);
+    // The sync it started brings the new customer without waiting an hour.
+    assert!(eventually(Duration::from_secs(5), || server
+        .get("/CUSTOMER/LIST/?email=late@shop.be")
+        .customers()
+        .len()
+        == 1));
 }
 
 #[test]
