@@ -135,6 +135,26 @@ struct Forward {
     /// An UPDATE's checked changes: applied here if the master took them but its copy cannot
     /// be fetched back, so that this server does not serve the old values as current.
     changes: Option<(Customer, FieldSet)>,
+    /// An ADD's password, sent to the master: kept out of its messages if it echoes it.
+    password: Option<Secret>,
+}
+
+/// The master's refusal without `password` in it: a master may echo the body it was sent.
+fn without_password(error: sync::SyncError, password: Option<&Secret>) -> sync::SyncError {
+    let Some(password) = password.map(Secret::expose).filter(|p| !p.is_empty()) else {
+        return error;
+    };
+    match error {
+        sync::SyncError::Rejected { status, message } if message.contains(password) => {
+            let message = if password.len() >= 4 {
+                message.replace(password, "***")
+            } else {
+                "(its message is withheld: it repeats the password sent)".to_owned()
+            };
+            sync::SyncError::Rejected { status, message }
+        }
+        other => other,
+    }
 }
 
 /// What became of a write the master took.
@@ -235,9 +255,12 @@ async fn forward_and_store(
             return Err(error);
         }
     };
-    let answer = upstream.accepted(status, &body).inspect_err(|error| {
-        log::warn!("the old API refused a {}: {}", forward.name, error.detail());
-    })?;
+    let answer = upstream
+        .accepted(status, &body)
+        .map_err(|error| without_password(error, forward.password.as_ref()))
+        .inspect_err(|error| {
+            log::warn!("the old API refused a {}: {}", forward.name, error.detail());
+        })?;
     // From here on the master has the change: whatever fails now, the answer says so.
     let returned = &answer["result"]["customer"][0]["clcleunik"];
     let id = forward.id.or_else(|| {
@@ -412,6 +435,7 @@ async fn post_update(
             body: changes.raw.for_master(Some(id)),
             action: Action::Update,
             changes: Some((changes.customer, changes.present)),
+            password: None,
         };
         return match through_master(mirror, db, config, key.0.actor(), forward).await? {
             Mirrored::Stored(Some(stored)) => Ok(one_customer("Customer updated", &stored, config)),
@@ -472,6 +496,7 @@ async fn post_add(
             body: changes.raw.for_master(None),
             action: Action::Add,
             changes: None,
+            password: changes.password.take(),
         };
         let mut response = match through_master(mirror, db, config, key.0.actor(), forward).await? {
             Mirrored::Stored(Some(customer)) => one_customer("Customer added", &customer, config),
@@ -530,6 +555,7 @@ async fn delete(
             body: RawBody::default(),
             action: Action::Delete,
             changes: None,
+            password: None,
         };
         return match through_master(mirror, db, config, key.0.actor(), forward).await? {
             Mirrored::Stored(_) => Ok(JsonResponse::message(Status::Ok, true, "Customer deleted")),

@@ -869,11 +869,25 @@ fn keys_never_cross_between_clientele_and_the_master() {
         &format!("apikey={ours}&id_client=3&city=Spa"),
     );
 
+    // A master that echoes the body echoes a registration's password too.
+    let refused_add = server.request(
+        "POST",
+        &format!("/CUSTOMER/ADD/?apikey={ours}"),
+        &json,
+        r#"{"email":"echo@shop.be","password":"Echoed-Pass-93x"}"#,
+    );
+
     assert_eq!(accepted.status, 200, "{}", accepted.body);
     assert_eq!(accepted_json.status, 200, "{}", accepted_json.body);
     let message = refused.assert_error(400);
     assert!(message.contains("cannot POST"), "{message}");
-    for reply in [&accepted, &accepted_json, &refused] {
+    refused_add.assert_error(400);
+    assert!(
+        !refused_add.body.contains("Echoed-Pass"),
+        "{}",
+        refused_add.body
+    );
+    for reply in [&accepted, &accepted_json, &refused, &refused_add] {
         assert!(!reply.body.contains(OLD_KEY), "{}", reply.body);
         assert!(!reply.body.contains(&ours), "{}", reply.body);
     }
@@ -886,6 +900,7 @@ fn keys_never_cross_between_clientele_and_the_master() {
     let log = server.stop();
     assert!(!log.contains(OLD_KEY), "{log}");
     assert!(!log.contains(&ours), "{log}");
+    assert!(!log.contains("Echoed-Pass"), "{log}");
 }
 
 #[test]
