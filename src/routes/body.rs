@@ -213,3 +213,53 @@ pub fn query_id(query: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
     Ok(found.map(|(_, id)| id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RawBody;
+
+    fn body(content_type: Option<&str>, bytes: &str) -> RawBody {
+        RawBody {
+            content_type: content_type.map(str::to_owned),
+            bytes: bytes.as_bytes().to_vec(),
+        }
+    }
+
+    fn text(raw: &RawBody) -> &str {
+        std::str::from_utf8(&raw.bytes).unwrap()
+    }
+
+    #[test]
+    fn the_master_gets_the_id_and_never_our_key_in_the_bodys_own_format() {
+        let json = body(
+            Some("application/json"),
+            r#"{"city":"Mons","apikey":"OURS","phone":"+32 2"}"#,
+        );
+        assert_eq!(
+            text(&json.for_master(Some(12))),
+            r#"{"id_client":"12","city":"Mons","phone":"+32 2"}"#
+        );
+        let form = body(
+            Some("application/x-www-form-urlencoded"),
+            "apikey=OURS&city=Li%C3%A8ge",
+        );
+        let sent = form.for_master(Some(5));
+        assert_eq!(text(&sent), "id_client=5&city=Li%C3%A8ge");
+        assert_eq!(sent.content_type, form.content_type);
+    }
+
+    #[test]
+    fn a_body_with_nothing_to_change_goes_as_sent() {
+        let json = body(
+            Some("application/json"),
+            r#"{ "id_client": 3, "b":1,"a":2 }"#,
+        );
+        assert_eq!(json.for_master(Some(3)).bytes, json.bytes);
+        let add = body(Some("application/json"), r#"{"email":"a@b.be"}"#);
+        assert_eq!(add.for_master(None).bytes, add.bytes);
+        let empty = RawBody::default().for_master(Some(7));
+        assert_eq!(text(&empty), r#"{"id_client":"7"}"#);
+        assert_eq!(empty.content_type.as_deref(), Some("application/json"));
+        assert!(RawBody::default().for_master(None).bytes.is_empty());
+    }
+}
