@@ -925,6 +925,16 @@ mod tests {
         );
         assert_eq!(mask_keys("apikey="), "apikey=");
         assert_eq!(mask_keys("é apikey=ü& é"), "é apikey=***& é");
+        for odd in [
+            "apikey",
+            "APIKEY=",
+            "apikey%3",
+            "apikey%3Dé",
+            "éapikey\"",
+            "apikeyapikey=x",
+        ] {
+            assert!(!mask_keys(odd).contains('x') || !odd.contains('='), "{odd}");
+        }
         let up = upstream("http://u:pw-77@old.example/CUSTOMER/LIST/?token=T0K3N&apikey=OLD");
         let masked = up.mask("token T0K3N, pw-77, and http://old.example/?token=T0K3N&apikey=OLD");
         assert!(
