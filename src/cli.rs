@@ -563,7 +563,7 @@ fn sync_once(url: Option<&str>) -> Result<(), String> {
         config.retention,
         &bars,
     )
-    .map_err(|e| format!("sync from {}: {e}", upstream.display()))?;
+    .map_err(|e| format!("sync from {}: {}", upstream.display(), e.detail()))?;
     bars.0.finish_and_clear();
     eprintln!(
         "synced from {}: {} inserted, {} updated, {} deleted, {} unchanged, {} password(s) \

@@ -134,9 +134,14 @@ pub enum ApiError {
     #[error("{0}")]
     Gone(String),
     /// In mirror mode, the old API (the master) refused a forwarded write (its 4xx status)
-    /// or could not be reached (503).
+    /// or could not be reached, did not answer, or is busy (503; `Retry-After` when trying
+    /// again is safe).
     #[error("{message}")]
-    Master { status: Status, message: String },
+    Master {
+        status: Status,
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("Method not allowed. This path accepts: {allow}")]
     MethodNotAllowed { allow: String },
     #[error("Too many failed attempts. Try again in {retry_after} seconds")]
@@ -200,7 +205,11 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow } => {
                 response = response.with_header(Header::new("Allow", allow));
             }
-            ApiError::TooManyAttempts { retry_after } => {
+            ApiError::TooManyAttempts { retry_after }
+            | ApiError::Master {
+                retry_after: Some(retry_after),
+                ..
+            } => {
                 response =
                     response.with_header(Header::new("Retry-After", retry_after.to_string()));
             }

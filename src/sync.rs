@@ -88,59 +88,193 @@ pub struct Upstream {
 }
 
 /// Why a sync (or a forwarded write) did not happen. The last good data stays.
+///
+/// `Display` is the summary that `/health` and clients may see: it never holds a value of a
+/// customer, nor a key (the old API's messages are masked). [`SyncError::detail`] is for the
+/// log and the operator's terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// Nothing reached the old API, or (for a fetch) its answer did not come.
     #[error("the old API could not be reached: {0}")]
     Unreachable(String),
+    /// A forwarded write was sent, but no answer came in time: the master may have made it.
+    #[error("the old API did not answer in time: {0}")]
+    NoAnswer(String),
     #[error("the old API answered HTTP {0}")]
     Status(u16),
-    #[error("the old API's answer is not a customer list: {0}")]
-    Invalid(String),
+    /// The old API said no (an error status, or `"success":"false"`), with its message, masked.
+    #[error("{}", refusal(*status, message))]
+    Rejected { status: u16, message: String },
+    /// The old API's answer is not a valid customer list.
+    #[error("{summary}")]
+    Invalid { summary: String, detail: String },
+    /// The mass-delete guard.
     #[error("{0}")]
     Refused(String),
     #[error("the local store failed: {0}")]
     Store(String),
-    /// The old API answered a forwarded write with an error.
-    #[error("the old API refused it (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String },
+    /// Too many forwarded writes wait already, or this one waited too long for its turn.
+    #[error("the old API is busy with other changes or a sync")]
+    Busy,
 }
+
+fn refusal(status: u16, message: &str) -> String {
+    if (200..300).contains(&status) {
+        format!("the old API refused: {message}")
+    } else {
+        format!("the old API refused (HTTP {status}): {message}")
+    }
+}
+
+impl SyncError {
+    /// The full story, for the log and `clientele sync`: which line, which field, and what is
+    /// wrong with its value (never a password: no check of a password echoes it).
+    pub fn detail(&self) -> String {
+        match self {
+            SyncError::Invalid { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// A bad customer list: the field and the line for everyone, the value for the log only.
+    fn invalid(error: &transfer::RecordError) -> SyncError {
+        let field: String = mask_keys(&error.field).chars().take(64).collect();
+        let summary = if field.is_empty() {
+            format!(
+                "the old API's answer is not a customer list (line {}; the log has the details)",
+                error.line
+            )
+        } else if error.message == "unknown field" {
+            format!(
+                "the old API's list has an unknown field {field} (line {} of its answer)",
+                error.line
+            )
+        } else {
+            format!(
+                "the old API's list has an invalid value in field {field} (line {} of its \
+                 answer; the log has the details)",
+                error.line
+            )
+        };
+        let detail = if field.eq_ignore_ascii_case("password") {
+            format!(
+                "the old API's answer is not a customer list: line {}: password",
+                error.line
+            )
+        } else {
+            format!("the old API's answer is not a customer list: line {error}")
+        };
+        SyncError::Invalid {
+            summary,
+            detail: mask_keys(&detail),
+        }
+    }
+}
+
+/// How many forwarded writes may be in progress at once (one sent, the others waiting their
+/// turn); the next is a 503 telling the client to try again, and nothing is sent.
+pub const MAX_WAITING_WRITES: usize = 16;
 
 impl From<SyncError> for crate::error::ApiError {
-    /// A refusal keeps the master's 4xx and its message; anything else is a 503.
+    /// A refusal keeps the master's 4xx and its message; anything else is a 503 that says
+    /// whether the master made the change (no, or not known).
     fn from(error: SyncError) -> Self {
         use rocket::http::Status;
-        let status = match &error {
-            SyncError::Rejected { status, .. } if (400..500).contains(status) => {
-                Status::new(*status)
-            }
-            _ => Status::ServiceUnavailable,
-        };
-        let message = match &error {
-            SyncError::Rejected { message, .. } if status != Status::ServiceUnavailable => {
-                format!("The old API (the master) refused the change: {message}")
-            }
-            _ => format!(
-                "The old API (the master) did not take the change, so nothing changed: {error}"
+        let (status, message, retry_after) = match &error {
+            SyncError::Rejected { status, message } if (400..500).contains(status) => (
+                Status::new(*status),
+                format!("The old API (the master) refused the change: {message}"),
+                None,
+            ),
+            SyncError::Busy => (
+                Status::ServiceUnavailable,
+                "The old API (the master) is busy with other changes or a sync, so this one \
+                 was not sent and nothing changed. Try again in a few seconds"
+                    .to_owned(),
+                Some(5),
+            ),
+            SyncError::NoAnswer(_) => (
+                Status::ServiceUnavailable,
+                "The old API (the master) did not answer in time, so whether it made the \
+                 change is not known. This server syncs with it now: check the customer in a \
+                 moment before sending the change again"
+                    .to_owned(),
+                None,
+            ),
+            _ => (
+                Status::ServiceUnavailable,
+                format!(
+                    "The old API (the master) did not take the change, so nothing changed: \
+                     {error}"
+                ),
+                None,
             ),
         };
-        crate::error::ApiError::Master { status, message }
+        crate::error::ApiError::Master {
+            status,
+            message,
+            retry_after,
+        }
     }
 }
 
-/// The old API's answer to a forwarded write, if it took it: a 2xx whose `success` is not
-/// `"false"`.
-pub fn accepted(status: u16, body: &[u8]) -> Result<serde_json::Value, SyncError> {
-    let answer: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    if (200..300).contains(&status) && answer["success"] != "false" {
-        return Ok(answer);
+/// `text` with the value of every `apikey` in it masked: `apikey=KEY`, `apikey%3DKEY`,
+/// `"apikey":"KEY"`, any case. A master's error may echo its own URL, or what it was sent.
+pub fn mask_keys(text: &str) -> String {
+    const NAME: &str = "apikey";
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(NAME) {
+        let name_end = at + found + NAME.len();
+        let mut i = name_end;
+        let mut separated = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' | b'\'' | b' ' | b'\\' => i += 1,
+                b'=' | b':' => {
+                    separated = true;
+                    i += 1;
+                }
+                b'%' if lower[i..].starts_with("%3d") => {
+                    separated = true;
+                    i += 3;
+                }
+                _ => break,
+            }
+        }
+        out.push_str(&text[at..i]);
+        at = i;
+        if separated {
+            let end = text[i..]
+                .find(|c: char| c.is_whitespace() || "&\"',;<>(){}[]#\\".contains(c))
+                .map_or(text.len(), |n| i + n);
+            if end > i {
+                out.push_str("***");
+            }
+            at = end;
+        }
     }
-    let message = answer["message"]
-        .as_str()
-        .unwrap_or("no message")
+    out.push_str(&text[at..]);
+    out
+}
+
+/// A message of the old API, fit to show: its keys masked, no control characters, at most
+/// 200 characters (cut after masking, so that no piece of a key is left).
+fn shown(upstream: &Upstream, message: &str) -> String {
+    upstream
+        .mask(message)
         .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
         .take(200)
-        .collect();
-    Err(SyncError::Rejected { status, message })
+        .collect()
+}
+
+/// The `message` of an old API's JSON answer, if it has one.
+fn message_of(body: &[u8]) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    answer["message"].as_str().map(str::to_owned)
 }
 
 impl Upstream {
@@ -238,7 +372,8 @@ impl Upstream {
     }
 
     /// The list, or one customer of it (`extra` = `id_client=N`): the body, within the size
-    /// limit and the timeout.
+    /// limit and the timeout. An error status is the old API's refusal, with its message if
+    /// its answer has one.
     pub fn fetch(&self, extra: Option<&str>) -> Result<Vec<u8>, SyncError> {
         let url = match extra {
             Some(extra) => {
@@ -251,21 +386,74 @@ impl Upstream {
             .agent()
             .get(&url)
             .call()
-            .map_err(|e| SyncError::Unreachable(self.scrub(&e.to_string())))?;
+            .map_err(|e| SyncError::Unreachable(self.mask(&e.to_string())))?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
-            return Err(SyncError::Status(status));
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024)
+                .read_to_vec()
+                .unwrap_or_default();
+            return Err(match message_of(&body) {
+                Some(message) => SyncError::Rejected {
+                    status,
+                    message: shown(self, &message),
+                },
+                None => SyncError::Status(status),
+            });
         }
         response
             .body_mut()
             .with_config()
             .limit(self.max_bytes)
             .read_to_vec()
-            .map_err(|e| SyncError::Unreachable(self.scrub(&e.to_string())))
+            .map_err(|e| SyncError::Unreachable(self.mask(&e.to_string())))
     }
 
-    /// Sends a write to the master: `method` to the call `name` beside the list, with the body
-    /// as the client sent it. The old API's answer: status and body.
+    /// The whole list, checked.
+    pub fn fetch_list(&self) -> Result<Vec<transfer::Record>, SyncError> {
+        self.parse(&self.fetch(None)?)
+    }
+
+    /// Customer `id` as the old API has it now (`?id_client=N`), checked.
+    pub fn fetch_one(&self, id: i64) -> Result<transfer::Record, SyncError> {
+        self.parse(&self.fetch(Some(&format!("id_client={id}")))?)?
+            .into_iter()
+            .find(|r| r.customer.clcleunik == id)
+            .ok_or_else(|| {
+                let summary = format!("the old API did not send customer {id} back");
+                SyncError::Invalid {
+                    detail: summary.clone(),
+                    summary,
+                }
+            })
+    }
+
+    /// Reads the old API's answer as an import reads a file: every customer checked, all or
+    /// none. An answer `{"success":"false","message":...}` is the old API's refusal.
+    pub fn parse(&self, bytes: &[u8]) -> Result<Vec<transfer::Record>, SyncError> {
+        let not_utf8 = "the old API's answer is not a customer list (not UTF-8)";
+        let text = std::str::from_utf8(bytes).map_err(|_| SyncError::Invalid {
+            summary: not_utf8.into(),
+            detail: not_utf8.into(),
+        })?;
+        if let Ok(answer) = serde_json::from_str::<serde_json::Value>(text) {
+            if answer["success"] == "false" || answer["success"] == false {
+                let message = answer["message"].as_str().unwrap_or("no message");
+                return Err(SyncError::Rejected {
+                    status: 200,
+                    message: shown(self, message),
+                });
+            }
+        }
+        transfer::parse_json(text).map_err(|e| SyncError::invalid(&e))
+    }
+
+    /// Sends a write to the master: `method` to the call `name` beside the list, with `body`.
+    /// The old API's answer: status and body. An error says whether the write may have
+    /// reached the master ([`SyncError::NoAnswer`]) or surely did not
+    /// ([`SyncError::Unreachable`]).
     pub fn forward(
         &self,
         method: &str,
@@ -287,8 +475,14 @@ impl Upstream {
                 request.send(body)
             }
         };
-        let mut response =
-            result.map_err(|e| SyncError::Unreachable(self.scrub(&e.to_string())))?;
+        let mut response = result.map_err(|e| {
+            let text = self.mask(&e.to_string());
+            if never_sent(&e) {
+                SyncError::Unreachable(text)
+            } else {
+                SyncError::NoAnswer(text)
+            }
+        })?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -299,19 +493,62 @@ impl Upstream {
         Ok((status, body))
     }
 
-    /// An error text with the URL's query (the key) taken out.
-    fn scrub(&self, text: &str) -> String {
-        match self.query() {
-            Some(query) if !query.is_empty() => text.replace(query, "***"),
-            _ => text.to_owned(),
+    /// The old API's answer to a forwarded write, if it took it: a 2xx whose `success` is not
+    /// `"false"`. Else its refusal, with its message masked.
+    pub fn accepted(&self, status: u16, body: &[u8]) -> Result<serde_json::Value, SyncError> {
+        let answer: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        if (200..300).contains(&status) && answer["success"] != "false" {
+            return Ok(answer);
         }
+        let message = shown(self, answer["message"].as_str().unwrap_or("no message"));
+        Err(SyncError::Rejected { status, message })
+    }
+
+    /// `text` (an error, a message of the old API) with the old API's key taken out: the
+    /// URL's query, each of its values, any credentials in the URL, and any `apikey=...`.
+    pub fn mask(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        if let Some(query) = self.query().filter(|q| !q.is_empty()) {
+            text = text.replace(query, "***");
+            for (_, value) in form_urlencoded::parse(query.as_bytes()) {
+                if value.len() >= 4 {
+                    text = text.replace(value.as_ref(), "***");
+                }
+            }
+            for (_, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+                if value.len() >= 4 {
+                    text = text.replace(value, "***");
+                }
+            }
+        }
+        let authority = self.url.split_once("://").map_or("", |(_, rest)| {
+            rest.split(['/', '?', '#']).next().unwrap_or("")
+        });
+        if let Some((credentials, _)) = authority.rsplit_once('@') {
+            let password = credentials.split_once(':').map_or("", |(_, p)| p);
+            for secret in [credentials, password] {
+                if !secret.is_empty() {
+                    text = text.replace(secret, "***");
+                }
+            }
+        }
+        mask_keys(&text)
     }
 }
 
-/// Reads the old API's answer as an import reads a file: every customer checked, all or none.
-pub fn parse(bytes: &[u8]) -> Result<Vec<transfer::Record>, SyncError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| SyncError::Invalid("not UTF-8".into()))?;
-    transfer::parse_json(text).map_err(|e| SyncError::Invalid(format!("line {e}")))
+/// Whether a failed call surely never reached the old API (nothing could have been done
+/// there): no address, no connection.
+fn never_sent(error: &ureq::Error) -> bool {
+    use ureq::Timeout;
+    match error {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => true,
+        ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => true,
+        ureq::Error::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+        ),
+        _ => false,
+    }
 }
 
 /// Refuses a list that would wipe the shop: empty while customers exist, or deleting more
@@ -379,7 +616,7 @@ pub fn store(
     };
     transfer::import(conn, || Ok(records_of(records)), hasher, options, progress).map_err(|e| {
         match e {
-            transfer::ImportError::Record(e) => SyncError::Invalid(format!("line {e}")),
+            transfer::ImportError::Record(e) => SyncError::invalid(&e),
             transfer::ImportError::Other(e) => SyncError::Store(e),
         }
     })
@@ -394,10 +631,24 @@ pub fn sync(
     retention: Retention,
     progress: &dyn Progress,
 ) -> Result<Summary, SyncError> {
-    let records = parse(&upstream.fetch(None)?)?;
-    guard(conn, &records, upstream.allow_mass_delete)?;
+    let records = upstream.fetch_list()?;
+    apply(conn, upstream, &records, hasher, key, retention, progress)
+}
+
+/// The second half of a sync, once the list is fetched: guard it, make the local customers
+/// equal to it. (The server fetches without holding a connection.)
+pub fn apply(
+    conn: &mut Connection,
+    upstream: &Upstream,
+    records: &[transfer::Record],
+    hasher: &PasswordHasher,
+    key: &SyncKey,
+    retention: Retention,
+    progress: &dyn Progress,
+) -> Result<Summary, SyncError> {
+    guard(conn, records, upstream.allow_mass_delete)?;
     let audit = ("sync", Action::Sync, retention);
-    store(conn, &records, true, hasher, key, audit, progress)
+    store(conn, records, true, hasher, key, audit, progress)
 }
 
 /// The server's mirror, if `upstream` is set (Rocket state).
@@ -410,8 +661,21 @@ pub struct Mirror {
     status: Mutex<Status>,
     /// Held by a sync from its fetch to its commit, and by a forwarded write from sending it to
     /// storing the master's answer: a sync that fetched before a write must not commit after
-    /// it, or it would put back what the write changed.
-    exclusive: Mutex<()>,
+    /// it, or it would put back what the write changed. An async lock: whoever waits for it
+    /// is a future, not a blocked thread of the blocking pool (which reads, logins and
+    /// `/health` need).
+    exclusive: Arc<tokio::sync::Mutex<()>>,
+    /// One permit per forwarded write in progress (sent, or waiting for its turn): at most
+    /// [`MAX_WAITING_WRITES`]; the next is told to try again.
+    writes: Arc<tokio::sync::Semaphore>,
+    /// Wakes the sync loop for a sync now (after a write whose outcome is not stored here).
+    wake: tokio::sync::Notify,
+}
+
+/// A forwarded write's turn with the master: no sync and no other write runs until it ends.
+pub struct Turn {
+    _write: tokio::sync::OwnedSemaphorePermit,
+    _exclusive: tokio::sync::OwnedMutexGuard<()>,
 }
 
 #[derive(Debug, Default)]
@@ -458,14 +722,63 @@ impl Mirror {
                 last_good,
                 last_error: None,
             }),
-            exclusive: Mutex::new(()),
+            exclusive: Arc::new(tokio::sync::Mutex::new(())),
+            writes: Arc::new(tokio::sync::Semaphore::new(MAX_WAITING_WRITES)),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
-    /// Runs `work` with no sync or other forwarded write in progress (see `exclusive`).
-    pub fn exclusively<T>(&self, work: impl FnOnce() -> T) -> T {
-        let _guard = self.exclusive.lock().unwrap_or_else(|p| p.into_inner());
-        work()
+    /// Waits (as a future) for a forwarded write's turn: no sync or other write in progress.
+    /// `Busy` at once when [`MAX_WAITING_WRITES`] are in progress already, or after waiting
+    /// `upstream_timeout_secs` for the turn (a long sync, a slow master).
+    pub async fn write_turn(&self) -> Result<Turn, SyncError> {
+        let write = Arc::clone(&self.writes)
+            .try_acquire_owned()
+            .map_err(|_| SyncError::Busy)?;
+        let exclusive = tokio::time::timeout(
+            self.config.upstream.timeout,
+            Arc::clone(&self.exclusive).lock_owned(),
+        )
+        .await
+        .map_err(|_| SyncError::Busy)?;
+        Ok(Turn {
+            _write: write,
+            _exclusive: exclusive,
+        })
+    }
+
+    /// Asks the sync loop for a sync as soon as no write holds the turn.
+    pub fn sync_soon(&self) {
+        self.wake.notify_one();
+    }
+
+    /// One sync, as the server runs it: the turn awaited as a future, the list fetched on a
+    /// blocking thread without a database connection, then stored on a pooled connection.
+    async fn sync_now(
+        self: &Arc<Self>,
+        db: &Db,
+        hasher: &PasswordHasher,
+        retention: Retention,
+    ) -> Result<Summary, SyncError> {
+        let _exclusive = Arc::clone(&self.exclusive).lock_owned().await;
+        let upstream = self.config.upstream.clone();
+        let records = tokio::task::spawn_blocking(move || upstream.fetch_list())
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))??;
+        let (this, hasher) = (Arc::clone(self), hasher.clone());
+        db.run(move |conn| {
+            Ok::<_, crate::error::ApiError>(apply(
+                conn,
+                &this.config.upstream,
+                &records,
+                &hasher,
+                &this.key,
+                retention,
+                &transfer::Silent,
+            ))
+        })
+        .await
+        .map_err(|e| SyncError::Store(e.to_string()))?
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -501,27 +814,14 @@ impl Mirror {
     pub async fn run(self: Arc<Self>, db: Db, hasher: PasswordHasher, retention: Retention) {
         let mut retry = RETRY_FIRST;
         loop {
-            let this = Arc::clone(&self);
-            let (db_, hasher_) = (db.clone(), hasher.clone());
             let started = std::time::Instant::now();
-            let outcome = rocket::tokio::task::spawn_blocking(move || {
-                let mut conn = db_
-                    .connection()
-                    .map_err(|e| SyncError::Store(e.to_string()))?;
-                let upstream = &this.config.upstream;
-                this.exclusively(|| {
-                    sync(
-                        &mut conn,
-                        upstream,
-                        &hasher_,
-                        &this.key,
-                        retention,
-                        &transfer::Silent,
-                    )
-                })
-            })
-            .await
-            .unwrap_or_else(|e| Err(SyncError::Store(e.to_string())));
+            // On a task of its own, so that a panic in it is a failed sync, not the end of the
+            // loop.
+            let (this, db_, hasher_) = (Arc::clone(&self), db.clone(), hasher.clone());
+            let outcome =
+                tokio::spawn(async move { this.sync_now(&db_, &hasher_, retention).await })
+                    .await
+                    .unwrap_or_else(|e| Err(SyncError::Store(e.to_string())));
             let upstream = self.config.upstream.display();
             let wait = match outcome {
                 Ok(summary) => {
@@ -546,16 +846,21 @@ impl Mirror {
                 Err(error) => {
                     let wait = retry.min(self.config.every);
                     log::warn!(
-                        "sync from {upstream} failed: {error}; still serving the last good \
-                         data, next try in {} s",
+                        "sync from {upstream} failed: {}; still serving the last good data, \
+                         next try in {} s",
+                        error.detail(),
                         wait.as_secs()
                     );
+                    // What `/health` shows (no key needed): no customer's values.
                     self.status().last_error = Some(error.to_string());
                     retry = (retry * 2).min(self.config.every);
                     wait
                 }
             };
-            rocket::tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.wake.notified() => {}
+            }
         }
     }
 }
@@ -582,7 +887,7 @@ mod tests {
         let up = upstream("https://user:pw@old.example/api/CUSTOMER/LIST/?apikey=SECRET");
         assert_eq!(up.display(), "https://old.example/api/CUSTOMER/LIST/");
         assert!(!up
-            .scrub("GET https://old.example/x?apikey=SECRET failed")
+            .mask("GET https://old.example/x?apikey=SECRET failed")
             .contains("SECRET"));
     }
 
@@ -600,6 +905,73 @@ mod tests {
         );
         assert!(Upstream::new("ftp://x/CUSTOMER/LIST/", SETTINGS).is_err());
         assert!(Upstream::new("http://x/other/", SETTINGS).is_err());
+    }
+
+    #[test]
+    fn every_apikey_and_every_value_of_the_urls_query_is_masked() {
+        for text in [
+            "GET /x?apikey=K1-secret&b=2",
+            "bad APIKEY%3DK1-secret here",
+            r#"{"apikey": "K1-secret"}"#,
+            "apikey: K1-secret",
+        ] {
+            let masked = mask_keys(text);
+            assert!(!masked.contains("K1-secret"), "{masked}");
+            assert!(masked.contains("***"), "{masked}");
+        }
+        assert_eq!(
+            mask_keys("no key here, apikey alone"),
+            "no key here, apikey alone"
+        );
+        assert_eq!(mask_keys("apikey="), "apikey=");
+        assert_eq!(mask_keys("é apikey=ü& é"), "é apikey=***& é");
+        for odd in [
+            "apikey",
+            "APIKEY=",
+            "apikey%3",
+            "apikey%3Dé",
+            "éapikey\"",
+            "apikeyapikey=x",
+        ] {
+            assert!(!mask_keys(odd).contains('x') || !odd.contains('='), "{odd}");
+        }
+        let up = upstream("http://u:pw-77@old.example/CUSTOMER/LIST/?token=T0K3N&apikey=OLD");
+        let masked = up.mask("token T0K3N, pw-77, and http://old.example/?token=T0K3N&apikey=OLD");
+        assert!(
+            !masked.contains("T0K3N") && !masked.contains("pw-77") && !masked.contains("OLD"),
+            "{masked}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_reported_as_one_with_its_message_masked() {
+        let up = upstream("http://old.example/CUSTOMER/LIST/?apikey=OLD-KEY-1");
+        let error = up
+            .parse(br#"{"success":"false","message":"bad key OLD-KEY-1"}"#)
+            .unwrap_err();
+        assert_eq!(error.to_string(), "the old API refused: bad key ***");
+        let error = up
+            .accepted(
+                403,
+                br#"{"success":"false","message":"see /x?apikey=OTHER"}"#,
+            )
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the old API refused (HTTP 403): see /x?apikey=***"
+        );
+    }
+
+    #[test]
+    fn a_bad_list_is_summed_up_without_its_values() {
+        let up = upstream("http://old.example/CUSTOMER/LIST/");
+        let text = "[{\"clcleunik\":1},\n{\"clcleunik\":2,\"addedDate\":\"secret@x\"}]";
+        let error = up.parse(text.as_bytes()).unwrap_err();
+        let summary = error.to_string();
+        assert!(summary.contains("field addedDate"), "{summary}");
+        assert!(summary.contains("line 2"), "{summary}");
+        assert!(!summary.contains("secret@x"), "{summary}");
+        assert!(error.detail().contains("secret@x"), "the log has it");
     }
 
     #[test]

@@ -25,6 +25,98 @@ pub struct RawBody {
     pub bytes: Vec<u8>,
 }
 
+impl RawBody {
+    /// The body to forward to the old API (mirror mode): as sent, but without clientele's
+    /// own `apikey` (never the master's business), and naming the customer as `id_client`
+    /// (a string, as the old API's clients send it) when `id` came only in our query string.
+    /// JSON stays JSON with its fields in order; a form stays a form. Unchanged when nothing
+    /// needs changing.
+    pub fn for_master(&self, id: Option<i64>) -> RawBody {
+        let is_form = self
+            .content_type
+            .as_deref()
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("x-www-form-urlencoded"));
+        if is_form {
+            let pairs: Vec<(String, String)> =
+                form_urlencoded::parse(&self.bytes).into_owned().collect();
+            let has_id = pairs.iter().any(|(name, _)| name == "id_client");
+            let has_key = pairs.iter().any(|(name, _)| name == "apikey");
+            if !has_key && (has_id || id.is_none()) {
+                return self.clone();
+            }
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            if let (Some(id), false) = (id, has_id) {
+                form.append_pair("id_client", &id.to_string());
+            }
+            for (name, value) in pairs.iter().filter(|(name, _)| name != "apikey") {
+                form.append_pair(name, value);
+            }
+            return RawBody {
+                content_type: self.content_type.clone(),
+                bytes: form.finish().into_bytes(),
+            };
+        }
+        let fields = if self.bytes.is_empty() {
+            Some(Vec::new())
+        } else {
+            serde_json::from_slice::<Ordered>(&self.bytes)
+                .ok()
+                .map(|o| o.0)
+        };
+        let Some(fields) = fields else {
+            // Not read as a JSON object (it was, to be accepted): sent as it came.
+            return self.clone();
+        };
+        let has_id = fields.iter().any(|(name, _)| name == "id_client");
+        let has_key = fields.iter().any(|(name, _)| name == "apikey");
+        if !has_key && (has_id || id.is_none()) {
+            return self.clone();
+        }
+        let mut parts = Vec::with_capacity(fields.len() + 1);
+        if let (Some(id), false) = (id, has_id) {
+            parts.push(format!(r#""id_client":"{id}""#));
+        }
+        for (name, value) in fields.iter().filter(|(name, _)| name != "apikey") {
+            let name = serde_json::to_string(name).unwrap_or_default();
+            parts.push(format!("{name}:{}", value.get()));
+        }
+        RawBody {
+            content_type: Some(
+                self.content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/json".to_owned()),
+            ),
+            bytes: format!("{{{}}}", parts.join(",")).into_bytes(),
+        }
+    }
+}
+
+/// A JSON object's members in the order sent, their values untouched.
+struct Ordered(Vec<(String, Box<serde_json::value::RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Ordered(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 #[rocket::async_trait]
 impl<'r> FromData<'r> for Fields {
     type Error = ApiError;
@@ -120,4 +212,54 @@ pub fn query_id(query: Option<&str>) -> Result<Option<i64>, ApiError> {
         }
     }
     Ok(found.map(|(_, id)| id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawBody;
+
+    fn body(content_type: Option<&str>, bytes: &str) -> RawBody {
+        RawBody {
+            content_type: content_type.map(str::to_owned),
+            bytes: bytes.as_bytes().to_vec(),
+        }
+    }
+
+    fn text(raw: &RawBody) -> &str {
+        std::str::from_utf8(&raw.bytes).unwrap()
+    }
+
+    #[test]
+    fn the_master_gets_the_id_and_never_our_key_in_the_bodys_own_format() {
+        let json = body(
+            Some("application/json"),
+            r#"{"city":"Mons","apikey":"OURS","phone":"+32 2"}"#,
+        );
+        assert_eq!(
+            text(&json.for_master(Some(12))),
+            r#"{"id_client":"12","city":"Mons","phone":"+32 2"}"#
+        );
+        let form = body(
+            Some("application/x-www-form-urlencoded"),
+            "apikey=OURS&city=Li%C3%A8ge",
+        );
+        let sent = form.for_master(Some(5));
+        assert_eq!(text(&sent), "id_client=5&city=Li%C3%A8ge");
+        assert_eq!(sent.content_type, form.content_type);
+    }
+
+    #[test]
+    fn a_body_with_nothing_to_change_goes_as_sent() {
+        let json = body(
+            Some("application/json"),
+            r#"{ "id_client": 3, "b":1,"a":2 }"#,
+        );
+        assert_eq!(json.for_master(Some(3)).bytes, json.bytes);
+        let add = body(Some("application/json"), r#"{"email":"a@b.be"}"#);
+        assert_eq!(add.for_master(None).bytes, add.bytes);
+        let empty = RawBody::default().for_master(Some(7));
+        assert_eq!(text(&empty), r#"{"id_client":"7"}"#);
+        assert_eq!(empty.content_type.as_deref(), Some("application/json"));
+        assert!(RawBody::default().for_master(None).bytes.is_empty());
+    }
 }

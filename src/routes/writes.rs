@@ -143,20 +143,60 @@ struct Forward {
     id: Option<i64>,
     /// For an ADD whose answer gives no id: the customer is found by email after a sync.
     email: Option<String>,
-    raw: RawBody,
+    /// The body for the master (see [`RawBody::for_master`]).
+    body: RawBody,
     action: Action,
+    /// An UPDATE's checked changes: applied here if the master took them but its copy cannot
+    /// be fetched back, so that this server does not serve the old values as current.
+    changes: Option<(Customer, FieldSet)>,
+    /// An ADD's password, sent to the master: kept out of its messages if it echoes it.
+    password: Option<Secret>,
 }
 
-/// In mirror mode a write goes to the master (the old API) first, with the same body; then
-/// the customer it touched is fetched again from there and stored (or deleted), so the next
-/// read sees it. Returns that customer as stored now.
+/// The master's refusal without `password` in it: a master may echo the body it was sent.
+fn without_password(error: sync::SyncError, password: Option<&Secret>) -> sync::SyncError {
+    let Some(password) = password.map(Secret::expose).filter(|p| !p.is_empty()) else {
+        return error;
+    };
+    match error {
+        sync::SyncError::Rejected { status, message } if message.contains(password) => {
+            let message = if password.len() >= 4 {
+                message.replace(password, "***")
+            } else {
+                "(its message is withheld: it repeats the password sent)".to_owned()
+            };
+            sync::SyncError::Rejected { status, message }
+        }
+        other => other,
+    }
+}
+
+/// What became of a write the master took.
+enum Mirrored {
+    /// Its copy is stored here: the customer as stored now (`None`: deleted, or an ADD the
+    /// sync did not find by email).
+    Stored(Option<Customer>),
+    /// Its copy could not be fetched back or stored: the next sync (asked for at once) brings
+    /// it. An UPDATE's changes as applied here meanwhile, if they could be.
+    Pending(Option<Customer>),
+}
+
+/// In mirror mode a write goes to the master (the old API) first; then the customer it
+/// touched is fetched again from there and stored (or deleted), so the next read sees it.
+///
+/// Waiting for the master never holds a thread of the blocking pool or a database connection
+/// (reads, logins and `/health` need them): the turn is awaited as a future, bounded in number
+/// and time ([`Mirror::write_turn`]); only the one write holding the turn uses a blocking
+/// thread, for its HTTP calls. The write then runs on a task of its own, which keeps the turn
+/// until the master's copy is stored here, even if the client leaves.
 async fn through_master(
     mirror: &Arc<Mirror>,
     db: &Db,
     config: &Config,
     actor: &str,
     forward: Forward,
-) -> Result<Option<Customer>, ApiError> {
+) -> Result<Mirrored, ApiError> {
+    let turn = mirror.write_turn().await?;
     let (mirror, db, hasher, retention, actor) = (
         Arc::clone(mirror),
         db.clone(),
@@ -164,9 +204,9 @@ async fn through_master(
         config.retention,
         actor.to_owned(),
     );
-    let task = rocket::tokio::task::spawn_blocking(move || {
-        let mirror = &mirror;
-        mirror.exclusively(|| forward_and_store(mirror, &db, &hasher, &actor, retention, forward))
+    let task = rocket::tokio::spawn(async move {
+        let _turn = turn;
+        forward_and_store(&mirror, &db, &hasher, &actor, retention, forward).await
     });
     match task.await {
         Ok(result) => result.map_err(ApiError::from),
@@ -174,78 +214,202 @@ async fn through_master(
     }
 }
 
-/// The body of [`through_master`], run with no sync in progress.
-fn forward_and_store(
-    mirror: &Mirror,
+/// Runs blocking work (an HTTP call to the master) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, sync::SyncError> + Send + 'static,
+) -> Result<T, sync::SyncError> {
+    rocket::tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| sync::SyncError::Store(e.to_string()))?
+}
+
+/// The body of [`through_master`], run in the write's turn.
+async fn forward_and_store(
+    mirror: &Arc<Mirror>,
     db: &Db,
     hasher: &PasswordHasher,
     actor: &str,
     retention: crate::config::Retention,
     forward: Forward,
-) -> Result<Option<Customer>, sync::SyncError> {
-    {
-        let upstream = &mirror.config.upstream;
-        let extra = (forward.method == "DELETE")
-            .then(|| forward.id.map(|id| format!("id_client={id}")))
-            .flatten();
-        let (status, body) = upstream.forward(
+) -> Result<Mirrored, sync::SyncError> {
+    let upstream = mirror.config.upstream.clone();
+    let extra = (forward.method == "DELETE")
+        .then(|| forward.id.map(|id| format!("id_client={id}")))
+        .flatten();
+    let sent = {
+        let (upstream, method, name, body) = (
+            upstream.clone(),
             forward.method,
             forward.name,
-            extra.as_deref(),
-            forward.raw.content_type.as_deref(),
-            &forward.raw.bytes,
-        )?;
-        let answer = sync::accepted(status, &body)?;
-        let returned = &answer["result"]["customer"][0]["clcleunik"];
-        let id = forward.id.or_else(|| {
-            returned
-                .as_i64()
-                .or_else(|| returned.as_str().and_then(|id| id.parse().ok()))
-        });
-        let store_error = |e: ApiError| sync::SyncError::Store(e.to_string());
-        let mut conn = db.connection().map_err(store_error)?;
-        let audit = (actor, forward.action, retention);
-        match (forward.method, id) {
-            ("DELETE", Some(id)) => match customer::delete(&mut conn, id, actor, retention) {
-                Ok(()) | Err(customer::WriteError::NotFound(_)) => Ok(None),
-                Err(error) => Err(sync::SyncError::Store(error.to_string())),
-            },
-            (_, Some(id)) => {
-                let records = sync::parse(&upstream.fetch(Some(&format!("id_client={id}")))?)?;
-                let records: Vec<_> = records
-                    .into_iter()
-                    .filter(|r| r.customer.clcleunik == id)
-                    .collect();
-                sync::store(
-                    &mut conn,
-                    &records,
-                    false,
-                    hasher,
-                    &mirror.key,
-                    audit,
-                    &crate::transfer::Silent,
-                )?;
-                customer::find(&conn, id).map_err(|e| sync::SyncError::Store(e.to_string()))
+            forward.body.clone(),
+        );
+        blocking(move || {
+            upstream.forward(
+                method,
+                name,
+                extra.as_deref(),
+                body.content_type.as_deref(),
+                &body.bytes,
+            )
+        })
+        .await
+    };
+    let (status, body) = match sent {
+        Ok(answer) => answer,
+        Err(error) => {
+            log::warn!(
+                "a {} forwarded to the old API failed: {}",
+                forward.name,
+                error.detail()
+            );
+            if matches!(error, sync::SyncError::NoAnswer(_)) {
+                // It may have been made there: the next sync tells.
+                mirror.sync_soon();
             }
-            (_, None) => {
-                sync::sync(
-                    &mut conn,
-                    upstream,
-                    hasher,
-                    &mirror.key,
-                    retention,
-                    &crate::transfer::Silent,
-                )?;
-                let Some(email) = forward.email else {
-                    return Ok(None);
-                };
-                customer::find_for_login(&conn, &Identifier::Email(email))
-                    .map(|found| found.map(|(customer, _)| customer))
-                    .map_err(|e| sync::SyncError::Store(e.to_string()))
-            }
+            return Err(error);
+        }
+    };
+    let answer = upstream
+        .accepted(status, &body)
+        .map_err(|error| without_password(error, forward.password.as_ref()))
+        .inspect_err(|error| {
+            log::warn!("the old API refused a {}: {}", forward.name, error.detail());
+        })?;
+    // From here on the master has the change: whatever fails now, the answer says so.
+    let returned = &answer["result"]["customer"][0]["clcleunik"];
+    let id = forward.id.or_else(|| {
+        returned
+            .as_i64()
+            .or_else(|| returned.as_str().and_then(|id| id.parse().ok()))
+    });
+    match store_master_copy(mirror, db, hasher, actor, retention, &forward, id).await {
+        Ok(stored) => Ok(Mirrored::Stored(stored)),
+        Err(error) => {
+            log::warn!(
+                "the old API took a {}, but its copy could not be stored here: {}; syncing now",
+                forward.name,
+                error.detail()
+            );
+            mirror.sync_soon();
+            let local = match (forward.changes, id) {
+                (Some((customer, present)), Some(id)) => {
+                    let actor = actor.to_owned();
+                    db.run(move |conn| {
+                        customer::update(conn, id, &customer, present, &actor, retention)
+                    })
+                    .await
+                    .ok()
+                }
+                _ => None,
+            };
+            Ok(Mirrored::Pending(local))
         }
     }
 }
+
+/// After the master took a write: its copy of the customer, fetched again and stored here
+/// (or the customer deleted here). The HTTP calls hold no database connection.
+async fn store_master_copy(
+    mirror: &Arc<Mirror>,
+    db: &Db,
+    hasher: &PasswordHasher,
+    actor: &str,
+    retention: crate::config::Retention,
+    forward: &Forward,
+    id: Option<i64>,
+) -> Result<Option<Customer>, sync::SyncError> {
+    let store_error = |e: ApiError| sync::SyncError::Store(e.to_string());
+    let (this, hasher, actor, action) = (
+        Arc::clone(mirror),
+        hasher.clone(),
+        actor.to_owned(),
+        forward.action,
+    );
+    let upstream = mirror.config.upstream.clone();
+    match (forward.method, id) {
+        ("DELETE", Some(id)) => db
+            .run(move |conn| {
+                Ok::<_, ApiError>(match customer::delete(conn, id, &actor, retention) {
+                    Ok(()) | Err(customer::WriteError::NotFound(_)) => Ok(None),
+                    Err(error) => Err(sync::SyncError::Store(error.to_string())),
+                })
+            })
+            .await
+            .map_err(store_error)?,
+        (_, Some(id)) => {
+            let record = blocking(move || upstream.fetch_one(id)).await?;
+            db.run(move |conn| {
+                let audit = (actor.as_str(), action, retention);
+                let silent = &crate::transfer::Silent;
+                Ok::<_, ApiError>(
+                    sync::store(conn, &[record], false, &hasher, &this.key, audit, silent)
+                        .and_then(|_| {
+                            customer::find(conn, id)
+                                .map_err(|e| sync::SyncError::Store(e.to_string()))
+                        }),
+                )
+            })
+            .await
+            .map_err(store_error)?
+        }
+        (_, None) => {
+            let records = blocking(move || upstream.fetch_list()).await?;
+            let email = forward.email.clone();
+            db.run(move |conn| {
+                let silent = &crate::transfer::Silent;
+                let upstream = &this.config.upstream;
+                Ok::<_, ApiError>(
+                    sync::apply(
+                        conn, upstream, &records, &hasher, &this.key, retention, silent,
+                    )
+                    .and_then(|_| {
+                        let Some(email) = email else {
+                            return Ok(None);
+                        };
+                        customer::find_for_login(conn, &Identifier::Email(email))
+                            .map(|found| found.map(|(customer, _)| customer))
+                            .map_err(|e| sync::SyncError::Store(e.to_string()))
+                    }),
+                )
+            })
+            .await
+            .map_err(store_error)?
+        }
+    }
+}
+
+/// The answer to a write the master took but whose copy is not stored here yet: 202, a
+/// success that says so (a client must not send it again: that would make it twice), and
+/// the customer as this server shows it meanwhile, if any.
+fn pending(message: &str, customer: Option<&Customer>, config: &Config) -> JsonResponse {
+    let mut response = one_customer_or_none(message, customer, config);
+    response.status = Status::Accepted;
+    response
+}
+
+fn one_customer_or_none(
+    message: &str,
+    customer: Option<&Customer>,
+    config: &Config,
+) -> JsonResponse {
+    let result = CustomerList {
+        customers: customer.map_or(&[][..], std::slice::from_ref),
+        view: config.view,
+    };
+    JsonResponse::success(message, result)
+}
+
+const UPDATE_PENDING: &str = "Customer updated in the old API (the master). Its copy could not \
+    be fetched back yet, so this server shows the change as sent until the next sync, which \
+    starts now, brings the master's copy";
+const UPDATE_PENDING_UNSEEN: &str = "Customer updated in the old API (the master). Its copy \
+    could not be fetched back yet: this server shows the change after the next sync, which \
+    starts now";
+const ADD_PENDING: &str = "Customer added in the old API (the master). Its copy could not be \
+    fetched back yet: it appears here after the next sync, which starts now. Do not send it \
+    again";
+const DELETE_PENDING: &str = "Customer deleted in the old API (the master). This server could \
+    not remove its copy yet: it leaves the list at the next sync, which starts now";
 
 fn one_customer(message: &str, customer: &Customer, config: &Config) -> JsonResponse {
     let result = CustomerList {
@@ -282,13 +446,19 @@ async fn post_update(
             name: "UPDATE",
             id: Some(id),
             email: None,
-            raw: changes.raw,
+            body: changes.raw.for_master(Some(id)),
             action: Action::Update,
+            changes: Some((changes.customer, changes.present)),
+            password: None,
         };
-        let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
-        let stored =
-            stored.ok_or_else(|| ApiError::NotFound(format!("No customer with id_client {id}")))?;
-        return Ok(one_customer("Customer updated", &stored, config));
+        return match through_master(mirror, db, config, key.0.actor(), forward).await? {
+            Mirrored::Stored(Some(stored)) => Ok(one_customer("Customer updated", &stored, config)),
+            Mirrored::Stored(None) => Err(ApiError::NotFound(format!(
+                "No customer with id_client {id}"
+            ))),
+            Mirrored::Pending(Some(local)) => Ok(pending(UPDATE_PENDING, Some(&local), config)),
+            Mirrored::Pending(None) => Ok(pending(UPDATE_PENDING_UNSEEN, None, config)),
+        };
     }
     let (actor, retention) = (key.0.actor().to_owned(), config.retention);
     let updated = db
@@ -337,13 +507,15 @@ async fn post_add(
                 .contains(Field::Clcleunik)
                 .then_some(changes.customer.clcleunik),
             email: Some(changes.customer.email.clone()),
-            raw: changes.raw,
+            body: changes.raw.for_master(None),
             action: Action::Add,
+            changes: None,
+            password: changes.password.take(),
         };
-        let stored = through_master(mirror, db, config, key.0.actor(), forward).await?;
-        let mut response = match stored {
-            Some(customer) => one_customer("Customer added", &customer, config),
-            None => JsonResponse::message(Status::Ok, true, "Customer added"),
+        let mut response = match through_master(mirror, db, config, key.0.actor(), forward).await? {
+            Mirrored::Stored(Some(customer)) => one_customer("Customer added", &customer, config),
+            Mirrored::Stored(None) => JsonResponse::message(Status::Ok, true, "Customer added"),
+            Mirrored::Pending(_) => return Ok(pending(ADD_PENDING, None, config)),
         };
         response.status = Status::Created;
         return Ok(response);
@@ -394,11 +566,15 @@ async fn delete(
             name: "DELETE",
             id: Some(id),
             email: None,
-            raw: RawBody::default(),
+            body: RawBody::default(),
             action: Action::Delete,
+            changes: None,
+            password: None,
         };
-        through_master(mirror, db, config, key.0.actor(), forward).await?;
-        return Ok(JsonResponse::message(Status::Ok, true, "Customer deleted"));
+        return match through_master(mirror, db, config, key.0.actor(), forward).await? {
+            Mirrored::Stored(_) => Ok(JsonResponse::message(Status::Ok, true, "Customer deleted")),
+            Mirrored::Pending(_) => Ok(pending(DELETE_PENDING, None, config)),
+        };
     }
     let (actor, retention) = (key.0.actor().to_owned(), config.retention);
     db.run(move |conn| customer::delete(conn, id, &actor, retention))

@@ -21,7 +21,20 @@ pub enum Mode {
     Fail500,
     Garbage,
     Stall,
+    /// Writes take [`SLOW`] before they are answered (and done); reads answer at once.
+    SlowWrites,
+    /// The whole list takes [`SLOW`] to come; everything else answers at once.
+    SlowList,
+    /// Writes are done, but fetching one customer (`?id_client=N`) is a 500.
+    FailRefetch,
+    /// Writes are refused with a message that echoes the URL (with the key) and the body.
+    EchoError,
+    /// Everything is refused with a 200 `{"success":"false","message":"bad key"}`.
+    RefuseOk,
 }
+
+/// How long the slow modes take.
+pub const SLOW: Duration = Duration::from_secs(4);
 
 /// A request the fake received: method, path with query, body.
 pub type Received = (String, String, String);
@@ -30,6 +43,8 @@ struct State {
     customers: Vec<Value>,
     mode: Mode,
     received: Vec<Received>,
+    /// Every request as it arrives (before any stall): method and target.
+    arrived: Vec<(String, String)>,
 }
 
 /// The old API, as a thread serving HTTP/1.1 on a loopback port.
@@ -67,6 +82,7 @@ impl FakeOldApi {
             customers,
             mode: Mode::Serve,
             received: Vec::new(),
+            arrived: Vec::new(),
         }));
         let shared = Arc::clone(&state);
         std::thread::spawn(move || {
@@ -97,6 +113,10 @@ impl FakeOldApi {
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
+
+    pub fn arrived(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().arrived.clone()
+    }
 }
 
 fn serve(mut stream: TcpStream, state: &Mutex<State>) {
@@ -123,7 +143,12 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body);
     let body = String::from_utf8_lossy(&body).into_owned();
-    let mode = state.lock().unwrap().mode;
+    let mode = {
+        let mut state = state.lock().unwrap();
+        state.arrived.push((method.clone(), target.clone()));
+        state.mode
+    };
+    let whole_list = method == "GET" && query_id(&target).is_none();
     let (status, answer) = match mode {
         Mode::Stall => {
             std::thread::sleep(Duration::from_secs(30));
@@ -131,7 +156,26 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         }
         Mode::Fail500 => (500, "<html>Internal Server Error</html>".to_owned()),
         Mode::Garbage => (200, "<html><body>maintenance</body></html>".to_owned()),
-        Mode::Serve => answer(state, &method, &target, &body),
+        Mode::RefuseOk => (200, r#"{"success":"false","message":"bad key"}"#.to_owned()),
+        Mode::FailRefetch if method == "GET" && !whole_list => (
+            500,
+            r#"{"success":"false","message":"try later"}"#.to_owned(),
+        ),
+        Mode::EchoError if method != "GET" => (
+            400,
+            json!({"success": "false",
+                "message": format!("cannot {method} http://127.0.0.1{target} with {body}")})
+            .to_string(),
+        ),
+        Mode::SlowWrites if method != "GET" => {
+            std::thread::sleep(SLOW);
+            answer(state, &method, &target, &body)
+        }
+        Mode::SlowList if whole_list => {
+            std::thread::sleep(SLOW);
+            answer(state, &method, &target, &body)
+        }
+        _ => answer(state, &method, &target, &body),
     };
     let reply = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
@@ -157,7 +201,12 @@ fn answer(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16,
         .received
         .push((method.to_owned(), target.to_owned(), body.to_owned()));
     let path = target.split('?').next().unwrap_or("");
-    let fields: serde_json::Map<String, Value> = serde_json::from_str(body).unwrap_or_default();
+    // A JSON object, or a form.
+    let fields: serde_json::Map<String, Value> = serde_json::from_str(body).unwrap_or_else(|_| {
+        form_urlencoded::parse(body.as_bytes())
+            .map(|(name, value)| (name.into_owned(), json!(value)))
+            .collect()
+    });
     match (method, path) {
         ("GET", "/CUSTOMER/LIST/") => match query_id(target) {
             Some(id) => {
@@ -172,8 +221,9 @@ fn answer(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16,
             None => (200, envelope(&state.customers)),
         },
         ("POST", "/CUSTOMER/UPDATE/") => {
-            let id: i64 = fields["id_client"]
-                .as_str()
+            let id: i64 = fields
+                .get("id_client")
+                .and_then(Value::as_str)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             let Some(customer) = state.customers.iter_mut().find(|c| c["clcleunik"] == id) else {
@@ -541,4 +591,362 @@ fn in_mirror_mode_writes_go_to_the_master_first() {
     );
     let log = server.stop();
     assert!(!log.contains(OLD_KEY), "{log}");
+}
+
+/// A server mirroring `old` (synced once already), syncing hourly unless told sooner.
+fn mirror_server(old: &FakeOldApi, db: &std::path::Path, timeout_secs: &str) -> Server {
+    Server::start(
+        db,
+        &[
+            ("ROCKET_UPSTREAM", &old.url()),
+            ("ROCKET_UPSTREAM_EVERY_SECS", "3600"),
+            ("ROCKET_UPSTREAM_TIMEOUT_SECS", timeout_secs),
+        ],
+    )
+}
+
+/// Sends one request on a thread of its own; its answer (status and body) comes on the
+/// channel, or never if the server does not answer.
+fn send_later(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> std::sync::mpsc::Receiver<(u16, String)> {
+    let raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let answer = raw_exchange(port, raw.as_bytes());
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_owned());
+        let _ = tx.send((status, body));
+    });
+    rx
+}
+
+/// A list read, `/health` and a login each answer within `limit` while writes wait.
+fn assert_prompt(server: &Server, limit: Duration) {
+    let port = server.port;
+    let login = r#"{"email":"erp1@shop.be","password":"erp-password-1"}"#;
+    for (what, method, path, body) in [
+        ("list", "GET", "/CUSTOMER/LIST/?limit=5", ""),
+        ("health", "GET", "/health", ""),
+        ("login", "POST", "/CUSTOMER/LOGIN/", login),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = send_later(port, method, path, "application/json", body).recv_timeout(limit);
+        let (status, body) =
+            answer.unwrap_or_else(|_| panic!("{what} took more than {limit:?}: {}", server.log()));
+        assert_eq!(status, 200, "{what}: {body}");
+        assert!(started.elapsed() < limit);
+    }
+}
+
+/// Every answer of `writes`, collected within `limit`: each a JSON envelope.
+fn answers(
+    writes: Vec<std::sync::mpsc::Receiver<(u16, String)>>,
+    limit: Duration,
+) -> Vec<(u16, Value)> {
+    let deadline = std::time::Instant::now() + limit;
+    writes
+        .into_iter()
+        .map(|rx| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let (status, body) = rx.recv_timeout(left).expect("every write is answered");
+            let json: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {body}"));
+            (status, json)
+        })
+        .collect()
+}
+
+fn update_writes(server: &Server, n: usize) -> Vec<std::sync::mpsc::Receiver<(u16, String)>> {
+    (0..n)
+        .map(|i| {
+            let body = format!(r#"{{"id_client":"2","city":"City {i}"}}"#);
+            send_later(
+                server.port,
+                "POST",
+                "/CUSTOMER/UPDATE/",
+                "application/json",
+                &body,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn writes_waiting_on_a_stalled_master_leave_reads_health_and_logins_prompt() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let server = mirror_server(&old, &db, "2");
+    old.set_mode(Mode::SlowWrites);
+
+    let writes = update_writes(&server, 40);
+    assert!(eventually(Duration::from_secs(5), || old
+        .arrived()
+        .iter()
+        .any(|(method, _)| method == "POST")));
+    std::thread::sleep(Duration::from_millis(300));
+
+    assert_prompt(&server, Duration::from_secs(2));
+    let answers = answers(writes, Duration::from_secs(15));
+    for (status, json) in &answers {
+        assert!(*status == 200 || *status == 503, "{status} {json}");
+        assert_eq!(
+            json["success"],
+            if *status == 200 { "true" } else { "false" }
+        );
+    }
+    assert!(
+        answers.iter().any(|(status, json)| *status == 503
+            && json["message"].as_str().unwrap().contains("Try again")),
+        "writes beyond the bound are told to try again: {answers:?}"
+    );
+    let log = server.stop();
+    assert!(!log.contains(OLD_KEY), "{log}");
+}
+
+#[test]
+fn writes_waiting_for_a_long_sync_leave_reads_health_and_logins_prompt() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    old.set_mode(Mode::SlowList);
+    // Its first sync starts at once and waits SLOW for the list.
+    let server = mirror_server(&old, &db, "10");
+    assert!(eventually(Duration::from_secs(5), || old
+        .arrived()
+        .iter()
+        .any(
+            |(method, target)| method == "GET" && !target.contains("id_client")
+        )));
+
+    let writes = update_writes(&server, 40);
+    std::thread::sleep(Duration::from_millis(300));
+
+    assert_prompt(&server, Duration::from_secs(2));
+    let answers = answers(writes, Duration::from_secs(15));
+    assert!(
+        answers.iter().any(|(status, _)| *status == 200),
+        "waiting writes are done once the sync is over: {answers:?}"
+    );
+    assert!(answers
+        .iter()
+        .all(|(status, _)| [200, 503].contains(status)));
+}
+
+#[test]
+fn a_write_the_master_took_but_that_could_not_be_fetched_back_is_not_called_undone() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let server = mirror_server(&old, &db, "5");
+    old.set_mode(Mode::FailRefetch);
+    let json = [("Content-Type", "application/json")];
+
+    let updated = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &json,
+        r#"{"id_client":"3","city":"Namur"}"#,
+    );
+    let three = server.get("/CUSTOMER/LIST/?id_client=3").customers();
+    let added = server.request(
+        "POST",
+        "/CUSTOMER/ADD/",
+        &json,
+        r#"{"email":"late@shop.be","lastName":"Tardif"}"#,
+    );
+
+    for reply in [&updated, &added] {
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        let message = reply.json()["message"].as_str().unwrap().to_owned();
+        assert_eq!(reply.json()["success"], "true", "{}", reply.body);
+        assert!(!message.contains("nothing changed"), "{message}");
+        assert!(message.contains("next sync"), "{message}");
+    }
+    assert_eq!(updated.customers()[0]["city"], "Namur");
+    assert_eq!(three[0]["city"], "Namur", "no stale copy served as current");
+    let adds = old
+        .received()
+        .iter()
+        .filter(|r| r.1.starts_with("/CUSTOMER/ADD/"))
+        .count();
+    assert_eq!(adds, 1);
+    // The sync it started brings the new customer without waiting an hour.
+    assert!(eventually(Duration::from_secs(5), || server
+        .get("/CUSTOMER/LIST/?email=late@shop.be")
+        .customers()
+        .len()
+        == 1));
+}
+
+#[test]
+fn an_update_with_the_id_in_the_query_reaches_the_master_with_it() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let server = mirror_server(&old, &db, "5");
+
+    let json = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/?id_client=2",
+        &[("Content-Type", "application/json")],
+        r#"{"city":"Mons"}"#,
+    );
+    let form = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/?id_client=5",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "city=Arlon",
+    );
+
+    assert_eq!(json.status, 200, "{}", json.body);
+    assert_eq!(form.status, 200, "{}", form.body);
+    let received = old.received();
+    let bodies: Vec<&str> = received
+        .iter()
+        .filter(|r| r.1.starts_with("/CUSTOMER/UPDATE/"))
+        .map(|r| r.2.as_str())
+        .collect();
+    let sent: Value = serde_json::from_str(bodies[0]).unwrap();
+    assert_eq!(sent["id_client"], "2", "{sent}");
+    assert_eq!(sent["city"], "Mons");
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(bodies[1].as_bytes())
+        .into_owned()
+        .collect();
+    assert!(
+        pairs.contains(&("id_client".into(), "5".into())),
+        "{pairs:?}"
+    );
+    assert_eq!(
+        server.get("/CUSTOMER/LIST/?id_client=5").customers()[0]["city"],
+        "Arlon"
+    );
+}
+
+#[test]
+fn keys_never_cross_between_clientele_and_the_master() {
+    let old = FakeOldApi::start(old_customers(6));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let ours = create_write_key(&db, "shop");
+    let server = mirror_server(&old, &db, "5");
+    let path = format!("/CUSTOMER/UPDATE/?apikey={ours}");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let json = [("Content-Type", "application/json")];
+
+    let accepted = server.request(
+        "POST",
+        &path,
+        &form,
+        &format!("apikey={ours}&id_client=3&city=Wavre"),
+    );
+    let accepted_json = server.request(
+        "POST",
+        &path,
+        &json,
+        &format!(r#"{{"apikey":"{ours}","id_client":"4","city":"Ath"}}"#),
+    );
+    old.set_mode(Mode::EchoError);
+    let refused = server.request(
+        "POST",
+        &path,
+        &form,
+        &format!("apikey={ours}&id_client=3&city=Spa"),
+    );
+
+    // A master that echoes the body echoes a registration's password too.
+    let refused_add = server.request(
+        "POST",
+        &format!("/CUSTOMER/ADD/?apikey={ours}"),
+        &json,
+        r#"{"email":"echo@shop.be","password":"Echoed-Pass-93x"}"#,
+    );
+
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(accepted_json.status, 200, "{}", accepted_json.body);
+    let message = refused.assert_error(400);
+    assert!(message.contains("cannot POST"), "{message}");
+    refused_add.assert_error(400);
+    assert!(
+        !refused_add.body.contains("Echoed-Pass"),
+        "{}",
+        refused_add.body
+    );
+    for reply in [&accepted, &accepted_json, &refused, &refused_add] {
+        assert!(!reply.body.contains(OLD_KEY), "{}", reply.body);
+        assert!(!reply.body.contains(&ours), "{}", reply.body);
+    }
+    let received = old.received();
+    assert!(received.len() >= 2);
+    for (_, target, body) in &received {
+        assert!(!body.contains(&ours), "our key reached the master: {body}");
+        assert!(!target.contains(&ours), "{target}");
+    }
+    let log = server.stop();
+    assert!(!log.contains(OLD_KEY), "{log}");
+    assert!(!log.contains(&ours), "{log}");
+    assert!(!log.contains("Echoed-Pass"), "{log}");
+}
+
+#[test]
+fn health_says_which_field_of_the_old_list_is_bad_without_its_value() {
+    let mut customers = old_customers(5);
+    customers[2]["webRemise"] = json!("SECRET-REMISE-5c1");
+    let old = FakeOldApi::start(customers);
+    let (_dir, db) = empty_database();
+    let server = mirror_server(&old, &db, "5");
+
+    let mut health = Value::Null;
+    assert!(eventually(Duration::from_secs(10), || {
+        health = server.get("/health").json();
+        health["result"]["upstream"]["last_error"].is_string()
+    }));
+
+    let error = health["result"]["upstream"]["last_error"].as_str().unwrap();
+    assert!(error.contains("webRemise"), "{error}");
+    assert!(!health.to_string().contains("SECRET-REMISE"), "{health}");
+    let log = server.stop();
+    assert!(log.contains("webRemise"), "{log}");
+    assert!(!log.contains("erp-password"), "{log}");
+}
+
+#[test]
+fn a_master_that_refuses_the_list_is_reported_as_refusing_with_its_message() {
+    let old = FakeOldApi::start(old_customers(3));
+    let (_dir, db) = empty_database();
+    let wrong_key = format!(
+        "http://127.0.0.1:{}/CUSTOMER/LIST/?apikey=WRONG-9d2e",
+        old.port
+    );
+
+    let refused_401 = run(&db, &["sync", &wrong_key], "");
+    old.set_mode(Mode::RefuseOk);
+    let refused_200 = run(&db, &["sync", &old.url()], "");
+
+    for output in [&refused_401, &refused_200] {
+        let text = stderr(output);
+        assert!(!output.status.success());
+        assert!(text.contains("the old API refused"), "{text}");
+        assert!(text.contains("bad key"), "{text}");
+        assert!(!text.contains("missing field"), "{text}");
+        assert!(
+            !text.contains(OLD_KEY) && !text.contains("WRONG-9d2e"),
+            "{text}"
+        );
+    }
 }
