@@ -934,9 +934,9 @@ fn a_master_that_refuses_the_list_is_reported_as_refusing_with_its_message() {
         old.port
     );
 
-    let refused_401 = run(&db, &["sync", &wrong_key], "");
+    let refused_401 = run_expecting_failure(&db, &["sync", &wrong_key], "");
     old.set_mode(Mode::RefuseOk);
-    let refused_200 = run(&db, &["sync", &old.url()], "");
+    let refused_200 = run_expecting_failure(&db, &["sync", &old.url()], "");
 
     for output in [&refused_401, &refused_200] {
         let text = stderr(output);
