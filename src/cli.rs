@@ -577,6 +577,12 @@ fn sync_once(url: Option<&str>) -> Result<(), String> {
         summary.rows,
         started.elapsed().as_secs_f64()
     );
+    if summary.demo_removed > 0 {
+        eprintln!(
+            "removed the {} demo customers first (with their demo passwords)",
+            summary.demo_removed
+        );
+    }
     Ok(())
 }
 

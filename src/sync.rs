@@ -554,10 +554,14 @@ fn never_sent(error: &ureq::Error) -> bool {
 /// Refuses a list that would wipe the shop: empty while customers exist, or deleting more
 /// than half of them, unless `allow` (`upstream_allow_mass_delete`).
 fn guard(conn: &Connection, records: &[transfer::Record], allow: bool) -> Result<(), SyncError> {
+    // Demo customers are not the shop's: the first sync removes them whatever the guard says.
     let stored: usize = conn
-        .query_row("SELECT count(*) FROM customer", [], |row| {
-            row.get::<_, i64>(0)
-        })
+        .query_row(
+            "SELECT count(*) FROM customer \
+             WHERE clcleunik NOT IN (SELECT clcleunik FROM demo_customer)",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
         .map(|n| usize::try_from(n).unwrap_or(0))
         .map_err(|e| SyncError::Store(e.to_string()))?;
     if allow || stored == 0 {
@@ -565,7 +569,10 @@ fn guard(conn: &Connection, records: &[transfer::Record], allow: bool) -> Result
     }
     let mut kept = 0;
     let mut exists = conn
-        .prepare("SELECT EXISTS (SELECT 1 FROM customer WHERE clcleunik = ?1)")
+        .prepare(
+            "SELECT EXISTS (SELECT 1 FROM customer WHERE clcleunik = ?1 \
+             AND clcleunik NOT IN (SELECT clcleunik FROM demo_customer))",
+        )
         .map_err(|e| SyncError::Store(e.to_string()))?;
     for record in records {
         if exists

@@ -950,3 +950,31 @@ fn a_master_that_refuses_the_list_is_reported_as_refusing_with_its_message() {
         );
     }
 }
+
+#[test]
+fn the_first_sync_into_the_quick_starts_demo_database_replaces_the_demo_customers() {
+    let old = FakeOldApi::start(old_customers(3));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quick.db");
+    // The quick start's database: the demo customers, not yet adopted by anyone.
+    assert!(run(&db, &["keys", "list"], "").status.success());
+
+    let synced = run(&db, &["sync", &old.url()], "");
+
+    let said = stderr(&synced);
+    assert!(said.contains("3 inserted"), "{said}");
+    assert!(said.contains("removed the 25 demo customers"), "{said}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let ids: Vec<i64> = conn
+        .prepare("SELECT clcleunik FROM customer ORDER BY clcleunik")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        ids,
+        vec![1, 2, 3],
+        "not refused as a mass delete, no demo kept"
+    );
+}
