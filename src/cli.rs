@@ -448,6 +448,18 @@ fn import(
     }
     let summary = result.map_err(|error| match error {
         import::ImportError::Record(error) => format!("{name}:{error}"),
+        import::ImportError::Records(errors) => {
+            let mut lines: Vec<String> = errors.iter().map(|e| format!("{name}:{e}")).collect();
+            let more = match errors.len() >= import::MAX_REPORTED {
+                true => " (the first ones; there may be more)",
+                false => "",
+            };
+            lines.push(format!(
+                "{name}: {} bad values{more}; nothing imported",
+                errors.len()
+            ));
+            lines.join("\n")
+        }
         import::ImportError::Other(error) => format!("{name}: nothing imported: {error}"),
     })?;
     bars.0.finish_and_clear();

@@ -624,6 +624,10 @@ pub fn store(
     transfer::import(conn, || Ok(records_of(records)), hasher, options, progress).map_err(|e| {
         match e {
             transfer::ImportError::Record(e) => SyncError::invalid(&e),
+            transfer::ImportError::Records(errors) => match errors.first() {
+                Some(first) => SyncError::invalid(first),
+                None => SyncError::Store("the old list has bad values".into()),
+            },
             transfer::ImportError::Other(e) => SyncError::Store(e),
         }
     })

@@ -16,7 +16,9 @@ use crate::auth::{self, PasswordHasher, Secret};
 use crate::customer::{field, Customer, Field, FieldSet};
 
 pub use read::{csv_records, parse_json, read_records, Format, Records, TextEncoding};
-pub use write::{import, ImportError, KnownPasswords, Options, Progress, Silent, Summary};
+pub use write::{
+    import, ImportError, KnownPasswords, Options, Progress, Silent, Summary, MAX_REPORTED,
+};
 
 /// What a file says about a customer's password.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -272,9 +272,9 @@ pub fn csv_records(
                     .iter()
                     .cloned()
                     .zip(row.iter().map(|cell| Some(cell.to_owned())));
-                let record = record_from_fields(line, fields);
-                failed = record.is_err();
-                return Some(record);
+                // A bad value ends nothing: the rows after it are read too, so that one
+                // run reports every bad value (an unreadable file does end the reading).
+                return Some(record_from_fields(line, fields));
             }
         }
     })))
@@ -514,8 +514,8 @@ impl<'de> serde::de::Visitor<'de> for Customers<'_> {
                         .map(|(name, value)| (name, json_scalar(value)));
                     record_from_fields(line, fields)
                 });
-            let failed = record.is_err();
-            if self.sender.send(record).is_err() || failed {
+            // A bad value ends nothing (see `csv_records`); a reader that stopped listening does.
+            if self.sender.send(record).is_err() {
                 return Err(A::Error::custom(STOPPED));
             }
         }

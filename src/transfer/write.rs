@@ -63,12 +63,18 @@ pub struct Options<'a> {
     pub known: Option<&'a dyn KnownPasswords>,
 }
 
+/// The most bad values one check reports before it stops reading.
+pub const MAX_REPORTED: usize = 20;
+
 /// Why an import stopped. Nothing was written in either case.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// A value in the file: `LINE: field: what is wrong`.
     #[error("{0}")]
     Record(#[from] RecordError),
+    /// Several bad values (the first [`MAX_REPORTED`]), so that one run finds them all.
+    #[error("{} bad values, the first on line {}", .0.len(), .0.first().map_or(0, |e| e.line))]
+    Records(Vec<RecordError>),
     /// Anything else (the store, hashing, a refused `--replace`).
     #[error("{0}")]
     Other(String),
@@ -128,16 +134,39 @@ fn check(
         ..Summary::default()
     };
     let mut existing = 0;
+    // Every bad value is reported (up to MAX_REPORTED), not only the first: an owner fixing
+    // a spreadsheet should not need one run per mistake.
+    let mut bad: Vec<RecordError> = Vec::new();
     for (index, record) in records.enumerate() {
-        let record = record?;
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                // A file the reader cannot get past repeats its line: no use going on.
+                let stuck = bad.last().is_some_and(|last| last.line == error.line);
+                if !stuck {
+                    bad.push(error);
+                }
+                if stuck || bad.len() >= MAX_REPORTED {
+                    break;
+                }
+                continue;
+            }
+        };
         let id = record.customer.clcleunik;
         if let Some(first) = lines.insert(id, record.line) {
-            return Err(record_error(
+            bad.push(record_error(
                 record.line,
                 "clcleunik",
                 format!("{id} appears twice (first on line {first})"),
-            )
-            .into());
+            ));
+            if bad.len() >= MAX_REPORTED {
+                break;
+            }
+            continue;
+        }
+        if !bad.is_empty() {
+            // Nothing will be written: only look for more bad values.
+            continue;
         }
         // A demo customer is removed before the write: the shop's row replaces it whole.
         let current = match is_demo(conn, id)? {
@@ -168,6 +197,11 @@ fn check(
                 None => plain.push((index, secret, hash)),
             }
         }
+    }
+    match bad.len() {
+        0 => {}
+        1 => return Err(ImportError::Record(bad.remove(0))),
+        _ => return Err(ImportError::Records(bad)),
     }
     summary.rows = lines.len();
     if options.replace {

@@ -518,3 +518,41 @@ fn the_readmes_erp_lines_pasted_into_the_shipped_rocket_toml_are_read() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn an_import_reports_every_bad_row_not_only_the_first_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let csv = dir.path().join("sheet.csv");
+    std::fs::write(
+        &csv,
+        "clcleunik,email,addedDate,webRemise\n1,a@shop.be,2024-01-01,5\n\
+         2,b@shop.be,2024-13-01,5\n3,c@shop.be,2024-01-01,150\n4,d@shop.be,2024-01-01,5\n\
+         1,e@shop.be,2024-01-01,5\n",
+    )
+    .unwrap();
+    let out = cli(&db, &["import", csv.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    for expected in [
+        "sheet.csv:3: addedDate",
+        "sheet.csv:4: webRemise",
+        "sheet.csv:6: clcleunik",
+        "3 bad values",
+    ] {
+        assert!(said.contains(expected), "{expected} missing from:\n{said}");
+    }
+    let json = dir.path().join("old.json");
+    std::fs::write(
+        &json,
+        "[{\"clcleunik\":1,\"showPrice\":\"maybe\"},\n{\"clcleunik\":2},\n{\"clcleunik\":\"x\"}]",
+    )
+    .unwrap();
+    let out = cli(&db, &["import", json.to_str().unwrap()]);
+    let said = stderr(&out);
+    assert!(
+        said.contains("old.json:1: showPrice") && said.contains("old.json:3: clcleunik"),
+        "{said}"
+    );
+    assert!(!db.exists(), "a failed import into a new file leaves none");
+}
