@@ -178,6 +178,9 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
             http.timer(TokioTimer::new())
                 .header_read_timeout(bounds.header_timeout)
                 .keep_alive(true)
+                // Without max_header_size, hyper counts a head against its read buffer, which
+                // may grow past max_buf_size in one read: heads of 100 KB and more got through.
+                .max_header_size(MAX_HEAD)
                 .max_buf_size(MAX_HEAD.max(8192))
                 .max_headers(MAX_HEADERS);
             let service = service_fn(move |request| handle(app, peer, request));

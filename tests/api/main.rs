@@ -12,6 +12,7 @@ mod list;
 mod login;
 mod mirror;
 mod secrets;
+mod socket;
 mod startup;
 mod tools;
 mod transfer;
