@@ -10,7 +10,7 @@
 //!   kernel's accept queue, not in memory;
 //! - the open-files limit is raised to the hard limit at start-up;
 //! - request heads are at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`] headers, bodies at most
-//!   [`MAX_BODY`] bytes; HTTP/1.1 without `Host` is a 400.
+//!   [`MAX_BODY`] bytes; HTTP/1.1 without `Host` is a 400; methods are case-sensitive.
 //!
 //! The Rocket app is the same one the tests drive ([`crate::rocket`]); it is reached through
 //! Rocket's public in-process client, which runs the same fairings, routes and catchers as
@@ -22,7 +22,6 @@ use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -60,6 +59,19 @@ const RESERVED_FILES: u64 = 128;
 const WHOLE_BODY: usize = 64 * 1024;
 /// How much of a streamed body goes to the socket at a time.
 const STREAM_CHUNK: usize = 256 * 1024;
+/// The methods the app knows, spelled as RFC 9110 spells them: method names are
+/// case-sensitive, while Rocket's parser ignores case (it would take `get` for GET).
+const METHODS: [Method; 9] = [
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Delete,
+    Method::Options,
+    Method::Patch,
+    Method::Trace,
+    Method::Connect,
+];
 
 /// The server's bounds, from the config.
 #[derive(Debug, Clone, Copy)]
@@ -284,9 +296,10 @@ async fn dispatch(
             "Bad request: HTTP/1.1 requires a Host header",
         );
     }
-    // A method Rocket does not know (QUERY, PROPFIND...) is answered as one the path does
-    // not accept: PATCH, which no path takes, gets the path's 405 with its `Allow` (or 404).
-    let method = Method::from_str(parts.method.as_str()).unwrap_or(Method::Patch);
+    // A method Rocket does not know (QUERY, PROPFIND, or `get`: methods are case-sensitive)
+    // is answered as one the path does not accept: PATCH, which no path takes, gets the
+    // path's 405 with its `Allow` (or 404).
+    let method = app_method(&parts.method);
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -415,6 +428,14 @@ async fn into_hyper(mut response: LocalResponse<'static>, head: bool) -> Reply {
     builder
         .body(ResponseBody::streamed(first.freeze(), response))
         .unwrap_or_else(|_| internal_error())
+}
+
+/// The app's name for `method`, matched exactly; PATCH (which no path takes) for any other.
+fn app_method(method: &hyper::Method) -> Method {
+    METHODS
+        .into_iter()
+        .find(|known| known.as_str() == method.as_str())
+        .unwrap_or(Method::Patch)
 }
 
 fn too_large() -> Reply {

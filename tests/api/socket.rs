@@ -64,3 +64,28 @@ fn a_head_over_64_kib_is_a_bare_431_and_closed_and_one_of_64_kib_is_served() {
     assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
     assert_eq!(server.get("/health").status, 200);
 }
+
+#[test]
+fn methods_are_case_sensitive_so_a_lowercase_get_is_refused_in_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("method.db"), &[]);
+    let ask = |line: &str| {
+        let raw = format!("{line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        parse_raw(&raw_exchange(server.port, raw.as_bytes()))
+    };
+
+    let lower = ask("get /CUSTOMER/LIST/");
+    let mixed = ask("Get /customer/list?id_client=1");
+    let head = ask("head /CUSTOMER/LIST/");
+    let unknown_path = ask("get /NOWHERE/");
+    let upper = ask("GET /CUSTOMER/LIST/?id_client=1");
+
+    for reply in [&lower, &mixed, &head] {
+        reply.assert_error(405);
+        assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS"));
+        assert!(!reply.body.contains("clcleunik"), "{}", reply.body);
+    }
+    unknown_path.assert_error(404);
+    assert_eq!(upper.status, 200);
+    assert_eq!(upper.ids(), vec![1]);
+}
