@@ -5,7 +5,8 @@
 //! to change either, so a client that never finishes its headers holds a connection (and a
 //! file descriptor) forever, and there is no bound on how many connections are open. This
 //! module owns the socket instead and keeps these bounds:
-//! - a request head must arrive within `header_timeout_secs` (30 s), idle keep-alive included;
+//! - a request head must arrive within `header_timeout_secs` (30 s), idle keep-alive included,
+//!   and then its whole body within as long again (else a 408 and the connection is closed);
 //! - at most `max_connections` connections are served at once; the next clients wait in the
 //!   kernel's accept queue, not in memory;
 //! - the open-files limit is raised to the hard limit at start-up;
@@ -153,6 +154,7 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         client,
         db,
         memo: Memo::new(bounds.memo_bytes),
+        body_timeout: bounds.header_timeout,
     }));
     log::info!(
         "serving at most {max_connections} connections at once; request heads must arrive \
@@ -247,6 +249,8 @@ struct App {
     client: Client,
     db: Db,
     memo: Memo,
+    /// How long a request body may take to arrive, once its head has.
+    body_timeout: Duration,
 }
 
 /// Answers one request: the checks only this layer can make, then the memo or the Rocket app.
@@ -308,14 +312,22 @@ async fn dispatch(
     if declared.is_some_and(|length| length > MAX_BODY as u64) {
         return too_large();
     }
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(_) => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                "Bad request: the body could not be read",
-            );
+    let bytes = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        // The whole body within the bound, however slowly it trickles in: a client that stops
+        // sending must not hold its connection (and its slot) for ever.
+        let collect = Limited::new(body, MAX_BODY).collect();
+        match tokio::time::timeout(app.body_timeout, collect).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Err(_) => return body_timed_out(app.body_timeout),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Ok(Err(_)) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request: the body could not be read",
+                );
+            }
         }
     };
 
@@ -438,6 +450,17 @@ fn app_method(method: &hyper::Method) -> Method {
         .unwrap_or(Method::Patch)
 }
 
+/// A 408: the request body did not arrive in time. The connection is closed after it.
+fn body_timed_out(bound: Duration) -> Reply {
+    error_reply(
+        StatusCode::REQUEST_TIMEOUT,
+        &format!(
+            "Request timeout: the request body did not arrive within {} s",
+            bound.as_secs()
+        ),
+    )
+}
+
 fn too_large() -> Reply {
     error_reply(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -473,7 +496,7 @@ fn error_reply(status: StatusCode, message: &str) -> Reply {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    if status == StatusCode::BAD_REQUEST {
+    if status == StatusCode::BAD_REQUEST || status == StatusCode::REQUEST_TIMEOUT {
         headers.insert("connection", HeaderValue::from_static("close"));
     }
     reply

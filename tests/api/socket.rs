@@ -3,12 +3,129 @@
 //! heads stop at 64 KiB, methods are case-sensitive, and stalled heads give way to new
 //! clients when every connection (or every file descriptor) is taken.
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 
 /// The most the tests below wait for anything the server should do at once.
 const PROMPTLY: Duration = Duration::from_secs(3);
+
+/// A login whose head promises 100 bytes of body, of which one arrives.
+fn stalled_body(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(
+            b"POST /CUSTOMER/LOGIN/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    stream
+}
+
+/// Whether the server has closed `stream` (within `wait`); what it sent before, as text.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> (bool, String) {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let closed = loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break true,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    (closed, String::from_utf8_lossy(&received).into_owned())
+}
+
+/// `GET path` on a fresh connection, waiting at most `wait` for the whole answer: the status
+/// (`None`: no complete answer in time) and how long it took.
+fn timed_get(port: u16, path: &str, wait: Duration) -> (Option<u16>, Duration) {
+    let started = Instant::now();
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (None, started.elapsed());
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (None, started.elapsed());
+    }
+    let (closed, text) = closed_within(&mut stream, wait);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .filter(|_| closed);
+    (status, started.elapsed())
+}
+
+#[test]
+fn a_stalled_request_body_is_dropped_within_the_bound_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every connection slot but none to spare: 8, all taken by stalled bodies.
+    let server = Server::start(
+        &dir.path().join("body.db"),
+        &[
+            ("ROCKET_HEADER_TIMEOUT_SECS", "2"),
+            ("ROCKET_MAX_CONNECTIONS", "8"),
+        ],
+    );
+    let started = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..8).map(|_| stalled_body(server.port)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Waits in the kernel's queue until the stalled bodies' bound has passed.
+    let (status, _) = timed_get(server.port, "/health", Duration::from_secs(8));
+    let (closed, answer) = closed_within(&mut stalled[0], Duration::from_secs(8));
+
+    let waited = started.elapsed();
+    assert_eq!(status, Some(200), "the normal client is served");
+    assert!(
+        closed,
+        "the stalled body's connection was closed: {answer:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "within the 2 s bound, not the test's 8 s: {waited:?}"
+    );
+    let reply = parse_raw(&answer);
+    let message = reply.assert_error(408);
+    assert!(message.contains("body"), "{message}");
+    for other in &mut stalled[1..] {
+        assert!(closed_within(other, PROMPTLY).0, "every one is closed");
+    }
+}
+
+#[test]
+fn a_slow_body_that_keeps_coming_within_the_bound_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("slow.db"),
+        &[("ROCKET_HEADER_TIMEOUT_SECS", "2")],
+    );
+    // A login padded with JSON whitespace to 16,000 bytes, sent in 16 pieces over 1.5 s.
+    let login = r#"{"email":"jdoe@example.com","password":"password123"}"#;
+    let body = format!("{login}{}", " ".repeat(16_000 - login.len()));
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let head = format!(
+        "POST /CUSTOMER/LOGIN/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    for piece in body.as_bytes().chunks(1_000) {
+        std::thread::sleep(Duration::from_millis(100));
+        stream.write_all(piece).unwrap();
+    }
+
+    let (closed, answer) = closed_within(&mut stream, Duration::from_secs(10));
+
+    assert!(closed, "{answer}");
+    let reply = parse_raw(&answer);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.ids(), vec![1]);
+}
 
 /// A `GET /health` head of exactly `size` bytes, padded with one header; `end` says whether
 /// it ends with the blank line (a head that is not finished yet at that size).
