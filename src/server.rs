@@ -7,8 +7,10 @@
 //! module owns the socket instead and keeps these bounds:
 //! - a request head must arrive within `header_timeout_secs` (30 s), idle keep-alive included,
 //!   and then its whole body within as long again (else a 408 and the connection is closed);
-//! - at most `max_connections` connections are served at once; the next clients wait in the
-//!   kernel's accept queue, not in memory;
+//! - at most `max_connections` connections are served at once. When all are taken (or
+//!   `accept` runs out of file descriptors), the connection that has waited longest for a
+//!   request head is closed to make room ([`crate::connections`]); one with a request in flight
+//!   never is;
 //! - the open-files limit is raised to the hard limit at start-up;
 //! - request heads are at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`] headers, bodies at most
 //!   [`MAX_BODY`] bytes; HTTP/1.1 without `Host` is a 400; methods are case-sensitive.
@@ -39,9 +41,10 @@ use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::{Build, Rocket};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::connections::{Connection, Connections, Tracked};
 use crate::db::Db;
 use crate::logging::LAUNCH;
 use crate::memo::{Memo, Memoized};
@@ -60,6 +63,9 @@ const RESERVED_FILES: u64 = 128;
 const WHOLE_BODY: usize = 64 * 1024;
 /// How much of a streamed body goes to the socket at a time.
 const STREAM_CHUNK: usize = 256 * 1024;
+/// How long the accept loop waits for a connection asked to give way (or for any slot) before
+/// looking again; also its pause when out of file descriptors with nothing to close.
+const GIVE_WAY_WAIT: Duration = Duration::from_millis(100);
 /// The methods the app knows, spelled as RFC 9110 spells them: method names are
 /// case-sensitive, while Rocket's parser ignores case (it would take `get` for GET).
 const METHODS: [Method; 9] = [
@@ -164,28 +170,54 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
     log::warn!(target: LAUNCH, "clientele launched from http://{local}");
 
     let slots = Arc::new(Semaphore::new(max_connections));
+    let connections = Arc::new(Connections::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stop = pin!(shutdown_signal());
+    let mut out_of_files_logged: Option<Instant> = None;
     loop {
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => slot,
-            () = &mut stop => break,
-        };
-        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
+            Err(error) if out_of_files(&error) => {
+                // The client stays in the kernel's queue. Close the connection that has waited
+                // longest for a request head and try again once it has gone; with none to
+                // close, pause rather than spin on a listener that stays readable.
+                if out_of_files_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    log::warn!(
+                        "could not accept a connection: {error}; closing the connections \
+                         waiting longest for a request to make room"
+                    );
+                    out_of_files_logged = Some(Instant::now());
+                }
+                let freed = match connections.give_way() {
+                    Some(oldest) => tokio::time::timeout(GIVE_WAY_WAIT, oldest.closed())
+                        .await
+                        .is_ok(),
+                    None => false,
+                };
+                if !freed {
+                    tokio::time::sleep(GIVE_WAY_WAIT).await;
+                }
+                continue;
+            }
+            Err(error) if accept_failed_for_that_client(&error) => continue,
             Err(error) => {
-                // Out of file descriptors, most likely: wait for some to close.
                 log::warn!("could not accept a connection: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(GIVE_WAY_WAIT).await;
                 continue;
             }
         };
+        let slot = tokio::select! {
+            slot = room(&slots, &connections) => slot,
+            () = &mut stop => break,
+        };
+        let Some(slot) = slot else { break };
         let _ = stream.set_nodelay(true);
+        let registration = connections.open();
+        let connection = Arc::clone(registration.connection());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
@@ -197,18 +229,33 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
                 .max_header_size(MAX_HEAD)
                 .max_buf_size(MAX_HEAD.max(8192))
                 .max_headers(MAX_HEADERS);
-            let service = service_fn(move |request| handle(app, peer, request));
-            let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = stop.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let for_requests = Arc::clone(&connection);
+            let service =
+                service_fn(move |request| handle(app, peer, Arc::clone(&for_requests), request));
+            let io = TokioIo::new(Tracked::new(stream, Arc::clone(&connection)));
+            let mut served = Box::pin(http.serve_connection(io, service));
+            let result = loop {
+                tokio::select! {
+                    result = served.as_mut() => break result,
+                    () = connection.asked_to_give_way() => {
+                        if connection.should_close() {
+                            log::debug!("closed the connection from {peer}, waiting for a \
+                                request head, to make room for a new client");
+                            break Ok(());
+                        }
+                    }
+                    _ = stop.changed() => {
+                        served.as_mut().graceful_shutdown();
+                        break served.as_mut().await;
+                    }
                 }
             };
             if let Err(error) = result {
                 log::debug!("connection from {peer} ended: {error}");
             }
+            // The socket closes before the slot is given back.
+            drop(served);
+            drop(registration);
             drop(slot);
         });
     }
@@ -223,6 +270,43 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         log::warn!("closing connections still open after the grace period");
     }
     Ok(())
+}
+
+/// A connection slot: a free one, or one made by closing the connection that has waited
+/// longest for a request head. With every connection busy with a request, waits for one to
+/// finish. `None` once the server is shutting down.
+async fn room(slots: &Arc<Semaphore>, connections: &Connections) -> Option<OwnedSemaphorePermit> {
+    loop {
+        match Arc::clone(slots).try_acquire_owned() {
+            Ok(slot) => return Some(slot),
+            Err(tokio::sync::TryAcquireError::Closed) => return None,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+        }
+        // Looked at again after a while: a connection may have finished its request and
+        // become one that waits.
+        let _ = connections.give_way();
+        match tokio::time::timeout(GIVE_WAY_WAIT, Arc::clone(slots).acquire_owned()).await {
+            Ok(Ok(slot)) => return Some(slot),
+            Ok(Err(_)) => return None,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Whether `accept` failed for want of file descriptors (the process's or the system's).
+fn out_of_files(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Whether `accept` failed because of that one client (it reset the connection before it was
+/// accepted): nothing to wait for, the next one may be accepted at once.
+fn accept_failed_for_that_client(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || error.raw_os_error() == Some(libc::EPROTO)
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).
@@ -257,8 +341,10 @@ struct App {
 async fn handle(
     app: &'static App,
     peer: SocketAddr,
+    connection: Arc<Connection>,
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, Infallible> {
+    connection.request_started();
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let method = parts.method.clone();
@@ -275,7 +361,7 @@ async fn handle(
         reply.status().as_u16(),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    Ok(reply)
+    Ok(reply.map(|body| body.finishing(connection)))
 }
 
 /// IPv4 peers as `1.2.3.4`, not `::ffff:1.2.3.4`.
@@ -507,6 +593,8 @@ pub struct ResponseBody {
     first: Option<Bytes>,
     rest: Option<LocalResponse<'static>>,
     buffer: BytesMut,
+    /// Told when the body is finished (dropped by hyper), so the connection may wait again.
+    connection: Option<Arc<Connection>>,
 }
 
 impl ResponseBody {
@@ -515,7 +603,14 @@ impl ResponseBody {
             first: (!bytes.is_empty()).then_some(bytes),
             rest: None,
             buffer: BytesMut::new(),
+            connection: None,
         }
+    }
+
+    /// This body, telling `connection` when it is finished.
+    fn finishing(mut self, connection: Arc<Connection>) -> ResponseBody {
+        self.connection = Some(connection);
+        self
     }
 
     /// The whole body, when it was read whole (not streamed).
@@ -531,6 +626,15 @@ impl ResponseBody {
             first: Some(first),
             rest: Some(rest),
             buffer: BytesMut::new(),
+            connection: None,
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.response_finished();
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -21,6 +22,13 @@ fn stalled_body(port: u16) -> TcpStream {
               Content-Length: 100\r\n\r\n{",
         )
         .unwrap();
+    stream
+}
+
+/// A connection that sends half a request head and stops.
+fn stalled_head(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
     stream
 }
 
@@ -58,6 +66,30 @@ fn timed_get(port: u16, path: &str, wait: Duration) -> (Option<u16>, Duration) {
         .and_then(|code| code.parse().ok())
         .filter(|_| closed);
     (status, started.elapsed())
+}
+
+/// CPU time the process `pid` has used so far, in clock ticks (user and system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which is in parentheses): state is the first.
+    let after = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// `clientele serve`, started by bash after it has run `shell` (to set limits, open files).
+fn serve_under(shell: &str) -> Command {
+    let mut command = Command::new("bash");
+    command.current_dir(root()).args([
+        "-c",
+        &format!("{shell} && exec \"$0\" serve"),
+        env!("CARGO_BIN_EXE_clientele"),
+    ]);
+    command
+        .env("ROCKET_CLI_COLORS", "false")
+        .env("ROCKET_ARGON2_MEMORY_KIB", "64")
+        .env("ROCKET_ARGON2_ITERATIONS", "1");
+    command
 }
 
 #[test]
@@ -205,4 +237,73 @@ fn methods_are_case_sensitive_so_a_lowercase_get_is_refused_in_the_envelope() {
     unknown_path.assert_error(404);
     assert_eq!(upper.status, 200);
     assert_eq!(upper.ids(), vec![1]);
+}
+
+/// Stalled heads beyond the connection cap: the server, with a header timeout of a minute and
+/// the open-files limit (soft and hard) at 256, serves 128 connections at once.
+#[test]
+fn at_the_connection_cap_the_oldest_stalled_head_gives_way_to_a_new_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(
+        serve_under("ulimit -n 256"),
+        &dir.path().join("cap.db"),
+        &[("ROCKET_HEADER_TIMEOUT_SECS", "60")],
+    );
+    // A request in flight (its body stalled) is never the one to give way, oldest as it is.
+    let mut in_flight = stalled_body(server.port);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut stalled: Vec<TcpStream> = (0..300).map(|_| stalled_head(server.port)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (status, took) = timed_get(server.port, "/CUSTOMER/LIST/?id_client=1", PROMPTLY);
+
+    assert_eq!(status, Some(200), "answered in time (took {took:?})");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(
+        closed_within(&mut stalled[0], Duration::from_millis(500)).0,
+        "the oldest stalled head was closed"
+    );
+    let newest = stalled.last_mut().unwrap();
+    assert!(
+        !closed_within(newest, Duration::from_millis(200)).0,
+        "the newest is still waiting"
+    );
+    assert!(
+        !closed_within(&mut in_flight, Duration::from_millis(200)).0,
+        "the request in flight was left alone"
+    );
+}
+
+/// As above, but the server's files run out before its connection cap: most of its 256 are
+/// taken before it starts (inherited), so `accept` fails with EMFILE.
+#[test]
+fn when_accept_runs_out_of_files_the_oldest_stalled_head_gives_way_without_spinning() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(
+        serve_under("ulimit -n 256 && for i in $(seq 150); do exec {fd}</dev/null; done"),
+        &dir.path().join("emfile.db"),
+        &[("ROCKET_HEADER_TIMEOUT_SECS", "60")],
+    );
+    let mut stalled: Vec<TcpStream> = (0..200).map(|_| stalled_head(server.port)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (status, took) = timed_get(server.port, "/CUSTOMER/LIST/?id_client=1", PROMPTLY);
+    // With every file taken and nothing more to accept, the server must sit still.
+    let before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(server.pid()) - before;
+
+    assert_eq!(status, Some(200), "answered in time (took {took:?})");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(
+        closed_within(&mut stalled[0], Duration::from_millis(500)).0,
+        "the oldest stalled head was closed"
+    );
+    assert!(spent < 20, "{spent} ticks of CPU in a second of waiting");
+    let log = server.log();
+    assert!(
+        log.contains("Too many open files"),
+        "accept did fail: {log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }
