@@ -307,3 +307,31 @@ fn when_accept_runs_out_of_files_the_oldest_stalled_head_gives_way_without_spinn
     );
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// Out of files with every connection busy with a request (stalled bodies, which are never
+/// closed to make room): `accept` keeps failing, and the server must wait, not spin or flood
+/// its log.
+#[test]
+fn when_accept_runs_out_of_files_with_nothing_to_close_the_server_waits_without_spinning() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(
+        serve_under("ulimit -n 256 && for i in $(seq 150); do exec {fd}</dev/null; done"),
+        &dir.path().join("busy.db"),
+        &[("ROCKET_HEADER_TIMEOUT_SECS", "60")],
+    );
+    let mut stalled: Vec<TcpStream> = (0..150).map(|_| stalled_body(server.port)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(server.pid()) - before;
+
+    assert!(spent < 20, "{spent} ticks of CPU in a second of waiting");
+    let log = server.log();
+    let complaints = log.matches("Too many open files").count();
+    assert_eq!(complaints, 1, "said once, not in a loop: {log}");
+    assert!(
+        !closed_within(&mut stalled[0], Duration::from_millis(200)).0,
+        "the requests in flight were left alone"
+    );
+}
