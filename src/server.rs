@@ -163,8 +163,8 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         body_timeout: bounds.header_timeout,
     }));
     log::info!(
-        "serving at most {max_connections} connections at once; request heads must arrive \
-         within {} s",
+        "serving at most {max_connections} connections at once; request heads, then their \
+         bodies, must each arrive within {} s",
         bounds.header_timeout.as_secs()
     );
     log::warn!(target: LAUNCH, "clientele launched from http://{local}");
