@@ -3,13 +3,19 @@
 
   1. Memory under many connections: wrk with 256 connections for --duration seconds, on
      lookups by id, then on the whole list; peak RSS during each, and RSS afterwards.
-  2. Stalled clients: the server started with a soft open-files limit of 1,024 (the common
-     default); 1,100 connections send half a request head and stop. A normal client then asks
-     for a customer 50 times: every answer and the slowest latency are reported. After the
-     header timeout (5 s here, 30 s by default) the stalled connections must have been closed.
+  2. Stalled heads: the server started under a hard (and soft) open-files limit of 1,024, so it
+     serves 896 connections at once; 1,100 connections send half a request head and stop. A
+     normal client then asks for a customer 50 times: every answer and the slowest latency
+     are reported, and how many stalled connections were closed to make room (the oldest
+     waiting ones). After the header timeout (5 s here, 30 s by default) every stalled
+     connection must have been closed.
+  3. Stalled bodies: 2,000 connections send a login head promising 100 bytes of body, send
+     one, and stop. A normal client asks for a customer 50 times meanwhile; then every stalled
+     connection must have been answered 408 and closed within the body bound (the header
+     timeout again) plus 2 s.
 
 Exits non-zero when a bound is missed: peak RSS at or over 256 MiB, a normal request that is
-refused or slower than 1 s, a stalled connection still open after the timeout.
+refused or slower than 1 s, a stalled connection still open after its bound.
   bench/limits.sh [--customers N] [--duration S]
 """
 import argparse
@@ -27,14 +33,16 @@ from run import (ROOT, RssSampler, fetch, lua_ids, release_binary, rss_kib, sh, 
 
 PORT = 18090
 STALLED = 1100
+STALLED_BODIES = 2000
 HEADER_TIMEOUT = 5
 RSS_BOUND_KIB = 256 * 1024
 
 
-def start(binary, env, log, soft_files=None):
+def start(binary, env, log, open_files=None):
     command = [binary, "serve"]
-    if soft_files:
-        command = ["bash", "-c", f"ulimit -Sn {soft_files} && exec \"$0\" serve", binary]
+    if open_files:
+        # Both limits: the server cannot raise its soft limit past this.
+        command = ["bash", "-c", f"ulimit -n {open_files} && exec \"$0\" serve", binary]
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)
     wait_http(PORT)
     return proc
@@ -46,6 +54,48 @@ def stop(proc):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def stall(count, first_bytes):
+    """`count` connections that each send `first_bytes` and then nothing."""
+    sockets = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", PORT))
+        s.sendall(first_bytes)
+        sockets.append(s)
+    return sockets
+
+
+def closed(s, wait):
+    """Whether the server closed `s` within `wait` seconds, and what it sent; closes `s` then."""
+    received = b""
+    s.settimeout(wait)
+    try:
+        while True:
+            piece = s.recv(4096)
+            if not piece:
+                s.close()
+                return True, received
+            received += piece
+    except socket.timeout:
+        return False, received
+    except OSError:
+        s.close()
+        return True, received
+
+
+def normal_client(count=50):
+    """Asks for `count` customers one after the other: (latencies in seconds, refusals)."""
+    latencies, refused = [], 0
+    for i in range(count):
+        started = time.monotonic()
+        try:
+            body, _ = fetch(PORT, f"/CUSTOMER/LIST/?id_client={i + 1}")
+            assert body.startswith(b'{"success":"true"')
+            latencies.append(time.monotonic() - started)
+        except Exception:  # noqa: BLE001 - any failure is a refusal here
+            refused += 1
+    return latencies, refused
 
 
 def main():
@@ -91,47 +141,61 @@ def main():
     for name, rps, p99, peak, bad, errors in rows:
         print(f"| {name} | {rps:,.0f} | {p99:.1f} | {peak / 1024:.0f} | {bad} | {errors or '-'} |")
 
-    # 2. 1,100 stalled connections under a 1,024 soft open-files limit.
-    proc = start(binary, env, log, soft_files=1024)
-    stalled = []
-    for _ in range(STALLED):
-        s = socket.create_connection(("127.0.0.1", PORT))
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        stalled.append(s)
+    # 2. 1,100 stalled heads under a hard open-files limit of 1,024.
+    proc = start(binary, env, log, open_files=1024)
+    stalled = stall(STALLED, b"GET /health HTTP/1.1\r\nHost: x\r\n")
     time.sleep(0.5)
-    latencies, refused = [], 0
-    for i in range(50):
-        started = time.monotonic()
-        try:
-            body, _ = fetch(PORT, f"/CUSTOMER/LIST/?id_client={i + 1}")
-            assert body.startswith(b'{"success":"true"')
-            latencies.append(time.monotonic() - started)
-        except Exception:  # noqa: BLE001 - any failure is a refusal here
-            refused += 1
+    latencies, refused = normal_client()
     rss_stalled = rss_kib(proc.pid)
+    early = [closed(s, 0.001)[0] for s in stalled]
+    closed_early = sum(early)
     time.sleep(HEADER_TIMEOUT + 2)
-    still_open = 0
-    for s in stalled:
-        s.settimeout(0.2)
-        try:
-            if s.recv(1) != b"":
-                still_open += 1
-        except socket.timeout:
-            still_open += 1
-        except OSError:
-            pass
-        s.close()
+    still_open = sum(1 for s, gone in zip(stalled, early) if not gone and not closed(s, 0.2)[0])
     stop(proc)
     slowest = max(latencies) * 1000 if latencies else float("nan")
-    print(f"\n# {STALLED} stalled connections, soft open-files limit 1024 at start")
+    print(f"\n# {STALLED} stalled heads, hard open-files limit 1024 (896 connections at once)")
     print(f"normal requests answered: {len(latencies)} of 50, refused: {refused}, "
           f"slowest: {slowest:.1f} ms; RSS with the stalled connections: {rss_stalled / 1024:.0f} MiB")
-    print(f"stalled connections still open {HEADER_TIMEOUT + 2} s later "
+    print(f"stalled heads closed to make room (oldest first) by then: {closed_early}")
+    print(f"stalled heads still open {HEADER_TIMEOUT + 2} s later "
           f"(header timeout {HEADER_TIMEOUT} s): {still_open}")
     if refused or slowest > 1000:
-        failures.append(f"{refused} normal requests refused, slowest {slowest:.0f} ms")
+        failures.append(f"stalled heads: {refused} normal requests refused, "
+                        f"slowest {slowest:.0f} ms")
     if still_open:
-        failures.append(f"{still_open} stalled connections outlived the header timeout")
+        failures.append(f"{still_open} stalled heads outlived the header timeout")
+
+    # 3. 2,000 stalled bodies.
+    proc = start(binary, env, log)
+    started = time.monotonic()
+    stalled = stall(STALLED_BODIES, b"POST /CUSTOMER/LOGIN/ HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    opened = time.monotonic() - started
+    latencies, refused = normal_client()
+    bound = HEADER_TIMEOUT + 2
+    timed_out, still_open, last = 0, 0, 0.0
+    for s in stalled:
+        is_closed, answer = closed(s, max(0.0, bound - (time.monotonic() - started)))
+        if is_closed:
+            last = max(last, time.monotonic() - started)
+            timed_out += answer.startswith(b"HTTP/1.1 408")
+        else:
+            still_open += 1
+    stop(proc)
+    slowest = max(latencies) * 1000 if latencies else float("nan")
+    print(f"\n# {STALLED_BODIES} stalled bodies (100 bytes promised, 1 sent), opened in "
+          f"{opened:.1f} s")
+    print(f"normal requests answered meanwhile: {len(latencies)} of 50, refused: {refused}, "
+          f"slowest: {slowest:.1f} ms")
+    print(f"stalled bodies answered 408 and closed: {timed_out}; the last {last:.1f} s after "
+          f"the first was opened; still open {bound} s after (body bound {HEADER_TIMEOUT} s): "
+          f"{still_open}")
+    if refused or slowest > 1000:
+        failures.append(f"stalled bodies: {refused} normal requests refused, "
+                        f"slowest {slowest:.0f} ms")
+    if still_open or timed_out < STALLED_BODIES:
+        failures.append(f"{still_open} stalled bodies outlived their bound, "
+                        f"{STALLED_BODIES - timed_out} got no 408")
 
     for failure in failures:
         print(f"MISSED: {failure}")

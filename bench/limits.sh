@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The connection and memory bounds: RSS under 256 connections, and 1,100 stalled connections
-# (with a 1,024 open-files soft limit) while a normal client is served.
+# The connection and memory bounds: RSS under 256 connections; 1,100 stalled request heads
+# (under a hard open-files limit of 1,024) and 2,000 stalled request bodies, each while a
+# normal client is served.
 #   bench/limits.sh [--customers N] [--duration S]
 # Installs wrk from Debian's packages if it is missing. Exits non-zero when a bound is missed.
 # Results: docs/benchmarks.md.

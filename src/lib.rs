@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod customer;
 pub mod db;
 pub mod error;

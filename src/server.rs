@@ -5,12 +5,15 @@
 //! to change either, so a client that never finishes its headers holds a connection (and a
 //! file descriptor) forever, and there is no bound on how many connections are open. This
 //! module owns the socket instead and keeps these bounds:
-//! - a request head must arrive within `header_timeout_secs` (30 s), idle keep-alive included;
-//! - at most `max_connections` connections are served at once; the next clients wait in the
-//!   kernel's accept queue, not in memory;
+//! - a request head must arrive within `header_timeout_secs` (30 s), idle keep-alive included,
+//!   and then its whole body within as long again (else a 408 and the connection is closed);
+//! - at most `max_connections` connections are served at once. When all are taken (or
+//!   `accept` runs out of file descriptors), the connection that has waited longest for a
+//!   request head is closed to make room ([`crate::connections`]); one with a request in flight
+//!   never is;
 //! - the open-files limit is raised to the hard limit at start-up;
 //! - request heads are at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`] headers, bodies at most
-//!   [`MAX_BODY`] bytes; HTTP/1.1 without `Host` is a 400.
+//!   [`MAX_BODY`] bytes; HTTP/1.1 without `Host` is a 400; methods are case-sensitive.
 //!
 //! The Rocket app is the same one the tests drive ([`crate::rocket`]); it is reached through
 //! Rocket's public in-process client, which runs the same fairings, routes and catchers as
@@ -22,7 +25,6 @@ use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -39,9 +41,10 @@ use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::{Build, Rocket};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::connections::{Connection, Connections, Tracked};
 use crate::db::Db;
 use crate::logging::LAUNCH;
 use crate::memo::{Memo, Memoized};
@@ -60,6 +63,22 @@ const RESERVED_FILES: u64 = 128;
 const WHOLE_BODY: usize = 64 * 1024;
 /// How much of a streamed body goes to the socket at a time.
 const STREAM_CHUNK: usize = 256 * 1024;
+/// How long the accept loop waits for a connection asked to give way (or for any slot) before
+/// looking again; also its pause when out of file descriptors with nothing to close.
+const GIVE_WAY_WAIT: Duration = Duration::from_millis(100);
+/// The methods the app knows, spelled as RFC 9110 spells them: method names are
+/// case-sensitive, while Rocket's parser ignores case (it would take `get` for GET).
+const METHODS: [Method; 9] = [
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Delete,
+    Method::Options,
+    Method::Patch,
+    Method::Trace,
+    Method::Connect,
+];
 
 /// The server's bounds, from the config.
 #[derive(Debug, Clone, Copy)]
@@ -141,57 +160,102 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         client,
         db,
         memo: Memo::new(bounds.memo_bytes),
+        body_timeout: bounds.header_timeout,
     }));
     log::info!(
-        "serving at most {max_connections} connections at once; request heads must arrive \
-         within {} s",
+        "serving at most {max_connections} connections at once; request heads, then their \
+         bodies, must each arrive within {} s",
         bounds.header_timeout.as_secs()
     );
     log::warn!(target: LAUNCH, "clientele launched from http://{local}");
 
     let slots = Arc::new(Semaphore::new(max_connections));
+    let connections = Arc::new(Connections::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stop = pin!(shutdown_signal());
+    let mut out_of_files_logged: Option<Instant> = None;
     loop {
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => slot,
-            () = &mut stop => break,
-        };
-        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
+            Err(error) if out_of_files(&error) => {
+                // The client stays in the kernel's queue. Close the connection that has waited
+                // longest for a request head and try again once it has gone; with none to
+                // close, pause rather than spin on a listener that stays readable.
+                if out_of_files_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    log::warn!(
+                        "could not accept a connection: {error}; closing the connections \
+                         waiting longest for a request to make room"
+                    );
+                    out_of_files_logged = Some(Instant::now());
+                }
+                let freed = match connections.give_way() {
+                    Some(oldest) => tokio::time::timeout(GIVE_WAY_WAIT, oldest.closed())
+                        .await
+                        .is_ok(),
+                    None => false,
+                };
+                if !freed {
+                    tokio::time::sleep(GIVE_WAY_WAIT).await;
+                }
+                continue;
+            }
+            Err(error) if accept_failed_for_that_client(&error) => continue,
             Err(error) => {
-                // Out of file descriptors, most likely: wait for some to close.
                 log::warn!("could not accept a connection: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(GIVE_WAY_WAIT).await;
                 continue;
             }
         };
+        let slot = tokio::select! {
+            slot = room(&slots, &connections) => slot,
+            () = &mut stop => break,
+        };
+        let Some(slot) = slot else { break };
         let _ = stream.set_nodelay(true);
+        let registration = connections.open();
+        let connection = Arc::clone(registration.connection());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(bounds.header_timeout)
                 .keep_alive(true)
+                // Without max_header_size, hyper counts a head against its read buffer, which
+                // may grow past max_buf_size in one read: heads of 100 KB and more got through.
+                .max_header_size(MAX_HEAD)
                 .max_buf_size(MAX_HEAD.max(8192))
                 .max_headers(MAX_HEADERS);
-            let service = service_fn(move |request| handle(app, peer, request));
-            let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = stop.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let for_requests = Arc::clone(&connection);
+            let service =
+                service_fn(move |request| handle(app, peer, Arc::clone(&for_requests), request));
+            let io = TokioIo::new(Tracked::new(stream, Arc::clone(&connection)));
+            let mut served = Box::pin(http.serve_connection(io, service));
+            let result = loop {
+                tokio::select! {
+                    result = served.as_mut() => break result,
+                    () = connection.asked_to_give_way() => {
+                        if connection.should_close() {
+                            log::debug!("closed the connection from {peer}, waiting for a \
+                                request head, to make room for a new client");
+                            break Ok(());
+                        }
+                    }
+                    _ = stop.changed() => {
+                        served.as_mut().graceful_shutdown();
+                        break served.as_mut().await;
+                    }
                 }
             };
             if let Err(error) = result {
                 log::debug!("connection from {peer} ended: {error}");
             }
+            // The socket closes before the slot is given back.
+            drop(served);
+            drop(registration);
             drop(slot);
         });
     }
@@ -206,6 +270,43 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         log::warn!("closing connections still open after the grace period");
     }
     Ok(())
+}
+
+/// A connection slot: a free one, or one made by closing the connection that has waited
+/// longest for a request head. With every connection busy with a request, waits for one to
+/// finish. `None` once the server is shutting down.
+async fn room(slots: &Arc<Semaphore>, connections: &Connections) -> Option<OwnedSemaphorePermit> {
+    loop {
+        match Arc::clone(slots).try_acquire_owned() {
+            Ok(slot) => return Some(slot),
+            Err(tokio::sync::TryAcquireError::Closed) => return None,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+        }
+        // Looked at again after a while: a connection may have finished its request and
+        // become one that waits.
+        let _ = connections.give_way();
+        match tokio::time::timeout(GIVE_WAY_WAIT, Arc::clone(slots).acquire_owned()).await {
+            Ok(Ok(slot)) => return Some(slot),
+            Ok(Err(_)) => return None,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Whether `accept` failed for want of file descriptors (the process's or the system's).
+fn out_of_files(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Whether `accept` failed because of that one client (it reset the connection before it was
+/// accepted): nothing to wait for, the next one may be accepted at once.
+fn accept_failed_for_that_client(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || error.raw_os_error() == Some(libc::EPROTO)
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).
@@ -232,14 +333,18 @@ struct App {
     client: Client,
     db: Db,
     memo: Memo,
+    /// How long a request body may take to arrive, once its head has.
+    body_timeout: Duration,
 }
 
 /// Answers one request: the checks only this layer can make, then the memo or the Rocket app.
 async fn handle(
     app: &'static App,
     peer: SocketAddr,
+    connection: Arc<Connection>,
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, Infallible> {
+    connection.request_started();
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let method = parts.method.clone();
@@ -256,7 +361,7 @@ async fn handle(
         reply.status().as_u16(),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    Ok(reply)
+    Ok(reply.map(|body| body.finishing(connection)))
 }
 
 /// IPv4 peers as `1.2.3.4`, not `::ffff:1.2.3.4`.
@@ -281,9 +386,10 @@ async fn dispatch(
             "Bad request: HTTP/1.1 requires a Host header",
         );
     }
-    // A method Rocket does not know (QUERY, PROPFIND...) is answered as one the path does
-    // not accept: PATCH, which no path takes, gets the path's 405 with its `Allow` (or 404).
-    let method = Method::from_str(parts.method.as_str()).unwrap_or(Method::Patch);
+    // A method Rocket does not know (QUERY, PROPFIND, or `get`: methods are case-sensitive)
+    // is answered as one the path does not accept: PATCH, which no path takes, gets the
+    // path's 405 with its `Allow` (or 404).
+    let method = app_method(&parts.method);
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -292,14 +398,22 @@ async fn dispatch(
     if declared.is_some_and(|length| length > MAX_BODY as u64) {
         return too_large();
     }
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(_) => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                "Bad request: the body could not be read",
-            );
+    let bytes = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        // The whole body within the bound, however slowly it trickles in: a client that stops
+        // sending must not hold its connection (and its slot) for ever.
+        let collect = Limited::new(body, MAX_BODY).collect();
+        match tokio::time::timeout(app.body_timeout, collect).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Err(_) => return body_timed_out(app.body_timeout),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Ok(Err(_)) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request: the body could not be read",
+                );
+            }
         }
     };
 
@@ -414,6 +528,25 @@ async fn into_hyper(mut response: LocalResponse<'static>, head: bool) -> Reply {
         .unwrap_or_else(|_| internal_error())
 }
 
+/// The app's name for `method`, matched exactly; PATCH (which no path takes) for any other.
+fn app_method(method: &hyper::Method) -> Method {
+    METHODS
+        .into_iter()
+        .find(|known| known.as_str() == method.as_str())
+        .unwrap_or(Method::Patch)
+}
+
+/// A 408: the request body did not arrive in time. The connection is closed after it.
+fn body_timed_out(bound: Duration) -> Reply {
+    error_reply(
+        StatusCode::REQUEST_TIMEOUT,
+        &format!(
+            "Request timeout: the request body did not arrive within {} s",
+            bound.as_secs()
+        ),
+    )
+}
+
 fn too_large() -> Reply {
     error_reply(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -449,7 +582,7 @@ fn error_reply(status: StatusCode, message: &str) -> Reply {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    if status == StatusCode::BAD_REQUEST {
+    if status == StatusCode::BAD_REQUEST || status == StatusCode::REQUEST_TIMEOUT {
         headers.insert("connection", HeaderValue::from_static("close"));
     }
     reply
@@ -460,6 +593,8 @@ pub struct ResponseBody {
     first: Option<Bytes>,
     rest: Option<LocalResponse<'static>>,
     buffer: BytesMut,
+    /// Told when the body is finished (dropped by hyper), so the connection may wait again.
+    connection: Option<Arc<Connection>>,
 }
 
 impl ResponseBody {
@@ -468,7 +603,14 @@ impl ResponseBody {
             first: (!bytes.is_empty()).then_some(bytes),
             rest: None,
             buffer: BytesMut::new(),
+            connection: None,
         }
+    }
+
+    /// This body, telling `connection` when it is finished.
+    fn finishing(mut self, connection: Arc<Connection>) -> ResponseBody {
+        self.connection = Some(connection);
+        self
     }
 
     /// The whole body, when it was read whole (not streamed).
@@ -484,6 +626,15 @@ impl ResponseBody {
             first: Some(first),
             rest: Some(rest),
             buffer: BytesMut::new(),
+            connection: None,
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.response_finished();
         }
     }
 }

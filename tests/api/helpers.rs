@@ -492,3 +492,8 @@ pub fn stored_hashes(db: &Path) -> Vec<Option<String>> {
     let rows = statement.query_map([], |row| row.get(0)).unwrap();
     rows.map(Result::unwrap).collect()
 }
+
+/// A response as [`raw_exchange`] returned it, parsed.
+pub fn parse_raw(raw: &str) -> Reply {
+    parse_http(raw.as_bytes(), false)
+}
