@@ -18,7 +18,7 @@ fn stalled_body(port: u16) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .write_all(
-            b"POST /CUSTOMER/LOGIN/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+            b"POST /CUSTOMER/LOGIN/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
               Content-Length: 100\r\n\r\n{",
         )
         .unwrap();
@@ -141,7 +141,7 @@ fn a_slow_body_that_keeps_coming_within_the_bound_is_served() {
     let body = format!("{login}{}", " ".repeat(16_000 - login.len()));
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     let head = format!(
-        "POST /CUSTOMER/LOGIN/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+        "POST /CUSTOMER/LOGIN/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
@@ -162,7 +162,7 @@ fn a_slow_body_that_keeps_coming_within_the_bound_is_served() {
 /// A `GET /health` head of exactly `size` bytes, padded with one header; `end` says whether
 /// it ends with the blank line (a head that is not finished yet at that size).
 fn head_of(size: usize, end: bool) -> Vec<u8> {
-    let start = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: ";
+    let start = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Pad: ";
     let finish = if end { "\r\n\r\n" } else { "" };
     let pad = size - start.len() - finish.len();
     format!("{start}{}{finish}", "a".repeat(pad)).into_bytes()
@@ -179,14 +179,14 @@ fn a_head_over_64_kib_is_a_bare_431_and_closed_and_one_of_64_kib_is_served() {
     let over = raw_exchange(server.port, &head_of(limit + 1, true));
     let over_unfinished = raw_exchange(server.port, &head_of(limit + 1, false));
     // Spread over many headers, far below the 100-header bound.
-    let mut many = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
+    let mut many = b"GET /health HTTP/1.1\r\nHost: localhost\r\n".to_vec();
     for n in 0..40 {
         many.extend(format!("X-Pad-{n}: {}\r\n", "b".repeat(2_000)).into_bytes());
     }
     many.extend(b"\r\n");
     let spread = raw_exchange(server.port, &many);
     let long_target = format!(
-        "GET /health?x={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /health?x={} HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "c".repeat(limit)
     );
     let target = raw_exchange(server.port, long_target.as_bytes());
@@ -219,7 +219,7 @@ fn methods_are_case_sensitive_so_a_lowercase_get_is_refused_in_the_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("method.db"), &[]);
     let ask = |line: &str| {
-        let raw = format!("{line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let raw = format!("{line} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         parse_raw(&raw_exchange(server.port, raw.as_bytes()))
     };
 
