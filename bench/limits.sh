@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The connection and memory bounds: RSS under 256 connections; 1,100 stalled request heads
 # (under a hard open-files limit of 1,024) and 2,000 stalled request bodies, each while a
-# normal client is served.
+# normal client is served; then (bench/lockout.py) a storm of wrong passwords through a
+# shop's key while another customer logs in, and mirror-mode writes stuck on a slow master
+# while reads, /health and logins answer.
 #   bench/limits.sh [--customers N] [--duration S]
 # Installs wrk from Debian's packages if it is missing. Exits non-zero when a bound is missed.
 # Results: docs/benchmarks.md.
@@ -16,4 +18,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # This script opens more than 1,100 sockets itself.
 ulimit -Sn "$(ulimit -Hn)"
-exec python3 bench/limits.py "$@"
+python3 bench/limits.py "$@"
+exec python3 bench/lockout.py

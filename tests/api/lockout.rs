@@ -20,6 +20,15 @@ fn key(db: &Path, name: &str, flags: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
+/// A running server on a fresh database, and a key named `shop-backend` made with `flags`.
+fn shop_server(flags: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Server, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[]);
+    let shop = key(&db, "shop-backend", flags);
+    (dir, db, server, shop)
+}
+
 fn login(server: &Server, key: &str, email: &str, password: &str, from: Option<&str>) -> u16 {
     let body = json!({"email": email, "password": password}).to_string();
     let mut headers = vec![("Content-Type", "application/json"), ("X-API-Key", key)];
@@ -42,10 +51,7 @@ fn other_emails() -> Vec<String> {
 
 #[test]
 fn failures_through_a_shops_server_never_lock_out_another_customer() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("shop.db");
-    let server = Server::start(&db, &[]);
-    let shop = key(&db, "shop-backend", &[]);
+    let (_dir, _db, server, shop) = shop_server(&[]);
 
     // Thirty wrong passwords for twenty other accounts, all through the shop's one address.
     for email in other_emails().iter().cycle().take(30) {
@@ -71,10 +77,7 @@ fn failures_through_a_shops_server_never_lock_out_another_customer() {
 
 #[test]
 fn an_accounts_own_failures_still_lock_it_whatever_address_is_claimed() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("shop.db");
-    let server = Server::start(&db, &[]);
-    let shop = key(&db, "shop-backend", &[]);
+    let (_dir, _db, server, shop) = shop_server(&[]);
 
     for n in 0..10 {
         let forged = format!("192.0.2.{n}");
@@ -95,10 +98,7 @@ fn an_accounts_own_failures_still_lock_it_whatever_address_is_claimed() {
 
 #[test]
 fn a_forwarding_key_limits_the_end_users_address_and_no_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("shop.db");
-    let server = Server::start(&db, &[]);
-    let shop = key(&db, "shop-backend", &["--forwards-client-address"]);
+    let (_dir, db, server, shop) = shop_server(&["--forwards-client-address"]);
     let attacker = "198.51.100.7, 10.0.0.2";
 
     // One visitor tries ten accounts once each: the address limit, not any account's.
@@ -151,10 +151,7 @@ fn a_forwarding_key_limits_the_end_users_address_and_no_other() {
 
 #[test]
 fn wrong_current_passwords_through_a_shop_never_lock_out_another_customer() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("shop.db");
-    let server = Server::start(&db, &[]);
-    let shop = key(&db, "shop-backend", &[]);
+    let (_dir, _db, server, shop) = shop_server(&[]);
     for email in other_emails().iter().cycle().take(15) {
         let body = json!({"email": email, "currentPassword": "wrong", "newPassword": "lavande moulin 1987 rouge"});
         let reply = server.request(
