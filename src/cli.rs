@@ -338,9 +338,19 @@ fn serve() -> ExitCode {
     }
 }
 
-/// Opens the configured database for a command-line tool.
+/// Opens the configured database for a command-line tool. A tool never fills a new database
+/// with the demo customers (only the server's first start does): a tool run after the file was
+/// deleted, or with a mistyped path, must not bring demo customers and demo passwords back.
+/// It says when it created the file.
 fn open() -> Result<(crate::config::Config, crate::db::Db), String> {
-    crate::prepare(&crate::figment(), Seed::IfNew).map_err(|e| e.to_string())
+    let (config, db) = crate::prepare(&crate::figment(), Seed::Never).map_err(|e| e.to_string())?;
+    if db.created() {
+        eprintln!(
+            "note: {} did not exist: created it, empty (config key `database`)",
+            config.database.display()
+        );
+    }
+    Ok((config, db))
 }
 
 /// Progress bars on a terminal; nothing otherwise (scripts get the summary line only).

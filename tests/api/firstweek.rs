@@ -271,8 +271,7 @@ fn the_first_import_of_real_customers_removes_every_demo_customer_and_password_a
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     // The quick start: the first start fills a new database with the demo customers.
-    let started = cli(&db, &["keys", "list"]);
-    assert!(started.status.success(), "{}", stderr(&started));
+    quick_start(&db);
     let csv = dir.path().join("real.csv");
     std::fs::write(
         &csv,
@@ -555,4 +554,26 @@ fn an_import_reports_every_bad_row_not_only_the_first_and_writes_nothing() {
         "{said}"
     );
     assert!(!db.exists(), "a failed import into a new file leaves none");
+}
+
+#[test]
+fn a_tool_run_on_a_missing_database_never_brings_the_demo_customers_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    quick_start(&db);
+    std::fs::remove_file(&db).unwrap();
+
+    let listed = cli(&db, &["keys", "list"]);
+
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stderr(&listed).contains("did not exist: created it, empty"),
+        "{}",
+        stderr(&listed)
+    );
+    let count: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM customer", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(count, 0, "no demo customer, no demo password");
 }

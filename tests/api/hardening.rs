@@ -406,7 +406,7 @@ fn app_sql(db: &Path, sql: &str) {
 fn start_up_hashing_logs_its_progress() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("legacy.db");
-    assert!(run(&db, &["keys", "list"], "").status.success());
+    quick_start(&db);
     app_sql(
         &db,
         "UPDATE customer SET password_hash = 'plain-' || clcleunik",
@@ -454,7 +454,7 @@ fn http_1_1_without_host_is_a_400_and_http_1_0_is_served() {
 fn sigterm_while_a_large_list_streams_finishes_it_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("big.db");
-    assert!(run(&db, &["keys", "list"], "").status.success());
+    quick_start(&db);
     app_sql(
         &db,
         "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 30999)
@@ -555,7 +555,7 @@ impl Drop for SmallDisk {
 fn a_full_disk_fails_an_import_and_a_write_cleanly_and_loses_nothing() {
     let disk = SmallDisk::mount("1m");
     let db = disk.path.join("full.db");
-    assert!(run(&db, &["keys", "list"], "").status.success());
+    quick_start(&db);
     let server = Server::start(&db, &[]);
     let before = server.get("/CUSTOMER/LIST/").body;
     // No byte left: a write must grow the WAL (emptied at start-up), and cannot.
@@ -594,7 +594,7 @@ fn a_full_disk_fails_an_import_and_a_write_cleanly_and_loses_nothing() {
 fn four_downloads_of_a_streamed_list_complete_over_real_sockets() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("stream.db");
-    assert!(run(&db, &["keys", "list"], "").status.success());
+    quick_start(&db);
     app_sql(
         &db,
         "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 20999)

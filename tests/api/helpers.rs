@@ -497,3 +497,25 @@ pub fn stored_hashes(db: &Path) -> Vec<Option<String>> {
 pub fn parse_raw(raw: &str) -> Reply {
     parse_http(raw.as_bytes(), false)
 }
+
+/// The quick start's database: the server's first start fills `db` with the demo customers
+/// (not adopted, unlike `Server::start`), then stops.
+pub fn quick_start(db: &Path) {
+    let mut child = binary()
+        .arg("serve")
+        .env("ROCKET_DATABASE", db)
+        .env("ROCKET_PORT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let launched = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("launched from"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(launched, "the quick start's server did not start");
+}

@@ -957,7 +957,7 @@ fn the_first_sync_into_the_quick_starts_demo_database_replaces_the_demo_customer
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("quick.db");
     // The quick start's database: the demo customers, not yet adopted by anyone.
-    assert!(run(&db, &["keys", "list"], "").status.success());
+    quick_start(&db);
 
     let synced = run(&db, &["sync", &old.url()], "");
 
