@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::*;
-use crate::tools::{run, run_expecting_failure};
+use crate::tools::run_expecting_failure;
 
 /// Sends `bodies.len()` logins at once (each on its own connection, released together), each
 /// with its own extra headers; returns the statuses.
