@@ -313,7 +313,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", crate::logging::mask_secrets(&message));
             ExitCode::FAILURE
         }
     }
@@ -325,7 +325,11 @@ pub const EXIT_CONFIG: u8 = 78;
 
 fn serve() -> ExitCode {
     let failed = |message: &dyn std::fmt::Display, code: u8| {
-        eprintln!("error: {message}");
+        // A configuration error may quote the line at fault: the old API's URL and its key.
+        eprintln!(
+            "error: {}",
+            crate::logging::mask_secrets(&message.to_string())
+        );
         ExitCode::from(code)
     };
     match crate::rocket(crate::figment()) {
@@ -478,10 +482,12 @@ fn import(
     } else {
         "imported"
     };
-    let into = if created && !dry_run {
-        format!(" into the new database {}", config.database.display())
-    } else {
-        String::new()
+    // Always named: run from the wrong folder or as the wrong user, an import would
+    // otherwise fill another database than the server's without a word.
+    let into = match (created, dry_run) {
+        (true, false) => format!(" into the new database {}", config.database.display()),
+        (_, true) => format!(" against {}", config.database.display()),
+        (false, false) => format!(" into {}", config.database.display()),
     };
     eprintln!(
         "{name}: {verb}{into}: {} inserted, {} updated, {} deleted, {} unchanged ({} rows in {:.2} s)",

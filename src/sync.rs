@@ -62,6 +62,10 @@ impl SyncKey {
                     .map_err(|e| format!("{shown}: {e}"))?;
                 Ok(SyncKey(key))
             }
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+                "{shown}: {error}; it belongs to another user (a `clientele sync` run as root?): \
+                 give it to the user the server runs as (chown), or run the tools as that user"
+            )),
             Err(error) => Err(format!("{shown}: {error}")),
         }
     }

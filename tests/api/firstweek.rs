@@ -291,6 +291,10 @@ fn the_first_import_of_real_customers_removes_every_demo_customer_and_password_a
     let said = stderr(&imported);
     assert!(imported.status.success(), "{said}");
     assert!(said.contains("3 inserted, 0 updated"), "{said}");
+    assert!(
+        said.contains(&format!("into {}", db.display())),
+        "names the database: {said}"
+    );
     assert!(said.contains("removed the 25 demo customers"), "{said}");
 
     let server = Server::start(&db, &[]);
@@ -576,4 +580,19 @@ fn a_tool_run_on_a_missing_database_never_brings_the_demo_customers_back() {
         .query_row("SELECT count(*) FROM customer", [], |row| row.get(0))
         .unwrap();
     assert_eq!(count, 0, "no demo customer, no demo password");
+}
+
+#[test]
+fn a_configuration_error_quoting_the_old_apis_url_masks_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "upstream = \"https://old-api.example/CUSTOMER/LIST/?apikey=OLD-SECRET-77\"\n";
+    std::fs::write(
+        dir.path().join("Rocket.toml"),
+        format!("[default]\n{line}{line}"),
+    )
+    .unwrap();
+    let (code, said) = serve_briefly(dir.path(), &[]);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(said.contains("duplicate"), "{said}");
+    assert!(!said.contains("OLD-SECRET-77"), "{said}");
 }
