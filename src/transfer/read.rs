@@ -238,10 +238,11 @@ pub fn csv_records(
              (clcleunik, lastName, email, ...)",
         ));
     }
+    let unknown: Vec<&String> = headers.iter().filter(|name| !known(name)).collect();
+    if !unknown.is_empty() {
+        return Err(record_error(1, "", unknown_columns(&unknown)));
+    }
     for (index, name) in headers.iter().enumerate() {
-        if !known(name) {
-            return Err(record_error(1, name, "unknown column"));
-        }
         if headers[..index].contains(name) {
             return Err(record_error(1, name, "column given twice"));
         }
@@ -278,6 +279,42 @@ pub fn csv_records(
             }
         }
     })))
+}
+
+/// Every unknown column at once, each with the field it most likely meant, and the names a
+/// header may use: one run of the import finds every mistake in the header row.
+fn unknown_columns(unknown: &[&String]) -> String {
+    let names: Vec<&str> = Field::ALL
+        .iter()
+        .map(|field| field.name())
+        .chain(["password"])
+        .collect();
+    let described: Vec<String> = unknown
+        .iter()
+        .map(|name| {
+            let closest = names
+                .iter()
+                .map(|candidate| {
+                    let distance = strsim::damerau_levenshtein(
+                        &name.to_lowercase(),
+                        &candidate.to_lowercase(),
+                    );
+                    (distance, *candidate)
+                })
+                .min()
+                .filter(|(distance, _)| *distance <= name.chars().count().max(3) / 3);
+            match closest {
+                Some((_, candidate)) => format!("{name:?} (did you mean {candidate:?}?)"),
+                None => format!("{name:?}"),
+            }
+        })
+        .collect();
+    format!(
+        "unknown column{} {}; the columns are {}",
+        if unknown.len() == 1 { "" } else { "s" },
+        described.join(", "),
+        names.join(", ")
+    )
 }
 
 fn csv_error(error: csv::Error) -> RecordError {

@@ -596,3 +596,68 @@ fn a_configuration_error_quoting_the_old_apis_url_masks_its_key() {
     assert!(said.contains("duplicate"), "{said}");
     assert!(!said.contains("OLD-SECRET-77"), "{said}");
 }
+
+#[test]
+fn a_csv_header_with_several_unknown_columns_names_them_all_with_the_likely_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let csv = dir.path().join("excel.csv");
+    std::fs::write(
+        &csv,
+        "clcleunik;Nom;firstname;EMAIL\n1;Peeters;Anna;a@shop.be\n",
+    )
+    .unwrap();
+
+    let out = cli(&db, &["import", csv.to_str().unwrap()]);
+
+    let said = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(
+        said.trim()
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .count(),
+        1,
+        "{said}"
+    );
+    for expected in [
+        "\"Nom\"",
+        "\"firstname\" (did you mean \"firstName\"?)",
+        "\"EMAIL\" (did you mean \"email\"?)",
+        "the columns are clcleunik",
+    ] {
+        assert!(said.contains(expected), "{expected} missing from: {said}");
+    }
+}
+
+#[test]
+fn the_readmes_install_steps_make_the_key_before_the_service_and_keep_the_config_private() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme.split("## Install on a server").nth(1).unwrap();
+    let steps = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let line_of = |needle: &str| {
+        steps
+            .lines()
+            .position(|line| line.contains(needle) && !line.trim_start().starts_with('#'))
+            .unwrap_or_else(|| panic!("no step with {needle:?}"))
+    };
+    assert!(
+        line_of("keys create") < line_of("systemctl enable"),
+        "the key comes first"
+    );
+    assert!(line_of("run import") < line_of("systemctl enable"));
+    let config = &steps.lines().collect::<Vec<_>>()[line_of("/etc/clientele/clientele.toml")];
+    assert!(
+        config.contains("-m 0640") && config.contains("-g clientele"),
+        "{config}"
+    );
+    let state = &steps.lines().collect::<Vec<_>>()[line_of("install -d -m 0700")];
+    assert!(state.contains("/var/lib/clientele"), "{state}");
+    // The unit does not restart on a configuration mistake (exit 78): no restart loop.
+    let unit = std::fs::read_to_string(root().join("contrib/clientele.service")).unwrap();
+    assert!(unit.contains("RestartPreventExitStatus=78"), "{unit}");
+}
