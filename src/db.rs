@@ -198,6 +198,17 @@ pub struct Db {
     created: bool,
     /// List totals already counted (see [`crate::customer::Totals`]).
     totals: Arc<crate::customer::Totals>,
+    /// The device and inode of the file opened: a file deleted or replaced under the server
+    /// (which keeps serving the old one) is told apart from the one it opened.
+    identity: Option<(u64, u64)>,
+}
+
+/// The device and inode of the file at `path`, if it exists.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// What [`Db::open`] did to the file, for the start-up log.
@@ -278,6 +289,7 @@ impl Db {
                 permits,
                 created: report.created,
                 totals: Arc::default(),
+                identity: file_identity(path),
             },
             report,
         ))
@@ -360,6 +372,14 @@ impl Db {
     /// so a query alone keeps succeeding after the file is overwritten.)
     pub async fn check_health(&self) -> Result<(), ApiError> {
         let path = self.path.clone();
+        if self.identity.is_some() && file_identity(&path) != self.identity {
+            return Err(ApiError::unavailable(HeaderError {
+                path: path.display().to_string(),
+                reason: "was deleted or replaced since the server opened it: the server \
+                         still uses the old file, whose changes no tool sees. Restart it"
+                    .to_owned(),
+            }));
+        }
         self.run(move |conn| {
             check_header(&path).map_err(ApiError::unavailable)?;
             conn.query_row("SELECT count(*) FROM customer", [], |_| Ok(()))

@@ -4,15 +4,28 @@
 use rocket::http::{Method, Status};
 use rocket::{get, Route, State};
 
-use crate::db::Db;
-use crate::error::JsonResponse;
+use crate::db::{Db, HeaderError};
+use crate::error::{ApiError, JsonResponse};
 use crate::sync::Mirroring;
 
 #[get("/health")]
 async fn get_health(db: &State<Db>, mirroring: &State<Mirroring>) -> JsonResponse {
     if let Err(error) = db.check_health().await {
-        log::error!("health check failed: {error}");
-        return JsonResponse::message(Status::ServiceUnavailable, false, &error.to_string());
+        // The file itself is at fault: say so (the log names the file and what is wrong;
+        // /health needs no key, so no path is sent).
+        let message = match &error {
+            ApiError::Unavailable(cause) if cause.downcast_ref::<HeaderError>().is_some() => {
+                log::error!("health check failed: {cause}");
+                "The database file is damaged, deleted or replaced (the server log says which): \
+                 restore it, or restart the server"
+                    .to_owned()
+            }
+            other => {
+                log::error!("health check failed: {other}");
+                other.to_string()
+            }
+        };
+        return JsonResponse::message(Status::ServiceUnavailable, false, &message);
     }
     let Some(mirror) = &mirroring.0 else {
         return JsonResponse::message(Status::Ok, true, "ok");

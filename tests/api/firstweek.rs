@@ -661,3 +661,31 @@ fn the_readmes_install_steps_make_the_key_before_the_service_and_keep_the_config
     let unit = std::fs::read_to_string(root().join("contrib/clientele.service")).unwrap();
     assert!(unit.contains("RestartPreventExitStatus=78"), "{unit}");
 }
+
+#[test]
+fn health_says_when_the_database_file_was_deleted_or_replaced_under_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[]);
+    assert_eq!(server.get("/health").status, 200);
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+
+    // A restore done the wrong way: a good clientele file copied over the one in use.
+    std::fs::rename(&copy, &db).unwrap();
+    let health = server.get("/health");
+
+    let message = health.assert_error(503);
+    assert!(message.contains("replaced"), "{message}");
+    assert!(
+        !message.contains("shop.db"),
+        "no path on a keyless route: {message}"
+    );
+    std::fs::remove_file(&db).unwrap();
+    assert_eq!(server.get("/health").status, 503);
+    let log = server.stop();
+    assert!(
+        log.contains("deleted or replaced") && log.contains("shop.db"),
+        "{log}"
+    );
+}
