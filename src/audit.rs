@@ -18,8 +18,10 @@ pub enum Action {
     Delete,
     /// The customer changed their own password (proving the current one).
     Password,
-    /// An owner set a password (write key or `clientele passwd`).
+    /// An owner set a password (write key or `clientele passwd`), or a reset token did.
     PasswordReset,
+    /// A password reset was started: a one-time token was made (never recorded).
+    PasswordResetRequest,
     Import,
     Sync,
 }
@@ -32,6 +34,7 @@ impl Action {
             Action::Delete => "delete",
             Action::Password => "password",
             Action::PasswordReset => "password-reset",
+            Action::PasswordResetRequest => "password-reset-request",
             Action::Import => "import",
             Action::Sync => "sync",
         }

@@ -46,6 +46,8 @@ struct RawConfig {
     response_cache_mib: usize,
     #[serde(default = "default_audit_days")]
     audit_days: u32,
+    #[serde(default = "default_reset_minutes")]
+    reset_minutes: u32,
     #[serde(default = "default_changes_keep_days")]
     changes_keep_days: u32,
     #[serde(default = "default_clcleunik_type")]
@@ -82,6 +84,7 @@ const APP_KEYS: &[&str] = &[
     "max_connections",
     "response_cache_mib",
     "audit_days",
+    "reset_minutes",
     "changes_keep_days",
     "clcleunik_type",
     "upstream",
@@ -293,6 +296,9 @@ fn default_header_timeout_secs() -> u64 {
 fn default_response_cache_mib() -> usize {
     96
 }
+fn default_reset_minutes() -> u32 {
+    60
+}
 fn default_audit_days() -> u32 {
     365
 }
@@ -358,6 +364,8 @@ pub struct Config {
     pub response_cache_bytes: usize,
     /// How long the audit trail and the changes feed's deletions are kept.
     pub retention: Retention,
+    /// How long a password-reset token stays usable (`reset_minutes`, 60).
+    pub reset_minutes: u32,
     /// The old API this server mirrors (`upstream`), if any, and how.
     pub mirror: Option<MirrorConfig>,
     /// How to reach an old API (`upstream_timeout_secs`, `upstream_max_mib`,
@@ -416,6 +424,7 @@ impl Config {
         for (key, days) in [
             ("audit_days", raw.audit_days),
             ("changes_keep_days", raw.changes_keep_days),
+            ("reset_minutes", raw.reset_minutes),
         ] {
             if days == 0 {
                 return Err(StartupError::Config(format!("{key}: must be at least 1")));
@@ -502,6 +511,7 @@ impl Config {
                 audit_days: raw.audit_days,
                 changes_days: raw.changes_keep_days,
             },
+            reset_minutes: raw.reset_minutes,
             mirror,
             upstream_settings,
         })

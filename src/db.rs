@@ -178,6 +178,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER demo_customer_deleted AFTER DELETE ON customer BEGIN
         DELETE FROM demo_customer WHERE clcleunik = OLD.clcleunik;
     END;",
+    // 10: password-reset tokens, stored only as SHA-256 digests; a deleted customer's go, and
+    // so do all of a customer's at any change of their password (by any program).
+    "CREATE TABLE reset_token (
+        digest BLOB PRIMARY KEY CHECK (length(digest) = 32),
+        customer INTEGER NOT NULL,
+        expires TEXT NOT NULL
+    );
+    CREATE INDEX reset_token_customer ON reset_token (customer);
+    CREATE TRIGGER reset_token_customer_deleted AFTER DELETE ON customer BEGIN
+        DELETE FROM reset_token WHERE customer = OLD.clcleunik;
+    END;
+    CREATE TRIGGER reset_token_password_changed AFTER UPDATE OF password_hash ON customer
+        WHEN OLD.password_hash IS NOT NEW.password_hash BEGIN
+        DELETE FROM reset_token WHERE customer = NEW.clcleunik;
+    END;",
 ];
 
 /// The schema version this binary writes.

@@ -18,6 +18,7 @@ pub mod export;
 pub mod logging;
 pub mod memo;
 pub mod ratelimit;
+pub mod reset;
 pub mod routes;
 pub mod server;
 pub mod sync;
@@ -172,6 +173,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         ))
         .manage(sync::Mirroring(mirror))
         .manage(routes::docs::OpenApi::for_view(config.view))
+        .manage(routes::reset::ResetLimiter::new(&config))
         .manage(login)
         .manage(cache::ResponseCache::new(config.response_cache_bytes))
         .manage(routes::customers::ListStreams::default())
@@ -184,6 +186,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .mount("/", routes::customers::routes())
         .mount("/", routes::login::routes())
         .mount("/", routes::writes::routes())
+        .mount("/", routes::reset::routes())
         .mount("/", routes::changes::routes())
         .mount("/", routes::docs::routes())
         .mount("/", routes::health::routes())

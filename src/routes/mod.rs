@@ -7,6 +7,7 @@ pub mod customers;
 pub mod docs;
 pub mod health;
 pub mod login;
+pub mod reset;
 pub mod writes;
 
 use rocket::fairing::{Fairing, Info, Kind};
@@ -25,9 +26,10 @@ pub const UPDATE_PATH: &str = "/CUSTOMER/UPDATE";
 pub const DELETE_PATH: &str = "/CUSTOMER/DELETE";
 pub const PASSWORD_PATH: &str = "/CUSTOMER/PASSWORD";
 pub const CHANGES_PATH: &str = "/CUSTOMER/CHANGES";
+pub const RESET_PATH: &str = "/CUSTOMER/PASSWORD/RESET";
 
 /// Every API path old clients may spell in any case.
-const API_PATHS: [&str; 7] = [
+const API_PATHS: [&str; 8] = [
     CHANGES_PATH,
     LIST_PATH,
     LOGIN_PATH,
@@ -35,6 +37,7 @@ const API_PATHS: [&str; 7] = [
     UPDATE_PATH,
     DELETE_PATH,
     PASSWORD_PATH,
+    RESET_PATH,
 ];
 
 /// Rewrites `/customer/list/`, `/Customer/Login` and the like to the canonical path before

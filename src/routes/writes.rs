@@ -615,14 +615,21 @@ async fn post_delete(
 
 /// A password change body: who, the current password (optional with a write key), the new.
 struct PasswordChange {
-    identifier: Identifier,
+    /// Whose password: named by email, login or id, or by the reset token alone.
+    who: PasswordOwner,
     current: Option<Secret>,
     new: Secret,
 }
 
+enum PasswordOwner {
+    Named(Identifier),
+    /// `resetToken` from `POST /CUSTOMER/PASSWORD/RESET/`: it names the customer.
+    ResetToken(Secret),
+}
+
 fn read_password_change(fields: Fields) -> Result<PasswordChange, ApiError> {
     fields.check_unique()?;
-    let (mut identifier, mut current, mut new) = (None, None, None);
+    let (mut identifier, mut current, mut new, mut reset) = (None, None, None, None);
     for (name, value) in fields.0 {
         let text = || {
             value.clone().ok_or_else(|| {
@@ -636,13 +643,30 @@ fn read_password_change(fields: Fields) -> Result<PasswordChange, ApiError> {
             "id_client" => identifier = Some(Identifier::Id(parse_id(&name, value.as_deref())?)),
             "currentPassword" => current = Some(text()?).filter(|v| !v.is_empty()).map(Secret::new),
             "newPassword" => new = Some(text()?).filter(|v| !v.is_empty()).map(Secret::new),
+            "resetToken" => reset = Some(Secret::new(text()?)),
             _ => return Err(ApiError::bad_request(format!("Unknown field: {name}"))),
         }
     }
+    let who = match (reset, identifier) {
+        (Some(token), None) if current.is_none() => PasswordOwner::ResetToken(token),
+        (Some(_), _) => {
+            return Err(ApiError::bad_request(
+                "Invalid resetToken: it names the customer itself; send it with newPassword \
+                 only (no email, login, id_client or currentPassword)",
+            ))
+        }
+        (None, identifier) => PasswordOwner::Named(
+            identifier
+                .filter(
+                    |id| !matches!(id, Identifier::Email(v) | Identifier::Login(v) if v.is_empty()),
+                )
+                .ok_or_else(|| {
+                    ApiError::bad_request("Missing field: email, login, id_client or resetToken")
+                })?,
+        ),
+    };
     Ok(PasswordChange {
-        identifier: identifier
-            .filter(|id| !matches!(id, Identifier::Email(v) | Identifier::Login(v) if v.is_empty()))
-            .ok_or_else(|| ApiError::bad_request("Missing field: email, login or id_client"))?,
+        who,
         current,
         new: new.ok_or_else(|| ApiError::bad_request("Missing field: newPassword"))?,
     })
@@ -665,11 +689,13 @@ async fn post_password(
                 .into(),
         ));
     }
-    let PasswordChange {
-        identifier,
-        current,
-        new,
-    } = read_password_change(body?)?;
+    let PasswordChange { who, current, new } = read_password_change(body?)?;
+    let identifier = match who {
+        PasswordOwner::Named(identifier) => identifier,
+        PasswordOwner::ResetToken(token) => {
+            return reset_password(&key, db, config, service, token, new).await
+        }
+    };
     let (customer, action) = match current {
         // The customer proves the current password: any key, the login's limits and 401.
         Some(current) => {
@@ -712,6 +738,48 @@ async fn post_password(
             "No customer with id_client {id}"
         )));
     }
+    Ok(JsonResponse::message(Status::Ok, true, "Password changed"))
+}
+
+/// The password a reset token names, set (any key: the token is the proof). The token works
+/// once; a weak new password is refused and leaves it usable.
+async fn reset_password(
+    key: &ApiKey,
+    db: &Db,
+    config: &Config,
+    service: &LoginService,
+    token: Secret,
+    new: Secret,
+) -> Result<JsonResponse, ApiError> {
+    let unusable = || {
+        ApiError::bad_request(
+            "This reset token cannot be used (wrong, already used, or expired): start a new \
+             password reset",
+        )
+    };
+    let lookup = token.clone();
+    let customer = db
+        .run(move |conn| {
+            let Some(id) = crate::reset::holder(conn, &lookup)? else {
+                return Ok::<_, rusqlite::Error>(None);
+            };
+            customer::find_for_login(conn, &Identifier::Id(id))
+        })
+        .await?
+        .map(|(customer, _)| customer)
+        .ok_or_else(unusable)?;
+    let context = [
+        customer.email.as_str(),
+        &customer.login,
+        &customer.first_name,
+        &customer.last_name,
+    ];
+    auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
+    let hash = service.hash(new).await?;
+    let (actor, retention) = (key.0.actor().to_owned(), config.retention);
+    db.run(move |conn| crate::reset::spend(conn, &token, &hash, &actor, retention))
+        .await?
+        .ok_or_else(unusable)?;
     Ok(JsonResponse::message(Status::Ok, true, "Password changed"))
 }
 

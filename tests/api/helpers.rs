@@ -471,6 +471,14 @@ impl TestApp {
             .unwrap();
     }
 
+    /// The single number a query on the app's database answers (a count).
+    pub fn sql_count(&self, sql: &str) -> i64 {
+        rusqlite::Connection::open(&self.db)
+            .unwrap()
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap()
+    }
+
     /// The stored hash of a customer.
     pub fn stored_hash(&self, id: i64) -> Option<String> {
         let conn = rusqlite::Connection::open(&self.db).unwrap();

@@ -14,6 +14,7 @@ mod list;
 mod lockout;
 mod login;
 mod mirror;
+mod reset;
 mod secrets;
 mod socket;
 mod startup;
