@@ -173,10 +173,14 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE api_key ADD COLUMN forwards_client_address INTEGER NOT NULL DEFAULT 0;",
     // 9: the demo customers of a database seeded with them, until the first import or sync of
     // the shop's own customers removes them. A deleted customer is no longer one (its id may
-    // be given to a real customer).
+    // be given to a real customer), nor is one the shop changed (adopted as its own).
     "CREATE TABLE demo_customer (clcleunik INTEGER PRIMARY KEY);
     CREATE TRIGGER demo_customer_deleted AFTER DELETE ON customer BEGIN
         DELETE FROM demo_customer WHERE clcleunik = OLD.clcleunik;
+    END;
+    CREATE TRIGGER demo_customer_adopted AFTER UPDATE ON customer
+        WHEN EXISTS (SELECT 1 FROM demo_customer WHERE clcleunik = NEW.clcleunik) BEGIN
+        DELETE FROM demo_customer WHERE clcleunik = NEW.clcleunik;
     END;",
     // 10: password-reset tokens, stored only as SHA-256 digests; a deleted customer's go, and
     // so do all of a customer's at any change of their password (by any program).
@@ -192,6 +196,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER reset_token_password_changed AFTER UPDATE OF password_hash ON customer
         WHEN OLD.password_hash IS NOT NEW.password_hash BEGIN
         DELETE FROM reset_token WHERE customer = NEW.clcleunik;
+    END;",
+    // 11: the largest id ever given, so that a registration never gets the id of a customer
+    // deleted before (the changes feed would lose the deletion; a front-end's sessions and
+    // orders kept by id would point to the new person).
+    "CREATE TABLE customer_id_high (id INTEGER NOT NULL);
+    INSERT INTO customer_id_high (id) SELECT max(
+        (SELECT COALESCE(MAX(clcleunik), 0) FROM customer),
+        (SELECT COALESCE(MAX(clcleunik), 0) FROM tombstone));
+    CREATE TRIGGER customer_id_high_insert AFTER INSERT ON customer
+        WHEN NEW.clcleunik > (SELECT id FROM customer_id_high) BEGIN
+        UPDATE customer_id_high SET id = NEW.clcleunik;
     END;",
 ];
 

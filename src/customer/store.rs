@@ -613,23 +613,19 @@ pub fn update(
     Ok(updated)
 }
 
-/// The id a registration without `clcleunik` gets: one past the largest, or, once an id of
-/// 2^63-1 is taken (an ADD may name any id), the smallest free one. `MAX + 1` alone would
-/// overflow into a float there, and every ADD after it would fail.
+/// The id a registration without `clcleunik` gets: one past the largest id ever given, so a
+/// deleted customer's id is never handed to someone else. Once an id of 2^63-1 was given (an
+/// ADD may name any id), the smallest id neither in use nor remembered as deleted.
 fn next_free_id(conn: &Connection) -> Result<i64, WriteError> {
-    let largest: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(clcleunik), 0) FROM customer",
-        [],
-        |row| row.get(0),
-    )?;
-    if let Some(next) = largest.checked_add(1) {
+    let highest: i64 = conn.query_row("SELECT id FROM customer_id_high", [], |row| row.get(0))?;
+    if let Some(next) = highest.checked_add(1) {
         return Ok(next);
     }
     let gap: Option<i64> = conn.query_row(
-        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM customer WHERE clcleunik = 1) THEN 1 ELSE \
-           (SELECT MIN(c.clcleunik) + 1 FROM customer c \
-             WHERE c.clcleunik < 9223372036854775807 \
-               AND NOT EXISTS (SELECT 1 FROM customer d WHERE d.clcleunik = c.clcleunik + 1)) END",
+        "WITH used(id) AS (SELECT clcleunik FROM customer UNION SELECT clcleunik FROM tombstone) \
+         SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM used WHERE id = 1) THEN 1 ELSE \
+           (SELECT MIN(u.id) + 1 FROM used u WHERE u.id < 9223372036854775807 \
+             AND NOT EXISTS (SELECT 1 FROM used v WHERE v.id = u.id + 1)) END",
         [],
         |row| row.get(0),
     )?;

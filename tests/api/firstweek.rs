@@ -689,3 +689,75 @@ fn health_says_when_the_database_file_was_deleted_or_replaced_under_the_server()
         "{log}"
     );
 }
+
+#[test]
+fn a_deleted_customers_id_is_never_given_to_the_next_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("ids.db"), &[]);
+    let demo = i64::try_from(demo_customers().len()).unwrap();
+    let since = server.get("/CUSTOMER/CHANGES/?since=0&limit=10000").json()["result"]["next"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let deleted = server.request(
+        "DELETE",
+        &format!("/CUSTOMER/DELETE/?id_client={demo}"),
+        &[],
+        "",
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let added = add(&server, json!({"email": "newcomer@example.com"}));
+
+    assert_eq!(added.status, 201, "{}", added.body);
+    assert_eq!(
+        added.customers()[0]["clcleunik"],
+        json!(demo + 1),
+        "not the deleted id"
+    );
+    let changes = server
+        .get(&format!("/CUSTOMER/CHANGES/?since={since}"))
+        .json();
+    assert_eq!(changes["result"]["deleted"], json!([demo]), "{changes}");
+}
+
+#[test]
+fn a_demo_customer_the_shop_changed_is_its_own_and_survives_the_first_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    quick_start(&db);
+    // The owner turns demo customer 1 into a real one through the API (no key: loopback).
+    let server = Server::spawn(
+        {
+            let mut command = binary();
+            command.arg("serve");
+            command
+        },
+        &std::path::PathBuf::new(),
+        &[("ROCKET_DATABASE", db.to_str().unwrap())],
+    );
+    let update = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &[("Content-Type", "application/json")],
+        &json!({"id_client": 1, "email": "anna@realshop.be", "firstName": "Anna"}).to_string(),
+    );
+    assert_eq!(update.status, 200, "{}", update.body);
+    drop(server);
+    let csv = dir.path().join("more.csv");
+    std::fs::write(&csv, "clcleunik,email\n100,bert@realshop.be\n").unwrap();
+
+    let imported = cli(&db, &["import", csv.to_str().unwrap()]);
+
+    let said = stderr(&imported);
+    assert!(said.contains("removed the 24 demo customers"), "{said}");
+    let ids: Vec<i64> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT clcleunik FROM customer ORDER BY clcleunik")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, vec![1, 100]);
+}

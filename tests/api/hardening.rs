@@ -321,9 +321,11 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
     conn.execute_batch(
         "PRAGMA application_id = 0; DROP TABLE audit; ALTER TABLE api_key DROP COLUMN scope;
          ALTER TABLE api_key DROP COLUMN forwards_client_address;
-         DROP TRIGGER demo_customer_deleted; DROP TABLE demo_customer;
+         DROP TRIGGER demo_customer_deleted; DROP TRIGGER demo_customer_adopted;
+         DROP TABLE demo_customer;
          DROP TRIGGER reset_token_customer_deleted; DROP TRIGGER reset_token_password_changed;
          DROP TABLE reset_token;
+         DROP TRIGGER customer_id_high_insert; DROP TABLE customer_id_high;
          DROP TRIGGER customer_added; DROP TRIGGER customer_changed; DROP TRIGGER customer_deleted;
          DROP TABLE change_log; DROP TABLE tombstone; DROP INDEX customer_change;
          ALTER TABLE customer DROP COLUMN change_seq;
