@@ -383,11 +383,34 @@ fn presented_keys<'r>(request: &'r Request<'_>) -> Vec<std::borrow::Cow<'r, str>
 fn keyless_request_allowed(request: &Request<'_>, access: &Access) -> Result<(), ApiError> {
     // No `Host` at all (HTTP/1.0, a tool) is no browser, so no rebinding.
     let host = request.headers().get_one("Host");
-    if access.keyless_on_loopback && host.is_some_and(|host| !is_local_host(host, access.address)) {
+    let hosts = request.headers().get("Host").count();
+    if access.keyless_on_loopback
+        && (hosts > 1 || host.is_some_and(|host| !is_local_host(host, access.address)))
+    {
         return Err(ApiError::Forbidden(
             "Without an API key this server only answers requests addressed to localhost, \
              127.0.0.1 or [::1]. Create a key (clientele keys create NAME) to serve other \
              host names"
+                .into(),
+        ));
+    }
+    // A reverse proxy in front (which may well send `Host: 127.0.0.1`) serves whoever reaches
+    // the proxy: that is no longer one person at this machine.
+    const PROXY_HEADERS: [&str; 4] = [
+        "X-Forwarded-For",
+        "X-Real-IP",
+        "Forwarded",
+        "X-Forwarded-Host",
+    ];
+    if access.keyless_on_loopback
+        && PROXY_HEADERS
+            .iter()
+            .any(|name| request.headers().contains(*name))
+    {
+        return Err(ApiError::Forbidden(
+            "This server has no API key, so it serves only this machine, and this request came \
+             through a proxy (X-Forwarded-For or the like). Create a key (clientele keys create \
+             NAME) to serve it through a proxy"
                 .into(),
         ));
     }
@@ -415,7 +438,18 @@ fn keyless_request_allowed(request: &Request<'_>, access: &Access) -> Result<(),
 /// address the server is configured on, with or without a port.
 fn is_local_host(host: &str, configured: IpAddr) -> bool {
     let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
+        // `[::1]`, `[::1]:8000`; never `[::1].evil.example` or `[::1]@evil.example`.
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, "")) => inside,
+            Some((inside, port))
+                if port.len() > 1
+                    && port.starts_with(':')
+                    && port[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                inside
+            }
+            _ => return false,
+        },
         None => host.rsplit_once(':').map_or(host, |(name, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
                 name
@@ -434,24 +468,43 @@ fn is_local_host(host: &str, configured: IpAddr) -> bool {
 /// The address of the person behind a request, as far as it is known, for the login limits:
 /// - a key created with `--forwards-client-address` names it as the first `X-Forwarded-For`
 ///   entry (ignored from any other caller, who could pick any address);
-/// - behind a reverse proxy the operator configured (`ip_header`), the proxy's header;
-/// - with no key at all (one person at one machine), the TCP peer.
+/// - behind a reverse proxy the operator configured (`ip_header`), the proxy's header.
+///
+/// With no key at all the peer is this machine, often a shop front-end calling for everyone:
+/// only per-account limits apply there too.
 ///
 /// A read or write key that does not forward an address belongs to a server calling for many
 /// people at once (a shop's back end): its own address would lump them together, so none is
 /// counted and only per-account limits apply.
 fn end_user_address(request: &Request<'_>, caller: &Caller) -> Option<IpAddr> {
-    if caller.forwards_client_address {
-        return request
+    let address = if caller.forwards_client_address {
+        request
             .headers()
             .get_one("X-Forwarded-For")
             .and_then(|value| value.split(',').next())
-            .and_then(|first| parse_address(first.trim()));
+            .and_then(|first| parse_address(first.trim()))
+    } else if request.rocket().config().ip_header.is_some() {
+        request.client_ip()
+    } else {
+        None
+    };
+    address.map(limit_unit)
+}
+
+/// The unit a per-address limit counts: an IPv4 address (an IPv4-mapped IPv6 one too), or an
+/// IPv6 /64, the block one subscriber gets: counting single IPv6 addresses would give anyone
+/// with a /64 an unlimited number of fresh counters.
+fn limit_unit(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+        v4 => v4,
     }
-    if caller.name.is_none() || request.rocket().config().ip_header.is_some() {
-        return request.client_ip();
-    }
-    None
 }
 
 /// An address as `X-Forwarded-For` carries it: `203.0.113.7`, `2001:db8::1`, `[2001:db8::1]`,

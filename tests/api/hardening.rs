@@ -45,11 +45,15 @@ fn thirty_parallel_wrong_passwords_for_one_account_get_exactly_ten_checks() {
         &dir.path().join("burst.db"),
         &[("ROCKET_IP_HEADER", "X-Real-IP")],
     );
+    let key = create_key(&dir.path().join("burst.db"), "shop");
     let body = json!({"email": "jdoe@example.com", "password": "wrong"}).to_string();
     let attempts = (0..30)
         .map(|n| {
-            let address = vec![("X-Real-IP".to_owned(), format!("10.1.0.{n}"))];
-            (body.clone(), address)
+            let headers = vec![
+                ("X-Real-IP".to_owned(), format!("10.1.0.{n}")),
+                ("X-API-Key".to_owned(), key.clone()),
+            ];
+            (body.clone(), headers)
         })
         .collect();
 
@@ -63,10 +67,16 @@ fn thirty_parallel_wrong_passwords_for_one_account_get_exactly_ten_checks() {
 fn a_hundred_parallel_failures_from_one_address_get_exactly_ten_checks() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("burst.db"), &[]);
+    // A shop back end naming one visitor's address for every attempt.
+    let key = create_forwarding_key(&dir.path().join("burst.db"), "shop-backend");
     let attempts = (0..100)
         .map(|n| {
             let body = json!({"email": format!("guess{n}@example.com"), "password": "x"});
-            (body.to_string(), Vec::new())
+            let headers = vec![
+                ("X-API-Key".to_owned(), key.clone()),
+                ("X-Forwarded-For".to_owned(), "198.51.100.23".to_owned()),
+            ];
+            (body.to_string(), headers)
         })
         .collect();
 
@@ -83,8 +93,10 @@ fn without_rocket_toml_the_safe_defaults_still_hold() {
     let mut command = binary();
     command.current_dir(dir.path()).arg("serve");
     let server = Server::spawn(command, &dir.path().join("bare.db"), &[]);
+    let key = create_forwarding_key(&dir.path().join("bare.db"), "shop-backend");
 
-    // A client choosing its own X-Real-IP for each attempt is still one address.
+    // X-Real-IP is not trusted by default (no ip_header): a client choosing its own for each
+    // attempt is still the one visitor its shop names.
     let statuses: Vec<u16> = (0..11)
         .map(|n| {
             let address = format!("10.9.0.{n}");
@@ -92,6 +104,8 @@ fn without_rocket_toml_the_safe_defaults_still_hold() {
             let headers = [
                 ("Content-Type", "application/json"),
                 ("X-Real-IP", address.as_str()),
+                ("X-API-Key", key.as_str()),
+                ("X-Forwarded-For", "198.51.100.9"),
             ];
             server
                 .request("POST", "/CUSTOMER/LOGIN/", &headers, &body.to_string())
@@ -114,12 +128,13 @@ fn without_rocket_toml_the_safe_defaults_still_hold() {
     let reply = server.request(
         "POST",
         "/CUSTOMER/LOGIN/",
-        &[("Content-Type", "application/json")],
+        &[("Content-Type", "application/json"), ("X-API-Key", &key)],
         &big,
     );
     reply.assert_error(413);
     // And no demo customers were put into a database that nobody asked to seed.
-    assert_eq!(server.get("/CUSTOMER/LIST/").customers().len(), 0);
+    let listed = server.request("GET", "/CUSTOMER/LIST/", &[("X-API-Key", &key)], "");
+    assert_eq!(listed.customers().len(), 0);
 }
 
 #[test]

@@ -187,3 +187,78 @@ fn with_a_key_any_host_is_served_to_the_key_holder() {
     );
     assert_eq!(status, 401);
 }
+
+#[test]
+fn a_keyless_server_refuses_requests_through_a_proxy_and_look_alike_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("demo.db"), &[]);
+    let port = server.port;
+    let local = format!("127.0.0.1:{port}");
+
+    // nginx's `proxy_pass http://127.0.0.1:8000` sends a loopback Host and the visitor's
+    // address: that is the world, not one person at this machine.
+    for proxied in [
+        "X-Forwarded-For: 203.0.113.9\r\n",
+        "X-Real-IP: 203.0.113.9\r\n",
+        "Forwarded: for=203.0.113.9\r\n",
+    ] {
+        let (status, body) = raw(
+            &server,
+            "POST",
+            "/CUSTOMER/DELETE/?id_client=24",
+            &local,
+            proxied,
+            "",
+        );
+        assert_eq!(status, 403, "{proxied}: {body}");
+        assert!(body.contains("proxy"), "{body}");
+    }
+    for host in [
+        "[::1].attacker.example",
+        "[::1]@attacker.example",
+        "[::1]:80x",
+    ] {
+        let (status, _) = raw(&server, "GET", "/CUSTOMER/LIST/", host, "", "");
+        assert_eq!(status, 403, "Host: {host}");
+    }
+    let (status, _) = raw(
+        &server,
+        "GET",
+        "/CUSTOMER/LIST/",
+        &local,
+        "Host: attacker.example\r\n",
+        "",
+    );
+    assert_eq!(status, 403, "two Host headers");
+    assert_eq!(
+        server.get("/CUSTOMER/LIST/?id_client=24").customers().len(),
+        1
+    );
+}
+
+#[test]
+fn failures_on_a_keyless_server_never_keep_another_customer_out() {
+    // A shop front-end on the same machine calls without a key: every login comes from
+    // 127.0.0.1, so only per-account limits apply.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("demo.db"), &[]);
+    let login = |email: &str, password: &str| {
+        let body = json!({"email": email, "password": password}).to_string();
+        server
+            .request(
+                "POST",
+                "/CUSTOMER/LOGIN/",
+                &[("Content-Type", "application/json")],
+                &body,
+            )
+            .status
+    };
+    for n in 0..12 {
+        let email = demo_customers()[1 + n % 20]["email"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(login(&email, "wrong"), 401);
+    }
+    assert_eq!(login("jdoe@example.com", "password123"), 200);
+}

@@ -171,3 +171,46 @@ fn wrong_current_passwords_through_a_shop_never_lock_out_another_customer() {
         200
     );
 }
+
+#[test]
+fn one_visitor_is_one_counter_however_their_address_is_spelled() {
+    let (_dir, _db, server, shop) = shop_server(&["--forwards-client-address"]);
+    // An IPv4 address and its IPv4-mapped IPv6 spelling; addresses of one IPv6 /64.
+    for (spellings, last) in [
+        (
+            ["198.51.100.7", "::ffff:198.51.100.7"],
+            "[::ffff:198.51.100.7]:5555",
+        ),
+        (
+            ["2001:db8:1:2::1", "2001:db8:1:2::ffff"],
+            "2001:db8:1:2:abcd::9",
+        ),
+    ] {
+        for (n, email) in other_emails().iter().take(10).enumerate() {
+            let from = spellings[n % 2];
+            assert_eq!(login(&server, &shop, email, "wrong", Some(from)), 401);
+        }
+        assert_eq!(
+            login(
+                &server,
+                &shop,
+                "jdoe@example.com",
+                "password123",
+                Some(last)
+            ),
+            429,
+            "{last} is the same visitor"
+        );
+    }
+    assert_eq!(
+        login(
+            &server,
+            &shop,
+            "jdoe@example.com",
+            "password123",
+            Some("2001:db8:1:3::1")
+        ),
+        200,
+        "another /64 is another visitor"
+    );
+}

@@ -96,11 +96,16 @@ fn the_eleventh_failure_for_one_account_is_a_429_even_with_the_right_password() 
 #[test]
 fn failures_from_one_address_are_limited_across_accounts() {
     let app = spawn_app_with(|f| f.merge(("login_max_failures", 3)));
+    // The shop's back end names each visitor's address (the socket's peer is its own).
+    let key = create_forwarding_key(&app.db, "shop-backend");
     let from = |address: &str, email: &str| {
+        let visitor = address.split(':').next().unwrap().to_owned();
         Reply::from_local(
             app.client
                 .post("/CUSTOMER/LOGIN/")
-                .remote(address.parse().unwrap())
+                .remote("127.0.0.1:1000".parse().unwrap())
+                .header(rocket::http::Header::new("X-API-Key", key.clone()))
+                .header(rocket::http::Header::new("X-Forwarded-For", visitor))
                 .header(rocket::http::ContentType::JSON)
                 .body(json!({"email": email, "password": "wrong"}).to_string())
                 .dispatch(),

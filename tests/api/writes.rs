@@ -525,6 +525,7 @@ fn thirty_parallel_wrong_current_passwords_get_exactly_ten_checks() {
         &dir.path().join("pw.db"),
         &[("ROCKET_IP_HEADER", "X-Real-IP")],
     );
+    let key = create_key(&dir.path().join("pw.db"), "shop");
     let barrier = Arc::new(Barrier::new(30));
     let body = json!({"email": "jdoe@example.com", "currentPassword": "no", "newPassword": STRONG})
         .to_string();
@@ -532,12 +533,14 @@ fn thirty_parallel_wrong_current_passwords_get_exactly_ten_checks() {
     let threads: Vec<_> = (0..30)
         .map(|n| {
             let (barrier, body, port) = (Arc::clone(&barrier), body.clone(), server.port);
+            let key = key.clone();
             std::thread::spawn(move || {
                 let address = format!("10.2.0.{n}");
                 barrier.wait();
                 let headers = [
                     ("Content-Type", "application/json"),
                     ("X-Real-IP", address.as_str()),
+                    ("X-API-Key", key.as_str()),
                 ];
                 http(port, "POST", "/CUSTOMER/PASSWORD/", &headers, &body).status
             })
