@@ -76,11 +76,78 @@ pub fn init(level: &str) {
 /// case and after percent-decoding (`apikey`, `password`, `currentPassword`, `newPassword`,
 /// `resetToken`, `token`...). Masking a harmless parameter costs nothing; missing a secret
 /// one would put it in a log file.
-const SECRET_NAMES: &[&str] = &["apikey", "api_key", "password", "passwd", "token", "secret"];
+const SECRET_NAMES: &[&str] = &[
+    "apikey", "api_key", "key", "password", "passwd", "pass", "pwd", "token", "secret", "auth",
+];
 
-/// Replaces the value of every `NAME=value` pair in `text` whose name is a secret's (see
-/// [`SECRET_NAMES`]) with `***`: query strings in request lines, URLs in error messages.
+/// What our keys and tokens start with: masked wherever they stand (a key sent as a bare
+/// `?clt_...`, under another name, or in a path), not only after a secret's name.
+const SECRET_PREFIXES: [&str; 3] = ["clt_", "cls_", "clr_"];
+
+/// Replaces every secret in `text` with `***`: the value of every `NAME=value` pair whose
+/// name is a secret's (see [`SECRET_NAMES`]), any key or token of ours wherever it stands
+/// (see [`SECRET_PREFIXES`]), and the password of a URL's `user:password@`: query strings in
+/// request lines, URLs in error messages.
 pub fn mask_secrets(text: &str) -> String {
+    mask_url_passwords(&mask_prefixed(&mask_named(text)))
+}
+
+/// `scheme://user:password@host` -> `scheme://user:***@host`.
+fn mask_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let authority_start = at + 3;
+        out.push_str(&rest[..authority_start]);
+        rest = &rest[authority_start..];
+        let end = rest
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"')
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        match authority
+            .rfind('@')
+            .and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
+        {
+            Some((colon, at)) => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Our keys and tokens wherever they stand: the prefix, then `***`.
+fn mask_prefixed(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((at, prefix)) = SECRET_PREFIXES
+        .iter()
+        .filter_map(|prefix| rest.find(prefix).map(|at| (at, prefix)))
+        .min()
+    {
+        let value_start = at + prefix.len();
+        let value_len = rest[value_start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len() - value_start);
+        out.push_str(&rest[..value_start]);
+        if value_len >= 8 {
+            out.push_str("***");
+        } else {
+            out.push_str(&rest[value_start..value_start + value_len]);
+        }
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The values of `NAME=value` pairs whose name is a secret's.
+fn mask_named(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut searched = 0;
@@ -153,5 +220,27 @@ mod tests {
         );
         assert_eq!(mask_secrets("a?since=12&limit=5"), "a?since=12&limit=5");
         assert_eq!(mask_secrets("=x é=y password="), "=x é=y password=***");
+    }
+
+    #[test]
+    fn our_keys_and_url_passwords_are_masked_wherever_they_stand() {
+        let key = "clt_PGa9x2Lk0Qe4FbGh7sT1uVwXyZaBcDeFgHiJkLmNoPq";
+        assert_eq!(
+            mask_secrets(&format!("GET /CUSTOMER/LIST/?{key}&x=1 200")),
+            "GET /CUSTOMER/LIST/?clt_***&x=1 200"
+        );
+        assert_eq!(
+            mask_secrets(&format!("GET /{key}/x?pwd=a&pass=b&key=c&auth=d 404")),
+            "GET /clt_***/x?pwd=***&pass=***&key=***&auth=*** 404"
+        );
+        assert_eq!(
+            mask_secrets("database postgres://shop:PG-s3cret@db1,db2/shop?x=1 failed"),
+            "database postgres://shop:***@db1,db2/shop?x=1 failed"
+        );
+        assert_eq!(
+            mask_secrets("https://old-api.example/CUSTOMER/LIST/"),
+            "https://old-api.example/CUSTOMER/LIST/"
+        );
+        assert_eq!(mask_secrets("clt_ short cls_x"), "clt_ short cls_x");
     }
 }

@@ -39,6 +39,8 @@ fn passwords_and_tokens_in_a_query_string_never_reach_the_log_even_at_debug() {
             secrets[3], secrets[0]
         ),
         format!("/CUSTOMER/LIST/?PASSWORD={}", secrets[0]),
+        "/CUSTOMER/LIST/?clt_BareKeyInTheQuery0123456789abcdef".to_owned(),
+        "/clt_KeyInThePath0123456789abcdefghij/CUSTOMER/LIST/?pwd=Pwd-Secret-1".to_owned(),
     ] {
         let reply = server.request(
             "POST",
@@ -51,7 +53,12 @@ fn passwords_and_tokens_in_a_query_string_never_reach_the_log_even_at_debug() {
     }
     let log = server.stop();
     assert!(log.contains("password=***"), "{log}");
-    for secret in secrets {
+    for secret in
+        secrets
+            .iter()
+            .copied()
+            .chain(["BareKeyInTheQuery", "KeyInThePath", "Pwd-Secret-1"])
+    {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
@@ -595,6 +602,15 @@ fn a_configuration_error_quoting_the_old_apis_url_masks_its_key() {
     assert_eq!(code, Some(78), "{said}");
     assert!(said.contains("duplicate"), "{said}");
     assert!(!said.contains("OLD-SECRET-77"), "{said}");
+
+    // A database URL with its password (PostgreSQL's form) never shows it either.
+    std::fs::write(dir.path().join("Rocket.toml"), "[default]\n").unwrap();
+    let (code, said) = serve_briefly(
+        dir.path(),
+        &[("ROCKET_DATABASE", "postgres://shop:PG-SECRET-55@127.0.0.1:1/shop")],
+    );
+    assert_ne!(code, Some(0), "{said}");
+    assert!(!said.contains("PG-SECRET-55"), "{said}");
 }
 
 #[test]
