@@ -334,6 +334,13 @@ fn serve() -> ExitCode {
     };
     match crate::rocket(crate::figment()) {
         Err(error @ crate::error::StartupError::Config(_)) => failed(&error, EXIT_CONFIG),
+        // A missing folder, a foreign or damaged file: the owner must act, a restart cannot.
+        // A file locked by another program may free up: that one is worth a restart.
+        Err(error @ crate::error::StartupError::Database { .. })
+            if !error.to_string().contains("locked") =>
+        {
+            failed(&error, EXIT_CONFIG)
+        }
         Err(error) => failed(&error, 1),
         Ok(rocket) => match crate::server::run(rocket) {
             Ok(()) => ExitCode::SUCCESS,

@@ -98,6 +98,17 @@ fn open_store(config: &Config, seed: Seed) -> Result<Db, StartupError> {
 pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     init_logging(&figment);
     let config = Config::from_figment(&figment)?;
+    // Rocket's own settings (port, log_level, ip_header...), checked before anything is
+    // opened or created: a bad one is a configuration mistake like ours.
+    rocket::Config::try_from(&figment).map_err(|error| {
+        StartupError::Config(
+            error
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
     // The server hashes at most `login_workers` passwords at once (a large start-up
     // migration excepted: see `db::hash_legacy_passwords`).
     config.hasher.limit_concurrency(config.login_workers);

@@ -380,6 +380,19 @@ fn a_misspelled_section_or_a_missing_config_file_stops_start_up_in_one_line() {
         "{said}"
     );
 
+    // Rocket's own settings too, before any file is made; and a database the owner must fix.
+    std::fs::remove_file(dir.path().join("Rocket.toml")).unwrap();
+    for env in [
+        [("ROCKET_PORT", "abc"), ("ROCKET_LOG_LEVEL", "normal")],
+        [("ROCKET_LOG_LEVEL", "verbose"), ("ROCKET_PORT", "0")],
+        [("ROCKET_DATABASE", "/no/such/folder/shop.db"), ("ROCKET_PORT", "0")],
+    ] {
+        let (code, said) = serve_briefly(dir.path(), &env);
+        assert_eq!(code, Some(78), "{env:?}: {said}");
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+        assert!(!dir.path().join("shop.db").exists(), "{env:?} made a database");
+    }
+
     // The profile ROCKET_PROFILE selects is a section like any other.
     std::fs::write(
         dir.path().join("Rocket.toml"),
