@@ -153,22 +153,69 @@ struct Forward {
     password: Option<Secret>,
 }
 
-/// The master's refusal without `password` in it: a master may echo the body it was sent.
-fn without_password(error: sync::SyncError, password: Option<&Secret>) -> sync::SyncError {
+/// The master's refusal without `password` in it: a master may echo the body it was sent, in
+/// whatever spelling it holds it (as sent, form-encoded, JSON-escaped...). Every spelling this
+/// server knows is masked for the log; the client, who sent the password, gets the refusal
+/// without the master's text, since a spelling nobody thought of could still carry it.
+fn without_password(
+    error: sync::SyncError,
+    password: Option<&Secret>,
+    body: &RawBody,
+) -> sync::SyncError {
     let Some(password) = password.map(Secret::expose).filter(|p| !p.is_empty()) else {
         return error;
     };
     match error {
-        sync::SyncError::Rejected { status, message } if message.contains(password) => {
-            let message = if password.len() >= 4 {
-                message.replace(password, "***")
-            } else {
-                "(its message is withheld: it repeats the password sent)".to_owned()
-            };
-            sync::SyncError::Rejected { status, message }
+        sync::SyncError::Rejected { status, message } => {
+            let mut masked = message;
+            for spelling in password_spellings(password, body) {
+                if spelling.len() >= 4 {
+                    masked = masked.replace(&spelling, "***");
+                }
+            }
+            log::warn!("the old API refused a registration: {masked}");
+            sync::SyncError::Rejected {
+                status,
+                message: "the registration was refused (its message is in the server log: it \
+                          may repeat the password sent)"
+                    .to_owned(),
+            }
         }
         other => other,
     }
+}
+
+/// The ways `password` may stand in a master's echo of `body`: as typed, form-encoded,
+/// JSON-escaped, and exactly as the body sent it (a client's own percent-encoding or escapes).
+fn password_spellings(password: &str, body: &RawBody) -> Vec<String> {
+    let mut spellings = vec![
+        password.to_owned(),
+        form_urlencoded::byte_serialize(password.as_bytes()).collect(),
+    ];
+    if let Ok(json) = serde_json::to_string(password) {
+        spellings.push(json.trim_matches('"').to_owned());
+    }
+    let text = String::from_utf8_lossy(&body.bytes);
+    for pair in text.split('&') {
+        if let Some((name, raw)) = pair.split_once('=') {
+            if form_urlencoded::parse(name.as_bytes())
+                .next()
+                .is_some_and(|(decoded, _)| decoded == "password")
+            {
+                spellings.push(raw.to_owned());
+            }
+        }
+    }
+    if let Ok(fields) = serde_json::from_slice::<
+        std::collections::HashMap<String, &serde_json::value::RawValue>,
+    >(&body.bytes)
+    {
+        if let Some(raw) = fields.get("password") {
+            spellings.push(raw.get().trim_matches('"').to_owned());
+        }
+    }
+    spellings.sort_by_key(|spelling| std::cmp::Reverse(spelling.len()));
+    spellings
 }
 
 /// What became of a write the master took.
@@ -271,7 +318,7 @@ async fn forward_and_store(
     };
     let answer = upstream
         .accepted(status, &body)
-        .map_err(|error| without_password(error, forward.password.as_ref()))
+        .map_err(|error| without_password(error, forward.password.as_ref(), &forward.body))
         .inspect_err(|error| {
             log::warn!("the old API refused a {}: {}", forward.name, error.detail());
         })?;

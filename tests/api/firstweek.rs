@@ -385,12 +385,18 @@ fn a_misspelled_section_or_a_missing_config_file_stops_start_up_in_one_line() {
     for env in [
         [("ROCKET_PORT", "abc"), ("ROCKET_LOG_LEVEL", "normal")],
         [("ROCKET_LOG_LEVEL", "verbose"), ("ROCKET_PORT", "0")],
-        [("ROCKET_DATABASE", "/no/such/folder/shop.db"), ("ROCKET_PORT", "0")],
+        [
+            ("ROCKET_DATABASE", "/no/such/folder/shop.db"),
+            ("ROCKET_PORT", "0"),
+        ],
     ] {
         let (code, said) = serve_briefly(dir.path(), &env);
         assert_eq!(code, Some(78), "{env:?}: {said}");
         assert_eq!(said.trim().lines().count(), 1, "{said}");
-        assert!(!dir.path().join("shop.db").exists(), "{env:?} made a database");
+        assert!(
+            !dir.path().join("shop.db").exists(),
+            "{env:?} made a database"
+        );
     }
 
     // The profile ROCKET_PROFILE selects is a section like any other.
@@ -620,7 +626,10 @@ fn a_configuration_error_quoting_the_old_apis_url_masks_its_key() {
     std::fs::write(dir.path().join("Rocket.toml"), "[default]\n").unwrap();
     let (code, said) = serve_briefly(
         dir.path(),
-        &[("ROCKET_DATABASE", "postgres://shop:PG-SECRET-55@127.0.0.1:1/shop")],
+        &[(
+            "ROCKET_DATABASE",
+            "postgres://shop:PG-SECRET-55@127.0.0.1:1/shop",
+        )],
     );
     assert_ne!(code, Some(0), "{said}");
     assert!(!said.contains("PG-SECRET-55"), "{said}");

@@ -877,6 +877,38 @@ fn keys_never_cross_between_clientele_and_the_master() {
         r#"{"email":"echo@shop.be","password":"Echoed-Pass-93x"}"#,
     );
 
+    // In the spellings a client may send it: its own percent-encoding, JSON escapes.
+    let refused_form = server.request(
+        "POST",
+        &format!("/CUSTOMER/ADD/?apikey={ours}"),
+        &form,
+        "email=echo2%40shop.be&password=Brand%2Dnew%2DSecret%2D99",
+    );
+    let refused_escaped = server.request(
+        "POST",
+        &format!("/CUSTOMER/ADD/?apikey={ours}"),
+        &json,
+        r#"{"email":"echo3@shop.be","password":"Brand \"quoted\" Secret 11"}"#,
+    );
+    for (reply, spellings) in [
+        (
+            &refused_form,
+            ["Brand%2Dnew%2DSecret%2D99", "Brand-new-Secret-99"],
+        ),
+        (
+            &refused_escaped,
+            [
+                r#"Brand \"quoted\" Secret 11"#,
+                r#"Brand "quoted" Secret 11"#,
+            ],
+        ),
+    ] {
+        reply.assert_error(400);
+        for spelling in spellings {
+            assert!(!reply.body.contains(spelling), "{}", reply.body);
+        }
+    }
+
     assert_eq!(accepted.status, 200, "{}", accepted.body);
     assert_eq!(accepted_json.status, 200, "{}", accepted_json.body);
     let message = refused.assert_error(400);
@@ -901,6 +933,9 @@ fn keys_never_cross_between_clientele_and_the_master() {
     assert!(!log.contains(OLD_KEY), "{log}");
     assert!(!log.contains(&ours), "{log}");
     assert!(!log.contains("Echoed-Pass"), "{log}");
+    for spelling in ["Brand%2Dnew%2DSecret%2D99", "Brand-new-Secret-99", "quoted"] {
+        assert!(!log.contains(spelling), "{spelling} in the log: {log}");
+    }
 }
 
 #[test]
