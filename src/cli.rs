@@ -124,6 +124,11 @@ pub enum Command {
         #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
         seconds: f64,
     },
+    /// Remove the demo customers (and their published passwords) the first start put in.
+    ///
+    /// For a shop that takes its customers through registration rather than an import (the
+    /// first import removes them by itself). Customers the shop changed are its own and stay.
+    RemoveDemo,
     /// Write a consistent copy of the live database, even while the server runs.
     Backup {
         /// The file to create.
@@ -302,6 +307,7 @@ pub fn run(cli: Cli) -> ExitCode {
             all_fields,
         } => export(format, output, all_fields),
         Command::Backup { path, force } => backup(&path, force),
+        Command::RemoveDemo => remove_demo(),
         Command::Sync { url } => sync_once(url.as_deref()),
         Command::LoginRate { seconds } => login_rate(seconds),
         Command::Audit {
@@ -566,6 +572,18 @@ fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(
             .write_all(&buffer)
             .map_err(|e| format!("standard output: {e}"))?,
     }
+    Ok(())
+}
+
+fn remove_demo() -> Result<(), String> {
+    let (config, db) = open()?;
+    let mut conn = db.connection().map_err(|e| e.to_string())?;
+    let removed =
+        import::remove_demo(&mut conn, audit::CLI, config.retention).map_err(|e| e.to_string())?;
+    eprintln!(
+        "removed {removed} demo customer(s) from {}",
+        config.database.display()
+    );
     Ok(())
 }
 

@@ -123,6 +123,18 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .map_err(|e| StartupError::database(&config.database, e))?;
     let (anonymous, mode) = apikey::startup_mode(keys, address, config.allow_anonymous)
         .map_err(StartupError::Config)?;
+    let demo = db
+        .connection()
+        .ok()
+        .and_then(|conn| transfer::demo_left(&conn).ok())
+        .unwrap_or(0);
+    if demo > 0 && (keys > 0 || !address.is_loopback()) {
+        log::warn!(
+            "{demo} demo customers, whose passwords the README publishes, are still in the \
+             database: import your customers (the first import removes them), or remove them \
+             now with `clientele remove-demo`"
+        );
+    }
     // Said once start-up can no longer fail for the file's sake: a refusal stays one line.
     log::info!(target: logging::LAUNCH, "{}", config::config_file().describe());
     if anonymous && !address.is_loopback() {

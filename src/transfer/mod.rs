@@ -17,7 +17,8 @@ use crate::customer::{field, Customer, Field, FieldSet};
 
 pub use read::{csv_records, parse_json, read_records, Format, Records, TextEncoding};
 pub use write::{
-    import, ImportError, KnownPasswords, Options, Progress, Silent, Summary, MAX_REPORTED,
+    demo_left, import, remove_demo, ImportError, KnownPasswords, Options, Progress, Silent,
+    Summary, MAX_REPORTED,
 };
 
 /// What a file says about a customer's password.

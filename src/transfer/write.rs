@@ -272,6 +272,38 @@ fn is_demo(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
         .exists([id])
 }
 
+/// Removes the demo customers still stored, in one transaction with its audit row; how many.
+pub fn remove_demo(
+    conn: &mut Connection,
+    actor: &str,
+    retention: crate::config::Retention,
+) -> rusqlite::Result<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let removed = tx.execute(
+        "DELETE FROM customer WHERE clcleunik IN (SELECT clcleunik FROM demo_customer)",
+        [],
+    )?;
+    if removed > 0 {
+        let detail = format!("{removed} demo customers removed");
+        crate::audit::record(
+            &tx,
+            actor,
+            crate::audit::Action::Delete,
+            None,
+            &[],
+            &detail,
+            retention,
+        )?;
+    }
+    tx.commit()?;
+    Ok(removed)
+}
+
+/// How many demo customers are still stored.
+pub fn demo_left(conn: &Connection) -> rusqlite::Result<usize> {
+    demo_count(conn)
+}
+
 /// Marks every stored customer as a demo customer (after the demo seeding), so that the first
 /// import or sync of the shop's own customers removes them.
 pub fn mark_all_as_demo(conn: &Connection) -> rusqlite::Result<usize> {

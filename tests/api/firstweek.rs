@@ -799,3 +799,37 @@ fn a_demo_customer_the_shop_changed_is_its_own_and_survives_the_first_import() {
         .unwrap();
     assert_eq!(ids, vec![1, 100]);
 }
+
+#[test]
+fn demo_customers_left_on_a_keyed_server_are_warned_about_and_remove_demo_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    quick_start(&db);
+    let key = create_key(&db, "shop");
+    let serve = || {
+        let mut command = binary();
+        command.arg("serve");
+        Server::spawn(
+            command,
+            &std::path::PathBuf::new(),
+            &[("ROCKET_DATABASE", db.to_str().unwrap())],
+        )
+    };
+    let log = serve().stop();
+    assert!(
+        log.contains("25 demo customers") && log.contains("remove-demo"),
+        "{log}"
+    );
+
+    let removed = cli(&db, &["remove-demo"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(
+        stderr(&removed).contains("removed 25 demo customer"),
+        "{}",
+        stderr(&removed)
+    );
+    let server = serve();
+    let listed = server.request("GET", "/CUSTOMER/LIST/", &[("X-API-Key", &key)], "");
+    assert_eq!(listed.customers().len(), 0);
+    assert!(!server.stop().contains("demo customers"));
+}
