@@ -35,6 +35,8 @@ fn digest(key: &str) -> KeyDigest {
 pub enum KeyError {
     #[error("invalid key name {0:?}: use 1 to 64 letters, digits, '.', '_' or '-'")]
     BadName(String),
+    #[error("{0:?} names the command line, anonymous access or the sync in the audit trail: pick another name")]
+    Reserved(String),
     #[error("a key named {0:?} already exists; revoke it first or pick another name")]
     Exists(String),
     #[error("no key named {0:?}")]
@@ -48,11 +50,17 @@ fn check_name(name: &str) -> Result<(), KeyError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(KeyError::BadName(name.to_owned()))
+    if !valid {
+        return Err(KeyError::BadName(name.to_owned()));
     }
+    // The audit trail's other actors: a key so named would pass its writes off as theirs.
+    if ["cli", "anonymous", "sync"]
+        .iter()
+        .any(|reserved| name.eq_ignore_ascii_case(reserved))
+    {
+        return Err(KeyError::Reserved(name.to_owned()));
+    }
+    Ok(())
 }
 
 /// What a key may do. Keys are read-only unless created with `--write`.
@@ -598,6 +606,12 @@ mod tests {
             create(&conn, "bad name", Scope::Read),
             Err(KeyError::BadName(_))
         ));
+        for reserved in ["cli", "Anonymous", "sync"] {
+            assert!(matches!(
+                create(&conn, reserved, Scope::Write),
+                Err(KeyError::Reserved(_))
+            ));
+        }
         let scopes: Vec<Scope> = list(&conn).unwrap().iter().map(|k| k.scope).collect();
         assert_eq!(scopes, [Scope::Read, Scope::Write]);
         let stored: Vec<u8> = conn

@@ -253,9 +253,23 @@ fn digits(value: &str, lengths: &[usize], separator: u8) -> Option<Vec<u32>> {
         .collect()
 }
 
+/// A calendar date that exists: `2024-02-29` yes, `2023-02-29`, `2024-02-30` and year 0 no.
 fn is_date(value: &str) -> bool {
-    matches!(digits(value, &[4, 2, 2], b'-').as_deref(),
-        Some([_, month, day]) if (1..=12).contains(month) && (1..=31).contains(day))
+    let Some([year, month, day]) = digits(value, &[4, 2, 2], b'-')
+        .as_deref()
+        .map(|d| [d[0], d[1], d[2]])
+    else {
+        return false;
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    year >= 1 && (1..=days).contains(&day)
 }
 
 fn is_time(value: &str) -> bool {
@@ -308,6 +322,24 @@ mod tests {
         assert_eq!(COLUMNS.split(", ").count(), Field::ALL.len());
         for (column, field) in COLUMNS.split(", ").zip(Field::ALL) {
             assert_eq!(column.trim(), field.name());
+        }
+    }
+
+    #[test]
+    fn only_dates_that_exist_are_dates() {
+        for good in ["2024-02-29", "2000-02-29", "2023-12-31", "0001-01-01"] {
+            assert!(is_date(good), "{good}");
+        }
+        for bad in [
+            "2023-02-29",
+            "1900-02-29",
+            "2024-02-30",
+            "2024-04-31",
+            "0000-01-01",
+            "2024-13-01",
+            "2024-1-01",
+        ] {
+            assert!(!is_date(bad), "{bad}");
         }
     }
 

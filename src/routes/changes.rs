@@ -95,7 +95,14 @@ impl Serialize for ChangesResult<'_> {
         };
         let mut map = serializer.serialize_map(Some(3))?;
         map.serialize_entry("customer", &customers.array())?;
-        map.serialize_entry("deleted", &self.page.deleted)?;
+        // Deleted ids in the same type as `clcleunik` (`clcleunik_type`), so that a copy kept
+        // by id finds them: `copy.delete(id)` with "12" finds nothing under 12.
+        if self.view.string_ids {
+            let ids: Vec<String> = self.page.deleted.iter().map(i64::to_string).collect();
+            map.serialize_entry("deleted", &ids)?;
+        } else {
+            map.serialize_entry("deleted", &self.page.deleted)?;
+        }
         map.serialize_entry("next", &self.page.next.to_string())?;
         map.end()
     }

@@ -48,6 +48,9 @@ impl OpenApi {
         if view.string_ids {
             customer["properties"]["clcleunik"] =
                 serde_json::json!({"type": "string", "pattern": "^[0-9]+$"});
+            // The changes feed's deleted ids follow clcleunik's type.
+            doc["components"]["schemas"]["Changes"]["properties"]["result"]["properties"]
+                ["deleted"]["items"] = serde_json::json!({"type": "string", "pattern": "^[0-9]+$"});
         }
         OpenApi(serde_json::to_vec(&doc).unwrap_or_default())
     }

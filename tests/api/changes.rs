@@ -246,4 +246,21 @@ fn the_feed_keeps_the_redaction_string_ids_and_the_key() {
     assert_eq!(customer["clcleunik"], "1");
     assert!(!customer.contains_key("phone"));
     assert_eq!(with.json()["result"]["next"], "1");
+
+    // Deleted ids come in clcleunik's type, so that a copy kept by id finds them.
+    let since = app
+        .get(&format!("/CUSTOMER/CHANGES/?apikey={key}&limit=10000"))
+        .json()["result"]["next"]
+        .clone();
+    app.sql("DELETE FROM customer WHERE clcleunik = 7");
+    let after = app.get(&format!(
+        "/CUSTOMER/CHANGES/?apikey={key}&since={}",
+        since.as_str().unwrap()
+    ));
+    assert_eq!(
+        after.json()["result"]["deleted"],
+        json!(["7"]),
+        "{}",
+        after.body
+    );
 }
