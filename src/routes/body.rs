@@ -149,8 +149,10 @@ impl<'r> FromData<'r> for Fields {
                 .collect();
             return Outcome::Success(Fields(fields, raw(&body)));
         }
-        match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) {
-            Ok(object) => Outcome::Success(Fields(
+        // Every pair as sent, a repeated name included (a map would keep the last silently
+        // and `{"id_client":3,"id_client":4}` would write customer 4): `check_unique` refuses.
+        match serde_json::from_slice::<Pairs>(&body) {
+            Ok(Pairs(object)) => Outcome::Success(Fields(
                 object
                     .into_iter()
                     .map(|(name, value)| {
@@ -167,8 +169,34 @@ impl<'r> FromData<'r> for Fields {
     }
 }
 
+/// A JSON object's members in order, a repeated name included.
+struct Pairs(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pairs, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Pairs, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry::<String, serde_json::Value>()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 impl Fields {
-    /// Refuses a name given twice (a form can repeat one; JSON keeps the last).
+    /// Refuses a name given twice, in a form or a JSON object alike.
     pub fn check_unique(&self) -> Result<(), ApiError> {
         for (index, (name, _)) in self.0.iter().enumerate() {
             if self.0[..index].iter().any(|(other, _)| other == name) {

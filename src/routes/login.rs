@@ -29,6 +29,7 @@ pub struct LoginRequest {
 
 /// Picks the identifier and the password out of the body's fields.
 fn parse_fields(fields: Fields) -> Result<LoginRequest, ApiError> {
+    fields.check_unique()?;
     let mut email = None;
     let mut login = None;
     let mut password = None;

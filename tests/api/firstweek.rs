@@ -833,3 +833,31 @@ fn demo_customers_left_on_a_keyed_server_are_warned_about_and_remove_demo_remove
     assert_eq!(listed.customers().len(), 0);
     assert!(!server.stop().contains("demo customers"));
 }
+
+#[test]
+fn a_json_body_naming_a_field_twice_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("dup.db"), &[]);
+    let before = server.get("/CUSTOMER/LIST/").body;
+    let json = [("Content-Type", "application/json")];
+    for (path, body) in [
+        (
+            "/CUSTOMER/UPDATE/",
+            r#"{"id_client":3,"id_client":4,"city":"DupId"}"#,
+        ),
+        (
+            "/CUSTOMER/UPDATE/",
+            r#"{"id_client":3,"city":"One","city":"Two"}"#,
+        ),
+        ("/CUSTOMER/DELETE/", r#"{"id_client":3,"id_client":4}"#),
+        (
+            "/CUSTOMER/LOGIN/",
+            r#"{"email":"jdoe@example.com","password":"x","password":"password123"}"#,
+        ),
+    ] {
+        let reply = server.request("POST", path, &json, body);
+        let message = reply.assert_error(400);
+        assert!(message.contains("more than once"), "{path}: {message}");
+    }
+    assert_eq!(server.get("/CUSTOMER/LIST/").body, before);
+}
