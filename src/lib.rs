@@ -20,6 +20,7 @@ pub mod memo;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod sync;
 pub mod transfer;
 
