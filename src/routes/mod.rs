@@ -20,6 +20,7 @@ use crate::error::{ApiError, JsonResponse};
 /// The canonical paths that old clients spell in any case, with or without a trailing slash.
 pub const LIST_PATH: &str = "/CUSTOMER/LIST";
 pub const LOGIN_PATH: &str = "/CUSTOMER/LOGIN";
+pub const LOGOUT_PATH: &str = "/CUSTOMER/LOGOUT";
 pub const ADD_PATH: &str = "/CUSTOMER/ADD";
 pub const UPDATE_PATH: &str = "/CUSTOMER/UPDATE";
 pub const DELETE_PATH: &str = "/CUSTOMER/DELETE";
@@ -27,10 +28,11 @@ pub const PASSWORD_PATH: &str = "/CUSTOMER/PASSWORD";
 pub const CHANGES_PATH: &str = "/CUSTOMER/CHANGES";
 
 /// Every API path old clients may spell in any case.
-const API_PATHS: [&str; 7] = [
+const API_PATHS: [&str; 8] = [
     CHANGES_PATH,
     LIST_PATH,
     LOGIN_PATH,
+    LOGOUT_PATH,
     ADD_PATH,
     UPDATE_PATH,
     DELETE_PATH,
