@@ -15,6 +15,7 @@ mod lockout;
 mod login;
 mod mirror;
 mod secrets;
+mod sessions;
 mod socket;
 mod startup;
 mod tools;
