@@ -412,6 +412,16 @@ fn a_session_changes_and_deletes_only_its_own_customer_and_only_its_own_fields()
         .list("", session)
         .assert_error(401)
         .contains("log in again"));
+    // Even when the id is given to someone new, the old session is over.
+    let reused = shop.call(
+        Method::Post,
+        "/CUSTOMER/ADD/",
+        &shop.write,
+        None,
+        Some(json!({"clcleunik": A.0, "email": "someone.else@example.be"})),
+    );
+    assert_eq!(reused.status, 201, "{}", reused.body);
+    assert_eq!(shop.list("", session).assert_error(401), session_message());
     assert_eq!(shop.customer(B.0), b_before);
 }
 
@@ -477,6 +487,13 @@ fn a_password_change_ends_every_session_of_that_customer_and_no_other() {
     let shop = shop();
     let (a1, a2, b) = (shop.session(A), shop.session(A), shop.session(B));
     let new = "lavande moulin 1987 rouge";
+    // Customer 1 shares A's email (old data has such pairs): the session still changes A's
+    // password, never customer 1's, although a lookup by email would find customer 1 first.
+    shop.app.sql(&format!(
+        "UPDATE customer SET email = '{}' WHERE clcleunik = 1",
+        A.1
+    ));
+    let (first, a_hash) = (shop.app.stored_hash(1), shop.app.stored_hash(A.0));
 
     // Through the session, proving the current password.
     let changed = shop.post(
@@ -485,6 +502,8 @@ fn a_password_change_ends_every_session_of_that_customer_and_no_other() {
         json!({"email": A.1, "currentPassword": A.3, "newPassword": new}),
     );
     assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(shop.app.stored_hash(1), first);
+    assert_ne!(shop.app.stored_hash(A.0), a_hash);
     for ended in [&a1, &a2] {
         assert_eq!(
             shop.list("", Some(ended)).assert_error(401),
@@ -497,7 +516,7 @@ fn a_password_change_ends_every_session_of_that_customer_and_no_other() {
     let a3 = shop.post(
         "/CUSTOMER/LOGIN/",
         None,
-        json!({"email": A.1, "password": new}),
+        json!({"login": A.2, "password": new}),
     );
     let a3 = token_of(&a3);
     assert_eq!(shop.list("", Some(&a3)).ids(), [A.0]);
@@ -529,11 +548,12 @@ fn expired_tampered_unknown_and_foreign_tokens_are_401() {
     // Expired: its time set in the past, as `session_days` would after that many days.
     shop.app
         .sql("UPDATE session SET expires = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 seconds')");
-    let token = shop.session(A);
     assert_eq!(
         shop.list("", Some(&expiring)).assert_error(401),
         session_message()
     );
+    // (A login sweeps expired sessions out of the table.)
+    let token = shop.session(A);
     assert_eq!(shop.list("", Some(&token)).ids(), [A.0]);
 
     let mut tampered = token.clone();
@@ -697,7 +717,10 @@ fn public_keys_are_made_and_listed_by_the_cli_and_old_keys_survive_the_migration
     };
 
     let created = run(&db, &["keys", "create", "webshop", "--public"], "");
-    let public = String::from_utf8(created.stdout.clone()).unwrap().trim().to_owned();
+    let public = String::from_utf8(created.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(public.starts_with("clt_"), "{public}");
     assert!(stderr(&created).contains("public"), "{}", stderr(&created));
     run_expecting_failure(&db, &["keys", "create", "x", "--public", "--write"], "");
