@@ -904,3 +904,27 @@ fn over_a_socket_a_session_is_held_to_its_customer_and_its_token_leaks_nowhere()
         }
     }
 }
+
+#[test]
+fn browsers_on_an_allowed_origin_may_send_the_key_and_the_session_to_logout() {
+    let shop = shop_with(|f| f.merge(("cors_origins", ["https://shop.example"])));
+    let preflight = Reply::from_local(
+        shop.app
+            .client
+            .options("/customer/logout/")
+            .header(Header::new("Origin", "https://shop.example"))
+            .header(Header::new("Access-Control-Request-Method", "POST"))
+            .dispatch(),
+    );
+    assert_eq!(preflight.status, 200, "{}", preflight.body);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let allowed = preflight.header("access-control-allow-headers").unwrap();
+    assert!(
+        allowed.contains("Authorization") && allowed.contains("X-API-Key"),
+        "{allowed}"
+    );
+    assert!(preflight.header("allow").unwrap().contains("POST"));
+}
