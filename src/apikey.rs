@@ -458,7 +458,9 @@ fn is_local_host(host: &str, configured: IpAddr) -> bool {
 /// - with no key at all (one person at one machine), the TCP peer.
 ///
 /// A public key sits in browser code: its requests come from the end user, whose address is
-/// the TCP peer (or the proxy's header).
+/// the TCP peer (or the proxy's header). A loopback peer without `ip_header` is a reverse
+/// proxy on this machine, the same address for every visitor: not counted, so that one
+/// visitor's failures never keep the others out.
 ///
 /// A read or write key that does not forward an address belongs to a server calling for many
 /// people at once (a shop's back end): its own address would lump them together, so none is
@@ -471,11 +473,14 @@ fn end_user_address(request: &Request<'_>, caller: &Caller) -> Option<IpAddr> {
             .and_then(|value| value.split(',').next())
             .and_then(|first| parse_address(first.trim()));
     }
-    if caller.name.is_none()
-        || caller.scope == Scope::Public
-        || request.rocket().config().ip_header.is_some()
-    {
+    if caller.name.is_none() || request.rocket().config().ip_header.is_some() {
         return request.client_ip();
+    }
+    if caller.scope == Scope::Public {
+        return request
+            .remote()
+            .map(|peer| peer.ip())
+            .filter(|ip| !ip.is_loopback());
     }
     None
 }

@@ -928,3 +928,51 @@ fn browsers_on_an_allowed_origin_may_send_the_key_and_the_session_to_logout() {
     );
     assert!(preflight.header("allow").unwrap().contains("POST"));
 }
+
+#[test]
+fn session_days_out_of_range_stops_start_up_naming_it() {
+    for days in [0, 3651] {
+        let dir = tempfile::tempdir().unwrap();
+        let figment = test_figment(&dir.path().join("shop.db")).merge(("session_days", days));
+        let error = clientele::rocket(figment)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains("session_days"), "{error}");
+    }
+}
+
+#[test]
+fn public_key_logins_count_the_visitors_address_unless_it_is_a_local_proxy() {
+    let shop = shop_with(|f| f.merge(("login_max_failures", 3)));
+    let login_from = |peer: &str, email: &str, password: &str| {
+        Reply::from_local(
+            shop.app
+                .client
+                .post("/CUSTOMER/LOGIN/")
+                .remote(peer.parse().unwrap())
+                .header(ContentType::JSON)
+                .header(Header::new("X-API-Key", shop.public.clone()))
+                .body(json!({"email": email, "password": password}).to_string())
+                .dispatch(),
+        )
+    };
+    let customers = demo_customers();
+    let email = |i: usize| customers[i]["email"].as_str().unwrap().to_owned();
+    // One visitor tries three accounts, once each: the address is over its limit.
+    for i in 5..8 {
+        assert_eq!(
+            login_from("203.0.113.7:5000", &email(i), "wrong").status,
+            401
+        );
+    }
+    assert_eq!(login_from("203.0.113.7:5000", A.1, A.3).status, 429);
+    // Another visitor is not kept out.
+    assert_eq!(login_from("198.51.100.2:5000", A.1, A.3).status, 200);
+    // Behind a proxy on this machine (no ip_header), every visitor has its address: only
+    // per-account limits apply.
+    for i in 10..14 {
+        assert_eq!(login_from("127.0.0.1:6000", &email(i), "wrong").status, 401);
+    }
+    assert_eq!(login_from("127.0.0.1:6000", B.1, B.3).status, 200);
+}
