@@ -934,10 +934,10 @@ fn session_days_out_of_range_stops_start_up_naming_it() {
     for days in [0, 3651] {
         let dir = tempfile::tempdir().unwrap();
         let figment = test_figment(&dir.path().join("shop.db")).merge(("session_days", days));
-        let error = clientele::rocket(figment)
-            .err()
-            .expect("refused")
-            .to_string();
+        let Err(error) = clientele::rocket(figment) else {
+            panic!("session_days = {days} was accepted");
+        };
+        let error = error.to_string();
         assert!(error.contains("session_days"), "{error}");
     }
 }
