@@ -81,10 +81,11 @@ pub fn end(conn: &Connection, token: &str) -> rusqlite::Result<bool> {
     Ok(ended > 0)
 }
 
-/// The sessions of customer `id` as stored (digest, created, expires), to be put back by
-/// [`restore`] around a write that must not end them (a hash upgrade at login).
+/// The sessions of a customer as stored (digest, created, expires).
 pub type Stored = Vec<(Vec<u8>, String, String)>;
 
+/// Customer `id`'s sessions, to be put back by [`restore`] in the same transaction around a
+/// write that must not end them (the same password re-hashed at login).
 pub fn save(conn: &Connection, id: i64) -> rusqlite::Result<Stored> {
     let mut statement =
         conn.prepare_cached("SELECT digest, created, expires FROM session WHERE customer = ?1")?;
@@ -92,6 +93,7 @@ pub fn save(conn: &Connection, id: i64) -> rusqlite::Result<Stored> {
     rows.collect()
 }
 
+/// Puts back sessions read by [`save`] (those still there are left as they are).
 pub fn restore(conn: &Connection, id: i64, stored: &Stored) -> rusqlite::Result<()> {
     let mut statement = conn.prepare_cached(
         "INSERT OR IGNORE INTO session (digest, customer, created, expires) \
