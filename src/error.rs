@@ -250,8 +250,8 @@ fn catcher_message(status: Status) -> String {
         // A guard that failed with its own message has it sent instead (`guard_failure`).
         403 => ApiError::ReadOnlyKey.to_string(),
         404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/ \
-                and /CUSTOMER/LOGOUT/, the customer writes beside them (ADD, UPDATE, DELETE, \
-                PASSWORD), GET /CUSTOMER/CHANGES/ and GET /health"
+                and /CUSTOMER/LOGOUT/, the customer writes beside them (ADD, UPDATE, DELETE), \
+                GET /CUSTOMER/CHANGES/ and GET /health"
             .into(),
         413 => ApiError::BodyTooLarge.to_string(),
         415 => ApiError::UnsupportedBody.to_string(),
