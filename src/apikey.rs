@@ -1,6 +1,7 @@
-//! API keys: creation (shown once), storage as SHA-256 digests, and the request guard that
-//! lets a request through only with a valid key (or anonymously on a loopback address when no
-//! key exists at all).
+//! API keys: creation (shown once), storage as SHA-256 digests, and the request guards that
+//! let a request through only with a valid key (or anonymously on a loopback address when no
+//! key exists at all). A public key (browser code) acts only through a customer session
+//! ([`crate::session`]): the guards below say, route by route, what each kind of caller may do.
 //!
 //! Keys are 256 random bits, so a fast digest is enough: nobody can guess one by brute force,
 //! and a stolen database holds nothing that opens the API.
@@ -523,7 +524,10 @@ async fn caller(request: &Request<'_>) -> Result<Caller, ApiError> {
 ///
 /// A read or write key (or no key, where the server serves without keys) ignores any session
 /// sent with it: it may do more than the session would allow. A public key with a session
-/// token that is unknown, tampered, ended or expired is a 401, whatever the route.
+/// token that is unknown, tampered, ended or expired is a 401 on every route whose guard
+/// resolves a `Principal` (all but LOGIN, LOGOUT and ADD, which use [`AnyKey`] and
+/// [`Registrar`]: logging in again or registering must work with a stale token around, and
+/// LOGOUT answers for the token itself).
 pub enum Principal {
     /// A read or write key, or no key at all on a server that serves without keys.
     Key(Caller),
