@@ -1,6 +1,7 @@
-//! API keys: creation (shown once), storage as SHA-256 digests, and the request guard that
-//! lets a request through only with a valid key (or anonymously on a loopback address when no
-//! key exists at all).
+//! API keys: creation (shown once), storage as SHA-256 digests, and the request guards that
+//! let a request through only with a valid key (or anonymously on a loopback address when no
+//! key exists at all). A public key (browser code) acts only through a customer session
+//! ([`crate::session`]): the guards below say, route by route, what each kind of caller may do.
 //!
 //! Keys are 256 random bits, so a fast digest is enough: nobody can guess one by brute force,
 //! and a stolen database holds nothing that opens the API.
@@ -11,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rocket::http::{Method, Status};
+use rocket::http::Method;
 use rocket::request::{FromRequest, Outcome, Request};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -20,6 +21,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::Secret;
 use crate::db::Db;
 use crate::error::{guard_failure, ApiError};
+use crate::session;
 
 /// What every key starts with, so a leaked one is easy to recognise in a scanner or a log.
 const PREFIX: &str = "clt_";
@@ -63,11 +65,13 @@ fn check_name(name: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// What a key may do. Keys are read-only unless created with `--write`.
+/// What a key may do. Keys are read-only unless created with `--write`; a `--public` key is
+/// meant to sit in browser code and acts only for the customer whose session comes with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Read,
     Write,
+    Public,
 }
 
 impl Scope {
@@ -75,14 +79,24 @@ impl Scope {
         match self {
             Scope::Read => "read",
             Scope::Write => "write",
+            Scope::Public => "public",
         }
     }
 
     fn from_stored(text: &str) -> Scope {
-        if text == "write" {
-            Scope::Write
-        } else {
-            Scope::Read
+        match text {
+            "write" => Scope::Write,
+            "public" => Scope::Public,
+            _ => Scope::Read,
+        }
+    }
+
+    /// Which of two matching keys a request gets: the most capable.
+    fn rank(self) -> u8 {
+        match self {
+            Scope::Public => 0,
+            Scope::Read => 1,
+            Scope::Write => 2,
         }
     }
 }
@@ -307,7 +321,11 @@ impl Access {
             for stored in keys.iter() {
                 if bool::from(candidate.ct_eq(&stored.digest)) {
                     // The most capable of the keys presented.
-                    if matched.as_ref().is_none_or(|m: &Caller| !m.can_write()) {
+                    let rank = stored.caller.scope.rank();
+                    if matched
+                        .as_ref()
+                        .is_none_or(|m: &Caller| m.scope.rank() < rank)
+                    {
                         matched = Some(stored.caller.clone());
                     }
                 }
@@ -354,7 +372,9 @@ pub fn startup_mode(
     ))
 }
 
-/// The keys a request presents: `X-API-Key`, `Authorization: Bearer`, and `?apikey=`.
+/// The keys a request presents: `X-API-Key`, `Authorization: Bearer`, and `?apikey=`. A
+/// `Bearer` value with the session prefix is a customer session, not a key
+/// ([`crate::session::presented`]).
 ///
 /// Only the literal parameter name `apikey` counts (not a percent-encoded spelling of it), so
 /// the log masking, which looks for that name, always covers the key that was accepted.
@@ -365,8 +385,9 @@ fn presented_keys<'r>(request: &'r Request<'_>) -> Vec<std::borrow::Cow<'r, str>
     keys.extend(
         headers
             .get("Authorization")
-            .filter_map(|value| value.strip_prefix("Bearer "))
-            .map(|key| std::borrow::Cow::Borrowed(key.trim())),
+            .filter_map(session::bearer)
+            .filter(|value| !value.starts_with(session::PREFIX))
+            .map(std::borrow::Cow::Borrowed),
     );
     if let Some(query) = request.uri().query() {
         for pair in query.as_str().split('&') {
@@ -481,6 +502,11 @@ fn is_local_host(host: &str, configured: IpAddr) -> bool {
 /// With no key at all the peer is this machine, often a shop front-end calling for everyone:
 /// only per-account limits apply there too.
 ///
+/// A public key sits in browser code: its requests come from the end user, whose address is
+/// the TCP peer (or the proxy's header). A loopback peer without `ip_header` is a reverse
+/// proxy on this machine, the same address for every visitor: not counted, so that one
+/// visitor's failures never keep the others out.
+///
 /// A read or write key that does not forward an address belongs to a server calling for many
 /// people at once (a shop's back end): its own address would lump them together, so none is
 /// counted and only per-account limits apply.
@@ -493,6 +519,11 @@ fn end_user_address(request: &Request<'_>, caller: &Caller) -> Option<IpAddr> {
             .and_then(|first| parse_address(first.trim()))
     } else if request.rocket().config().ip_header.is_some() {
         request.client_ip()
+    } else if caller.scope == Scope::Public {
+        request
+            .remote()
+            .map(|peer| peer.ip())
+            .filter(|ip| !ip.is_loopback())
     } else {
         None
     };
@@ -528,7 +559,99 @@ fn parse_address(text: &str) -> Option<IpAddr> {
         })
 }
 
-/// A request guard: present on a handler, the request needs a valid API key. It says who
+/// The caller behind a request's key, checked (the key, the keyless rules, the end user's
+/// address), before any rule about what the route allows.
+async fn caller(request: &Request<'_>) -> Result<Caller, ApiError> {
+    let (Some(access), Some(db)) = (
+        request.rocket().state::<Access>(),
+        request.rocket().state::<Db>(),
+    ) else {
+        return Err(ApiError::Unauthorized);
+    };
+    let keys = presented_keys(request);
+    let keys: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
+    let generation = crate::db::request_generation(request);
+    let mut caller = access.check(db, generation, &keys).await?;
+    if caller.name.is_none() {
+        keyless_request_allowed(request, access)?;
+    }
+    caller.end_user = end_user_address(request, &caller);
+    Ok(caller)
+}
+
+/// Who acts on a request, once its key and, for a public key, its customer session are
+/// checked. A request guard; the narrower guards below say what each route allows.
+///
+/// A read or write key (or no key, where the server serves without keys) ignores any session
+/// sent with it: it may do more than the session would allow. A public key with a session
+/// token that is unknown, tampered, ended or expired is a 401 on every route whose guard
+/// resolves a `Principal` (all but LOGIN, LOGOUT and ADD, which use [`AnyKey`] and
+/// [`Registrar`]: logging in again or registering must work with a stale token around, and
+/// LOGOUT answers for the token itself).
+pub enum Principal {
+    /// A read or write key, or no key at all on a server that serves without keys.
+    Key(Caller),
+    /// A public key with a live session: acts for customer `id` and nobody else.
+    Customer { caller: Caller, id: i64 },
+    /// A public key without a session: may log in (and register, if the owner allows).
+    Visitor(Caller),
+}
+
+impl Principal {
+    pub fn caller(&self) -> &Caller {
+        match self {
+            Principal::Key(caller)
+            | Principal::Customer { caller, .. }
+            | Principal::Visitor(caller) => caller,
+        }
+    }
+
+    async fn resolve(request: &Request<'_>) -> Result<Principal, ApiError> {
+        let caller = caller(request).await?;
+        if caller.scope != Scope::Public {
+            return Ok(Principal::Key(caller));
+        }
+        let Some(token) = session::presented(request) else {
+            return Ok(Principal::Visitor(caller));
+        };
+        let db = request
+            .rocket()
+            .state::<Db>()
+            .ok_or(ApiError::Unauthorized)?;
+        let token = token.to_owned();
+        match db.run(move |conn| session::customer(conn, &token)).await? {
+            Some(id) => Ok(Principal::Customer { caller, id }),
+            None => Err(ApiError::SessionEnded),
+        }
+    }
+
+    /// What a public key may not do on a route that needs a read or write key.
+    fn refusal(&self) -> ApiError {
+        match self {
+            Principal::Visitor(_) => ApiError::PublicKey,
+            _ => ApiError::Forbidden(
+                "This API key is public: with a customer session it may only list, update or \
+                 delete that customer and change their password"
+                    .into(),
+            ),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Principal {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        match Principal::resolve(request).await {
+            Ok(principal) => Outcome::Success(principal),
+            Err(error) => guard_failure(request, error),
+        }
+    }
+}
+
+/// A request guard: present on a handler, the request needs a valid read or write API key
+/// (or none, on a server that serves without keys). A public key gets 403. It says who
 /// called, for the audit trail and for the writes a read key may not make.
 pub struct ApiKey(pub Caller);
 
@@ -537,32 +660,16 @@ impl<'r> FromRequest<'r> for ApiKey {
     type Error = ApiError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        let (Some(access), Some(db)) = (
-            request.rocket().state::<Access>(),
-            request.rocket().state::<Db>(),
-        ) else {
-            return Outcome::Error((Status::InternalServerError, ApiError::Unauthorized));
-        };
-        let keys = presented_keys(request);
-        let keys: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
-        let generation = crate::db::request_generation(request);
-        match access.check(db, generation, &keys).await {
-            Ok(mut caller) => {
-                if caller.name.is_none() {
-                    if let Err(error) = keyless_request_allowed(request, access) {
-                        return guard_failure(request, error);
-                    }
-                }
-                caller.end_user = end_user_address(request, &caller);
-                Outcome::Success(ApiKey(caller))
-            }
+        match Principal::resolve(request).await {
+            Ok(Principal::Key(caller)) => Outcome::Success(ApiKey(caller)),
+            Ok(other) => guard_failure(request, other.refusal()),
             Err(error) => guard_failure(request, error),
         }
     }
 }
 
 /// A request guard for the writes: a valid key created with `--write` (or no key at all on a
-/// server that serves without keys). A read key gets 403.
+/// server that serves without keys). A read or public key gets 403.
 pub struct WriteKey(pub Caller);
 
 #[rocket::async_trait]
@@ -577,6 +684,129 @@ impl<'r> FromRequest<'r> for WriteKey {
             Outcome::Success(_) => guard_failure(request, ApiError::ReadOnlyKey),
             Outcome::Error(error) => Outcome::Error(error),
             Outcome::Forward(status) => Outcome::Forward(status),
+        }
+    }
+}
+
+/// Who acts on a route a customer session may use: a key, or one customer.
+pub enum Acting {
+    Key(Caller),
+    /// A public key with customer `id`'s live session.
+    Customer {
+        caller: Caller,
+        id: i64,
+    },
+}
+
+impl Acting {
+    pub fn caller(&self) -> &Caller {
+        match self {
+            Acting::Key(caller) | Acting::Customer { caller, .. } => caller,
+        }
+    }
+
+    /// The customer a session restricts this request to, if any.
+    pub fn customer(&self) -> Option<i64> {
+        match self {
+            Acting::Key(_) => None,
+            Acting::Customer { id, .. } => Some(*id),
+        }
+    }
+
+    /// Refuses `id` when a session acts for another customer.
+    pub fn check_own(&self, id: i64) -> Result<(), ApiError> {
+        match self.customer() {
+            Some(own) if own != id => Err(ApiError::Forbidden(format!(
+                "This session may only act on its own customer, not id_client {id}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn acting(request: &Request<'_>, write: bool) -> Result<Acting, ApiError> {
+    match Principal::resolve(request).await? {
+        Principal::Key(caller) if write && !caller.can_write() => Err(ApiError::ReadOnlyKey),
+        Principal::Key(caller) => Ok(Acting::Key(caller)),
+        Principal::Customer { caller, id } => Ok(Acting::Customer { caller, id }),
+        Principal::Visitor(_) => Err(ApiError::PublicKey),
+    }
+}
+
+/// A request guard for the list and a password change: any read or write key, or a public
+/// key with a customer session (which the route then holds to that customer).
+pub struct ReadOrSession(pub Acting);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ReadOrSession {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        match acting(request, false).await {
+            Ok(acting) => Outcome::Success(ReadOrSession(acting)),
+            Err(error) => guard_failure(request, error),
+        }
+    }
+}
+
+/// A request guard for UPDATE and DELETE: a write key, or a public key with a customer
+/// session (which the route then holds to that customer). A read key gets 403.
+pub struct WriteOrSession(pub Acting);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for WriteOrSession {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        match acting(request, true).await {
+            Ok(acting) => Outcome::Success(WriteOrSession(acting)),
+            Err(error) => guard_failure(request, error),
+        }
+    }
+}
+
+/// A request guard for LOGIN and LOGOUT: any valid key, public ones included. Any session
+/// sent along is not checked here: a browser holding a stale token must still be able to log
+/// in again (LOGOUT reads the token itself).
+pub struct AnyKey(pub Caller);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AnyKey {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        match caller(request).await {
+            Ok(caller) => Outcome::Success(AnyKey(caller)),
+            Err(error) => guard_failure(request, error),
+        }
+    }
+}
+
+/// A request guard for ADD: a write key, or, when the owner set `public_registration`, a
+/// public key (any session sent along is not looked at: registering is not acting for a
+/// customer). The `bool` says it is a public registration, which the route holds to the
+/// registrant's own fields.
+pub struct Registrar(pub Caller, pub bool);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Registrar {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        let open = request
+            .rocket()
+            .state::<crate::config::Config>()
+            .is_some_and(|config| config.public_registration);
+        let outcome = match caller(request).await {
+            Ok(caller) if caller.can_write() => Ok(Registrar(caller, false)),
+            Ok(caller) if caller.scope == Scope::Public && open => Ok(Registrar(caller, true)),
+            Ok(caller) if caller.scope == Scope::Public => Err(ApiError::PublicKey),
+            Ok(_) => Err(ApiError::ReadOnlyKey),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(registrar) => Outcome::Success(registrar),
+            Err(error) => guard_failure(request, error),
         }
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! Access control and redaction are not the cache's business: the API key is checked before
 //! the cache is consulted, and the redaction is fixed for the life of the server, so a cached
-//! body is exactly what a fresh build would be.
+//! body is exactly what a fresh build would be. A customer session's list is asked for with
+//! the filter held to its own id (`routes::customers`), so the entry it gets is that one
+//! customer's, whoever else asked for it.
 
 use std::collections::HashMap;
 use std::io::Write;

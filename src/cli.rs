@@ -254,22 +254,27 @@ pub enum KeysCommand {
     ///
     /// Keys may only read (list, login, changes, a password change that proves the current
     /// password) unless created with --write, which also allows ADD, UPDATE, DELETE and
-    /// password resets.
+    /// password resets. A --public key is for browser code, where anyone can read it: it
+    /// logs customers in, and with a customer's session acts for that customer alone.
     Create {
         /// A name to recognise the key by, e.g. the front-end that uses it ("webshop"). The
         /// audit trail records writes under it.
         name: String,
         /// Allow this key to write (add, update and delete customers, reset passwords).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "public")]
         write: bool,
+        /// A key for browser code: it can log a customer in, and then read and change that
+        /// customer only (with the session token LOGIN returns); never list anyone else.
+        #[arg(long)]
+        public: bool,
         /// The key belongs to a server that calls on behalf of end users (a shop's back
         /// end): it may send the end user's address as the first X-Forwarded-For entry, and
         /// login limits then count that address. Without it, logins through this key are
         /// limited per account only, so one visitor's failures never lock out the others.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "public")]
         forwards_client_address: bool,
     },
-    /// List key names, scopes (read or write) and creation times (never the keys).
+    /// List key names, scopes (read, write or public) and creation times (never the keys).
     List,
     /// Revoke a key by name; a running server refuses it from its next request.
     Revoke {
@@ -659,12 +664,13 @@ fn keys(command: KeysCommand) -> Result<(), String> {
         KeysCommand::Create {
             name,
             write,
+            public,
             forwards_client_address,
         } => {
-            let scope = if write {
-                apikey::Scope::Write
-            } else {
-                apikey::Scope::Read
+            let scope = match (write, public) {
+                (true, _) => apikey::Scope::Write,
+                (_, true) => apikey::Scope::Public,
+                _ => apikey::Scope::Read,
             };
             let options = apikey::KeyOptions {
                 forwards_client_address,

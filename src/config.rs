@@ -64,6 +64,10 @@ struct RawConfig {
     upstream_allow_mass_delete: bool,
     #[serde(default)]
     upstream_max_age_secs: u64,
+    #[serde(default = "default_session_days")]
+    session_days: u32,
+    #[serde(default)]
+    public_registration: bool,
 }
 
 /// The settings clientele itself reads (Rocket reads its own: address, port, log_level...).
@@ -93,6 +97,8 @@ const APP_KEYS: &[&str] = &[
     "upstream_max_mib",
     "upstream_allow_mass_delete",
     "upstream_max_age_secs",
+    "session_days",
+    "public_registration",
 ];
 
 /// The configuration sources, lowest priority first: Rocket's built-in defaults, then
@@ -308,6 +314,9 @@ fn default_changes_keep_days() -> u32 {
 fn default_clcleunik_type() -> String {
     "number".into()
 }
+fn default_session_days() -> u32 {
+    30
+}
 fn default_upstream_every_secs() -> u64 {
     300
 }
@@ -371,7 +380,14 @@ pub struct Config {
     /// How to reach an old API (`upstream_timeout_secs`, `upstream_max_mib`,
     /// `upstream_allow_mass_delete`), for the mirror and for `clientele sync URL` alike.
     pub upstream_settings: UpstreamSettings,
+    /// How long a customer session from LOGIN lasts, in days (`session_days`, 30).
+    pub session_days: u32,
+    /// A public key may register customers through ADD (`public_registration`, false).
+    pub public_registration: bool,
 }
+
+/// The longest `session_days` accepted: ten years.
+const MAX_SESSION_DAYS: u32 = 3650;
 
 /// How to reach an old API and what to accept from it.
 #[derive(Debug, Clone, Copy)]
@@ -436,6 +452,11 @@ impl Config {
             parallelism: raw.argon2_parallelism,
         })
         .map_err(StartupError::Config)?;
+        if !(1..=MAX_SESSION_DAYS).contains(&raw.session_days) {
+            return Err(StartupError::Config(format!(
+                "session_days: must be from 1 to {MAX_SESSION_DAYS}"
+            )));
+        }
         if raw.login_max_failures == 0 {
             return Err(StartupError::Config(
                 "login_max_failures: must be at least 1".into(),
@@ -514,6 +535,8 @@ impl Config {
             reset_minutes: raw.reset_minutes,
             mirror,
             upstream_settings,
+            session_days: raw.session_days,
+            public_registration: raw.public_registration,
         })
     }
 }

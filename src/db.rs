@@ -208,6 +208,37 @@ const MIGRATIONS: &[&str] = &[
         WHEN NEW.clcleunik > (SELECT id FROM customer_id_high) BEGIN
         UPDATE customer_id_high SET id = NEW.clcleunik;
     END;",
+    // 12: public keys (browser code) and customer sessions. SQLite cannot change a CHECK, so
+    // `api_key` is rebuilt with the same rows (digests, names, creation times and options
+    // kept). A session is stored only as the SHA-256 digest of its token; a new password
+    // (from the API, `clientele passwd`, an import or a sync: whoever writes it) and the
+    // customer's deletion end all of that customer's sessions, by trigger.
+    "CREATE TABLE api_key_new (
+        name TEXT PRIMARY KEY,
+        digest BLOB NOT NULL UNIQUE CHECK (length(digest) = 32),
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+        scope TEXT NOT NULL DEFAULT 'read' CHECK (scope IN ('read', 'write', 'public')),
+        forwards_client_address INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO api_key_new (name, digest, created_at, scope, forwards_client_address)
+        SELECT name, digest, created_at, scope, forwards_client_address FROM api_key;
+    DROP TABLE api_key;
+    ALTER TABLE api_key_new RENAME TO api_key;
+    CREATE TABLE session (
+        digest BLOB PRIMARY KEY CHECK (length(digest) = 32),
+        customer INTEGER NOT NULL,
+        created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+        expires TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX session_customer ON session (customer);
+    CREATE INDEX session_expires ON session (expires);
+    CREATE TRIGGER session_password_changed AFTER UPDATE OF password_hash ON customer
+        WHEN OLD.password_hash IS NOT NEW.password_hash BEGIN
+        DELETE FROM session WHERE customer = NEW.clcleunik;
+    END;
+    CREATE TRIGGER session_customer_deleted AFTER DELETE ON customer BEGIN
+        DELETE FROM session WHERE customer = OLD.clcleunik;
+    END;",
 ];
 
 /// The schema version this binary writes.

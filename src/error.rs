@@ -120,6 +120,18 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("This API key may only read")]
     ReadOnlyKey,
+    /// A public key (browser code) without a customer session, on a route that needs one.
+    #[error("This API key is public: log in first")]
+    PublicKey,
+    /// A customer session token that is unknown, tampered with, ended or expired.
+    #[error("The customer session is invalid or has expired: log in again")]
+    SessionEnded,
+    /// LOGOUT without a session token.
+    #[error(
+        "Missing customer session: send the token LOGIN gave as Authorization: Bearer TOKEN \
+         (and the API key as ?apikey= or X-API-Key)"
+    )]
+    NoSession,
     /// A request refused for where it comes from (a foreign `Host` or `Origin` while the
     /// server has no key); the message says what to do.
     #[error("{0}")]
@@ -177,8 +189,13 @@ impl ApiError {
     pub fn status(&self) -> Status {
         match self {
             ApiError::BadRequest(_) => Status::BadRequest,
-            ApiError::Unauthorized | ApiError::InvalidCredentials => Status::Unauthorized,
-            ApiError::ReadOnlyKey | ApiError::Forbidden(_) => Status::Forbidden,
+            ApiError::Unauthorized
+            | ApiError::InvalidCredentials
+            | ApiError::SessionEnded
+            | ApiError::NoSession => Status::Unauthorized,
+            ApiError::ReadOnlyKey | ApiError::PublicKey | ApiError::Forbidden(_) => {
+                Status::Forbidden
+            }
             ApiError::NotFound(_) => Status::NotFound,
             ApiError::Conflict(_) => Status::Conflict,
             ApiError::Gone(_) => Status::Gone,
@@ -232,8 +249,9 @@ fn catcher_message(status: Status) -> String {
         401 => ApiError::Unauthorized.to_string(),
         // A guard that failed with its own message has it sent instead (`guard_failure`).
         403 => ApiError::ReadOnlyKey.to_string(),
-        404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/, \
-                the customer writes beside them (ADD, UPDATE, DELETE) and GET /health"
+        404 => "Unknown path. This server answers GET /CUSTOMER/LIST/, POST /CUSTOMER/LOGIN/ \
+                and /CUSTOMER/LOGOUT/, the customer writes beside them (ADD, UPDATE, DELETE), \
+                GET /CUSTOMER/CHANGES/ and GET /health"
             .into(),
         413 => ApiError::BodyTooLarge.to_string(),
         415 => ApiError::UnsupportedBody.to_string(),

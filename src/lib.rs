@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod reset;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod sync;
 pub mod transfer;
 

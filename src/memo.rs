@@ -18,6 +18,8 @@
 //!   `If-None-Match`) is another entry, so no response can reach a request it was not made
 //!   for. A wrong or revoked key is never kept (401 is not kept; revoking commits, which
 //!   changes the version);
+//! - a request carrying a customer session (`Authorization: Bearer cls_...`) is never kept:
+//!   a session can expire without any commit, and its next request must then be refused;
 //! - a response is kept only when the version read before the app ran equals the one read
 //!   after, so it describes that version; a commit in between leaves it unkept;
 //! - entries, request keys included, live in memory only, and all are dropped when the version
@@ -88,6 +90,13 @@ impl Memo {
         let path = path.strip_suffix('/').unwrap_or(path);
         let list = path.eq_ignore_ascii_case(LIST_PATH);
         if self.budget == 0 || method != hyper::Method::GET || has_body || !list {
+            return None;
+        }
+        let session = headers
+            .get_all(hyper::header::AUTHORIZATION)
+            .iter()
+            .any(|value| crate::session::is_session_header(value.as_bytes()));
+        if session {
             return None;
         }
         // Unambiguous: the address first, its length told by a tag; then the target and the
@@ -220,6 +229,15 @@ mod tests {
         assert!(Memo::new(0)
             .key(&get, "/CUSTOMER/LIST/", &none, false, PEER)
             .is_none());
+        // A customer session can expire without a commit: never kept.
+        let session = headers(&[("authorization", "Bearer cls_abc")]);
+        assert!(memo
+            .key(&get, "/CUSTOMER/LIST/", &session, false, PEER)
+            .is_none());
+        let key = headers(&[("authorization", "Bearer clt_abc")]);
+        assert!(memo
+            .key(&get, "/CUSTOMER/LIST/", &key, false, PEER)
+            .is_some());
     }
 
     #[test]

@@ -463,13 +463,25 @@ pub fn login_sql(identifier: &Identifier) -> String {
 }
 
 /// Replaces a password hash, but only if it is still `old` (a concurrent change wins).
-pub fn replace_hash(conn: &Connection, id: i64, old: &str, new: &str) -> rusqlite::Result<bool> {
-    let changed = conn.execute(
+///
+/// The same password re-hashed is no new password: the customer's sessions, which the
+/// trigger on `password_hash` ends, are put back in the same transaction.
+pub fn replace_hash(
+    conn: &mut Connection,
+    id: i64,
+    old: &str,
+    new: &str,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let sessions = crate::session::save(&tx, id)?;
+    let changed = tx.execute(
         "UPDATE customer SET password_hash = ?3, \
          updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
          WHERE clcleunik = ?1 AND password_hash = ?2",
         rusqlite::params![id, old, new],
     )?;
+    crate::session::restore(&tx, id, &sessions)?;
+    tx.commit()?;
     Ok(changed == 1)
 }
 

@@ -12,7 +12,7 @@ use rocket::tokio::sync::Semaphore;
 use rocket::{get, Route, State};
 use sha2::Digest;
 
-use crate::apikey::ApiKey;
+use crate::apikey::{Acting, ReadOrSession};
 use crate::cache::{CachedList, ResponseCache};
 use crate::config::Config;
 use crate::customer::{self, ListFilter, View};
@@ -317,9 +317,52 @@ async fn stream(
     })
 }
 
+/// Holds a customer session's list to its own customer: an id, email or login filter naming
+/// anyone else is a 403 (whether or not that customer exists), and the filter gets the
+/// session's id, so that nothing else can match. Paging applies as usual.
+async fn own_filter(
+    acting: &Acting,
+    mut filter: ListFilter,
+    db: &Db,
+) -> Result<ListFilter, ApiError> {
+    let Some(own) = acting.customer() else {
+        return Ok(filter);
+    };
+    let found = db.run(move |conn| customer::find(conn, own)).await?;
+    let Some(customer) = found else {
+        // Deleting a customer ends their sessions; a delete committed meanwhile lands here.
+        return Err(ApiError::SessionEnded);
+    };
+    let foreign = if filter.id.is_some_and(|id| id != own) {
+        Some("id_client")
+    } else if filter
+        .email
+        .as_ref()
+        .is_some_and(|email| !email.eq_ignore_ascii_case(&customer.email))
+    {
+        Some("email")
+    } else if filter
+        .login
+        .as_ref()
+        .is_some_and(|login| *login != customer.login)
+    {
+        Some("login")
+    } else {
+        None
+    };
+    if let Some(name) = foreign {
+        return Err(ApiError::Forbidden(format!(
+            "This session may only read its own customer: the {name} filter names another"
+        )));
+    }
+    filter.id = Some(own);
+    Ok(filter)
+}
+
+#[allow(clippy::too_many_arguments)]
 #[get("/CUSTOMER/LIST")]
 async fn get_customers(
-    _key: ApiKey,
+    key: ReadOrSession,
     filter: Result<ListFilter, ApiError>,
     negotiation: Negotiation,
     db: &State<Db>,
@@ -327,7 +370,7 @@ async fn get_customers(
     cache: &State<ResponseCache>,
     streams: &State<ListStreams>,
 ) -> Result<ListAnswer, ApiError> {
-    let filter = filter?;
+    let filter = own_filter(&key.0, filter?, db).await?;
     let view = config.view;
     // A list that may be too large to keep, and is not kept already: stream it if it is.
     // (A page of up to 10,000 never is, with the default budget: no count is needed.)

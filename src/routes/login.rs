@@ -1,5 +1,6 @@
 //! `POST /CUSTOMER/LOGIN/`: checks a customer's password on the server, replacing the old
-//! "fetch by email, compare in the browser" pattern.
+//! "fetch by email, compare in the browser" pattern, and opens a customer session; and
+//! `POST /CUSTOMER/LOGOUT/`, which ends one.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -8,13 +9,14 @@ use rocket::http::Method;
 use rocket::tokio::sync::Semaphore;
 use rocket::{post, Route, State};
 
-use crate::apikey::ApiKey;
+use crate::apikey::AnyKey;
 use crate::auth::{PasswordHasher, Secret, Verdict};
 use crate::config::Config;
 use crate::customer::{self, Customer, CustomerList, Identifier};
 use crate::db::Db;
 use crate::error::{ApiError, JsonResponse};
 use crate::ratelimit::FailureLimiter;
+use crate::session;
 
 use super::body::Fields;
 
@@ -172,9 +174,26 @@ impl LoginService {
     }
 }
 
+/// LOGIN's `result`: the customer, as the list sends it, and the session.
+struct LoginResult<'a> {
+    customers: CustomerList<'a>,
+    session: &'a session::NewSession,
+}
+
+impl serde::Serialize for LoginResult<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("customer", &self.customers.array())?;
+        map.serialize_entry("token", self.session.token.expose())?;
+        map.serialize_entry("expires", &self.session.expires)?;
+        map.end()
+    }
+}
+
 #[post("/CUSTOMER/LOGIN", data = "<body>")]
 async fn post_login(
-    key: ApiKey,
+    key: AnyKey,
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
@@ -194,11 +213,58 @@ async fn post_login(
     if let (true, Some(old)) = (rehash, stored) {
         upgrade_hash(db, service, customer.clcleunik, old, password).await;
     }
-    let result = CustomerList {
-        customers: std::slice::from_ref(&customer),
-        view: config.view,
+    let (id, days) = (customer.clcleunik, config.session_days);
+    let session = db.run(move |conn| session::open(conn, id, days)).await?;
+    let result = LoginResult {
+        customers: CustomerList {
+            customers: std::slice::from_ref(&customer),
+            view: config.view,
+        },
+        session: &session,
     };
     Ok(JsonResponse::success("Login successful", result))
+}
+
+/// Ends the session sent as `Authorization: Bearer TOKEN` (with any key, given in
+/// `?apikey=` or `X-API-Key`), and only that one.
+#[post("/CUSTOMER/LOGOUT")]
+async fn post_logout(
+    _key: AnyKey,
+    token: Result<SessionToken, ApiError>,
+    db: &State<Db>,
+) -> Result<JsonResponse, ApiError> {
+    let SessionToken(token) = token?;
+    match db
+        .run(move |conn| session::end(conn, token.expose()))
+        .await?
+    {
+        true => Ok(JsonResponse::message(
+            rocket::http::Status::Ok,
+            true,
+            "Logged out",
+        )),
+        false => Err(ApiError::SessionEnded),
+    }
+}
+
+/// The session token a request sends (`Authorization: Bearer cls_...`).
+struct SessionToken(Secret);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for SessionToken {
+    type Error = ApiError;
+
+    async fn from_request(
+        request: &'r rocket::Request<'_>,
+    ) -> rocket::request::Outcome<Self, ApiError> {
+        match session::presented(request) {
+            Some(token) => rocket::request::Outcome::Success(SessionToken(Secret::new(token))),
+            None => {
+                let error = ApiError::NoSession;
+                rocket::request::Outcome::Error((error.status(), error))
+            }
+        }
+    }
 }
 
 /// Replaces a bcrypt or weaker Argon2 hash by one with the configured parameters. A failure
@@ -225,7 +291,8 @@ async fn upgrade_hash(db: &Db, service: &LoginService, id: i64, old: Secret, pas
 }
 
 pub fn routes() -> Vec<Route> {
-    let mut routes = rocket::routes![post_login];
+    let mut routes = rocket::routes![post_login, post_logout];
     routes.extend(super::fallback_routes(super::LOGIN_PATH, &[Method::Post]));
+    routes.extend(super::fallback_routes(super::LOGOUT_PATH, &[Method::Post]));
     routes
 }

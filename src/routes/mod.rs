@@ -21,6 +21,7 @@ use crate::error::{ApiError, JsonResponse};
 /// The canonical paths that old clients spell in any case, with or without a trailing slash.
 pub const LIST_PATH: &str = "/CUSTOMER/LIST";
 pub const LOGIN_PATH: &str = "/CUSTOMER/LOGIN";
+pub const LOGOUT_PATH: &str = "/CUSTOMER/LOGOUT";
 pub const ADD_PATH: &str = "/CUSTOMER/ADD";
 pub const UPDATE_PATH: &str = "/CUSTOMER/UPDATE";
 pub const DELETE_PATH: &str = "/CUSTOMER/DELETE";
@@ -29,10 +30,11 @@ pub const CHANGES_PATH: &str = "/CUSTOMER/CHANGES";
 pub const RESET_PATH: &str = "/CUSTOMER/PASSWORD/RESET";
 
 /// Every API path old clients may spell in any case.
-const API_PATHS: [&str; 8] = [
+const API_PATHS: [&str; 9] = [
     CHANGES_PATH,
     LIST_PATH,
     LOGIN_PATH,
+    LOGOUT_PATH,
     ADD_PATH,
     UPDATE_PATH,
     DELETE_PATH,

@@ -12,7 +12,7 @@ use rocket::{delete, post, Route, State};
 
 use super::body::{parse_id, query_id, Fields, RawBody};
 use super::login::{Authenticated, LoginService};
-use crate::apikey::{ApiKey, WriteKey};
+use crate::apikey::{Acting, Caller, Principal, Registrar, WriteOrSession};
 use crate::audit::Action;
 use crate::auth::{self, PasswordHasher, Secret};
 use crate::config::Config;
@@ -123,6 +123,32 @@ fn read_changes(fields: Fields, password_allowed: bool) -> Result<Changes, ApiEr
         ));
     }
     Ok(changes)
+}
+
+/// The fields only the shop sets: a customer acting through a public key (a session, or a
+/// public registration) may not send them.
+const SHOP_FIELDS: [Field; 7] = [
+    Field::CustomerNumber,
+    Field::GroupePrice,
+    Field::ShowPrice,
+    Field::WebRemise,
+    Field::MegawinappLogin,
+    Field::AddedDate,
+    Field::AddHour,
+];
+
+/// Refuses, naming the first, any of the shop's own fields in `present`.
+fn refuse_shop_fields(present: FieldSet) -> Result<(), ApiError> {
+    match SHOP_FIELDS
+        .into_iter()
+        .find(|field| present.contains(*field))
+    {
+        Some(field) => Err(ApiError::Forbidden(format!(
+            "This API key is public: {} is set by the shop, not by the customer",
+            field.name()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The one id a write names, in the body and/or the query: both, differing, is a 400.
@@ -469,7 +495,7 @@ fn one_customer(message: &str, customer: &Customer, config: &Config) -> JsonResp
 #[allow(clippy::too_many_arguments)]
 #[post("/CUSTOMER/UPDATE", data = "<body>")]
 async fn post_update(
-    key: WriteKey,
+    key: WriteOrSession,
     query: Result<QueryId, ApiError>,
     db: &State<Db>,
     config: &State<Config>,
@@ -487,6 +513,12 @@ async fn post_update(
         (id, _) => id,
     };
     let id = resolve_id(body_id, query?.0)?;
+    let key = key.0;
+    key.check_own(id)?;
+    if key.customer().is_some() {
+        refuse_shop_fields(changes.present)?;
+    }
+    let key = key.caller();
     if let Some(mirror) = &mirroring.0 {
         let forward = Forward {
             method: "POST",
@@ -498,7 +530,7 @@ async fn post_update(
             changes: Some((changes.customer, changes.present)),
             password: None,
         };
-        return match through_master(mirror, db, config, key.0.actor(), forward).await? {
+        return match through_master(mirror, db, config, key.actor(), forward).await? {
             Mirrored::Stored(Some(stored)) => Ok(one_customer("Customer updated", &stored, config)),
             Mirrored::Stored(None) => Err(ApiError::NotFound(format!(
                 "No customer with id_client {id}"
@@ -507,7 +539,7 @@ async fn post_update(
             Mirrored::Pending(None) => Ok(pending(UPDATE_PENDING_UNSEEN, None, config)),
         };
     }
-    let (actor, retention) = (key.0.actor().to_owned(), config.retention);
+    let (actor, retention) = (key.actor().to_owned(), config.retention);
     let updated = db
         .run(move |conn| {
             customer::update(
@@ -525,7 +557,7 @@ async fn post_update(
 
 #[post("/CUSTOMER/ADD", data = "<body>")]
 async fn post_add(
-    key: WriteKey,
+    key: Registrar,
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
@@ -533,6 +565,18 @@ async fn post_add(
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
     let mut changes = read_changes(body?, true)?;
+    let Registrar(key, public) = key;
+    if public {
+        // A registrant gets the next free id and the shop's defaults for its own fields.
+        if changes.id.is_some() || changes.present.contains(Field::Clcleunik) {
+            return Err(ApiError::Forbidden(
+                "This API key is public: a registration cannot choose its clcleunik (or \
+                 id_client); the next free one is given"
+                    .into(),
+            ));
+        }
+        refuse_shop_fields(changes.present)?;
+    }
     if let Some(id) = changes.id {
         if changes.present.contains(Field::Clcleunik) && changes.customer.clcleunik != id {
             return Err(ApiError::bad_request(
@@ -559,7 +603,7 @@ async fn post_add(
             changes: None,
             password: changes.password.take(),
         };
-        let mut response = match through_master(mirror, db, config, key.0.actor(), forward).await? {
+        let mut response = match through_master(mirror, db, config, key.actor(), forward).await? {
             Mirrored::Stored(Some(customer)) => one_customer("Customer added", &customer, config),
             Mirrored::Stored(None) => JsonResponse::message(Status::Ok, true, "Customer added"),
             Mirrored::Pending(_) => return Ok(pending(ADD_PENDING, None, config)),
@@ -581,7 +625,7 @@ async fn post_add(
         }
         None => None,
     };
-    let (actor, retention) = (key.0.actor().to_owned(), config.retention);
+    let (actor, retention) = (key.actor().to_owned(), config.retention);
     let added = db
         .run(move |conn| {
             customer::insert(
@@ -600,13 +644,15 @@ async fn post_add(
 }
 
 async fn delete(
-    key: WriteKey,
+    key: Acting,
     id: Option<i64>,
     db: &Db,
     config: &Config,
     mirroring: &Mirroring,
 ) -> Result<JsonResponse, ApiError> {
     let id = id.ok_or_else(|| ApiError::bad_request("Missing field: id_client"))?;
+    key.check_own(id)?;
+    let key = key.caller();
     if let Some(mirror) = &mirroring.0 {
         let forward = Forward {
             method: "DELETE",
@@ -618,12 +664,12 @@ async fn delete(
             changes: None,
             password: None,
         };
-        return match through_master(mirror, db, config, key.0.actor(), forward).await? {
+        return match through_master(mirror, db, config, key.actor(), forward).await? {
             Mirrored::Stored(_) => Ok(JsonResponse::message(Status::Ok, true, "Customer deleted")),
             Mirrored::Pending(_) => Ok(pending(DELETE_PENDING, None, config)),
         };
     }
-    let (actor, retention) = (key.0.actor().to_owned(), config.retention);
+    let (actor, retention) = (key.actor().to_owned(), config.retention);
     db.run(move |conn| customer::delete(conn, id, &actor, retention))
         .await?;
     Ok(JsonResponse::message(Status::Ok, true, "Customer deleted"))
@@ -631,19 +677,19 @@ async fn delete(
 
 #[delete("/CUSTOMER/DELETE")]
 async fn delete_customer(
-    key: WriteKey,
+    key: WriteOrSession,
     query: Result<QueryId, ApiError>,
     db: &State<Db>,
     config: &State<Config>,
     mirroring: &State<Mirroring>,
 ) -> Result<JsonResponse, ApiError> {
-    delete(key, query?.0, db, config, mirroring).await
+    delete(key.0, query?.0, db, config, mirroring).await
 }
 
 /// For clients that cannot send DELETE: the same, as a POST (id in the query or the body).
 #[post("/CUSTOMER/DELETE", data = "<body>")]
 async fn post_delete(
-    key: WriteKey,
+    key: WriteOrSession,
     query: Result<QueryId, ApiError>,
     db: &State<Db>,
     config: &State<Config>,
@@ -657,7 +703,7 @@ async fn post_delete(
         ));
     }
     let id = resolve_id(changes.id, query?.0)?;
-    delete(key, Some(id), db, config, mirroring).await
+    delete(key.0, Some(id), db, config, mirroring).await
 }
 
 /// A password change body: who, the current password (optional with a write key), the new.
@@ -722,7 +768,7 @@ fn read_password_change(fields: Fields) -> Result<PasswordChange, ApiError> {
 #[post("/CUSTOMER/PASSWORD", data = "<body>")]
 #[allow(clippy::too_many_arguments)]
 async fn post_password(
-    key: ApiKey,
+    principal: Principal,
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
@@ -739,20 +785,54 @@ async fn post_password(
     let PasswordChange { who, current, new } = read_password_change(body?)?;
     let identifier = match who {
         PasswordOwner::Named(identifier) => identifier,
+        // The token is the proof: any key, a public one without a session included.
         PasswordOwner::ResetToken(token) => {
-            return reset_password(&key, db, config, service, token, new).await
+            return reset_password(principal.caller(), db, config, service, token, new).await
         }
     };
+    let acting = match principal {
+        Principal::Key(caller) => Acting::Key(caller),
+        Principal::Customer { caller, id } => Acting::Customer { caller, id },
+        Principal::Visitor(_) => return Err(ApiError::PublicKey),
+    };
+    // A session changes its own customer's password, proving the current one; it is checked
+    // by id, so that another customer sharing the email or login is never the one.
+    let identifier = match acting.customer() {
+        None => identifier,
+        Some(own) => {
+            if current.is_none() {
+                return Err(ApiError::Forbidden(
+                    "This API key is public: a customer changes their password with \
+                     currentPassword"
+                        .into(),
+                ));
+            }
+            let found = db.run(move |conn| customer::find(conn, own)).await?;
+            let named_own = match (&identifier, &found) {
+                (Identifier::Id(id), _) => *id == own,
+                (Identifier::Email(email), Some(c)) => email.eq_ignore_ascii_case(&c.email),
+                (Identifier::Login(login), Some(c)) => *login == c.login,
+                (_, None) => false,
+            };
+            if !named_own {
+                return Err(ApiError::Forbidden(
+                    "This session may only change its own customer's password".into(),
+                ));
+            }
+            Identifier::Id(own)
+        }
+    };
+    let key = acting.caller();
     let (customer, action) = match current {
         // The customer proves the current password: any key, the login's limits and 401.
         Some(current) => {
             let Authenticated { customer, .. } = service
-                .authenticate(db, identifier, &current, key.0.end_user)
+                .authenticate(db, identifier, &current, key.end_user)
                 .await?;
             (customer, Action::Password)
         }
         // An owner's reset: a write key (or no keys at all, on loopback).
-        None if key.0.can_write() => {
+        None if key.can_write() => {
             let lookup = identifier.clone();
             let found = db
                 .run(move |conn| customer::find_for_login(conn, &lookup))
@@ -772,11 +852,7 @@ async fn post_password(
     ];
     auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
     let hash = service.hash(new).await?;
-    let (actor, retention, id) = (
-        key.0.actor().to_owned(),
-        config.retention,
-        customer.clcleunik,
-    );
+    let (actor, retention, id) = (key.actor().to_owned(), config.retention, customer.clcleunik);
     let changed = db
         .run(move |conn| customer::set_password(conn, id, &hash, &actor, action, retention))
         .await?;
@@ -791,7 +867,7 @@ async fn post_password(
 /// The password a reset token names, set (any key: the token is the proof). The token works
 /// once; a weak new password is refused and leaves it usable.
 async fn reset_password(
-    key: &ApiKey,
+    caller: &Caller,
     db: &Db,
     config: &Config,
     service: &LoginService,
@@ -823,7 +899,7 @@ async fn reset_password(
     ];
     auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
     let hash = service.hash(new).await?;
-    let (actor, retention) = (key.0.actor().to_owned(), config.retention);
+    let (actor, retention) = (caller.actor().to_owned(), config.retention);
     db.run(move |conn| crate::reset::spend(conn, &token, &hash, &actor, retention))
         .await?
         .ok_or_else(unusable)?;

@@ -143,7 +143,27 @@ fn every_answer_of_every_endpoint_matches_the_document() {
     let list = "/CUSTOMER/LIST/";
     let strong = "lavande moulin 1987 rouge";
     let etag = get(list, &read).header("etag").unwrap().to_owned();
+    let logged_in = post(
+        "/CUSTOMER/LOGIN/",
+        &read,
+        json!({"email": "marie.dubois@example.be", "password": "Lavande!2024"}),
+    );
+    let token = logged_in.json()["result"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logout = || {
+        Reply::from_local(
+            app.client
+                .post("/CUSTOMER/LOGOUT/")
+                .header(Header::new("X-API-Key", read.clone()))
+                .header(Header::new("Authorization", format!("Bearer {token}")))
+                .dispatch(),
+        )
+    };
     let cases: Vec<(&str, &str, Reply)> = vec![
+        ("post", "/CUSTOMER/LOGOUT/", logout()),
+        ("post", "/CUSTOMER/LOGOUT/", logout()),
         ("get", list, get(list, &read)),
         ("get", list, get("/CUSTOMER/LIST/?limit=2&offset=1", &read)),
         ("get", list, get("/CUSTOMER/LIST/?id_client=abc", &read)),

@@ -334,7 +334,9 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
     // As clientele 0.1 left it: schema 2, no application id, no audit, no key scopes.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(
-        "PRAGMA application_id = 0; DROP TABLE audit; ALTER TABLE api_key DROP COLUMN scope;
+        "PRAGMA application_id = 0; DROP TABLE audit;
+         DROP TRIGGER session_password_changed; DROP TRIGGER session_customer_deleted;
+         DROP TABLE session; ALTER TABLE api_key DROP COLUMN scope;
          ALTER TABLE api_key DROP COLUMN forwards_client_address;
          DROP TRIGGER demo_customer_deleted; DROP TRIGGER demo_customer_adopted;
          DROP TABLE demo_customer;

@@ -16,6 +16,7 @@ mod login;
 mod mirror;
 mod reset;
 mod secrets;
+mod sessions;
 mod socket;
 mod startup;
 mod tools;

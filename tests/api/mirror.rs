@@ -1013,3 +1013,65 @@ fn the_first_sync_into_the_quick_starts_demo_database_replaces_the_demo_customer
         "not refused as a mass delete, no demo kept"
     );
 }
+
+/// A customer session in mirror mode: its own record's change goes to the master and is
+/// stored back without ending the session (the master's copy brings the same password); a
+/// change to another customer is refused here and never reaches the master.
+#[test]
+fn in_mirror_mode_a_session_writes_its_own_customer_through_the_master_and_stays_open() {
+    let old = FakeOldApi::start(old_customers(4));
+    let (_dir, db) = empty_database();
+    assert!(run(&db, &["sync", &old.url()], "").status.success());
+    let created = run(&db, &["keys", "create", "pages", "--public"], "");
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let server = mirror_server(&old, &db, "10");
+    let json_type = ("Content-Type", "application/json");
+    let login = server.request(
+        "POST",
+        "/CUSTOMER/LOGIN/",
+        &[json_type, ("X-API-Key", &key)],
+        r#"{"login":"erp2","password":"erp-password-2"}"#,
+    );
+    assert_eq!(login.status, 200, "{}", login.body);
+    let bearer = format!(
+        "Bearer {}",
+        login.json()["result"]["token"].as_str().unwrap()
+    );
+    let session = [json_type, ("X-API-Key", &key), ("Authorization", &bearer)];
+
+    let foreign = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &session,
+        r#"{"id_client":"3","city":"X"}"#,
+    );
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+    let shop_field = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &session,
+        r#"{"id_client":"2","webRemise":50}"#,
+    );
+    assert_eq!(shop_field.status, 403, "{}", shop_field.body);
+    assert!(old
+        .received()
+        .iter()
+        .all(|r| !r.1.starts_with("/CUSTOMER/UPDATE/")));
+
+    let own = server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &session,
+        r#"{"id_client":"2","city":"Namur"}"#,
+    );
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert!(old
+        .received()
+        .iter()
+        .any(|r| r.1.starts_with("/CUSTOMER/UPDATE/") && r.2.contains("Namur")));
+    let mine = server.request("GET", "/CUSTOMER/LIST/", &session, "");
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(mine.customers().len(), 1);
+    assert_eq!(mine.customers()[0]["clcleunik"], 2);
+    server.stop();
+}

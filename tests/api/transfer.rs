@@ -112,13 +112,14 @@ fn importing_a_saved_old_api_response_serves_it_hashes_it_and_keeps_logins() {
         );
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
-    let bytes = database_bytes(&db);
-    for customer in &customers {
-        assert!(!contains_bytes(
-            &bytes,
-            customer["password"].as_str().unwrap().as_bytes()
-        ));
-    }
+    // Every password ends with the same tail (see `synthetic`): one pass over the file finds
+    // any of them. (A pass per password over the file and its WAL, which hold a thousand
+    // session rows by now, took a minute.)
+    let tail = "-Zq8x";
+    assert!(customers
+        .iter()
+        .all(|c| c["password"].as_str().unwrap().ends_with(tail)));
+    assert!(!contains_bytes(&database_bytes(&db), tail.as_bytes()));
 }
 
 #[test]
