@@ -48,6 +48,12 @@ struct RawConfig {
     audit_days: u32,
     #[serde(default = "default_reset_minutes")]
     reset_minutes: u32,
+    #[serde(default)]
+    smtp_url: Option<String>,
+    #[serde(default)]
+    smtp_from: Option<String>,
+    #[serde(default)]
+    reset_url: Option<String>,
     #[serde(default = "default_changes_keep_days")]
     changes_keep_days: u32,
     #[serde(default = "default_clcleunik_type")]
@@ -89,6 +95,9 @@ const APP_KEYS: &[&str] = &[
     "response_cache_mib",
     "audit_days",
     "reset_minutes",
+    "smtp_url",
+    "smtp_from",
+    "reset_url",
     "changes_keep_days",
     "clcleunik_type",
     "upstream",
@@ -375,6 +384,8 @@ pub struct Config {
     pub retention: Retention,
     /// How long a password-reset token stays usable (`reset_minutes`, 60).
     pub reset_minutes: u32,
+    /// Where reset emails go out (`smtp_url`, `smtp_from`, `reset_url`), if configured.
+    pub mail: Option<MailSettings>,
     /// The old API this server mirrors (`upstream`), if any, and how.
     pub mirror: Option<MirrorConfig>,
     /// How to reach an old API (`upstream_timeout_secs`, `upstream_max_mib`,
@@ -388,6 +399,60 @@ pub struct Config {
 
 /// The longest `session_days` accepted: ten years.
 const MAX_SESSION_DAYS: u32 = 3650;
+
+/// Where password-reset emails go out (`smtp_url`, `smtp_from`, `reset_url`): all three, or
+/// none. [`crate::mail`] checks that the URL and the sender parse.
+#[derive(Clone)]
+pub struct MailSettings {
+    /// `smtp://HOST:PORT` (plain, for a relay on this machine), `smtp://USER:PASS@HOST:587?tls=required`
+    /// (STARTTLS) or `smtps://USER:PASS@HOST` (TLS). Holds a password: never logged.
+    pub smtp_url: String,
+    /// The sender, e.g. `Shop <noreply@shop.example>`.
+    pub from: String,
+    /// The shop's page that sets a new password, with `{token}` where the token goes.
+    pub reset_url: String,
+}
+
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("from", &self.from)
+            .field("reset_url", &self.reset_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailSettings {
+    fn from_raw(
+        smtp_url: Option<String>,
+        from: Option<String>,
+        reset_url: Option<String>,
+    ) -> Result<Option<MailSettings>, StartupError> {
+        let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        match (set(smtp_url), set(from), set(reset_url)) {
+            (None, None, None) => Ok(None),
+            (Some(smtp_url), Some(from), Some(reset_url)) => {
+                if !reset_url.contains("{token}") {
+                    return Err(StartupError::Config(
+                        "reset_url: put {token} where the reset token goes, e.g. \
+                         \"https://shop.example/reset?token={token}\""
+                            .into(),
+                    ));
+                }
+                Ok(Some(MailSettings {
+                    smtp_url,
+                    from,
+                    reset_url,
+                }))
+            }
+            _ => Err(StartupError::Config(
+                "smtp_url, smtp_from and reset_url go together: set all three to email \
+                 password resets, or none"
+                    .into(),
+            )),
+        }
+    }
+}
 
 /// How to reach an old API and what to accept from it.
 #[derive(Debug, Clone, Copy)]
@@ -533,6 +598,7 @@ impl Config {
                 changes_days: raw.changes_keep_days,
             },
             reset_minutes: raw.reset_minutes,
+            mail: MailSettings::from_raw(raw.smtp_url, raw.smtp_from, raw.reset_url)?,
             mirror,
             upstream_settings,
             session_days: raw.session_days,

@@ -162,6 +162,9 @@ pub enum ApiError {
     BodyTooLarge,
     #[error("Unsupported body type: send application/json or application/x-www-form-urlencoded")]
     UnsupportedBody,
+    /// A feature the owner has not configured (the message names the settings).
+    #[error("{0}")]
+    NotSetUp(String),
     /// Too many logins are waiting for a password check.
     #[error("The server is busy checking passwords. Try again shortly")]
     Busy,
@@ -204,7 +207,7 @@ impl ApiError {
             ApiError::TooManyAttempts { .. } => Status::TooManyRequests,
             ApiError::BodyTooLarge => Status::PayloadTooLarge,
             ApiError::UnsupportedBody => Status::UnsupportedMediaType,
-            ApiError::Busy => Status::ServiceUnavailable,
+            ApiError::Busy | ApiError::NotSetUp(_) => Status::ServiceUnavailable,
             ApiError::Unavailable(_) => Status::ServiceUnavailable,
             ApiError::Internal(_) => Status::InternalServerError,
         }

@@ -16,6 +16,7 @@ pub mod db;
 pub mod error;
 pub mod export;
 pub mod logging;
+pub mod mail;
 pub mod memo;
 pub mod ratelimit;
 pub mod reset;
@@ -159,6 +160,12 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         }
         None => None,
     };
+    let mailer = match &config.mail {
+        Some(settings) => Some(std::sync::Arc::new(
+            mail::Mailer::new(settings, config.reset_minutes).map_err(StartupError::Config)?,
+        )),
+        None => None,
+    };
     let login = routes::login::LoginService::new(&config);
     let cors = (!config.cors_origins.is_empty()).then(|| routes::Cors {
         origins: config.cors_origins.clone(),
@@ -198,6 +205,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .manage(sync::Mirroring(mirror))
         .manage(routes::docs::OpenApi::for_view(config.view))
         .manage(routes::reset::ResetLimiter::new(&config))
+        .manage(routes::reset::Mailing(mailer))
         .manage(login)
         .manage(cache::ResponseCache::new(config.response_cache_bytes))
         .manage(routes::customers::ListStreams::default())

@@ -40,15 +40,36 @@ pub fn issue(
     actor: &str,
     retention: Retention,
 ) -> rusqlite::Result<Issued> {
+    let token = new_token();
+    let expires = store(conn, id, &token, minutes, actor, retention)?;
+    Ok(Issued { token, expires })
+}
+
+/// A fresh token, not stored yet (see [`store`]): an emailed one is stored only once the
+/// message is sent, so that a failed send changes nothing.
+pub fn new_token() -> Secret {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    Secret::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// Stores `token` for customer `id`, valid `minutes`, ending the customer's older ones, with
+/// the request's audit row (never the token), in one transaction; when it expires.
+pub fn store(
+    conn: &mut Connection,
+    id: i64,
+    token: &Secret,
+    minutes: u32,
+    actor: &str,
+    retention: Retention,
+) -> rusqlite::Result<String> {
+    let token = token.expose();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute("DELETE FROM reset_token WHERE customer = ?1", [id])?;
     let expires: String = tx.query_row(
         "INSERT INTO reset_token (digest, customer, expires) \
          VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3)) RETURNING expires",
-        rusqlite::params![digest(&token).as_slice(), id, format!("+{minutes} minutes")],
+        rusqlite::params![digest(token).as_slice(), id, format!("+{minutes} minutes")],
         |row| row.get(0),
     )?;
     audit::record(
@@ -61,10 +82,7 @@ pub fn issue(
         retention,
     )?;
     tx.commit()?;
-    Ok(Issued {
-        token: Secret::new(token),
-        expires,
-    })
+    Ok(expires)
 }
 
 /// The customer a still-valid `token` resets, if any.

@@ -3,18 +3,20 @@
 //! the token is spent by `POST /CUSTOMER/PASSWORD/` with `resetToken` and `newPassword`.
 //! Resets are limited per account (and per end-user address, where known) like logins.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use rocket::http::Method;
+use rocket::http::{Method, Status};
 use rocket::{post, Route, State};
 use serde::Serialize;
 
 use super::body::Fields;
-use crate::apikey::ApiKey;
+use crate::apikey::{AnyKey, Caller, Scope};
 use crate::config::Config;
 use crate::customer::{self, Identifier};
 use crate::db::Db;
 use crate::error::{ApiError, JsonResponse};
+use crate::mail::Mailer;
 use crate::ratelimit::FailureLimiter;
 use crate::sync::Mirroring;
 
@@ -51,6 +53,12 @@ fn read_reset(fields: Fields) -> Result<Identifier, ApiError> {
     identifier.ok_or_else(|| ApiError::bad_request("Missing field: email or login"))
 }
 
+/// The reset emails' sender, when the owner configured SMTP.
+pub struct Mailing(pub Option<Arc<Mailer>>);
+
+/// The one answer a public key gets, whether the account exists or not.
+const ON_ITS_WAY: &str = "If that account exists, a reset message is on its way";
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ResetResult<'a> {
@@ -59,23 +67,39 @@ struct ResetResult<'a> {
 }
 
 #[post("/CUSTOMER/PASSWORD/RESET", data = "<body>")]
+#[allow(clippy::too_many_arguments)]
 async fn post_reset(
-    key: ApiKey,
+    key: AnyKey,
     db: &State<Db>,
     config: &State<Config>,
     limiter: &State<ResetLimiter>,
     mirroring: &State<Mirroring>,
+    mailing: &State<Mailing>,
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
+    let caller = key.0;
     if mirroring.0.is_some() {
         return Err(ApiError::Conflict(
             "This server mirrors the old API: passwords are set there (in the ERP)".into(),
         ));
     }
-    // Only a write key gets the token back (for the shop's own email).
-    if !key.0.can_write() {
+    // A write key gets the token back (for the shop's own email); a public key gets it
+    // emailed; a read key may not start a reset.
+    let public = caller.scope == Scope::Public;
+    if !public && !caller.can_write() {
         return Err(ApiError::ReadOnlyKey);
     }
+    let mailer = match (public, &mailing.0) {
+        (true, None) => {
+            return Err(ApiError::NotSetUp(
+                "Password reset by email is not set up on this server (smtp_url, smtp_from, \
+                 reset_url)"
+                    .into(),
+            ))
+        }
+        (true, Some(mailer)) => Some(Arc::clone(mailer)),
+        (false, _) => None,
+    };
     let identifier = read_reset(body?)?;
     let lookup = identifier.clone();
     let found = db
@@ -85,20 +109,30 @@ async fn post_reset(
         Some((customer, _)) => format!("reset:customer:{}", customer.clcleunik),
         None => format!("reset:{}", identifier.subject()),
     };
-    let address = key.0.end_user.map(|ip| format!("reset:address:{ip}"));
+    let address = caller.end_user.map(|ip| format!("reset:address:{ip}"));
     let mut subjects = vec![account.as_str()];
     subjects.extend(address.as_deref());
-    // Counted for good: each reset request uses one of the window's allowance.
+    // Counted for good: each reset request uses one of the window's allowance (known and
+    // unknown accounts alike, so that a 429 tells nothing either).
     let _counted = limiter
         .0
         .begin(&subjects, Instant::now())
         .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
+    if let Some(mailer) = mailer {
+        if let Some((customer, _)) = found {
+            let (db, minutes, retention) = ((*db).clone(), config.reset_minutes, config.retention);
+            rocket::tokio::spawn(email_reset(
+                db, mailer, caller, customer, minutes, retention,
+            ));
+        }
+        return Ok(JsonResponse::message(Status::Ok, true, ON_ITS_WAY));
+    }
     let (customer, _) =
         found.ok_or_else(|| ApiError::NotFound("No customer with that email or login".into()))?;
     let (id, minutes, actor, retention) = (
         customer.clcleunik,
         config.reset_minutes,
-        key.0.actor().to_owned(),
+        caller.actor().to_owned(),
         config.retention,
     );
     let issued = db
@@ -111,6 +145,40 @@ async fn post_reset(
             expires: &issued.expires,
         },
     ))
+}
+
+/// After a public key's answer: emails a fresh token to `customer`, then stores it (so that a
+/// message the SMTP server refuses changes nothing). Logged either way, never the token.
+async fn email_reset(
+    db: Db,
+    mailer: Arc<Mailer>,
+    caller: Caller,
+    customer: customer::Customer,
+    minutes: u32,
+    retention: crate::config::Retention,
+) {
+    let id = customer.clcleunik;
+    let token = crate::reset::new_token();
+    let sending = token.clone();
+    let sent = rocket::tokio::task::spawn_blocking(move || {
+        mailer.send_reset(&customer.email, &customer.first_name, &sending)
+    })
+    .await
+    .unwrap_or_else(|_| Err("the sending thread stopped".to_owned()));
+    if let Err(error) = sent {
+        return log::warn!("the password reset email for customer {id} was not sent: {error}");
+    }
+    let actor = caller.actor().to_owned();
+    let stored = db
+        .run(move |conn| crate::reset::store(conn, id, &token, minutes, &actor, retention))
+        .await;
+    match stored {
+        Ok(_) => log::info!("password reset email sent for customer {id}"),
+        Err(error) => log::warn!(
+            "the password reset email for customer {id} was sent, but its token could not be \
+             stored (its link will not work): {error}"
+        ),
+    }
 }
 
 pub fn routes() -> Vec<Route> {

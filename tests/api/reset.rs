@@ -191,3 +191,311 @@ fn a_deleted_customer_s_tokens_go_with_them() {
     spend(&app, &read, &token, STRONG).assert_error(400);
     assert_eq!(app.sql_count("SELECT count(*) FROM reset_token"), 0);
 }
+
+/// A minimal SMTP server on loopback that keeps every message it accepts, or refuses them.
+struct FakeSmtp {
+    port: u16,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeSmtp {
+    fn start() -> FakeSmtp {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, refusing) = (messages.clone(), refuse.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (kept, refusing) = (kept.clone(), refusing.clone());
+                std::thread::spawn(move || {
+                    let mut out = stream.try_clone().unwrap();
+                    let mut lines = BufReader::new(stream);
+                    let _ = out.write_all(b"220 fake ESMTP\r\n");
+                    let mut line = String::new();
+                    while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        let answer: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250 fake\r\n",
+                            "DATA" => {
+                                let _ = out.write_all(b"354 go on\r\n");
+                                let mut message = String::new();
+                                let mut part = String::new();
+                                while lines.read_line(&mut part).unwrap_or(0) > 0 {
+                                    if part == ".\r\n" {
+                                        break;
+                                    }
+                                    message.push_str(&part);
+                                    part.clear();
+                                }
+                                if refusing.load(std::sync::atomic::Ordering::SeqCst) {
+                                    b"554 5.7.1 refused by policy\r\n"
+                                } else {
+                                    kept.lock().unwrap().push(message);
+                                    b"250 queued\r\n"
+                                }
+                            }
+                            "QUIT" => {
+                                let _ = out.write_all(b"221 bye\r\n");
+                                break;
+                            }
+                            _ => b"250 ok\r\n",
+                        };
+                        let _ = out.write_all(answer);
+                        line.clear();
+                    }
+                });
+            }
+        });
+        FakeSmtp {
+            port,
+            messages,
+            refuse,
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+/// A message body as written, from its quoted-printable form (`=3D`, soft line breaks).
+fn quoted_printable_decoded(text: &str) -> String {
+    let joined = text.replace("=\r\n", "");
+    let mut out = Vec::new();
+    let bytes = joined.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn mail_server(smtp: &FakeSmtp, db: &std::path::Path) -> Server {
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    Server::start(
+        db,
+        &[
+            ("ROCKET_SMTP_URL", url.as_str()),
+            ("ROCKET_SMTP_FROM", "Shop <noreply@shop.test>"),
+            ("ROCKET_RESET_URL", "https://shop.test/reset?token={token}"),
+            ("ROCKET_LOG_LEVEL", "debug"),
+        ],
+    )
+}
+
+fn public_key(db: &std::path::Path) -> String {
+    let out = binary()
+        .env("ROCKET_DATABASE", db)
+        .args(["keys", "create", "web", "--public"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn reset_over(server: &Server, key: &str, email: &str) -> Reply {
+    server.request(
+        "POST",
+        "/CUSTOMER/PASSWORD/RESET/",
+        &[("Content-Type", "application/json"), ("X-API-Key", key)],
+        &json!({ "email": email }).to_string(),
+    )
+}
+
+#[test]
+fn a_public_key_gets_the_reset_link_emailed_and_the_same_answer_for_any_account() {
+    let smtp = FakeSmtp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = mail_server(&smtp, &db);
+    let key = public_key(&db);
+
+    let known = reset_over(&server, &key, "jdoe@example.com");
+    let unknown = reset_over(&server, &key, "nobody@example.com");
+
+    assert_eq!(known.status, 200, "{}", known.body);
+    assert_eq!(
+        known.body, unknown.body,
+        "the same answer whether the account exists or not"
+    );
+    assert_eq!(
+        known.json()["message"],
+        "If that account exists, a reset message is on its way"
+    );
+    assert!(!known.body.contains("clr_"));
+    assert!(eventually(std::time::Duration::from_secs(10), || !smtp
+        .messages()
+        .is_empty()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let messages = smtp.messages();
+    assert_eq!(
+        messages.len(),
+        1,
+        "one message, for the account that exists"
+    );
+    let message = &quoted_printable_decoded(&messages[0]);
+    assert!(message.contains("jdoe@example.com") && message.contains("Reset your password"));
+    let token: String = message
+        .split("https://shop.test/reset?token=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    assert!(token.starts_with("clr_"), "{message}");
+
+    // The browser follows the link: the token and a new password, with the public key alone.
+    let spent = server.request(
+        "POST",
+        "/CUSTOMER/PASSWORD/",
+        &[("Content-Type", "application/json"), ("X-API-Key", &key)],
+        &json!({"resetToken": token, "newPassword": STRONG}).to_string(),
+    );
+    assert_eq!(spent.status, 200, "{}", spent.body);
+    let login = server.request(
+        "POST",
+        "/CUSTOMER/LOGIN/",
+        &[("Content-Type", "application/json"), ("X-API-Key", &key)],
+        &json!({"email": "jdoe@example.com", "password": STRONG}).to_string(),
+    );
+    assert_eq!(login.status, 200, "{}", login.body);
+    let log = server.stop();
+    assert!(!log.contains(&token[4..]), "the token in the log:\n{log}");
+    assert!(
+        log.contains("password reset email sent for customer 1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_refused_reset_email_is_logged_without_the_token_and_changes_nothing() {
+    let smtp = FakeSmtp::start();
+    smtp.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = mail_server(&smtp, &db);
+    let key = public_key(&db);
+
+    assert_eq!(reset_over(&server, &key, "jdoe@example.com").status, 200);
+
+    let mut log = String::new();
+    assert!(eventually(std::time::Duration::from_secs(10), || {
+        log = server.log();
+        log.contains("was not sent")
+    }));
+    assert!(log.contains("refused by policy"), "{log}");
+    let unmasked = log.split("clr_").skip(1).any(|after| {
+        after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .count()
+            >= 8
+    });
+    assert!(!unmasked, "a reset token in the log:\n{log}");
+    let count: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM reset_token", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(count, 0, "no token stored for a message that was not sent");
+    let login = server.request(
+        "POST",
+        "/CUSTOMER/LOGIN/",
+        &[("Content-Type", "application/json"), ("X-API-Key", &key)],
+        &json!({"email": "jdoe@example.com", "password": "password123"}).to_string(),
+    );
+    assert_eq!(login.status, 200, "the password is unchanged");
+}
+
+#[test]
+fn a_public_reset_takes_about_the_same_time_whether_the_account_exists_or_not() {
+    let smtp = FakeSmtp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = mail_server(&smtp, &db);
+    let key = public_key(&db);
+    let emails: Vec<String> = demo_customers()
+        .iter()
+        .map(|c| c["email"].as_str().unwrap().to_owned())
+        .take(20)
+        .collect();
+    let time = |email: &str| {
+        let started = std::time::Instant::now();
+        let reply = reset_over(&server, &key, email);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        started.elapsed()
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for (n, email) in emails.iter().enumerate() {
+        // Alternating, so that load on the machine falls on both alike.
+        known.push(time(email));
+        unknown.push(time(&format!("nobody{n}@example.com")));
+    }
+    known.sort();
+    unknown.sort();
+    let (a, b) = (known[known.len() / 2], unknown[unknown.len() / 2]);
+    let (fast, slow) = (a.min(b), a.max(b));
+    assert!(
+        slow <= fast * 2 + std::time::Duration::from_millis(2),
+        "median {a:?} for existing accounts, {b:?} for missing ones"
+    );
+}
+
+#[test]
+fn smtp_settings_go_together_and_the_reset_url_needs_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    for (env, expected) in [
+        (
+            vec![("ROCKET_SMTP_URL", "smtp://127.0.0.1:2525")],
+            "go together",
+        ),
+        (
+            vec![
+                ("ROCKET_SMTP_URL", "smtp://127.0.0.1:2525"),
+                ("ROCKET_SMTP_FROM", "Shop <noreply@shop.test>"),
+                ("ROCKET_RESET_URL", "https://shop.test/reset"),
+            ],
+            "{token}",
+        ),
+        (
+            vec![
+                (
+                    "ROCKET_SMTP_URL",
+                    "smtp://user:SMTP-SECRET-1@127.0.0.1:2525",
+                ),
+                ("ROCKET_SMTP_FROM", "not an address"),
+                ("ROCKET_RESET_URL", "https://shop.test/reset?token={token}"),
+            ],
+            "smtp_from",
+        ),
+    ] {
+        let mut command = binary();
+        command
+            .arg("serve")
+            .env("ROCKET_DATABASE", dir.path().join("shop.db"))
+            .env("ROCKET_PORT", "0");
+        for (name, value) in &env {
+            command.env(name, value);
+        }
+        let out = command.output().unwrap();
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(78), "{said}");
+        assert!(said.contains(expected), "{expected}: {said}");
+        assert!(!said.contains("SMTP-SECRET-1"), "{said}");
+    }
+}
