@@ -40,7 +40,7 @@ pub fn export(
             for customer in &page.customers {
                 let json = serde_json::to_value(CustomerJson { customer, view })?;
                 writer.write_record(columns.iter().map(|field| match &json[field.name()] {
-                    Value::String(text) => text.clone(),
+                    Value::String(text) => spreadsheet_safe(text),
                     other => other.to_string(),
                 }))?;
             }
@@ -48,6 +48,17 @@ pub fn export(
         }
     }
     Ok(page.customers.len())
+}
+
+/// A text cell a spreadsheet will not run: one starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return is a formula to Excel and LibreOffice (`=HYPERLINK(...)` typed into a
+/// registration form would run on the owner's machine), so it gets a leading `'`, which they
+/// show as text. `clientele import` takes that `'` off again, so the file round-trips.
+fn spreadsheet_safe(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_owned(),
+    }
 }
 
 /// Writes a consistent copy of the database to `dest` while the server may be running

@@ -272,13 +272,22 @@ pub fn csv_records(
                 let fields = headers
                     .iter()
                     .cloned()
-                    .zip(row.iter().map(|cell| Some(cell.to_owned())));
+                    .zip(row.iter().map(|cell| Some(unguarded(cell).to_owned())));
                 // A bad value ends nothing: the rows after it are read too, so that one
                 // run reports every bad value (an unreadable file does end the reading).
                 return Some(record_from_fields(line, fields));
             }
         }
     })))
+}
+
+/// A CSV cell without the `'` that `clientele export` puts before what a spreadsheet would
+/// run as a formula (`'=...`, `'+32 ...`), so that an export imports back as it was.
+fn unguarded(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
 }
 
 /// Every unknown column at once, each with the field it most likely meant, and the names a

