@@ -106,6 +106,16 @@ pub fn backup(conn: &Connection, dest: &Path, force: bool) -> Result<(), String>
         conn.execute("VACUUM INTO ?1", [path_text])
             .map_err(|e| format!("{}: could not write the copy: {e}", dest.display()))?;
         let copy = Connection::open(&partial).map_err(|e| e.to_string())?;
+        // A copy that is restored one day is another database to the changes feed: a back
+        // office's token from the live one (which went on after this copy) must get 410, not
+        // go on from a number this copy will give to other changes. The copy's numbers jump
+        // ahead by 2^40, and every token from before the jump is "too old".
+        copy.execute(
+            "UPDATE change_log SET seq = seq + 1099511627776, \
+             pruned_through = seq + 1099511627776",
+            [],
+        )
+        .map_err(|e| format!("{}: could not write the copy: {e}", dest.display()))?;
         let check: String = copy
             .query_row("PRAGMA integrity_check", [], |row| row.get(0))
             .map_err(|e| e.to_string())?;

@@ -906,3 +906,59 @@ fn a_csv_export_never_hands_a_spreadsheet_a_formula_and_imports_back_as_it_was()
     assert_eq!(customer["lastName"], "@SUM(1)");
     assert_eq!(customer["city"], "-2+3");
 }
+
+#[test]
+fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.db");
+    let copy = dir.path().join("copy.db");
+    let server = Server::start(&live, &[]);
+    let next = |server: &Server, since: &str| {
+        let reply = server.get(&format!("/CUSTOMER/CHANGES/?since={since}&limit=10000"));
+        (
+            reply.status,
+            reply.json()["result"]["next"].as_str().map(str::to_owned),
+        )
+    };
+    let backup = cli(&live, &["backup", copy.to_str().unwrap()]);
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    for id in [12, 13, 14] {
+        let body = json!({"id_client": id, "city": "After the backup"}).to_string();
+        let reply = server.request(
+            "POST",
+            "/CUSTOMER/UPDATE/",
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(reply.status, 200);
+    }
+    let (_, token) = next(&server, "0");
+    let token = token.unwrap();
+    drop(server);
+
+    // The backup restored, and written to before the back office polls again.
+    let restored = Server::start(&copy, &[]);
+    for id in [15, 16, 17, 18, 19] {
+        let body = json!({"id_client": id, "city": "After the restore"}).to_string();
+        let reply = restored.request(
+            "POST",
+            "/CUSTOMER/UPDATE/",
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(reply.status, 200);
+    }
+
+    let (status, _) = next(&restored, &token);
+    assert_eq!(
+        status, 410,
+        "a token from the live database, after a restore"
+    );
+    let (status, fresh) = next(&restored, "0");
+    assert_eq!(status, 200);
+    assert_eq!(
+        next(&restored, &fresh.unwrap()).0,
+        200,
+        "tokens of the restored one work"
+    );
+}
