@@ -198,8 +198,17 @@ impl<'de> serde::Deserialize<'de> for Pairs {
 impl Fields {
     /// Refuses a name given twice, in a form or a JSON object alike.
     pub fn check_unique(&self) -> Result<(), ApiError> {
+        self.check_repeats(|_| true)
+    }
+
+    /// Refuses any of `names` given twice (other names, ignored by the route, may repeat).
+    pub fn check_unique_of(&self, names: &[&str]) -> Result<(), ApiError> {
+        self.check_repeats(|name| names.contains(&name))
+    }
+
+    fn check_repeats(&self, counts: impl Fn(&str) -> bool) -> Result<(), ApiError> {
         for (index, (name, _)) in self.0.iter().enumerate() {
-            if self.0[..index].iter().any(|(other, _)| other == name) {
+            if counts(name) && self.0[..index].iter().any(|(other, _)| other == name) {
                 return Err(ApiError::bad_request(format!(
                     "Invalid {name}: given more than once"
                 )));

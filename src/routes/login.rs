@@ -31,7 +31,8 @@ pub struct LoginRequest {
 
 /// Picks the identifier and the password out of the body's fields.
 fn parse_fields(fields: Fields) -> Result<LoginRequest, ApiError> {
-    fields.check_unique()?;
+    // Other fields are ignored (clients send extras), so only these may not come twice.
+    fields.check_unique_of(&["email", "login", "password"])?;
     let mut email = None;
     let mut login = None;
     let mut password = None;
