@@ -167,6 +167,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         None => None,
     };
     let login = routes::login::LoginService::new(&config);
+    login.prime(&db);
     let cors = (!config.cors_origins.is_empty()).then(|| routes::Cors {
         origins: config.cors_origins.clone(),
     });

@@ -65,6 +65,33 @@ pub struct LoginService {
     /// many run at once, so a burst of logins cannot starve list requests or exhaust memory.
     verifiers: Semaphore,
     hasher: PasswordHasher,
+    /// The slowest password check lately: every failure takes at least this long.
+    floor: std::sync::Arc<FailureFloor>,
+}
+
+/// How long a failed login takes at least: the slowest check of the last ten minutes (capped
+/// at one second). An unknown account is checked against an Argon2id dummy, but a wrong
+/// password for an account still holding a bcrypt hash (cost 10 to 12) takes several times
+/// longer: without a floor, timing would tell such accounts from unknown ones.
+struct FailureFloor(std::sync::Mutex<(Duration, Instant)>);
+
+impl FailureFloor {
+    const KEPT: Duration = Duration::from_secs(600);
+    const CAP: Duration = Duration::from_secs(1);
+
+    fn new() -> FailureFloor {
+        FailureFloor(std::sync::Mutex::new((Duration::ZERO, Instant::now())))
+    }
+
+    /// Records a check that took `took`; the floor a failure waits out now.
+    fn observe(&self, took: Duration) -> Duration {
+        let mut slowest = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if took >= slowest.0 || now.duration_since(slowest.1) > Self::KEPT {
+            *slowest = (took.min(Self::CAP), now);
+        }
+        slowest.0
+    }
 }
 
 impl LoginService {
@@ -73,7 +100,36 @@ impl LoginService {
             limiter: FailureLimiter::new(config.login_max_failures, config.login_window),
             verifiers: Semaphore::new(config.login_workers),
             hasher: config.hasher.clone(),
+            floor: std::sync::Arc::new(FailureFloor::new()),
         }
+    }
+
+    /// Sets the failure floor from the slowest kind of stored hash, on a thread of its own so
+    /// that start-up does not wait for it: one wrong-password check against the bcrypt hash
+    /// of highest cost, if any is stored. Without it, the very first probe of such an account
+    /// would still stand out.
+    pub fn prime(&self, db: &Db) {
+        let (floor, hasher, db) = (
+            std::sync::Arc::clone(&self.floor),
+            self.hasher.clone(),
+            db.clone(),
+        );
+        std::thread::spawn(move || {
+            let Ok(conn) = db.connection() else { return };
+            let slowest: Option<String> = conn
+                .query_row(
+                    "SELECT password_hash FROM customer WHERE password_hash LIKE '$2_$%' \
+                     ORDER BY substr(password_hash, 5, 2) DESC LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .ok();
+            if let Some(hash) = slowest {
+                let started = Instant::now();
+                let _ = hasher.verify(&Secret::new(String::from("not the password")), Some(&hash));
+                floor.observe(started.elapsed());
+            }
+        });
     }
 
     /// Runs `work` with the hasher on the blocking pool, once a verifier slot is free.
@@ -140,16 +196,29 @@ impl LoginService {
         };
         let check_against = stored.clone();
         let attempt_password = password.clone();
+        let checking = Instant::now();
         let verdict = self
             .with_hasher(move |hasher| {
-                hasher.verify(
+                let started = Instant::now();
+                let verdict = hasher.verify(
                     &attempt_password,
                     check_against.as_ref().map(Secret::expose),
-                )
+                );
+                (verdict, started.elapsed())
             })
             .await;
         let verdict = match verdict {
-            Ok(verdict) => verdict,
+            Ok((verdict, took)) => {
+                let floor = self.floor.observe(took);
+                if !matches!(verdict, Verdict::Valid { .. }) || customer.is_none() {
+                    // A failure takes as long as the slowest kind of check.
+                    let waited = checking.elapsed();
+                    if waited < floor {
+                        rocket::tokio::time::sleep(floor - waited).await;
+                    }
+                }
+                verdict
+            }
             Err(error) => {
                 // Not checked (the server is busy): not a failure.
                 self.limiter.refund(attempt);

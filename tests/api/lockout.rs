@@ -214,3 +214,48 @@ fn one_visitor_is_one_counter_however_their_address_is_spelled() {
         "another /64 is another visitor"
     );
 }
+
+#[test]
+fn a_wrong_password_for_a_bcrypt_account_takes_as_long_as_one_for_an_unknown_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("php.db");
+    quick_start(&db);
+    // A shop coming from PHP: one customer still holds a bcrypt hash (cost 8 here, to keep
+    // the suite quick; PHP writes 10 to 12, slower still).
+    let hash = bcrypt::hash("from-php-2019", 8)
+        .unwrap()
+        .replacen("$2b$", "$2y$", 1);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE customer SET password_hash = ?1 WHERE clcleunik = 2",
+            [&hash],
+        )
+        .unwrap();
+    let server = Server::start(&db, &[]);
+    let shop = key(&db, "shop", &[]);
+    let bcrypt_email = demo_customers()[1]["email"].as_str().unwrap().to_owned();
+    let timed = |email: &str| {
+        let started = std::time::Instant::now();
+        assert_eq!(login(&server, &shop, email, "wrong guess", None), 401);
+        started.elapsed()
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    // The very first probe too: the floor is set before any login.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for n in 0..7 {
+        unknown.push(timed(&format!("nobody{n}@example.com")));
+        known.push(timed(&bcrypt_email));
+    }
+    known.sort();
+    unknown.sort();
+    let (a, b) = (known[3], unknown[3]);
+    assert!(
+        a.max(b) <= a.min(b) * 2 + std::time::Duration::from_millis(5),
+        "median {a:?} for the bcrypt account, {b:?} for unknown ones"
+    );
+    assert!(
+        unknown[0] >= known[0] / 2,
+        "even the first unknown probe waits: {unknown:?}"
+    );
+}
