@@ -262,6 +262,9 @@ pub struct Db {
     /// The device and inode of the file opened: a file deleted or replaced under the server
     /// (which keeps serving the old one) is told apart from the one it opened.
     identity: Option<(u64, u64)>,
+    /// The database file, open for reading its header (see [`check_header`]); never closed
+    /// while the server runs, since closing it would drop SQLite's locks.
+    header_file: Option<Arc<std::fs::File>>,
 }
 
 /// The device and inode of the file at `path`, if it exists.
@@ -351,6 +354,7 @@ impl Db {
                 created: report.created,
                 totals: Arc::default(),
                 identity: file_identity(path),
+                header_file: std::fs::File::open(path).ok().map(Arc::new),
             },
             report,
         ))
@@ -441,8 +445,11 @@ impl Db {
                     .to_owned(),
             }));
         }
+        let file = self.header_file.clone();
         self.run(move |conn| {
-            check_header(&path).map_err(ApiError::unavailable)?;
+            if let Some(file) = file {
+                check_header(&path, &file).map_err(ApiError::unavailable)?;
+            }
             conn.query_row("SELECT count(*) FROM customer", [], |_| Ok(()))
                 .map_err(ApiError::from)
         })
@@ -458,16 +465,21 @@ pub struct HeaderError {
     reason: String,
 }
 
-/// Reads the first 100 bytes of the file: SQLite's magic string and our application id.
-pub fn check_header(path: &Path) -> Result<(), HeaderError> {
-    use std::io::Read;
+/// Reads the file's first 100 bytes through `file`, a descriptor kept open for the life of
+/// the server: SQLite's magic string and our application id, as they are on disk (SQLite
+/// itself would answer from its cache, or from the WAL's copy of the page).
+///
+/// Never through a `File::open` and close: closing any descriptor of a file drops every POSIX
+/// lock this process holds on it, SQLite's included, and another program opening the database
+/// then takes the server for gone, checkpoints and deletes the WAL under it.
+pub fn check_header(path: &Path, file: &std::fs::File) -> Result<(), HeaderError> {
+    use std::os::unix::fs::FileExt;
     let fail = |reason: &str| HeaderError {
         path: path.display().to_string(),
         reason: reason.to_owned(),
     };
     let mut header = [0u8; 100];
-    std::fs::File::open(path)
-        .and_then(|mut file| file.read_exact(&mut header))
+    file.read_exact_at(&mut header, 0)
         .map_err(|e| fail(&format!("cannot be read: {e}")))?;
     if &header[..16] != b"SQLite format 3\0" {
         return Err(fail(

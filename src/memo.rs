@@ -18,8 +18,10 @@
 //!   `If-None-Match`) is another entry, so no response can reach a request it was not made
 //!   for. A wrong or revoked key is never kept (401 is not kept; revoking commits, which
 //!   changes the version);
-//! - a request carrying a customer session (`Authorization: Bearer cls_...`) is never kept:
-//!   a session can expire without any commit, and its next request must then be refused;
+//! - a request carrying a customer session (`Authorization: Bearer cls_...`) is kept for at
+//!   most [`SESSION_TTL`]: a session ended by a logout or a password change is a commit, which
+//!   drops it at once, but one can also expire without any commit, and its next request must
+//!   then be refused: it is, at most that long after its expiry (written in the README);
 //! - a response is kept only when the version read before the app ran equals the one read
 //!   after, so it describes that version; a commit in between leaves it unkept;
 //! - entries, request keys included, live in memory only, and all are dropped when the version
@@ -29,12 +31,26 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::header::HeaderMap;
 use hyper::StatusCode;
 
 use crate::routes::LIST_PATH;
+
+/// How long an answer to a request carrying a customer session is reused at most.
+pub const SESSION_TTL: Duration = Duration::from_secs(1);
+
+/// The first byte of a key: whether the request carries a customer session.
+const SESSION_KEY: u8 = b's';
+const PLAIN_KEY: u8 = b'k';
+
+/// A kept response, and until when a session's one may be reused.
+struct Entry {
+    response: Arc<Memoized>,
+    until: Option<Instant>,
+}
 
 /// A response as it was sent: status, headers (hyper's, after conversion), body.
 pub struct Memoized {
@@ -64,7 +80,7 @@ pub struct Memo {
 #[derive(Default)]
 struct Inner {
     generation: Option<i64>,
-    entries: HashMap<Vec<u8>, Arc<Memoized>>,
+    entries: HashMap<Vec<u8>, Entry>,
     weight: usize,
 }
 
@@ -96,12 +112,10 @@ impl Memo {
             .get_all(hyper::header::AUTHORIZATION)
             .iter()
             .any(|value| crate::session::is_session_header(value.as_bytes()));
-        if session {
-            return None;
-        }
-        // Unambiguous: the address first, its length told by a tag; then the target and the
-        // headers, none of which may hold a line break (nor a name a colon).
+        // Unambiguous: whether a session is sent, the address, its length told by a tag; then
+        // the target and the headers, none of which may hold a line break (nor a name a colon).
         let mut key = Vec::with_capacity(target.len() + 64 * headers.len() + 24);
+        key.push(if session { SESSION_KEY } else { PLAIN_KEY });
         match peer {
             IpAddr::V4(v4) => {
                 key.push(4);
@@ -130,7 +144,11 @@ impl Memo {
         if inner.generation != generation {
             return None;
         }
-        inner.entries.get(key).cloned()
+        let entry = inner.entries.get(key)?;
+        match entry.until {
+            Some(until) if until <= Instant::now() => None,
+            _ => Some(Arc::clone(&entry.response)),
+        }
     }
 
     /// Keeps `response` for `key`, if it was made at one data version (`before` the app ran
@@ -150,9 +168,16 @@ impl Memo {
             inner.weight = 0;
             inner.generation = before;
         }
-        let replaced = inner.entries.get(&key).map(|old| old.weight(&key));
+        let replaced = inner.entries.get(&key).map(|old| old.response.weight(&key));
         inner.weight = inner.weight.saturating_sub(replaced.unwrap_or(0)) + weight;
-        inner.entries.insert(key, Arc::new(response));
+        let until = (key.first() == Some(&SESSION_KEY)).then(|| Instant::now() + SESSION_TTL);
+        inner.entries.insert(
+            key,
+            Entry {
+                response: Arc::new(response),
+                until,
+            },
+        );
     }
 
     /// Bytes held (for tests).
@@ -229,15 +254,50 @@ mod tests {
         assert!(Memo::new(0)
             .key(&get, "/CUSTOMER/LIST/", &none, false, PEER)
             .is_none());
-        // A customer session can expire without a commit: never kept.
+        // A customer session's answer has a key of its own kind: kept for SESSION_TTL.
         let session = headers(&[("authorization", "Bearer cls_abc")]);
-        assert!(memo
+        let session_key = memo
             .key(&get, "/CUSTOMER/LIST/", &session, false, PEER)
-            .is_none());
+            .unwrap();
         let key = headers(&[("authorization", "Bearer clt_abc")]);
-        assert!(memo
+        let plain_key = memo
             .key(&get, "/CUSTOMER/LIST/", &key, false, PEER)
-            .is_some());
+            .unwrap();
+        assert_eq!(session_key[0], SESSION_KEY);
+        assert_eq!(plain_key[0], PLAIN_KEY);
+    }
+
+    #[test]
+    fn a_sessions_answer_is_reused_for_at_most_the_session_ttl() {
+        let memo = Memo::new(1 << 20);
+        let session = key(
+            &memo,
+            "/CUSTOMER/LIST/",
+            &[("authorization", "Bearer cls_abc")],
+        );
+        let plain = key(&memo, "/CUSTOMER/LIST/", &[("x-api-key", "clt_a")]);
+        memo.keep(
+            Some(3),
+            Some(3),
+            session.clone(),
+            response(StatusCode::OK, "{}"),
+        );
+        memo.keep(
+            Some(3),
+            Some(3),
+            plain.clone(),
+            response(StatusCode::OK, "{}"),
+        );
+        assert!(memo.get(Some(3), &session).is_some());
+        std::thread::sleep(SESSION_TTL + Duration::from_millis(50));
+        assert!(
+            memo.get(Some(3), &session).is_none(),
+            "expired with the TTL"
+        );
+        assert!(
+            memo.get(Some(3), &plain).is_some(),
+            "a key's answer lasts the data version"
+        );
     }
 
     #[test]

@@ -962,3 +962,40 @@ fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
         "tokens of the restored one work"
     );
 }
+
+#[test]
+fn another_program_reading_the_database_after_health_never_splits_the_server_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[]);
+    assert_eq!(server.get("/health").status, 200);
+    assert_eq!(server.get("/health").status, 200);
+
+    // Another program (sqlite3, a backup script) opens the file, reads, closes: Python's
+    // sqlite3 module, with the system's SQLite, as such a program would.
+    let read = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             print(c.execute('SELECT count(*) FROM api_key').fetchone()[0]); c.close()",
+        )
+        .arg(&db)
+        .output()
+        .expect("python3 runs");
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "0", "{read:?}");
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    assert!(
+        std::path::Path::new(&wal).exists(),
+        "the server's WAL was deleted under it"
+    );
+
+    // A write through the server is in the file the tools read.
+    let added = add(&server, json!({"email": "after-health@shop.be"}));
+    assert_eq!(added.status, 201, "{}", added.body);
+    let exported = cli(&db, &["export"]);
+    assert!(
+        String::from_utf8_lossy(&exported.stdout).contains("after-health@shop.be"),
+        "the server wrote somewhere the tools do not see"
+    );
+}

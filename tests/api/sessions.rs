@@ -979,3 +979,49 @@ fn public_key_logins_count_the_visitors_address_unless_it_is_a_local_proxy() {
     }
     assert_eq!(login_from("127.0.0.1:6000", B.1, B.3).status, 200);
 }
+
+#[test]
+fn a_session_that_expires_without_any_commit_is_refused_within_the_memos_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("expiry.db");
+    let server = Server::start(&db, &[]);
+    let out = binary()
+        .env("ROCKET_DATABASE", &db)
+        .args(["keys", "create", "web", "--public"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let login = server.request(
+        "POST",
+        "/CUSTOMER/LOGIN/",
+        &[("Content-Type", "application/json"), ("X-API-Key", &public)],
+        &serde_json::json!({"email": "jdoe@example.com", "password": "password123"}).to_string(),
+    );
+    let token = login.json()["result"]["token"].as_str().unwrap().to_owned();
+    // The session now ends 1.5 s from now (this commit is the last one).
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE session SET expires = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1.5 seconds')",
+            [],
+        )
+        .unwrap();
+    let bearer = format!("Bearer {token}");
+    let ask = || {
+        server
+            .request(
+                "GET",
+                "/CUSTOMER/LIST/",
+                &[("X-API-Key", &public), ("Authorization", &bearer)],
+                "",
+            )
+            .status
+    };
+    // Answered, and the answer kept by the memo, again and again before the expiry.
+    for _ in 0..20 {
+        assert_eq!(ask(), 200);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500 + 1000 + 200));
+    assert_eq!(ask(), 401, "at most the memo's second after the expiry");
+}
