@@ -497,7 +497,8 @@ fn is_local_host(host: &str, configured: IpAddr) -> bool {
 /// The address of the person behind a request, as far as it is known, for the login limits:
 /// - a key created with `--forwards-client-address` names it as the first `X-Forwarded-For`
 ///   entry (ignored from any other caller, who could pick any address);
-/// - behind a reverse proxy the operator configured (`ip_header`), the proxy's header.
+/// - a public key (a browser): the proxy's header behind the operator's proxy (`ip_header`),
+///   else the TCP peer.
 ///
 /// With no key at all the peer is this machine, often a shop front-end calling for everyone:
 /// only per-account limits apply there too.
@@ -517,14 +518,19 @@ fn end_user_address(request: &Request<'_>, caller: &Caller) -> Option<IpAddr> {
             .get_one("X-Forwarded-For")
             .and_then(|value| value.split(',').next())
             .and_then(|first| parse_address(first.trim()))
-    } else if request.rocket().config().ip_header.is_some() {
-        request.client_ip()
     } else if caller.scope == Scope::Public {
-        request
-            .remote()
-            .map(|peer| peer.ip())
-            .filter(|ip| !ip.is_loopback())
+        // A browser: behind the operator's proxy its header, else the peer (unless the peer
+        // is a proxy on this machine, the same address for every visitor).
+        match request.rocket().config().ip_header {
+            Some(_) => request.client_ip(),
+            None => request
+                .remote()
+                .map(|peer| peer.ip())
+                .filter(|ip| !ip.is_loopback()),
+        }
     } else {
+        // A read or write key is a shop's server calling for all its visitors, even through
+        // the operator's proxy: its address is nobody's.
         None
     };
     address.map(limit_unit)

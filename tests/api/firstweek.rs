@@ -982,7 +982,11 @@ fn another_program_reading_the_database_after_health_never_splits_the_server_fro
         .arg(&db)
         .output()
         .expect("python3 runs");
-    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "0", "{read:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        "0",
+        "{read:?}"
+    );
     let mut wal = db.as_os_str().to_owned();
     wal.push("-wal");
     assert!(

@@ -259,3 +259,32 @@ fn a_wrong_password_for_a_bcrypt_account_takes_as_long_as_one_for_an_unknown_acc
         "even the first unknown probe waits: {unknown:?}"
     );
 }
+
+#[test]
+fn behind_the_operators_proxy_a_shops_key_still_never_locks_out_another_customer() {
+    // ip_header is set for the browsers' public key; the shop's back end comes through the
+    // same proxy, with its own address in X-Real-IP for every visitor it logs in.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("proxied.db");
+    let server = Server::start(&db, &[("ROCKET_IP_HEADER", "X-Real-IP")]);
+    let shop = key(&db, "shop-backend", &[]);
+    let from_proxy = |email: &str, password: &str| {
+        let body = json!({"email": email, "password": password}).to_string();
+        server
+            .request(
+                "POST",
+                "/CUSTOMER/LOGIN/",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("X-API-Key", &shop),
+                    ("X-Real-IP", "10.0.0.7"),
+                ],
+                &body,
+            )
+            .status
+    };
+    for email in other_emails().iter().take(12) {
+        assert_eq!(from_proxy(email, "wrong"), 401);
+    }
+    assert_eq!(from_proxy("jdoe@example.com", "password123"), 200);
+}
