@@ -38,8 +38,13 @@ pub struct NewSession {
     pub expires: String,
 }
 
+/// The most live sessions one customer keeps (phones, computers, browsers): a new login beyond
+/// it ends that customer's oldest, so that logging in in a loop cannot grow the database.
+pub const MAX_PER_CUSTOMER: i64 = 50;
+
 /// Opens a session for customer `id`, valid `days` days. Expired sessions are swept out on
-/// the way (through the index on `expires`), so the table holds only live ones and a few.
+/// the way (through the index on `expires`), so the table holds only live ones and a few;
+/// a customer keeps at most [`MAX_PER_CUSTOMER`].
 pub fn open(conn: &Connection, id: i64, days: u32) -> rusqlite::Result<NewSession> {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
@@ -50,6 +55,13 @@ pub fn open(conn: &Connection, id: i64, days: u32) -> rusqlite::Result<NewSessio
          VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3)) RETURNING expires",
         rusqlite::params![digest(&token).as_slice(), id, format!("+{days} days")],
         |row| row.get(0),
+    )?;
+    // The new session always stays; of the others, the newest MAX - 1.
+    conn.execute(
+        "DELETE FROM session WHERE customer = ?1 AND digest != ?3 AND digest NOT IN \
+         (SELECT digest FROM session WHERE customer = ?1 AND digest != ?3 \
+          ORDER BY created DESC, expires DESC LIMIT ?2)",
+        rusqlite::params![id, MAX_PER_CUSTOMER - 1, digest(&token).as_slice()],
     )?;
     Ok(NewSession {
         token: Secret::new(token),

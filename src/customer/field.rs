@@ -291,6 +291,9 @@ pub fn looks_like_email(value: &str) -> bool {
         && !domain.ends_with('.')
         && !domain.contains("..")
         && !value.chars().any(char::is_whitespace)
+        // Mail headers' punctuation: `<x@evil.be>`, `a"b@x.be`, `x@[127.0.0.1]` are not
+        // plain addresses, and a message to them may go somewhere else than it looks.
+        && !value.contains(['<', '>', '"', '(', ')', ',', ';', ':', '[', ']', '\\'])
         && invisible_char(value).is_none()
 }
 
@@ -360,6 +363,11 @@ mod tests {
             "\u{FEFF}a@b.be",
             "a@b.be\u{2060}",
             "a\u{00AD}b@c.be",
+            "x@evil.be>",
+            "<x@evil.be>",
+            "x@[127.0.0.1]",
+            "a\"b@x.be",
+            "<script>alert(1)</script>@x.be",
         ] {
             assert!(!looks_like_email(bad), "{bad:?}");
         }

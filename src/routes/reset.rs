@@ -31,6 +31,14 @@ impl ResetLimiter {
             config.login_window,
         ))
     }
+
+    /// Counts one attempt against `subject` for good; 429 once its allowance is used.
+    pub fn count(&self, subject: &str) -> Result<(), ApiError> {
+        self.0
+            .begin(&[subject], Instant::now())
+            .map(drop)
+            .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })
+    }
 }
 
 /// The account a reset names: `email` (ignoring case) or `login`.

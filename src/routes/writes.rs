@@ -556,17 +556,25 @@ async fn post_update(
 }
 
 #[post("/CUSTOMER/ADD", data = "<body>")]
+#[allow(clippy::too_many_arguments)]
 async fn post_add(
     key: Registrar,
     db: &State<Db>,
     config: &State<Config>,
     service: &State<LoginService>,
     mirroring: &State<Mirroring>,
+    limiter: &State<super::reset::ResetLimiter>,
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
     let mut changes = read_changes(body?, true)?;
     let Registrar(key, public) = key;
     if public {
+        // Registrations from browsers are limited per visitor like resets: a 409 says an
+        // email is taken (the contract's promise), so an unlimited stream of them would list
+        // the shop's customers.
+        if let Some(ip) = key.end_user {
+            limiter.count(&format!("register:address:{ip}"))?;
+        }
         // A registrant gets the next free id and the shop's defaults for its own fields.
         if changes.id.is_some() || changes.present.contains(Field::Clcleunik) {
             return Err(ApiError::Forbidden(

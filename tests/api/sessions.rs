@@ -1025,3 +1025,79 @@ fn a_session_that_expires_without_any_commit_is_refused_within_the_memos_second(
     std::thread::sleep(std::time::Duration::from_millis(1500 + 1000 + 200));
     assert_eq!(ask(), 401, "at most the memo's second after the expiry");
 }
+
+#[test]
+fn a_customer_keeps_at_most_fifty_sessions_and_the_newest_always_works() {
+    let app = spawn_app();
+    let mut last = String::new();
+    for _ in 0..60 {
+        let reply = app.login("jdoe@example.com", "password123");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        last = reply.json()["result"]["token"].as_str().unwrap().to_owned();
+    }
+    let kept: i64 = rusqlite::Connection::open(&app.db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM session WHERE customer = 1",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, clientele::session::MAX_PER_CUSTOMER);
+    let public = {
+        let conn = rusqlite::Connection::open(&app.db).unwrap();
+        clientele::apikey::create(&conn, "web", clientele::apikey::Scope::Public)
+            .unwrap()
+            .expose()
+            .to_owned()
+    };
+    let own = app.get_with(
+        &format!("/CUSTOMER/LIST/?apikey={public}"),
+        &[("Authorization", format!("Bearer {last}"))],
+    );
+    assert_eq!(own.status, 200, "{}", own.body);
+}
+
+#[test]
+fn registrations_through_a_public_key_are_limited_per_visitor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("reg.db");
+    let server = Server::start(
+        &db,
+        &[
+            ("ROCKET_PUBLIC_REGISTRATION", "true"),
+            ("ROCKET_IP_HEADER", "X-Real-IP"),
+        ],
+    );
+    let out = binary()
+        .env("ROCKET_DATABASE", &db)
+        .args(["keys", "create", "web", "--public"])
+        .output()
+        .unwrap();
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let register = |email: &str, visitor: &str| {
+        server
+            .request(
+                "POST",
+                "/CUSTOMER/ADD/",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("X-API-Key", &public),
+                    ("X-Real-IP", visitor),
+                ],
+                &serde_json::json!({"email": email}).to_string(),
+            )
+            .status
+    };
+    // Probing which emails are taken (409) or registering: ten a window per visitor.
+    for n in 0..10 {
+        let status = register(&format!("probe{n}@example.com"), "203.0.113.77");
+        assert_eq!(status, 201);
+    }
+    assert_eq!(register("jdoe@example.com", "203.0.113.77"), 429);
+    assert_eq!(
+        register("jdoe@example.com", "203.0.113.78"),
+        409,
+        "another visitor"
+    );
+}
