@@ -852,14 +852,7 @@ async fn post_password(
         }
         None => return Err(ApiError::ReadOnlyKey),
     };
-    let context = [
-        customer.email.as_str(),
-        &customer.login,
-        &customer.first_name,
-        &customer.last_name,
-    ];
-    auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
-    let hash = service.hash(new).await?;
+    let hash = strong_hash(service, &customer, new).await?;
     let (actor, retention, id) = (key.actor().to_owned(), config.retention, customer.clcleunik);
     let changed = db
         .run(move |conn| customer::set_password(conn, id, &hash, &actor, action, retention))
@@ -870,6 +863,23 @@ async fn post_password(
         )));
     }
     Ok(JsonResponse::message(Status::Ok, true, "Password changed"))
+}
+
+/// `new`, hashed, once it passes the strength rules for `customer` (whose email, login and
+/// names count as words an attacker tries first); a 400 saying why otherwise.
+async fn strong_hash(
+    service: &LoginService,
+    customer: &Customer,
+    new: Secret,
+) -> Result<String, ApiError> {
+    let context = [
+        customer.email.as_str(),
+        &customer.login,
+        &customer.first_name,
+        &customer.last_name,
+    ];
+    auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
+    service.hash(new).await
 }
 
 /// The password a reset token names, set (any key: the token is the proof). The token works
@@ -899,14 +909,7 @@ async fn reset_password(
         .await?
         .map(|(customer, _)| customer)
         .ok_or_else(unusable)?;
-    let context = [
-        customer.email.as_str(),
-        &customer.login,
-        &customer.first_name,
-        &customer.last_name,
-    ];
-    auth::check_new_password(&new, &context).map_err(ApiError::BadRequest)?;
-    let hash = service.hash(new).await?;
+    let hash = strong_hash(service, &customer, new).await?;
     let (actor, retention) = (caller.actor().to_owned(), config.retention);
     db.run(move |conn| crate::reset::spend(conn, &token, &hash, &actor, retention))
         .await?
