@@ -6,7 +6,7 @@
 set -euo pipefail
 api=$1 key=$2 expected=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
-block=$(awk '/^In shell \(with `jq`\)/ {found=1} found && /^```sh$/ {inside=1; next}
+block=$(awk '/^In shell \(with `jq`/ {found=1} found && /^```sh$/ {inside=1; next}
              inside && /^```$/ {exit} inside {print}' "$root/README.md")
 [ -n "$block" ] || { echo "the README's shell loop was not found" >&2; exit 1; }
 work=$(mktemp -d)
