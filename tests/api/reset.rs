@@ -499,3 +499,37 @@ fn smtp_settings_go_together_and_the_reset_url_needs_its_token() {
         assert!(!said.contains("SMTP-SECRET-1"), "{said}");
     }
 }
+
+#[test]
+fn a_spent_reset_token_ends_every_session_of_its_customer() {
+    let (app, write, read) = app_with_keys();
+    let public = {
+        let conn = rusqlite::Connection::open(&app.db).unwrap();
+        clientele::apikey::create(&conn, "web", clientele::apikey::Scope::Public)
+            .unwrap()
+            .expose()
+            .to_owned()
+    };
+    let session = app
+        .login_json(
+            &json!({"email": "jdoe@example.com", "password": "password123"}),
+            Some(&public),
+        )
+        .json()["result"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own = |app: &TestApp| {
+        app.get_with(
+            &format!("/CUSTOMER/LIST/?apikey={public}"),
+            &[("Authorization", format!("Bearer {session}"))],
+        )
+        .status
+    };
+    assert_eq!(own(&app), 200);
+
+    let token = token_of(&start(&app, &write, json!({"email": "jdoe@example.com"})));
+    assert_eq!(spend(&app, &read, &token, STRONG).status, 200);
+
+    assert_eq!(own(&app), 401, "the session ended with the reset");
+}
