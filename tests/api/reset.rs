@@ -533,3 +533,48 @@ fn a_spent_reset_token_ends_every_session_of_its_customer() {
 
     assert_eq!(own(&app), 401, "the session ended with the reset");
 }
+
+#[test]
+fn a_reset_token_spent_by_twelve_requests_at_once_works_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("race.db");
+    let server = Server::start(&db, &[]);
+    let write = create_write_key(&db, "webshop");
+    let started = server.request(
+        "POST",
+        "/CUSTOMER/PASSWORD/RESET/",
+        &[("Content-Type", "application/json"), ("X-API-Key", &write)],
+        &json!({"email": "jdoe@example.com"}).to_string(),
+    );
+    let token = token_of(&started);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(12));
+    let threads: Vec<_> = (0..12)
+        .map(|n| {
+            let (barrier, token, write, port) =
+                (barrier.clone(), token.clone(), write.clone(), server.port);
+            std::thread::spawn(move || {
+                let body = json!({"resetToken": token, "newPassword": format!("{STRONG} {n}")});
+                barrier.wait();
+                http(
+                    port,
+                    "POST",
+                    "/CUSTOMER/PASSWORD/",
+                    &[("Content-Type", "application/json"), ("X-API-Key", &write)],
+                    &body.to_string(),
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        11,
+        "{statuses:?}"
+    );
+}
