@@ -51,8 +51,9 @@ pub fn open(conn: &Connection, id: i64, days: u32) -> rusqlite::Result<NewSessio
     let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
     conn.execute(&format!("DELETE FROM session WHERE expires <= {NOW}"), [])?;
     let expires: String = conn.query_row(
-        "INSERT INTO session (digest, customer, expires) \
-         VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3)) RETURNING expires",
+        "INSERT INTO session (digest, customer, created, expires) \
+         VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                 strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3)) RETURNING expires",
         rusqlite::params![digest(&token).as_slice(), id, format!("+{days} days")],
         |row| row.get(0),
     )?;

@@ -1029,12 +1029,13 @@ fn a_session_that_expires_without_any_commit_is_refused_within_the_memos_second(
 #[test]
 fn a_customer_keeps_at_most_fifty_sessions_and_the_newest_always_works() {
     let app = spawn_app();
-    let mut last = String::new();
+    let mut tokens = Vec::new();
     for _ in 0..60 {
         let reply = app.login("jdoe@example.com", "password123");
         assert_eq!(reply.status, 200, "{}", reply.body);
-        last = reply.json()["result"]["token"].as_str().unwrap().to_owned();
+        tokens.push(reply.json()["result"]["token"].as_str().unwrap().to_owned());
     }
+    let last = tokens.last().unwrap().clone();
     let kept: i64 = rusqlite::Connection::open(&app.db)
         .unwrap()
         .query_row(
@@ -1056,6 +1057,20 @@ fn a_customer_keeps_at_most_fifty_sessions_and_the_newest_always_works() {
         &[("Authorization", format!("Bearer {last}"))],
     );
     assert_eq!(own.status, 200, "{}", own.body);
+    // The ten oldest ended, the fifty newest live, though all were made within a second.
+    let alive: Vec<bool> = tokens
+        .iter()
+        .map(|token| {
+            app.get_with(
+                &format!("/CUSTOMER/LIST/?apikey={public}"),
+                &[("Authorization", format!("Bearer {token}"))],
+            )
+            .status
+                == 200
+        })
+        .collect();
+    assert_eq!(alive[..10], [false; 10], "{alive:?}");
+    assert_eq!(alive[10..], [true; 50], "{alive:?}");
 }
 
 #[test]
