@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from limits import stop  # noqa: E402
 from run import ROOT, release_binary, wait_http  # noqa: E402
 
 PORT = 18091
@@ -66,14 +67,6 @@ def key(binary, db, name, *flags):
                          env=dict(os.environ, ROCKET_DATABASE=str(db)),
                          capture_output=True, text=True)
     return out.stdout.strip()
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def lockout(binary, work, duration, log):

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from limits import stop  # noqa: E402
 from run import ROOT, parse_wrk, release_binary, wait_http, wrk  # noqa: E402
 
 PORT = 18093
@@ -109,8 +110,7 @@ def main():
                   f"(target >= 0.9x); sessions stored: {sessions}")
             failures += logins["non2xx"] > 0 or logins["rps"] < 0.9 * raw
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            stop(proc)
     if failures:
         print(f"\n{failures} target(s) missed")
         sys.exit(1)

@@ -434,6 +434,11 @@ pub fn create_write_key(db: &Path, name: &str) -> String {
     create_key_with(db, name, clientele::apikey::Scope::Write)
 }
 
+/// Creates a public key (browser code), as `clientele keys create NAME --public` does.
+pub fn create_public_key(db: &Path, name: &str) -> String {
+    create_key_with(db, name, clientele::apikey::Scope::Public)
+}
+
 /// Creates a read key that may name the end user's address in `X-Forwarded-For`, as
 /// `clientele keys create NAME --forwards-client-address` does.
 pub fn create_forwarding_key(db: &Path, name: &str) -> String {

@@ -503,13 +503,7 @@ fn smtp_settings_go_together_and_the_reset_url_needs_its_token() {
 #[test]
 fn a_spent_reset_token_ends_every_session_of_its_customer() {
     let (app, write, read) = app_with_keys();
-    let public = {
-        let conn = rusqlite::Connection::open(&app.db).unwrap();
-        clientele::apikey::create(&conn, "web", clientele::apikey::Scope::Public)
-            .unwrap()
-            .expose()
-            .to_owned()
-    };
+    let public = create_public_key(&app.db, "web");
     let session = app
         .login_json(
             &json!({"email": "jdoe@example.com", "password": "password123"}),

@@ -1,7 +1,6 @@
 //! Public keys and customer sessions: a key in browser code acts, through the session LOGIN
 //! gives, for that one customer and nobody else; without a session it may only log in.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rocket::http::{ContentType, Header, Method};
@@ -15,14 +14,6 @@ const LOG_IN_FIRST: &str = "This API key is public: log in first";
 /// Customer A (id 2) and customer B (id 3) of the demo data, with their passwords.
 const A: (i64, &str, &str, &str) = (2, "marie.dubois@example.be", "mdubois", "Lavande!2024");
 const B: (i64, &str, &str, &str) = (3, "jan.peeters@example.be", "jpeeters", "Fietsen#88");
-
-fn create_public_key(db: &Path, name: &str) -> String {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    clientele::apikey::create(&conn, name, clientele::apikey::Scope::Public)
-        .unwrap()
-        .expose()
-        .to_owned()
-}
 
 /// An app with a public key, a read key and a write key.
 struct Shop {
@@ -1045,13 +1036,7 @@ fn a_customer_keeps_at_most_fifty_sessions_and_the_newest_always_works() {
         )
         .unwrap();
     assert_eq!(kept, clientele::session::MAX_PER_CUSTOMER);
-    let public = {
-        let conn = rusqlite::Connection::open(&app.db).unwrap();
-        clientele::apikey::create(&conn, "web", clientele::apikey::Scope::Public)
-            .unwrap()
-            .expose()
-            .to_owned()
-    };
+    let public = create_public_key(&app.db, "web");
     let own = app.get_with(
         &format!("/CUSTOMER/LIST/?apikey={public}"),
         &[("Authorization", format!("Bearer {last}"))],
