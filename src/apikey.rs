@@ -14,14 +14,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rocket::http::Method;
 use rocket::request::{FromRequest, Outcome, Request};
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::auth::Secret;
-use crate::db::Db;
 use crate::error::{guard_failure, ApiError};
 use crate::session;
+use crate::store::{self, Backend, Store};
 
 /// What every key starts with, so a leaked one is easy to recognise in a scanner or a log.
 const PREFIX: &str = "clt_";
@@ -44,7 +43,7 @@ pub enum KeyError {
     #[error("no key named {0:?}")]
     NotFound(String),
     #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] crate::store::Error),
 }
 
 fn check_name(name: &str) -> Result<(), KeyError> {
@@ -83,7 +82,7 @@ impl Scope {
         }
     }
 
-    fn from_stored(text: &str) -> Scope {
+    pub fn from_stored(text: &str) -> Scope {
         match text {
             "write" => Scope::Write,
             "public" => Scope::Public,
@@ -111,13 +110,13 @@ pub struct KeyOptions {
 }
 
 /// Creates a key named `name` and returns it: the only time it is ever seen.
-pub fn create(conn: &Connection, name: &str, scope: Scope) -> Result<Secret, KeyError> {
+pub fn create(conn: &mut dyn Backend, name: &str, scope: Scope) -> Result<Secret, KeyError> {
     create_with(conn, name, scope, KeyOptions::default())
 }
 
 /// [`create`], with [`KeyOptions`].
 pub fn create_with(
-    conn: &Connection,
+    conn: &mut dyn Backend,
     name: &str,
     scope: Scope,
     options: KeyOptions,
@@ -126,17 +125,7 @@ pub fn create_with(
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let key = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    let inserted = conn.execute(
-        "INSERT INTO api_key (name, digest, scope, forwards_client_address) \
-         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING",
-        rusqlite::params![
-            name,
-            digest(&key).as_slice(),
-            scope.as_str(),
-            options.forwards_client_address
-        ],
-    )?;
-    if inserted == 0 {
+    if !conn.create_key(name, &digest(&key), scope, options)? {
         return Err(KeyError::Exists(name.to_owned()));
     }
     Ok(Secret::new(key))
@@ -152,71 +141,46 @@ pub struct KeyInfo {
 }
 
 /// Every key's name, scope and creation time, oldest first. Never the keys.
-pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>, KeyError> {
-    let mut statement = conn.prepare(
-        "SELECT name, scope, created_at, forwards_client_address FROM api_key \
-             ORDER BY created_at, name",
-    )?;
-    let rows = statement.query_map([], |row| {
-        Ok(KeyInfo {
-            name: row.get(0)?,
-            scope: Scope::from_stored(&row.get::<_, String>(1)?),
-            created_at: row.get(2)?,
-            forwards_client_address: row.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn list(conn: &mut dyn Backend) -> Result<Vec<KeyInfo>, KeyError> {
+    Ok(conn.keys()?)
 }
 
 /// Removes the key named `name`; a running server refuses it from its next request on.
-pub fn revoke(conn: &Connection, name: &str) -> Result<(), KeyError> {
-    match conn.execute("DELETE FROM api_key WHERE name = ?1", [name])? {
-        0 => Err(KeyError::NotFound(name.to_owned())),
-        _ => Ok(()),
+pub fn revoke(conn: &mut dyn Backend, name: &str) -> Result<(), KeyError> {
+    match conn.revoke_key(name)? {
+        false => Err(KeyError::NotFound(name.to_owned())),
+        true => Ok(()),
     }
 }
 
 /// How many keys exist.
-pub fn count(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.query_row("SELECT count(*) FROM api_key", [], |row| {
-        row.get::<_, i64>(0)
-    })
-    .map(|n| usize::try_from(n).unwrap_or(0))
+pub fn count(conn: &mut dyn Backend) -> store::Result<usize> {
+    conn.key_count()
 }
 
 /// A stored key as the server holds it: digest, name (for the audit trail) and scope.
-struct StoredKey {
+struct KnownKey {
     digest: KeyDigest,
     caller: Caller,
 }
 
-fn load_keys(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
-    let mut statement =
-        conn.prepare_cached("SELECT digest, name, scope, forwards_client_address FROM api_key")?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, Vec<u8>>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, bool>(3)?,
-        ))
-    })?;
-    let mut keys = Vec::new();
-    for row in rows {
-        let (digest, name, scope, forwards_client_address) = row?;
-        if let Ok(digest) = KeyDigest::try_from(digest.as_slice()) {
-            keys.push(StoredKey {
+fn load_keys(conn: &mut dyn Backend) -> store::Result<Vec<KnownKey>> {
+    Ok(conn
+        .stored_keys()?
+        .into_iter()
+        .filter_map(|stored| {
+            let digest = KeyDigest::try_from(stored.digest.as_slice()).ok()?;
+            Some(KnownKey {
                 digest,
                 caller: Caller {
-                    name: Some(name.into()),
-                    scope: Scope::from_stored(&scope),
-                    forwards_client_address,
+                    name: Some(stored.name.into()),
+                    scope: stored.scope,
+                    forwards_client_address: stored.forwards_client_address,
                     end_user: None,
                 },
-            });
-        }
-    }
-    Ok(keys)
+            })
+        })
+        .collect())
 }
 
 /// Who is calling: the key's name and scope, or nobody (no key exists; loopback or
@@ -256,7 +220,7 @@ pub struct Access {
     address: IpAddr,
     /// Browser origins the owner allowed (`cors_origins`).
     cors_origins: Vec<String>,
-    cache: RwLock<Option<(i64, Arc<[StoredKey]>)>>,
+    cache: RwLock<Option<(i64, Arc<[KnownKey]>)>>,
 }
 
 impl Access {
@@ -278,7 +242,7 @@ impl Access {
 
     /// The current keys, from memory unless the database changed since they were read
     /// (`generation` is the data version as of this request).
-    async fn keys(&self, db: &Db, generation: Option<i64>) -> Result<Arc<[StoredKey]>, ApiError> {
+    async fn keys(&self, db: &Store, generation: Option<i64>) -> Result<Arc<[KnownKey]>, ApiError> {
         if let (Some(generation), Ok(cache)) = (generation, self.cache.read()) {
             if let Some((cached, digests)) = cache.as_ref() {
                 if *cached == generation {
@@ -286,7 +250,7 @@ impl Access {
                 }
             }
         }
-        let digests: Arc<[StoredKey]> = db.run(|conn| load_keys(conn)).await?.into();
+        let digests: Arc<[KnownKey]> = db.run(|conn| load_keys(conn)).await?.into();
         if let (Some(generation), Ok(mut cache)) = (generation, self.cache.write()) {
             *cache = Some((generation, Arc::clone(&digests)));
         }
@@ -296,7 +260,7 @@ impl Access {
     /// Who a request presenting `presented` keys is, if it may go on at all.
     pub async fn check(
         &self,
-        db: &Db,
+        db: &Store,
         generation: Option<i64>,
         presented: &[&str],
     ) -> Result<Caller, ApiError> {
@@ -570,13 +534,13 @@ fn parse_address(text: &str) -> Option<IpAddr> {
 async fn caller(request: &Request<'_>) -> Result<Caller, ApiError> {
     let (Some(access), Some(db)) = (
         request.rocket().state::<Access>(),
-        request.rocket().state::<Db>(),
+        request.rocket().state::<Store>(),
     ) else {
         return Err(ApiError::Unauthorized);
     };
     let keys = presented_keys(request);
     let keys: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
-    let generation = crate::db::request_generation(request);
+    let generation = crate::store::request_generation(request);
     let mut caller = access.check(db, generation, &keys).await?;
     if caller.name.is_none() {
         keyless_request_allowed(request, access)?;
@@ -622,7 +586,7 @@ impl Principal {
         };
         let db = request
             .rocket()
-            .state::<Db>()
+            .state::<Store>()
             .ok_or(ApiError::Unauthorized)?;
         let token = token.to_owned();
         match db.run(move |conn| session::customer(conn, &token)).await? {
@@ -820,13 +784,14 @@ impl<'r> FromRequest<'r> for Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     #[test]
     fn keys_are_long_random_and_url_safe() {
-        let conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE api_key (name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT 'read', forwards_client_address INTEGER NOT NULL DEFAULT 0)").unwrap();
-        let a = create(&conn, "shop", Scope::Read).unwrap();
-        let b = create(&conn, "shop-2", Scope::Write).unwrap();
+        let a = create(&mut conn, "shop", Scope::Read).unwrap();
+        let b = create(&mut conn, "shop-2", Scope::Write).unwrap();
         assert_ne!(a, b);
         let body = a.expose().strip_prefix(PREFIX).unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
@@ -835,20 +800,20 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
         assert!(matches!(
-            create(&conn, "shop", Scope::Read),
+            create(&mut conn, "shop", Scope::Read),
             Err(KeyError::Exists(_))
         ));
         assert!(matches!(
-            create(&conn, "bad name", Scope::Read),
+            create(&mut conn, "bad name", Scope::Read),
             Err(KeyError::BadName(_))
         ));
         for reserved in ["cli", "Anonymous", "sync"] {
             assert!(matches!(
-                create(&conn, reserved, Scope::Write),
+                create(&mut conn, reserved, Scope::Write),
                 Err(KeyError::Reserved(_))
             ));
         }
-        let scopes: Vec<Scope> = list(&conn).unwrap().iter().map(|k| k.scope).collect();
+        let scopes: Vec<Scope> = list(&mut conn).unwrap().iter().map(|k| k.scope).collect();
         assert_eq!(scopes, [Scope::Read, Scope::Write]);
         let stored: Vec<u8> = conn
             .query_row("SELECT digest FROM api_key WHERE name='shop'", [], |r| {

@@ -3,10 +3,6 @@
 //! fields changed. Names only: a password value never reaches it, and neither does any other
 //! value. Rows older than `audit_days` are pruned as new ones are written.
 
-use rusqlite::Connection;
-
-use crate::config::Retention;
-
 /// Who wrote from the command line.
 pub const CLI: &str = "cli";
 
@@ -41,34 +37,6 @@ impl Action {
     }
 }
 
-/// Records one write; call it inside the write's transaction, so both commit or neither.
-/// Prunes what `retention` no longer keeps on the way: audit rows, and the changes feed's
-/// deletions.
-pub fn record(
-    conn: &Connection,
-    actor: &str,
-    action: Action,
-    customer: Option<i64>,
-    fields: &[&str],
-    detail: &str,
-    retention: Retention,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO audit (actor, action, customer, fields, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(rusqlite::params![
-        actor,
-        action.as_str(),
-        customer,
-        fields.join(", "),
-        detail
-    ])?;
-    conn.prepare_cached("DELETE FROM audit WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)")?
-        .execute([format!("-{} days", retention.audit_days)])?;
-    crate::customer::prune_tombstones(conn, retention.changes_days)?;
-    Ok(())
-}
-
 /// One row of the trail, as `clientele audit` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -94,33 +62,4 @@ impl std::fmt::Display for Entry {
         }
         Ok(())
     }
-}
-
-/// The newest `limit` rows, oldest first, of one customer and/or since a date or time
-/// (`2026-11-01`, or an ISO time), for `clientele audit`.
-pub fn list(
-    conn: &Connection,
-    customer: Option<i64>,
-    since: Option<&str>,
-    limit: usize,
-) -> rusqlite::Result<Vec<Entry>> {
-    let mut statement = conn.prepare(
-        "SELECT at, actor, action, customer, fields, detail FROM (
-             SELECT * FROM audit
-             WHERE (?1 IS NULL OR customer = ?1) AND (?2 IS NULL OR at >= ?2)
-             ORDER BY id DESC LIMIT ?3
-         ) ORDER BY id",
-    )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = statement.query_map(rusqlite::params![customer, since, limit], |row| {
-        Ok(Entry {
-            at: row.get(0)?,
-            actor: row.get(1)?,
-            action: row.get(2)?,
-            customer: row.get(3)?,
-            fields: row.get(4)?,
-            detail: row.get(5)?,
-        })
-    })?;
-    rows.collect()
 }

@@ -3,7 +3,7 @@
 //! The list is read far more often than it changes, so each distinct query's response is built
 //! once per *data version* and then served from memory: body bytes, a strong `ETag`, and a
 //! gzip copy made the first time a client asks for one. The data version is SQLite's
-//! `PRAGMA data_version` ([`crate::db::Db::generation`]), which changes on every commit by any
+//! `PRAGMA data_version` ([`crate::store::Store::generation`]), which changes on every commit by any
 //! connection or process, `clientele import` included; a new version empties the cache.
 //!
 //! Access control and redaction are not the cache's business: the API key is checked before

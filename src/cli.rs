@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::auth::{self, Secret};
 use crate::customer::{Redaction, View};
+use crate::store::Store;
 use crate::transfer::{Format, TextEncoding};
 use crate::{apikey, audit, customer, export, transfer as import, Seed};
 
@@ -364,15 +365,28 @@ fn serve() -> ExitCode {
 /// with the demo customers (only the server's first start does): a tool run after the file was
 /// deleted, or with a mistyped path, must not bring demo customers and demo passwords back.
 /// It says when it created the file.
-fn open() -> Result<(crate::config::Config, crate::db::Db), String> {
+fn open() -> Result<(crate::config::Config, Store), String> {
     let (config, db) = crate::prepare(&crate::figment(), Seed::Never).map_err(|e| e.to_string())?;
     if db.created() {
         eprintln!(
             "note: {} did not exist: created it, empty (config key `database`)",
-            config.database.display()
+            config.database
         );
     }
     Ok((config, db))
+}
+
+/// The SQLite database, for the tools that work on the file itself (import, sync,
+/// remove-demo, backup); on PostgreSQL, what to do instead.
+fn sqlite_only<'a>(store: &'a Store, what: &str) -> Result<&'a crate::store::sqlite::Db, String> {
+    store.sqlite().ok_or_else(|| {
+        format!(
+            "`clientele {what}` works on a SQLite database; this one is PostgreSQL ({}). \
+             Run it on a SQLite file, then move the shop with `clientele copy-to URL`; \
+             back PostgreSQL up with pg_dump (README, \"More than one machine\")",
+            store.describe()
+        )
+    })
 }
 
 /// Progress bars on a terminal; nothing otherwise (scripts get the summary line only).
@@ -460,7 +474,10 @@ fn import(
         })?;
         import::read_records(input, format, encoding, delimiter)
     };
-    let (config, db) = crate::prepare(&crate::figment(), Seed::Never).map_err(|e| e.to_string())?;
+    let (config, store) =
+        crate::prepare(&crate::figment(), Seed::Never).map_err(|e| e.to_string())?;
+    let db = sqlite_only(&store, "import")?.clone();
+    drop(store);
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let options = import::Options {
         replace,
@@ -475,8 +492,9 @@ fn import(
     if created && (result.is_err() || dry_run) {
         // A failed import or a dry run into a new file leaves no database behind.
         drop(conn);
+        let path = db.path().to_owned();
         drop(db);
-        crate::db::remove_files(&config.database);
+        crate::store::sqlite::remove_files(&path);
     }
     let summary = result.map_err(|error| match error {
         import::ImportError::Record(error) => format!("{name}:{error}"),
@@ -503,9 +521,9 @@ fn import(
     // Always named: run from the wrong folder or as the wrong user, an import would
     // otherwise fill another database than the server's without a word.
     let into = match (created, dry_run) {
-        (true, false) => format!(" into the new database {}", config.database.display()),
-        (_, true) => format!(" against {}", config.database.display()),
-        (false, false) => format!(" into {}", config.database.display()),
+        (true, false) => format!(" into the new database {}", config.database),
+        (_, true) => format!(" against {}", config.database),
+        (false, false) => format!(" into {}", config.database),
     };
     eprintln!(
         "{name}: {verb}{into}: {} inserted, {} updated, {} deleted, {} unchanged ({} rows in {:.2} s)",
@@ -546,7 +564,7 @@ fn login_rate(seconds: f64) -> Result<(), String> {
 
 fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(), String> {
     let (config, db) = open()?;
-    let conn = db.connection().map_err(|e| e.to_string())?;
+    let mut conn = db.connection().map_err(|e| e.to_string())?;
     let view = if all_fields {
         View {
             redaction: Redaction::default(),
@@ -556,7 +574,7 @@ fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(
         config.view
     };
     let mut buffer = Vec::new();
-    let count = export::export(&conn, format, view, &mut buffer).map_err(|e| e.to_string())?;
+    let count = export::export(&mut *conn, format, view, &mut buffer).map_err(|e| e.to_string())?;
     match output {
         Some(path) => {
             // Write beside, then rename: a reader never sees half a file.
@@ -564,7 +582,7 @@ fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(
             partial.push(".partial");
             // Customer data: readable by this user alone, like the database.
             let _ = std::fs::remove_file(&partial);
-            crate::db::create_private_file(std::path::Path::new(&partial))
+            crate::store::sqlite::create_private_file(std::path::Path::new(&partial))
                 .and_then(|mut file| file.write_all(&buffer))
                 .and_then(|()| std::fs::rename(&partial, &path))
                 .map_err(|e| {
@@ -581,19 +599,21 @@ fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(
 }
 
 fn remove_demo() -> Result<(), String> {
-    let (config, db) = open()?;
+    let (config, store) = open()?;
+    let db = sqlite_only(&store, "remove-demo")?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let removed =
         import::remove_demo(&mut conn, audit::CLI, config.retention).map_err(|e| e.to_string())?;
     eprintln!(
         "removed {removed} demo customer(s) from {}",
-        config.database.display()
+        config.database
     );
     Ok(())
 }
 
 fn backup(path: &std::path::Path, force: bool) -> Result<(), String> {
-    let (_, db) = open()?;
+    let (_, store) = open()?;
+    let db = sqlite_only(&store, "backup")?;
     let conn = db.connection().map_err(|e| e.to_string())?;
     export::backup(&conn, path, force)?;
     eprintln!("backed up {} to {}", db.path().display(), path.display());
@@ -602,15 +622,16 @@ fn backup(path: &std::path::Path, force: bool) -> Result<(), String> {
 
 fn sync_once(url: Option<&str>) -> Result<(), String> {
     let started = Instant::now();
-    let (config, db) = open()?;
+    let (config, store) = open()?;
+    let db = sqlite_only(&store, "sync")?;
     let upstream = match (url, &config.mirror) {
         (Some(url), _) => crate::sync::Upstream::new(url, config.upstream_settings)?,
-        (None, Some(mirror)) => mirror.upstream.clone(),
+        (None, Some(mirror)) => crate::sync::Upstream::new(&mirror.url, config.upstream_settings)?,
         (None, None) => {
             return Err("no URL given and no `upstream` setting: clientele sync URL".into())
         }
     };
-    let key = crate::sync::SyncKey::load_or_create(&config.database)?;
+    let key = crate::sync::SyncKey::load_or_create(db.path())?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let bars = Bars::new();
     let summary = crate::sync::sync(
@@ -646,8 +667,10 @@ fn sync_once(url: Option<&str>) -> Result<(), String> {
 
 fn show_audit(customer: Option<i64>, since: Option<&str>, limit: usize) -> Result<(), String> {
     let (_, db) = open()?;
-    let conn = db.connection().map_err(|e| e.to_string())?;
-    let entries = audit::list(&conn, customer, since, limit).map_err(|e| e.to_string())?;
+    let mut conn = db.connection().map_err(|e| e.to_string())?;
+    let entries = conn
+        .audit(customer, since, limit)
+        .map_err(|e| e.to_string())?;
     if entries.is_empty() {
         eprintln!("No audit entries match.");
     }
@@ -659,7 +682,7 @@ fn show_audit(customer: Option<i64>, since: Option<&str>, limit: usize) -> Resul
 
 fn keys(command: KeysCommand) -> Result<(), String> {
     let (_, db) = open()?;
-    let conn = db.connection().map_err(|e| e.to_string())?;
+    let mut conn = db.connection().map_err(|e| e.to_string())?;
     match command {
         KeysCommand::Create {
             name,
@@ -675,8 +698,8 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             let options = apikey::KeyOptions {
                 forwards_client_address,
             };
-            let key =
-                apikey::create_with(&conn, &name, scope, options).map_err(|e| e.to_string())?;
+            let key = apikey::create_with(&mut *conn, &name, scope, options)
+                .map_err(|e| e.to_string())?;
             eprintln!(
                 "Created {} API key {name:?}{}. Copy it now: it is not stored and cannot be shown again.",
                 scope.as_str(),
@@ -689,7 +712,7 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             println!("{}", key.expose());
         }
         KeysCommand::List => {
-            let keys = apikey::list(&conn).map_err(|e| e.to_string())?;
+            let keys = apikey::list(&mut *conn).map_err(|e| e.to_string())?;
             if keys.is_empty() {
                 eprintln!("No API keys. Create one with `clientele keys create NAME`.");
             }
@@ -708,7 +731,7 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             }
         }
         KeysCommand::Revoke { name } => {
-            apikey::revoke(&conn, &name).map_err(|e| e.to_string())?;
+            apikey::revoke(&mut *conn, &name).map_err(|e| e.to_string())?;
             eprintln!("Revoked API key {name:?}.");
         }
     }
@@ -730,7 +753,7 @@ fn passwd(who: &str) -> Result<(), String> {
     });
     let mut found = None;
     for identifier in &candidates {
-        found = customer::find_for_login(&conn, identifier).map_err(|e| e.to_string())?;
+        found = conn.find_for_login(identifier).map_err(|e| e.to_string())?;
         if found.is_some() {
             break;
         }
@@ -746,20 +769,20 @@ fn passwd(who: &str) -> Result<(), String> {
     };
     let id = found.clcleunik;
     let password = read_new_password()?;
-    let context = customer::password_context(&conn, id).map_err(|e| e.to_string())?;
+    let context = found.password_context();
     let context: Vec<&str> = context.iter().map(String::as_str).collect();
     auth::check_new_password(&password, &context)
         .map_err(|why| format!("{why}; nothing changed"))?;
     let hash = config.hasher.hash(&password).map_err(|e| e.to_string())?;
-    let changed = customer::set_password(
-        &mut conn,
-        id,
-        &hash,
-        audit::CLI,
-        audit::Action::PasswordReset,
-        config.retention,
-    )
-    .map_err(|e| e.to_string())?;
+    let changed = conn
+        .set_password(
+            id,
+            &hash,
+            audit::CLI,
+            audit::Action::PasswordReset,
+            config.retention,
+        )
+        .map_err(|e| e.to_string())?;
     if !changed {
         return Err(format!("no customer with clcleunik {id}"));
     }

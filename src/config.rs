@@ -11,13 +11,13 @@ use serde::Deserialize;
 use crate::auth::{Argon2Config, PasswordHasher};
 use crate::customer::{Redaction, View};
 use crate::error::StartupError;
-use crate::sync::Upstream;
+use crate::store::Location;
 
 /// The keys as they appear in `Rocket.toml`; see that file for what each means.
 #[derive(Debug, Deserialize)]
 struct RawConfig {
     #[serde(default = "default_database")]
-    database: PathBuf,
+    database: String,
     #[serde(default)]
     seed_demo: bool,
     #[serde(default)]
@@ -336,8 +336,8 @@ fn default_upstream_max_mib() -> u64 {
     512
 }
 
-fn default_database() -> PathBuf {
-    PathBuf::from("data/clientele.db")
+fn default_database() -> String {
+    "data/clientele.db".to_owned()
 }
 fn default_memory_kib() -> u32 {
     Argon2Config::default().memory_kib
@@ -352,8 +352,8 @@ fn default_parallelism() -> u32 {
 /// The validated config every part of the server and the CLI reads.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The SQLite file (key `database`).
-    pub database: PathBuf,
+    /// The SQLite file, or a PostgreSQL URL (key `database`).
+    pub database: Location,
     /// Fill a newly created database with the demo customers (key `seed_demo`).
     pub seed_demo: bool,
     /// How customers go on the wire: fields withheld (key `redact`), and `clcleunik` as a
@@ -465,7 +465,8 @@ pub struct UpstreamSettings {
 /// Mirroring the old API (`upstream` and the `upstream_*` keys).
 #[derive(Debug, Clone)]
 pub struct MirrorConfig {
-    pub upstream: Upstream,
+    /// The old list's URL (`upstream`), checked when the mirror starts.
+    pub url: String,
     /// Time between syncs (`upstream_every_secs`, 300).
     pub every: Duration,
     /// `/health` turns 503 when the last good sync is older (`upstream_max_age_secs`; 0: never).
@@ -489,7 +490,7 @@ impl Config {
         let raw: RawConfig = figment
             .extract()
             .map_err(|error| StartupError::Config(one_line(&error)))?;
-        if raw.database.as_os_str().is_empty() {
+        if raw.database.trim().is_empty() {
             return Err(StartupError::Config("database: the path is empty".into()));
         }
         let redaction = Redaction::from_names(&raw.redact).map_err(StartupError::Config)?;
@@ -560,16 +561,12 @@ impl Config {
         };
         let mirror = match raw.upstream.as_deref().filter(|url| !url.is_empty()) {
             None => None,
-            Some(url) => {
-                let upstream =
-                    Upstream::new(url, upstream_settings).map_err(StartupError::Config)?;
-                Some(MirrorConfig {
-                    upstream,
-                    every: Duration::from_secs(raw.upstream_every_secs),
-                    max_age: (raw.upstream_max_age_secs > 0)
-                        .then(|| Duration::from_secs(raw.upstream_max_age_secs)),
-                })
-            }
+            Some(url) => Some(MirrorConfig {
+                url: url.to_owned(),
+                every: Duration::from_secs(raw.upstream_every_secs),
+                max_age: (raw.upstream_max_age_secs > 0)
+                    .then(|| Duration::from_secs(raw.upstream_max_age_secs)),
+            }),
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let login_workers = if raw.login_workers == 0 {
@@ -578,7 +575,7 @@ impl Config {
             raw.login_workers
         };
         Ok(Config {
-            database: raw.database,
+            database: Location::parse(&raw.database),
             seed_demo: raw.seed_demo,
             view: View {
                 redaction,

@@ -316,4 +316,12 @@ impl StartupError {
             reason: reason.to_string(),
         }
     }
+
+    /// A database error at `location` (a PostgreSQL URL is named without its password).
+    pub fn at(location: &crate::store::Location, reason: impl std::fmt::Display) -> Self {
+        StartupError::Database {
+            path: location.to_string(),
+            reason: reason.to_string(),
+        }
+    }
 }

@@ -7,19 +7,19 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::customer::{self, CustomerJson, CustomerList, Field, ListFilter, View};
+use crate::customer::{CustomerJson, CustomerList, Field, ListFilter, View};
 use crate::error::JsonResponse;
 use crate::transfer::Format;
 
 /// Writes every customer to `out` in `format`, as `view` says; passwords and hashes
 /// are never part of a [`customer::Customer`], so they cannot be exported. Returns the count.
 pub fn export(
-    conn: &Connection,
+    conn: &mut dyn crate::store::Backend,
     format: Format,
     view: View,
     out: &mut dyn Write,
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let page = customer::list(conn, &ListFilter::default())?;
+    let page = conn.list(&ListFilter::default())?;
     match format {
         Format::Json => {
             // Exactly the list endpoint's body, so `clientele import` reads it back.
@@ -95,7 +95,7 @@ pub fn backup(conn: &Connection, dest: &Path, force: bool) -> Result<(), String>
     let result = (|| {
         // The copy holds customer data and password hashes: this user's alone (0600), made
         // empty first, which `VACUUM INTO` accepts and keeps.
-        crate::db::create_private_file(&partial).map_err(|e| match e.kind() {
+        crate::store::sqlite::create_private_file(&partial).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => format!(
                 "{}: this user may not write in the folder {}",
                 dest.display(),

@@ -12,7 +12,6 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod customer;
-pub mod db;
 pub mod error;
 pub mod export;
 pub mod logging;
@@ -23,6 +22,7 @@ pub mod reset;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod sync;
 pub mod transfer;
 
@@ -33,8 +33,8 @@ use rocket::shield::{NoSniff, Shield};
 use rocket::{Build, Rocket};
 
 use crate::config::Config;
-use crate::db::Db;
 use crate::error::{ApiError, StartupError};
+use crate::store::Store;
 
 /// The configuration every command reads: see [`config::figment`].
 pub fn figment() -> Figment {
@@ -51,7 +51,7 @@ pub enum Seed {
 
 /// Reads the config, installs the logger and opens (creating, migrating and seeding as
 /// needed) the database: everything every command does first.
-pub fn prepare(figment: &Figment, seed: Seed) -> Result<(Config, Db), StartupError> {
+pub fn prepare(figment: &Figment, seed: Seed) -> Result<(Config, Store), StartupError> {
     init_logging(figment);
     let config = Config::from_figment(figment)?;
     let db = open_store(&config, seed)?;
@@ -66,18 +66,26 @@ fn init_logging(figment: &Figment) {
     logging::init(&log_level);
 }
 
-/// Opens the configured database, seeding it if it is new and `seed` allows.
-fn open_store(config: &Config, seed: Seed) -> Result<Db, StartupError> {
-    let (db, report) = Db::open(&config.database, &config.hasher)?;
+/// Opens the configured database, seeding it if it is new and `seed` allows (a new SQLite
+/// file only: a PostgreSQL database is a production one, and gets the shop's customers by
+/// `clientele copy-to` or `import`).
+fn open_store(config: &Config, seed: Seed) -> Result<Store, StartupError> {
+    let (store, report) = Store::open(&config.database, &config.hasher)?;
+    let Some(db) = store.sqlite() else {
+        if report.created {
+            log::info!("created the clientele tables in {}", config.database);
+        }
+        return Ok(store);
+    };
     if report.created {
         let seeded = if config.seed_demo && seed == Seed::IfNew {
             let mut conn = db
                 .connection()
-                .map_err(|e| StartupError::database(&config.database, e))?;
+                .map_err(|e| StartupError::database(db.path(), e))?;
             transfer::seed_demo(&mut conn, &config.hasher).map_err(|e| {
                 // Leave no half-made file behind: the next start must try again.
-                db::remove_files(&config.database);
-                StartupError::database(&config.database, e)
+                store::sqlite::remove_files(db.path());
+                StartupError::database(db.path(), e)
             })?
         } else {
             0
@@ -85,14 +93,14 @@ fn open_store(config: &Config, seed: Seed) -> Result<Db, StartupError> {
         if seeded > 0 {
             log::info!(
                 "created database {} with {seeded} demo customers",
-                config.database.display()
+                config.database
             );
         } else if seed == Seed::IfNew {
             // (`import`, which never seeds, says what became of the new file itself.)
-            log::info!("created empty database {}", config.database.display());
+            log::info!("created empty database {}", config.database);
         }
     }
-    Ok(db)
+    Ok(store)
 }
 
 /// Builds the application: config checked, database ready, access mode decided, routes and
@@ -121,14 +129,14 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .map_err(|e| StartupError::Config(format!("address: {e}")))?;
     let keys = db
         .connection()
-        .and_then(|conn| apikey::count(&conn).map_err(ApiError::from))
-        .map_err(|e| StartupError::database(&config.database, e))?;
+        .and_then(|mut conn| apikey::count(&mut *conn).map_err(ApiError::from))
+        .map_err(|e| StartupError::at(&config.database, e))?;
     let (anonymous, mode) = apikey::startup_mode(keys, address, config.allow_anonymous)
         .map_err(StartupError::Config)?;
     let demo = db
         .connection()
         .ok()
-        .and_then(|conn| transfer::demo_left(&conn).ok())
+        .and_then(|mut conn| conn.demo_left().ok())
         .unwrap_or(0);
     if demo > 0 && (keys > 0 || !address.is_loopback()) {
         log::warn!(
@@ -146,14 +154,26 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     }
     let mirror = match &config.mirror {
         Some(settings) => {
-            let conn = db
+            let Some(sqlite) = db.sqlite() else {
+                return Err(StartupError::Config(
+                    "upstream: mirroring an old API needs the SQLite database; on PostgreSQL, \
+                     run the mirror on one node with SQLite, or sync with `clientele sync`"
+                        .into(),
+                ));
+            };
+            let conn = sqlite
                 .connection()
-                .map_err(|e| StartupError::database(&config.database, e))?;
-            let mirror = sync::Mirror::open(settings.clone(), &config.database, &conn)
-                .map_err(StartupError::Config)?;
+                .map_err(|e| StartupError::database(sqlite.path(), e))?;
+            let mirror = sync::Mirror::open(
+                settings.clone(),
+                config.upstream_settings,
+                sqlite.path(),
+                &conn,
+            )
+            .map_err(StartupError::Config)?;
             log::info!(
                 "mirroring {} every {} s; writes go to it first",
-                settings.upstream.display(),
+                mirror.upstream.display(),
                 settings.every.as_secs()
             );
             Some(std::sync::Arc::new(mirror))
@@ -177,7 +197,9 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         Some(mirror) => {
             let (mirror, db, hasher, retention) = (
                 std::sync::Arc::clone(mirror),
-                db.clone(),
+                db.sqlite().cloned().ok_or_else(|| {
+                    StartupError::Config("upstream: mirror mode needs SQLite".into())
+                })?,
                 config.hasher.clone(),
                 config.retention,
             );

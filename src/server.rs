@@ -45,9 +45,9 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::connections::{Connection, Connections, Tracked};
-use crate::db::Db;
 use crate::logging::LAUNCH;
 use crate::memo::{Memo, Memoized};
+use crate::store::Store;
 
 /// The largest request body read. The API's own limit (16 KiB, a 413 naming it) is below.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -152,7 +152,7 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         .map_err(|e| format!("the application could not start: {}", e.kind()))?;
     let db = client
         .rocket()
-        .state::<Db>()
+        .state::<Store>()
         .cloned()
         .ok_or("the application has no database")?;
     // Live as long as the process: every connection task borrows them.
@@ -331,7 +331,7 @@ type Reply = hyper::Response<ResponseBody>;
 /// and the memo of small list responses.
 struct App {
     client: Client,
-    db: Db,
+    db: Store,
     memo: Memo,
     /// How long a request body may take to arrive, once its head has.
     body_timeout: Duration,

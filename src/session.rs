@@ -12,18 +12,14 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rocket::request::Request;
-use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::auth::Secret;
+use crate::store::{self, Backend};
 
 /// What every session token starts with. API keys start `clt_`.
 pub const PREFIX: &str = "cls_";
-
-/// "Now" as the `session` table stores times: RFC 3339, UTC, to the second. Text in this
-/// form sorts as time does, so expiry is a string comparison in SQL.
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
 type TokenDigest = [u8; 32];
 
@@ -43,27 +39,13 @@ pub struct NewSession {
 pub const MAX_PER_CUSTOMER: i64 = 50;
 
 /// Opens a session for customer `id`, valid `days` days. Expired sessions are swept out on
-/// the way (through the index on `expires`), so the table holds only live ones and a few;
-/// a customer keeps at most [`MAX_PER_CUSTOMER`].
-pub fn open(conn: &Connection, id: i64, days: u32) -> rusqlite::Result<NewSession> {
+/// the way, so the table holds only live ones and a few; a customer keeps at most
+/// [`MAX_PER_CUSTOMER`].
+pub fn open(conn: &mut dyn Backend, id: i64, days: u32) -> store::Result<NewSession> {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    conn.execute(&format!("DELETE FROM session WHERE expires <= {NOW}"), [])?;
-    let expires: String = conn.query_row(
-        "INSERT INTO session (digest, customer, created, expires) \
-         VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
-                 strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3)) RETURNING expires",
-        rusqlite::params![digest(&token).as_slice(), id, format!("+{days} days")],
-        |row| row.get(0),
-    )?;
-    // The new session always stays; of the others, the newest MAX - 1.
-    conn.execute(
-        "DELETE FROM session WHERE customer = ?1 AND digest != ?3 AND digest NOT IN \
-         (SELECT digest FROM session WHERE customer = ?1 AND digest != ?3 \
-          ORDER BY created DESC, expires DESC LIMIT ?2)",
-        rusqlite::params![id, MAX_PER_CUSTOMER - 1, digest(&token).as_slice()],
-    )?;
+    let expires = conn.open_session(&digest(&token), id, days, MAX_PER_CUSTOMER)?;
     Ok(NewSession {
         token: Secret::new(token),
         expires,
@@ -72,50 +54,17 @@ pub fn open(conn: &Connection, id: i64, days: u32) -> rusqlite::Result<NewSessio
 
 /// The customer a live session token belongs to, or `None` (unknown, tampered, ended or
 /// expired: the caller cannot tell which, and need not).
-pub fn customer(conn: &Connection, token: &str) -> rusqlite::Result<Option<i64>> {
+pub fn customer(conn: &mut dyn Backend, token: &str) -> store::Result<Option<i64>> {
     let wanted = digest(token);
-    let found: Option<(Vec<u8>, i64)> = conn
-        .prepare_cached(&format!(
-            "SELECT digest, customer FROM session WHERE digest = ?1 AND expires > {NOW}"
-        ))?
-        .query_row([wanted.as_slice()], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
+    let found = conn.session(&wanted)?;
     // The index found it by digest; comparing again in constant time costs nothing and
     // keeps the last word away from a byte-by-byte comparison.
     Ok(found.and_then(|(stored, id)| bool::from(stored.as_slice().ct_eq(&wanted)).then_some(id)))
 }
 
 /// Ends the live session `token`; `false` when there was none (unknown, ended or expired).
-pub fn end(conn: &Connection, token: &str) -> rusqlite::Result<bool> {
-    let ended = conn.execute(
-        &format!("DELETE FROM session WHERE digest = ?1 AND expires > {NOW}"),
-        [digest(token).as_slice()],
-    )?;
-    Ok(ended > 0)
-}
-
-/// The sessions of a customer as stored (digest, created, expires).
-pub type Stored = Vec<(Vec<u8>, String, String)>;
-
-/// Customer `id`'s sessions, to be put back by [`restore`] in the same transaction around a
-/// write that must not end them (the same password re-hashed at login).
-pub fn save(conn: &Connection, id: i64) -> rusqlite::Result<Stored> {
-    let mut statement =
-        conn.prepare_cached("SELECT digest, created, expires FROM session WHERE customer = ?1")?;
-    let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-    rows.collect()
-}
-
-/// Puts back sessions read by [`save`] (those still there are left as they are).
-pub fn restore(conn: &Connection, id: i64, stored: &Stored) -> rusqlite::Result<()> {
-    let mut statement = conn.prepare_cached(
-        "INSERT OR IGNORE INTO session (digest, customer, created, expires) \
-         VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for (digest, created, expires) in stored {
-        statement.execute(rusqlite::params![digest, id, created, expires])?;
-    }
-    Ok(())
+pub fn end(conn: &mut dyn Backend, token: &str) -> store::Result<bool> {
+    conn.end_session(&digest(token))
 }
 
 /// The session token a request presents: an `Authorization: Bearer` value with the session
@@ -149,6 +98,7 @@ pub fn is_session_header(header: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn conn() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
@@ -162,9 +112,9 @@ mod tests {
 
     #[test]
     fn tokens_are_random_prefixed_and_stored_as_digests_only() {
-        let conn = conn();
-        let a = open(&conn, 7, 30).unwrap();
-        let b = open(&conn, 7, 30).unwrap();
+        let mut conn = conn();
+        let a = open(&mut conn, 7, 30).unwrap();
+        let b = open(&mut conn, 7, 30).unwrap();
         assert_ne!(a.token, b.token);
         let body = a.token.expose().strip_prefix(PREFIX).unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
@@ -173,7 +123,7 @@ mod tests {
             "{}",
             a.expires
         );
-        assert_eq!(customer(&conn, a.token.expose()).unwrap(), Some(7));
+        assert_eq!(customer(&mut conn, a.token.expose()).unwrap(), Some(7));
         let stored: Vec<Vec<u8>> = conn
             .prepare("SELECT digest FROM session")
             .unwrap()
@@ -182,11 +132,11 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert!(stored.contains(&digest(a.token.expose()).to_vec()));
-        assert!(end(&conn, a.token.expose()).unwrap());
-        assert!(!end(&conn, a.token.expose()).unwrap());
-        assert_eq!(customer(&conn, a.token.expose()).unwrap(), None);
-        assert_eq!(customer(&conn, b.token.expose()).unwrap(), Some(7));
-        assert_eq!(customer(&conn, "cls_nothing").unwrap(), None);
+        assert!(end(&mut conn, a.token.expose()).unwrap());
+        assert!(!end(&mut conn, a.token.expose()).unwrap());
+        assert_eq!(customer(&mut conn, a.token.expose()).unwrap(), None);
+        assert_eq!(customer(&mut conn, b.token.expose()).unwrap(), Some(7));
+        assert_eq!(customer(&mut conn, "cls_nothing").unwrap(), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use sha2::Sha256;
 use crate::audit::Action;
 use crate::auth::{PasswordHasher, Secret};
 use crate::config::{MirrorConfig, Retention, UpstreamSettings};
-use crate::db::Db;
+use crate::store::sqlite::Db;
 use crate::transfer::{self, KnownPasswords, Options, Progress, Records, Summary};
 
 /// The key of the password digests, read from (or created in) a file beside the database.
@@ -672,6 +672,8 @@ pub struct Mirroring(pub Option<Arc<Mirror>>);
 /// The mirror as the server runs it: the settings, the digest key, and how syncs went.
 pub struct Mirror {
     pub config: MirrorConfig,
+    /// The old API, from `config.url`.
+    pub upstream: Upstream,
     pub key: SyncKey,
     status: Mutex<Status>,
     /// Held by a sync from its fetch to its commit, and by a forwarded write from sending it to
@@ -720,9 +722,11 @@ impl Mirror {
     /// in the audit trail (so a restart does not forget it).
     pub fn open(
         config: MirrorConfig,
+        settings: UpstreamSettings,
         database: &Path,
         conn: &Connection,
     ) -> Result<Mirror, String> {
+        let upstream = Upstream::new(&config.url, settings)?;
         let key = SyncKey::load_or_create(database)?;
         let age: Option<i64> = conn
             .query_row(LAST_SYNC_AGE_QUERY, [], |row| row.get(0))
@@ -732,6 +736,7 @@ impl Mirror {
         });
         Ok(Mirror {
             config,
+            upstream,
             key,
             status: Mutex::new(Status {
                 last_good,
@@ -751,7 +756,7 @@ impl Mirror {
             .try_acquire_owned()
             .map_err(|_| SyncError::Busy)?;
         let exclusive = tokio::time::timeout(
-            self.config.upstream.timeout,
+            self.upstream.timeout,
             Arc::clone(&self.exclusive).lock_owned(),
         )
         .await
@@ -776,7 +781,7 @@ impl Mirror {
         retention: Retention,
     ) -> Result<Summary, SyncError> {
         let _exclusive = Arc::clone(&self.exclusive).lock_owned().await;
-        let upstream = self.config.upstream.clone();
+        let upstream = self.upstream.clone();
         let records = tokio::task::spawn_blocking(move || upstream.fetch_list())
             .await
             .map_err(|e| SyncError::Store(e.to_string()))??;
@@ -784,7 +789,7 @@ impl Mirror {
         db.run(move |conn| {
             Ok::<_, crate::error::ApiError>(apply(
                 conn,
-                &this.config.upstream,
+                &this.upstream,
                 &records,
                 &hasher,
                 &this.key,
@@ -803,7 +808,7 @@ impl Mirror {
     pub fn report(&self) -> MirrorReport {
         let status = self.status();
         MirrorReport {
-            upstream: self.config.upstream.display(),
+            upstream: self.upstream.display(),
             last_good_sync_age_secs: status
                 .last_good
                 .and_then(|at| at.elapsed().ok())
@@ -837,7 +842,7 @@ impl Mirror {
                 tokio::spawn(async move { this.sync_now(&db_, &hasher_, retention).await })
                     .await
                     .unwrap_or_else(|e| Err(SyncError::Store(e.to_string())));
-            let upstream = self.config.upstream.display();
+            let upstream = self.upstream.display();
             let wait = match outcome {
                 Ok(summary) => {
                     let mut status = self.status();

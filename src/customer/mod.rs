@@ -78,6 +78,18 @@ impl Customer {
         })
     }
 
+    /// Words an attacker would try first against this customer's password: email, login,
+    /// names.
+    pub fn password_context(&self) -> Vec<String> {
+        vec![
+            self.email.clone(),
+            self.login.clone(),
+            self.first_name.clone(),
+            self.last_name.clone(),
+            self.customer_number.clone(),
+        ]
+    }
+
     /// Copies the value of `field` from `other` (used to apply a partial update).
     pub fn copy_field(&mut self, other: &Customer, field: Field) {
         match field {

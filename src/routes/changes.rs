@@ -9,8 +9,8 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use crate::apikey::ApiKey;
 use crate::config::Config;
 use crate::customer::{self, ChangesPage, CustomerList, View};
-use crate::db::Db;
 use crate::error::{ApiError, JsonResponse};
+use crate::store::Store;
 
 /// How many changes one answer holds when the client does not say.
 const DEFAULT_LIMIT: u32 = 1000;
@@ -112,13 +112,11 @@ impl Serialize for ChangesResult<'_> {
 async fn get_changes(
     _key: ApiKey,
     query: Result<ChangesQuery, ApiError>,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
 ) -> Result<JsonResponse, ApiError> {
     let ChangesQuery { since, limit } = query?;
-    let page = db
-        .run(move |conn| customer::changes_since(conn, since, limit))
-        .await?;
+    let page = db.run(move |conn| conn.changes_since(since, limit)).await?;
     Ok(JsonResponse::success(
         "Changes",
         ChangesResult {

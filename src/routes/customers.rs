@@ -15,9 +15,9 @@ use sha2::Digest;
 use crate::apikey::{Acting, ReadOrSession};
 use crate::cache::{CachedList, ResponseCache};
 use crate::config::Config;
-use crate::customer::{self, ListFilter, View};
-use crate::db::{self, Db};
+use crate::customer::{ListFilter, View};
 use crate::error::{json_content_type, ApiError};
+use crate::store::Store;
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for ListFilter {
@@ -48,7 +48,7 @@ impl<'r> FromRequest<'r> for Negotiation {
         Outcome::Success(Negotiation {
             if_none_match: headers.get_one("If-None-Match").map(str::to_owned),
             gzip: accepts_gzip(&headers.get("Accept-Encoding").collect::<Vec<_>>().join(",")),
-            generation: db::request_generation(request),
+            generation: crate::store::request_generation(request),
         })
     }
 }
@@ -241,7 +241,7 @@ fn names(if_none_match: &str, etag: &str) -> bool {
 /// pieces of [`CHUNK`] bytes (gzip-compressed as they go when the client takes it) through a
 /// channel of two, so memory stays at a few pieces whatever the list's size.
 async fn stream(
-    db: &Db,
+    db: &Store,
     filter: ListFilter,
     view: View,
     seq: i64,
@@ -264,7 +264,7 @@ async fn stream(
         .acquire_owned()
         .await
         .map_err(ApiError::internal)?;
-    let conn = db.dedicated().map_err(ApiError::from)?;
+    let mut conn = db.dedicated()?;
     let totals = db.totals();
     let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
@@ -288,13 +288,17 @@ async fn stream(
             };
             piece.is_empty() || sender.blocking_send(piece).is_ok()
         };
-        let result = customer::stream_list(
-            &conn,
+        let mut started_tx = Some(started_tx);
+        let result = conn.stream_list(
             &filter,
             view,
             &totals,
             CHUNK,
-            |total, seq| started_tx.send((total, seq)).is_ok(),
+            &mut |total, seq| {
+                started_tx
+                    .take()
+                    .is_some_and(|started| started.send((total, seq)).is_ok())
+            },
             &mut send,
         );
         if let Some(encoder) = gzip.take() {
@@ -323,12 +327,12 @@ async fn stream(
 async fn own_filter(
     acting: &Acting,
     mut filter: ListFilter,
-    db: &Db,
+    db: &Store,
 ) -> Result<ListFilter, ApiError> {
     let Some(own) = acting.customer() else {
         return Ok(filter);
     };
-    let found = db.run(move |conn| customer::find(conn, own)).await?;
+    let found = db.run(move |conn| conn.find(own)).await?;
     let Some(customer) = found else {
         // Deleting a customer ends their sessions; a delete committed meanwhile lands here.
         return Err(ApiError::SessionEnded);
@@ -365,7 +369,7 @@ async fn get_customers(
     key: ReadOrSession,
     filter: Result<ListFilter, ApiError>,
     negotiation: Negotiation,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
     cache: &State<ResponseCache>,
     streams: &State<ListStreams>,
@@ -388,7 +392,7 @@ async fn get_customers(
             None => {
                 let (counted, totals) = (filter.clone(), db.totals());
                 let size = db
-                    .run(move |conn| customer::list_size(conn, &counted, &totals))
+                    .run(move |conn| conn.list_size(&counted, &totals))
                     .await?;
                 streams.remember(generation, &filter, size);
                 size
@@ -461,7 +465,7 @@ async fn cached(
     filter: ListFilter,
     view: View,
     negotiation: Negotiation,
-    db: &Db,
+    db: &Store,
     cache: &ResponseCache,
 ) -> Result<ListResponse, ApiError> {
     let entry = cache
@@ -469,7 +473,7 @@ async fn cached(
             let (db, filter, totals) = (db.clone(), filter.clone(), db.totals());
             async move {
                 db.run(move |conn| {
-                    let (body, total) = customer::list_json(conn, &filter, view, Some(&totals))?;
+                    let (body, total) = conn.list_json(&filter, view, Some(&totals))?;
                     Ok::<_, ApiError>(CachedList::new(body, total))
                 })
                 .await

@@ -12,7 +12,7 @@ use rocket::{get, Route, State};
 
 use crate::apikey;
 use crate::customer::{Field, View};
-use crate::db::Db;
+use crate::store::Store;
 
 /// The API's description as kept in the repository (`docs/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -99,13 +99,12 @@ fn escape(text: &str) -> String {
 
 /// The page, with what it can say without JavaScript filled in by the server.
 #[get("/")]
-async fn get_page(db: &State<Db>, access: &State<apikey::Access>) -> Asset {
+async fn get_page(db: &State<Store>, access: &State<apikey::Access>) -> Asset {
     let healthy = db.check_health().await.is_ok();
     let counts = db
         .run(|conn| {
-            let customers: i64 =
-                conn.query_row("SELECT count(*) FROM customer", [], |row| row.get(0))?;
-            Ok::<_, rusqlite::Error>((customers, apikey::count(conn)?))
+            let customers = conn.customer_count()?;
+            Ok::<_, crate::store::Error>((customers, apikey::count(conn)?))
         })
         .await;
     let (count, access_text) = match counts {

@@ -4,17 +4,21 @@
 use rocket::http::{Method, Status};
 use rocket::{get, Route, State};
 
-use crate::db::{Db, HeaderError};
 use crate::error::{ApiError, JsonResponse};
+use crate::store::Store;
 use crate::sync::Mirroring;
 
 #[get("/health")]
-async fn get_health(db: &State<Db>, mirroring: &State<Mirroring>) -> JsonResponse {
+async fn get_health(db: &State<Store>, mirroring: &State<Mirroring>) -> JsonResponse {
     if let Err(error) = db.check_health().await {
         // The file itself is at fault: say so (the log names the file and what is wrong;
         // /health needs no key, so no path is sent).
         let message = match &error {
-            ApiError::Unavailable(cause) if cause.downcast_ref::<HeaderError>().is_some() => {
+            ApiError::Unavailable(cause)
+                if cause
+                    .downcast_ref::<crate::store::sqlite::HeaderError>()
+                    .is_some() =>
+            {
                 log::error!("health check failed: {cause}");
                 "The database file is damaged, deleted or replaced (the server log says which): \
                  restore it, or restart the server"

@@ -12,11 +12,11 @@ use rocket::{post, Route, State};
 use crate::apikey::AnyKey;
 use crate::auth::{PasswordHasher, Secret, Verdict};
 use crate::config::Config;
-use crate::customer::{self, Customer, CustomerList, Identifier};
-use crate::db::Db;
+use crate::customer::{Customer, CustomerList, Identifier};
 use crate::error::{ApiError, JsonResponse};
 use crate::ratelimit::FailureLimiter;
 use crate::session;
+use crate::store::Store;
 
 use super::body::Fields;
 
@@ -126,22 +126,17 @@ impl LoginService {
     /// that start-up does not wait for it: one wrong-password check against the bcrypt hash
     /// of highest cost, if any is stored. Without it, the very first probe of such an account
     /// would still stand out.
-    pub fn prime(&self, db: &Db) {
+    pub fn prime(&self, db: &Store) {
         let (floor, hasher, db) = (
             std::sync::Arc::clone(&self.floor),
             self.hasher.clone(),
             db.clone(),
         );
         std::thread::spawn(move || {
-            let Ok(conn) = db.connection() else { return };
-            let slowest: Option<String> = conn
-                .query_row(
-                    "SELECT password_hash FROM customer WHERE password_hash LIKE '$2_$%' \
-                     ORDER BY substr(password_hash, 5, 2) DESC LIMIT 1",
-                    [],
-                    |row| row.get(0),
-                )
-                .ok();
+            let Ok(mut conn) = db.connection() else {
+                return;
+            };
+            let slowest = conn.slowest_hash().ok().flatten();
             if let Some(hash) = slowest {
                 let started = Instant::now();
                 let _ = hasher.verify(&Secret::new(String::from("not the password")), Some(&hash));
@@ -184,15 +179,13 @@ impl LoginService {
     /// the same time (a dummy hash is verified for an unknown account).
     pub async fn authenticate(
         &self,
-        db: &Db,
+        db: &Store,
         identifier: Identifier,
         password: &Secret,
         client: Option<IpAddr>,
     ) -> Result<Authenticated, ApiError> {
         let lookup = identifier.clone();
-        let found = db
-            .run(move |conn| customer::find_for_login(conn, &lookup))
-            .await?;
+        let found = db.run(move |conn| conn.find_for_login(&lookup)).await?;
         let account = match &found {
             Some((customer, _)) => format!("customer:{}", customer.clcleunik),
             None => identifier.subject(),
@@ -282,7 +275,7 @@ impl serde::Serialize for LoginResult<'_> {
 #[post("/CUSTOMER/LOGIN", data = "<body>")]
 async fn post_login(
     key: AnyKey,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
     service: &State<LoginService>,
     body: Result<Fields, ApiError>,
@@ -319,7 +312,7 @@ async fn post_login(
 async fn post_logout(
     _key: AnyKey,
     token: Result<SessionToken, ApiError>,
-    db: &State<Db>,
+    db: &State<Store>,
 ) -> Result<JsonResponse, ApiError> {
     let SessionToken(token) = token?;
     match db
@@ -357,7 +350,7 @@ impl<'r> rocket::request::FromRequest<'r> for SessionToken {
 
 /// Replaces a bcrypt or weaker Argon2 hash by one with the configured parameters. A failure
 /// here does not fail the login: the old hash still works, and the next login tries again.
-async fn upgrade_hash(db: &Db, service: &LoginService, id: i64, old: Secret, password: Secret) {
+async fn upgrade_hash(db: &Store, service: &LoginService, id: i64, old: Secret, password: Secret) {
     let new = match service.hash(password).await {
         Ok(new) => new,
         Err(error) => {
@@ -365,7 +358,7 @@ async fn upgrade_hash(db: &Db, service: &LoginService, id: i64, old: Secret, pas
         }
     };
     let stored = db
-        .run(move |conn| customer::replace_hash(conn, id, old.expose(), &new))
+        .run(move |conn| conn.replace_hash(id, old.expose(), &new))
         .await;
     match stored {
         Ok(true) => {

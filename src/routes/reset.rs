@@ -14,10 +14,10 @@ use super::body::Fields;
 use crate::apikey::{AnyKey, Caller, Scope};
 use crate::config::Config;
 use crate::customer::{self, Identifier};
-use crate::db::Db;
 use crate::error::{ApiError, JsonResponse};
 use crate::mail::Mailer;
 use crate::ratelimit::FailureLimiter;
+use crate::store::Store;
 use crate::sync::Mirroring;
 
 /// Counts reset requests per account and per end-user address: every request counts (a
@@ -78,7 +78,7 @@ struct ResetResult<'a> {
 #[allow(clippy::too_many_arguments)]
 async fn post_reset(
     key: AnyKey,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
     limiter: &State<ResetLimiter>,
     mirroring: &State<Mirroring>,
@@ -110,9 +110,7 @@ async fn post_reset(
     };
     let identifier = read_reset(body?)?;
     let lookup = identifier.clone();
-    let found = db
-        .run(move |conn| customer::find_for_login(conn, &lookup))
-        .await?;
+    let found = db.run(move |conn| conn.find_for_login(&lookup)).await?;
     let account = match &found {
         Some((customer, _)) => format!("reset:customer:{}", customer.clcleunik),
         None => format!("reset:{}", identifier.subject()),
@@ -158,7 +156,7 @@ async fn post_reset(
 /// After a public key's answer: emails a fresh token to `customer`, then stores it (so that a
 /// message the SMTP server refuses changes nothing). Logged either way, never the token.
 async fn email_reset(
-    db: Db,
+    db: Store,
     mailer: Arc<Mailer>,
     caller: Caller,
     customer: customer::Customer,

@@ -17,8 +17,8 @@ use crate::audit::Action;
 use crate::auth::{self, PasswordHasher, Secret};
 use crate::config::Config;
 use crate::customer::{self, field, Customer, CustomerList, Field, FieldSet, Identifier};
-use crate::db::Db;
 use crate::error::{ApiError, JsonResponse};
+use crate::store::Store;
 use crate::sync::{self, Mirror, Mirroring};
 
 /// The id in the query string (`?id_client=12`), checked.
@@ -264,7 +264,7 @@ enum Mirrored {
 /// until the master's copy is stored here, even if the client leaves.
 async fn through_master(
     mirror: &Arc<Mirror>,
-    db: &Db,
+    db: &Store,
     config: &Config,
     actor: &str,
     forward: Forward,
@@ -299,13 +299,13 @@ async fn blocking<T: Send + 'static>(
 /// The body of [`through_master`], run in the write's turn.
 async fn forward_and_store(
     mirror: &Arc<Mirror>,
-    db: &Db,
+    db: &Store,
     hasher: &PasswordHasher,
     actor: &str,
     retention: crate::config::Retention,
     forward: Forward,
 ) -> Result<Mirrored, sync::SyncError> {
-    let upstream = mirror.config.upstream.clone();
+    let upstream = mirror.upstream.clone();
     let extra = (forward.method == "DELETE")
         .then(|| forward.id.map(|id| format!("id_client={id}")))
         .flatten();
@@ -367,11 +367,9 @@ async fn forward_and_store(
             let local = match (forward.changes, id) {
                 (Some((customer, present)), Some(id)) => {
                     let actor = actor.to_owned();
-                    db.run(move |conn| {
-                        customer::update(conn, id, &customer, present, &actor, retention)
-                    })
-                    .await
-                    .ok()
+                    db.run(move |conn| conn.update(id, &customer, present, &actor, retention))
+                        .await
+                        .ok()
                 }
                 _ => None,
             };
@@ -384,7 +382,7 @@ async fn forward_and_store(
 /// (or the customer deleted here). The HTTP calls hold no database connection.
 async fn store_master_copy(
     mirror: &Arc<Mirror>,
-    db: &Db,
+    db: &Store,
     hasher: &PasswordHasher,
     actor: &str,
     retention: crate::config::Retention,
@@ -398,14 +396,21 @@ async fn store_master_copy(
         actor.to_owned(),
         forward.action,
     );
-    let upstream = mirror.config.upstream.clone();
+    let upstream = mirror.upstream.clone();
+    // Mirror mode runs on SQLite only (start-up refuses it on PostgreSQL).
+    let db = db
+        .sqlite()
+        .cloned()
+        .ok_or_else(|| sync::SyncError::Store("mirror mode needs SQLite".into()))?;
     match (forward.method, id) {
         ("DELETE", Some(id)) => db
             .run(move |conn| {
-                Ok::<_, ApiError>(match customer::delete(conn, id, &actor, retention) {
-                    Ok(()) | Err(customer::WriteError::NotFound(_)) => Ok(None),
-                    Err(error) => Err(sync::SyncError::Store(error.to_string())),
-                })
+                Ok::<_, ApiError>(
+                    match crate::store::Backend::delete(conn, id, &actor, retention) {
+                        Ok(()) | Err(customer::WriteError::NotFound(_)) => Ok(None),
+                        Err(error) => Err(sync::SyncError::Store(error.to_string())),
+                    },
+                )
             })
             .await
             .map_err(store_error)?,
@@ -417,7 +422,7 @@ async fn store_master_copy(
                 Ok::<_, ApiError>(
                     sync::store(conn, &[record], false, &hasher, &this.key, audit, silent)
                         .and_then(|_| {
-                            customer::find(conn, id)
+                            crate::store::Backend::find(conn, id)
                                 .map_err(|e| sync::SyncError::Store(e.to_string()))
                         }),
                 )
@@ -430,7 +435,7 @@ async fn store_master_copy(
             let email = forward.email.clone();
             db.run(move |conn| {
                 let silent = &crate::transfer::Silent;
-                let upstream = &this.config.upstream;
+                let upstream = &this.upstream;
                 Ok::<_, ApiError>(
                     sync::apply(
                         conn, upstream, &records, &hasher, &this.key, retention, silent,
@@ -439,7 +444,7 @@ async fn store_master_copy(
                         let Some(email) = email else {
                             return Ok(None);
                         };
-                        customer::find_for_login(conn, &Identifier::Email(email))
+                        crate::store::Backend::find_for_login(conn, &Identifier::Email(email))
                             .map(|found| found.map(|(customer, _)| customer))
                             .map_err(|e| sync::SyncError::Store(e.to_string()))
                     }),
@@ -497,7 +502,7 @@ fn one_customer(message: &str, customer: &Customer, config: &Config) -> JsonResp
 async fn post_update(
     key: WriteOrSession,
     query: Result<QueryId, ApiError>,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
     mirroring: &State<Mirroring>,
     body: Result<Fields, ApiError>,
@@ -541,16 +546,7 @@ async fn post_update(
     }
     let (actor, retention) = (key.actor().to_owned(), config.retention);
     let updated = db
-        .run(move |conn| {
-            customer::update(
-                conn,
-                id,
-                &changes.customer,
-                changes.present,
-                &actor,
-                retention,
-            )
-        })
+        .run(move |conn| conn.update(id, &changes.customer, changes.present, &actor, retention))
         .await?;
     Ok(one_customer("Customer updated", &updated, config))
 }
@@ -559,7 +555,7 @@ async fn post_update(
 #[allow(clippy::too_many_arguments)]
 async fn post_add(
     key: Registrar,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
     service: &State<LoginService>,
     mirroring: &State<Mirroring>,
@@ -635,16 +631,7 @@ async fn post_add(
     };
     let (actor, retention) = (key.actor().to_owned(), config.retention);
     let added = db
-        .run(move |conn| {
-            customer::insert(
-                conn,
-                changes.customer,
-                changes.present,
-                hash,
-                &actor,
-                retention,
-            )
-        })
+        .run(move |conn| conn.insert(changes.customer, changes.present, hash, &actor, retention))
         .await?;
     let mut response = one_customer("Customer added", &added, config);
     response.status = Status::Created;
@@ -654,7 +641,7 @@ async fn post_add(
 async fn delete(
     key: Acting,
     id: Option<i64>,
-    db: &Db,
+    db: &Store,
     config: &Config,
     mirroring: &Mirroring,
 ) -> Result<JsonResponse, ApiError> {
@@ -678,7 +665,7 @@ async fn delete(
         };
     }
     let (actor, retention) = (key.actor().to_owned(), config.retention);
-    db.run(move |conn| customer::delete(conn, id, &actor, retention))
+    db.run(move |conn| conn.delete(id, &actor, retention))
         .await?;
     Ok(JsonResponse::message(Status::Ok, true, "Customer deleted"))
 }
@@ -687,7 +674,7 @@ async fn delete(
 async fn delete_customer(
     key: WriteOrSession,
     query: Result<QueryId, ApiError>,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
     mirroring: &State<Mirroring>,
 ) -> Result<JsonResponse, ApiError> {
@@ -699,7 +686,7 @@ async fn delete_customer(
 async fn post_delete(
     key: WriteOrSession,
     query: Result<QueryId, ApiError>,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
     mirroring: &State<Mirroring>,
     body: Result<Fields, ApiError>,
@@ -777,7 +764,7 @@ fn read_password_change(fields: Fields) -> Result<PasswordChange, ApiError> {
 #[allow(clippy::too_many_arguments)]
 async fn post_password(
     principal: Principal,
-    db: &State<Db>,
+    db: &State<Store>,
     config: &State<Config>,
     service: &State<LoginService>,
     mirroring: &State<Mirroring>,
@@ -815,7 +802,7 @@ async fn post_password(
                         .into(),
                 ));
             }
-            let found = db.run(move |conn| customer::find(conn, own)).await?;
+            let found = db.run(move |conn| conn.find(own)).await?;
             let named_own = match (&identifier, &found) {
                 (Identifier::Id(id), _) => *id == own,
                 (Identifier::Email(email), Some(c)) => email.eq_ignore_ascii_case(&c.email),
@@ -842,9 +829,7 @@ async fn post_password(
         // An owner's reset: a write key (or no keys at all, on loopback).
         None if key.can_write() => {
             let lookup = identifier.clone();
-            let found = db
-                .run(move |conn| customer::find_for_login(conn, &lookup))
-                .await?;
+            let found = db.run(move |conn| conn.find_for_login(&lookup)).await?;
             let (customer, _) = found.ok_or_else(|| {
                 ApiError::NotFound("No customer with that email, login or id_client".into())
             })?;
@@ -855,7 +840,7 @@ async fn post_password(
     let hash = strong_hash(service, &customer, new).await?;
     let (actor, retention, id) = (key.actor().to_owned(), config.retention, customer.clcleunik);
     let changed = db
-        .run(move |conn| customer::set_password(conn, id, &hash, &actor, action, retention))
+        .run(move |conn| conn.set_password(id, &hash, &actor, action, retention))
         .await?;
     if !changed {
         return Err(ApiError::NotFound(format!(
@@ -886,7 +871,7 @@ async fn strong_hash(
 /// once; a weak new password is refused and leaves it usable.
 async fn reset_password(
     caller: &Caller,
-    db: &Db,
+    db: &Store,
     config: &Config,
     service: &LoginService,
     token: Secret,
@@ -902,9 +887,9 @@ async fn reset_password(
     let customer = db
         .run(move |conn| {
             let Some(id) = crate::reset::holder(conn, &lookup)? else {
-                return Ok::<_, rusqlite::Error>(None);
+                return Ok::<_, crate::store::Error>(None);
             };
-            customer::find_for_login(conn, &Identifier::Id(id))
+            conn.find_for_login(&Identifier::Id(id))
         })
         .await?
         .map(|(customer, _)| customer)

@@ -1,12 +1,11 @@
 //! Bringing customers in: reading them from files (the old API's saved JSON response, or a
-//! spreadsheet's CSV) in [`read`], and writing them to the store in one transaction in
-//! [`write`]. The demo data is loaded the same way.
+//! spreadsheet's CSV) in [`read`], and writing them to the store in one transaction
+//! (`store/sqlite/import.rs`). The demo data is loaded the same way.
 //!
 //! Every value is checked (by [`crate::customer::field`]'s rules, the same as the API's)
 //! before anything is written; an error names the line and the field.
 
 pub mod read;
-pub mod write;
 
 use std::fmt;
 
@@ -15,11 +14,11 @@ use rusqlite::Connection;
 use crate::auth::{self, PasswordHasher, Secret};
 use crate::customer::{field, Customer, Field, FieldSet};
 
-pub use read::{csv_records, parse_json, read_records, Format, Records, TextEncoding};
-pub use write::{
+pub use crate::store::sqlite::import::{
     demo_left, import, remove_demo, ImportError, KnownPasswords, Options, Progress, Silent,
     Summary, MAX_REPORTED,
 };
+pub use read::{csv_records, parse_json, read_records, Format, Records, TextEncoding};
 
 /// What a file says about a customer's password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +79,7 @@ impl fmt::Display for RecordError {
     }
 }
 
-fn record_error(line: usize, field: &str, message: impl Into<String>) -> RecordError {
+pub(crate) fn record_error(line: usize, field: &str, message: impl Into<String>) -> RecordError {
     RecordError {
         line,
         field: field.to_owned(),
@@ -146,7 +145,7 @@ pub fn seed_demo(conn: &mut Connection, hasher: &PasswordHasher) -> Result<usize
         .map_err(|e| ImportError::Other(format!("demo-customers.json:{e}")))?;
     let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
     let summary = import(conn, open, hasher, Options::default(), &Silent)?;
-    write::mark_all_as_demo(conn)?;
+    crate::store::sqlite::import::mark_all_as_demo(conn)?;
     Ok(summary.inserted)
 }
 

@@ -36,8 +36,8 @@ fn a_revoked_key_is_refused_at_once_and_other_keys_keep_working() {
         200
     );
 
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    clientele::apikey::revoke(&conn, "old").unwrap();
+    let mut conn = rusqlite::Connection::open(&app.db).unwrap();
+    clientele::apikey::revoke(&mut conn, "old").unwrap();
 
     app.get(&format!("/CUSTOMER/LIST/?apikey={old}"))
         .assert_error(401);

@@ -151,7 +151,7 @@ fn a_cached_response_is_never_served_without_a_valid_key() {
     let wrong = app.get("/CUSTOMER/LIST/?apikey=clt_nope");
     let conditional = app.get_with("/CUSTOMER/LIST/", &[("If-None-Match", etag.clone())]);
     let head = Reply::from_local(app.client.head("/CUSTOMER/LIST/").dispatch());
-    clientele::apikey::revoke(&rusqlite::Connection::open(&app.db).unwrap(), "shop").unwrap();
+    clientele::apikey::revoke(&mut rusqlite::Connection::open(&app.db).unwrap(), "shop").unwrap();
     let revoked = app.get(&format!("/CUSTOMER/LIST/?apikey={key}"));
     let still_valid = app.get(&format!("/CUSTOMER/LIST/?apikey={spare}"));
 
@@ -390,7 +390,7 @@ fn a_list_too_large_to_keep_is_streamed_whole_and_never_kept() {
     assert_eq!(encoding, None);
     assert!(etag.unwrap().starts_with("\"s"), "a streamed list's tag");
     let conn = rusqlite::Connection::open(&app.db).unwrap();
-    let (expected, count) = clientele::customer::list_json(
+    let (expected, count) = clientele::store::sqlite::customers::list_json(
         &conn,
         &clientele::customer::ListFilter::default(),
         clientele::customer::View::default(),

@@ -360,7 +360,7 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
         .unwrap()
         .pragma_query_value(None, "application_id", |row| row.get(0))
         .unwrap();
-    assert_eq!(id, clientele::db::APPLICATION_ID);
+    assert_eq!(id, clientele::store::sqlite::APPLICATION_ID);
 }
 
 /// Reports nothing, but runs `on_first` at the first step.
@@ -406,7 +406,8 @@ fn start_up_hashing_keeps_a_password_changed_while_it_ran() {
     );
     let mut conn = rusqlite::Connection::open(&db).unwrap();
 
-    let replaced = clientele::db::hash_legacy_passwords(&mut conn, &hasher, &progress).unwrap();
+    let replaced =
+        clientele::store::sqlite::hash_legacy_passwords(&mut conn, &hasher, &progress).unwrap();
 
     let hashes = stored_hashes(&db);
     assert_eq!(replaced, hashes.len() - 1);

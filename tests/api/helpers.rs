@@ -442,19 +442,19 @@ pub fn create_public_key(db: &Path, name: &str) -> String {
 /// Creates a read key that may name the end user's address in `X-Forwarded-For`, as
 /// `clientele keys create NAME --forwards-client-address` does.
 pub fn create_forwarding_key(db: &Path, name: &str) -> String {
-    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut conn = rusqlite::Connection::open(db).unwrap();
     let options = clientele::apikey::KeyOptions {
         forwards_client_address: true,
     };
-    clientele::apikey::create_with(&conn, name, clientele::apikey::Scope::Read, options)
+    clientele::apikey::create_with(&mut conn, name, clientele::apikey::Scope::Read, options)
         .unwrap()
         .expose()
         .to_owned()
 }
 
 fn create_key_with(db: &Path, name: &str, scope: clientele::apikey::Scope) -> String {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    clientele::apikey::create(&conn, name, scope)
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    clientele::apikey::create(&mut conn, name, scope)
         .unwrap()
         .expose()
         .to_owned()

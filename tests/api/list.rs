@@ -119,7 +119,7 @@ fn customers_come_in_ascending_key_order() {
     conn.pragma_update(None, "reverse_unordered_selects", true)
         .unwrap();
     let filter = clientele::customer::ListFilter::default();
-    let page = clientele::customer::list(&conn, &filter).unwrap();
+    let page = clientele::store::sqlite::customers::list(&conn, &filter).unwrap();
     let listed: Vec<i64> = page.customers.iter().map(|c| c.clcleunik).collect();
     assert_eq!(listed, expected, "the store's list query orders by the key");
     let paging = clientele::customer::ListFilter {
@@ -127,7 +127,7 @@ fn customers_come_in_ascending_key_order() {
         offset: 20,
         ..filter
     };
-    let page = clientele::customer::list(&conn, &paging).unwrap();
+    let page = clientele::store::sqlite::customers::list(&conn, &paging).unwrap();
     let listed: Vec<i64> = page.customers.iter().map(|c| c.clcleunik).collect();
     assert_eq!(listed, expected[20..26]);
 }
@@ -403,35 +403,56 @@ fn lookups_and_start_up_use_an_index_never_a_scan() {
     let after = filter(|f| f.after = Some(10));
     // The statements the server runs (see customer::store), taken from it.
     let statements = [
-        (by_id.rows_sql(), "INTEGER PRIMARY KEY"),
-        (by_id.count_sql(), "INTEGER PRIMARY KEY"),
-        (by_email.rows_sql(), "customer_email"),
-        (by_email.count_sql(), "customer_email"),
-        (by_login.rows_sql(), "customer_login"),
-        (by_login.count_sql(), "customer_login"),
-        (after.rows_sql(), "INTEGER PRIMARY KEY"),
         (
-            clientele::customer::login_sql(&Identifier::Email(String::new())),
-            "customer_email",
-        ),
-        (
-            clientele::customer::login_sql(&Identifier::Login(String::new())),
-            "customer_login",
-        ),
-        (
-            clientele::customer::login_sql(&Identifier::Id(0)),
+            clientele::store::sqlite::customers::rows_sql(&by_id),
             "INTEGER PRIMARY KEY",
         ),
         (
-            clientele::customer::taken_sql(Field::Email),
+            clientele::store::sqlite::customers::count_sql(&by_id),
+            "INTEGER PRIMARY KEY",
+        ),
+        (
+            clientele::store::sqlite::customers::rows_sql(&by_email),
             "customer_email",
         ),
         (
-            clientele::customer::taken_sql(Field::Login),
+            clientele::store::sqlite::customers::count_sql(&by_email),
+            "customer_email",
+        ),
+        (
+            clientele::store::sqlite::customers::rows_sql(&by_login),
             "customer_login",
         ),
         (
-            clientele::customer::CHANGES_SQL.to_owned(),
+            clientele::store::sqlite::customers::count_sql(&by_login),
+            "customer_login",
+        ),
+        (
+            clientele::store::sqlite::customers::rows_sql(&after),
+            "INTEGER PRIMARY KEY",
+        ),
+        (
+            clientele::store::sqlite::customers::login_sql(&Identifier::Email(String::new())),
+            "customer_email",
+        ),
+        (
+            clientele::store::sqlite::customers::login_sql(&Identifier::Login(String::new())),
+            "customer_login",
+        ),
+        (
+            clientele::store::sqlite::customers::login_sql(&Identifier::Id(0)),
+            "INTEGER PRIMARY KEY",
+        ),
+        (
+            clientele::store::sqlite::customers::taken_sql(Field::Email),
+            "customer_email",
+        ),
+        (
+            clientele::store::sqlite::customers::taken_sql(Field::Login),
+            "customer_login",
+        ),
+        (
+            clientele::store::sqlite::customers::CHANGES_SQL.to_owned(),
             "customer_change",
         ),
     ];
@@ -442,7 +463,7 @@ fn lookups_and_start_up_use_an_index_never_a_scan() {
     }
     // Start-up's search for plain-text passwords reads only its partial index (empty once
     // they are hashed), not every customer.
-    let startup = plan(clientele::db::LEGACY_PASSWORDS_QUERY);
+    let startup = plan(clientele::store::sqlite::LEGACY_PASSWORDS_QUERY);
     assert!(
         startup.contains("USING INDEX customer_legacy_password")
             || startup.contains("USING COVERING INDEX customer_legacy_password"),

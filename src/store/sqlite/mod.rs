@@ -1,6 +1,14 @@
-//! The SQLite store: opening and checking the file, the versioned schema, the one-time
-//! migrations of stored data, the connection pool, and [`Db::run`], which runs database work
-//! off Rocket's async workers.
+//! The SQLite backend: opening and checking the file, the versioned schema, the one-time
+//! migrations of stored data, the connection pool, [`Db::run`], which runs database work
+//! off Rocket's async workers, and the [`Backend`] operations, whose SQL lives in the files
+//! beside this one (`customers.rs`, `keys.rs`, `sessions.rs`, `resets.rs`, `audit.rs`).
+
+pub mod audit;
+pub mod customers;
+pub mod import;
+pub mod keys;
+pub mod resets;
+pub mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,8 +18,15 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::Semaphore;
 
+use crate::apikey::{KeyInfo, KeyOptions, Scope};
+use crate::audit::{Action, Entry};
 use crate::auth::{self, PasswordHasher, Secret};
+use crate::config::Retention;
+use crate::customer::{
+    ChangesPage, Customer, FieldSet, Identifier, ListFilter, Page, Totals, View, WriteError,
+};
 use crate::error::{ApiError, StartupError};
+use crate::store::{Backend, StoredKey};
 use crate::transfer::Progress;
 
 /// `PRAGMA application_id` of a clientele database ("Clte"): how start-up tells our files from
@@ -493,15 +508,6 @@ pub fn check_header(path: &Path, file: &std::fs::File) -> Result<(), HeaderError
     Ok(())
 }
 
-/// The data version as of this request, asked once per request however many parts need it
-/// (the API-key check and the response cache).
-pub fn request_generation(request: &rocket::Request<'_>) -> Option<i64> {
-    struct Cached(Option<i64>);
-    request
-        .local_cache(|| Cached(request.rocket().state::<Db>().and_then(Db::generation)))
-        .0
-}
-
 impl From<rusqlite::Error> for ApiError {
     /// A store that is busy, missing or damaged is "unavailable" (503); anything else is a bug.
     fn from(error: rusqlite::Error) -> Self {
@@ -810,6 +816,197 @@ pub fn remove_files(path: &Path) {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+}
+
+/// The operations on one SQLite connection: each is the function of the same name in the
+/// file of its subject.
+impl Backend for Connection {
+    fn find(&mut self, id: i64) -> crate::store::Result<Option<Customer>> {
+        Ok(customers::find(self, id)?)
+    }
+
+    fn find_for_login(
+        &mut self,
+        who: &Identifier,
+    ) -> crate::store::Result<Option<(Customer, Option<Secret>)>> {
+        Ok(customers::find_for_login(self, who)?)
+    }
+
+    fn list(&mut self, filter: &ListFilter) -> crate::store::Result<Page> {
+        Ok(customers::list(self, filter)?)
+    }
+
+    fn list_json(
+        &mut self,
+        filter: &ListFilter,
+        view: View,
+        totals: Option<&Totals>,
+    ) -> crate::store::Result<(Vec<u8>, u64)> {
+        Ok(customers::list_json(self, filter, view, totals)?)
+    }
+
+    fn list_size(
+        &mut self,
+        filter: &ListFilter,
+        totals: &Totals,
+    ) -> crate::store::Result<(u64, i64)> {
+        Ok(customers::list_size(self, filter, totals)?)
+    }
+
+    fn stream_list(
+        &mut self,
+        filter: &ListFilter,
+        view: View,
+        totals: &Totals,
+        chunk: usize,
+        start: &mut dyn FnMut(u64, i64) -> bool,
+        piece: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> crate::store::Result<()> {
+        Ok(customers::stream_list(
+            self, filter, view, totals, chunk, start, piece,
+        )?)
+    }
+
+    fn customer_count(&mut self) -> crate::store::Result<u64> {
+        Ok(customers::count_all(self)?)
+    }
+
+    fn slowest_hash(&mut self) -> crate::store::Result<Option<String>> {
+        Ok(customers::slowest_hash(self)?)
+    }
+
+    fn update(
+        &mut self,
+        id: i64,
+        changes: &Customer,
+        present: FieldSet,
+        actor: &str,
+        retention: Retention,
+    ) -> Result<Customer, WriteError> {
+        customers::update(self, id, changes, present, actor, retention)
+    }
+
+    fn insert(
+        &mut self,
+        customer: Customer,
+        present: FieldSet,
+        password_hash: Option<String>,
+        actor: &str,
+        retention: Retention,
+    ) -> Result<Customer, WriteError> {
+        customers::insert(self, customer, present, password_hash, actor, retention)
+    }
+
+    fn delete(&mut self, id: i64, actor: &str, retention: Retention) -> Result<(), WriteError> {
+        customers::delete(self, id, actor, retention)
+    }
+
+    fn set_password(
+        &mut self,
+        id: i64,
+        hash: &str,
+        actor: &str,
+        action: Action,
+        retention: Retention,
+    ) -> crate::store::Result<bool> {
+        Ok(customers::set_password(
+            self, id, hash, actor, action, retention,
+        )?)
+    }
+
+    fn replace_hash(&mut self, id: i64, old: &str, new: &str) -> crate::store::Result<bool> {
+        Ok(customers::replace_hash(self, id, old, new)?)
+    }
+
+    fn changes_since(&mut self, since: i64, limit: u32) -> Result<ChangesPage, ApiError> {
+        customers::changes_since(self, since, limit)
+    }
+
+    fn create_key(
+        &mut self,
+        name: &str,
+        digest: &[u8],
+        scope: Scope,
+        options: KeyOptions,
+    ) -> crate::store::Result<bool> {
+        Ok(keys::create(self, name, digest, scope, options)?)
+    }
+
+    fn keys(&mut self) -> crate::store::Result<Vec<KeyInfo>> {
+        Ok(keys::list(self)?)
+    }
+
+    fn stored_keys(&mut self) -> crate::store::Result<Vec<StoredKey>> {
+        Ok(keys::stored(self)?)
+    }
+
+    fn revoke_key(&mut self, name: &str) -> crate::store::Result<bool> {
+        Ok(keys::revoke(self, name)?)
+    }
+
+    fn key_count(&mut self) -> crate::store::Result<usize> {
+        Ok(keys::count(self)?)
+    }
+
+    fn open_session(
+        &mut self,
+        digest: &[u8],
+        id: i64,
+        days: u32,
+        max_per_customer: i64,
+    ) -> crate::store::Result<String> {
+        Ok(sessions::open(self, digest, id, days, max_per_customer)?)
+    }
+
+    fn session(&mut self, digest: &[u8]) -> crate::store::Result<Option<(Vec<u8>, i64)>> {
+        Ok(sessions::find(self, digest)?)
+    }
+
+    fn end_session(&mut self, digest: &[u8]) -> crate::store::Result<bool> {
+        Ok(sessions::end(self, digest)?)
+    }
+
+    fn store_reset(
+        &mut self,
+        digest: &[u8],
+        id: i64,
+        minutes: u32,
+        actor: &str,
+        retention: Retention,
+    ) -> crate::store::Result<String> {
+        Ok(resets::store(self, digest, id, minutes, actor, retention)?)
+    }
+
+    fn reset_holder(&mut self, digest: &[u8]) -> crate::store::Result<Option<i64>> {
+        Ok(resets::holder(self, digest)?)
+    }
+
+    fn spend_reset(
+        &mut self,
+        digest: &[u8],
+        hash: &str,
+        actor: &str,
+        retention: Retention,
+    ) -> crate::store::Result<Option<i64>> {
+        Ok(resets::spend(self, digest, hash, actor, retention)?)
+    }
+
+    fn audit(
+        &mut self,
+        customer: Option<i64>,
+        since: Option<&str>,
+        limit: usize,
+    ) -> crate::store::Result<Vec<Entry>> {
+        Ok(audit::list(self, customer, since, limit)?)
+    }
+
+    fn demo_left(&mut self) -> crate::store::Result<usize> {
+        Ok(crate::transfer::demo_left(self)?)
+    }
+
+    fn ping(&mut self) -> crate::store::Result<()> {
+        Ok(self.query_row("SELECT count(*) FROM customer", [], |_| Ok(()))?)
     }
 }
 

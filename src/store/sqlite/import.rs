@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use rusqlite::{params_from_iter, Connection, OptionalExtension, ToSql};
 
-use super::{record_error, PasswordInput, RecordError, Records};
 use crate::auth::{PasswordHasher, Secret, Verdict};
 use crate::customer::{Customer, Field, COLUMNS};
+use crate::transfer::{record_error, PasswordInput, RecordError, Records};
 
 /// What a write did (or, in a dry run, would do), for the summary line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -285,7 +285,7 @@ pub fn remove_demo(
     )?;
     if removed > 0 {
         let detail = format!("{removed} demo customers removed");
-        crate::audit::record(
+        super::audit::record(
             &tx,
             actor,
             crate::audit::Action::Delete,
@@ -467,7 +467,7 @@ pub fn import<'a>(
                 summary.demo_removed
             ));
         }
-        crate::audit::record(&tx, actor, action, None, &[], &detail, retention)?;
+        super::audit::record(&tx, actor, action, None, &[], &detail, retention)?;
     }
     tx.commit()?;
     Ok(summary)
