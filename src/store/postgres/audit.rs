@@ -17,21 +17,19 @@ use crate::store::Result;
 pub fn prune(conn: &mut Conn, retention: Retention) -> Result<()> {
     let audit_days = i32::try_from(retention.audit_days).unwrap_or(i32::MAX);
     let changes_days = i32::try_from(retention.changes_days).unwrap_or(i32::MAX);
+    // One statement, one round trip. The counter row is locked only when a tombstone goes.
     conn.exec(
-        "DELETE FROM audit WHERE at < clientele_utc_ms(-make_interval(days => $1))",
-        &[&audit_days],
-    )?;
-    // Locks the counter row only when there is something to prune.
-    conn.exec(
-        "UPDATE change_log SET pruned_through = old.seq FROM \
-         (SELECT max(seq) AS seq FROM tombstone \
-          WHERE deleted_at < clientele_utc_ms(-make_interval(days => $1))) old \
+        "WITH old_audit AS (
+             DELETE FROM audit WHERE at < clientele_utc_ms(-make_interval(days => $1))
+         ), old_tombstones AS (
+             DELETE FROM tombstone
+             WHERE deleted_at < clientele_utc_ms(-make_interval(days => $2))
+             RETURNING seq
+         )
+         UPDATE change_log SET pruned_through = old.seq
+         FROM (SELECT max(seq) AS seq FROM old_tombstones) old
          WHERE change_log.id = 1 AND old.seq > change_log.pruned_through",
-        &[&changes_days],
-    )?;
-    conn.exec(
-        "DELETE FROM tombstone WHERE deleted_at < clientele_utc_ms(-make_interval(days => $1))",
-        &[&changes_days],
+        &[&audit_days, &changes_days],
     )?;
     Ok(())
 }

@@ -46,6 +46,12 @@ pub enum Begin {
     /// serialises the writers that need it; REPEATABLE READ would fail them instead), and
     /// waiting at most 5 s for a lock, as SQLite's busy timeout does: then 503.
     Write,
+    /// A write that changes customers: [`Begin::Write`], holding the customers' write lock
+    /// from the start (the row of `change_log`, as SQLite's `BEGIN IMMEDIATE` takes the
+    /// write lock), in the same round trip. Whatever node they run on, such writes go one
+    /// at a time, so the checks they make (an email already taken, the next free id) still
+    /// hold when they commit; the triggers would take the lock at the first change anyway.
+    CustomerWrite,
     /// One consistent read-only snapshot, for a total and its rows.
     Snapshot,
 }
@@ -55,6 +61,10 @@ impl Begin {
         match self {
             Begin::Write => {
                 "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE; SET LOCAL lock_timeout = '5s'"
+            }
+            Begin::CustomerWrite => {
+                "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE; SET LOCAL lock_timeout = '5s'; \
+                 SELECT seq FROM change_log WHERE id = 1 FOR UPDATE"
             }
             Begin::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
         }
@@ -181,7 +191,14 @@ impl Conn {
 
     /// Starts a transaction, rolled back unless [`Tx::commit`] is called.
     pub fn begin(&mut self, kind: Begin) -> Result<Tx<'_>> {
-        self.batch(kind.sql())?;
+        if let Err(error) = self.batch(kind.sql()) {
+            // The transaction may have begun before a later statement of the batch failed
+            // (the write lock not had in time): never leave it open on a pooled connection.
+            if !self.is_broken() && self.batch("ROLLBACK").is_err() {
+                self.broken = true;
+            }
+            return Err(error);
+        }
         Ok(Tx {
             conn: self,
             open: true,

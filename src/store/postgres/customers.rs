@@ -4,10 +4,10 @@
 //!
 //! Reads that need a total and rows (or a change number and rows) take them in one
 //! REPEATABLE READ, read-only snapshot. Writes that change customers run in READ COMMITTED
-//! and first lock the row of `change_log` (as SQLite's `BEGIN IMMEDIATE` takes the write
-//! lock): whatever node they run on, they go one at a time, so the checks they make (an
-//! email already taken, the next free id) still hold when they commit, and they take their
-//! change numbers in commit order.
+//! and first lock the row of `change_log` ([`Begin::CustomerWrite`], as SQLite's
+//! `BEGIN IMMEDIATE` takes the write lock): whatever node they run on, they go one at a
+//! time, so the checks they make (an email already taken, the next free id) still hold when
+//! they commit, and they take their change numbers in commit order.
 
 use postgres::types::ToSql;
 use postgres::Row;
@@ -422,14 +422,6 @@ pub fn find_for_login(
     Ok(Some((from_pg_row(&row, 0)?, hash.map(Secret::new))))
 }
 
-/// Takes the customers' write lock: the row of `change_log`, held until the transaction
-/// ends. The triggers would take it at the first change anyway; taking it first makes the
-/// checks before the change (uniqueness, the next free id) part of the one-at-a-time.
-fn lock_writes(conn: &mut Conn) -> Result<()> {
-    conn.one("SELECT seq FROM change_log WHERE id = 1 FOR UPDATE", &[])?;
-    Ok(())
-}
-
 /// The statement that says whether another customer than `$2` has this email (ignoring
 /// ASCII case), or else this login.
 pub fn taken_sql(field: Field) -> String {
@@ -472,8 +464,7 @@ pub fn update(
     retention: Retention,
 ) -> Result<Customer, WriteError> {
     retrying(conn, |conn| {
-        let mut tx = conn.begin(Begin::Write)?;
-        lock_writes(&mut tx)?;
+        let mut tx = conn.begin(Begin::CustomerWrite)?;
         audit::prune(&mut tx, retention)?;
         let current = find(&mut tx, id)?.ok_or(WriteError::NotFound(id))?;
         let mut updated = current.clone();
@@ -563,8 +554,7 @@ pub fn insert(
 ) -> Result<Customer, WriteError> {
     retrying(conn, |conn| {
         let mut customer = customer.clone();
-        let mut tx = conn.begin(Begin::Write)?;
-        lock_writes(&mut tx)?;
+        let mut tx = conn.begin(Begin::CustomerWrite)?;
         audit::prune(&mut tx, retention)?;
         if customer.clcleunik == 0 {
             customer.clcleunik = next_free_id(&mut tx)?;
@@ -621,8 +611,7 @@ pub fn delete(
     retention: Retention,
 ) -> Result<(), WriteError> {
     retrying(conn, |conn| {
-        let mut tx = conn.begin(Begin::Write)?;
-        lock_writes(&mut tx)?;
+        let mut tx = conn.begin(Begin::CustomerWrite)?;
         audit::prune(&mut tx, retention)?;
         if tx.exec("DELETE FROM customer WHERE clcleunik = $1", &[&id])? == 0 {
             return Err(WriteError::NotFound(id));

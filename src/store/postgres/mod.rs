@@ -61,6 +61,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// primary that vanished without closing its sockets), unless the URL says.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How many pooled connections a request tries before answering 503.
+const CHECKOUT_TRIES: usize = 4;
+
 /// Connections in the pool: two per core, at least 4, at most 32.
 fn pool_size() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -273,10 +276,11 @@ impl Pg {
     }
 
     /// A connection from the pool: one whose server closed it while it sat idle (a
-    /// restart, a failover) is noticed here, without a round trip, and replaced.
+    /// restart, a failover) is noticed here and replaced. A few tries at most: each dead
+    /// connection is dropped, so the next requests find fewer.
     fn pooled(&self) -> Result<PooledClient> {
         let pool = &self.shared.pool;
-        for _ in 0..=pool.max_size() {
+        for _ in 0..CHECKOUT_TRIES {
             let mut conn = pool
                 .get_timeout(POOL_TIMEOUT)
                 .map_err(|e| Error::Unavailable(format!("no PostgreSQL connection: {e}")))?;
@@ -321,6 +325,11 @@ fn parse_config(url: &Secret) -> std::result::Result<postgres::Config, String> {
     }
     if config.get_application_name().is_none() {
         config.application_name("clientele");
+    }
+    // Every node writes: of the URL's hosts, only a primary will do (a standby, or a former
+    // primary come back as one, is skipped), whether or not the URL says so.
+    if config.get_target_session_attrs() == postgres::config::TargetSessionAttrs::Any {
+        config.target_session_attrs(postgres::config::TargetSessionAttrs::ReadWrite);
     }
     Ok(config)
 }

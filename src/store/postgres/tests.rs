@@ -1554,3 +1554,36 @@ fn the_same_writes_give_the_same_answers_on_sqlite_and_postgresql() {
         "the URL is shown without its password"
     );
 }
+
+#[test]
+fn a_write_kept_waiting_for_the_lock_is_a_503_and_the_connection_stays_clean() {
+    let Some(db) =
+        TestDb::new("a_write_kept_waiting_for_the_lock_is_a_503_and_the_connection_stays_clean")
+    else {
+        return;
+    };
+    // Another program holds the customers' write lock (a long import, say).
+    let mut import = db.raw();
+    import
+        .batch_execute("BEGIN; SELECT seq FROM change_log WHERE id = 1 FOR UPDATE")
+        .unwrap();
+    let mut client = db.client();
+    let started = Instant::now();
+    let Err(WriteError::Db(error)) =
+        client.insert(customer(1, "", ""), every_field(), None, "t", RETENTION)
+    else {
+        panic!("the write cannot have the lock");
+    };
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(
+        ApiError::from(error).status(),
+        rocket::http::Status::ServiceUnavailable
+    );
+    import.batch_execute("ROLLBACK").unwrap();
+    // The same connection serves on: its failed transaction was rolled back (left open, it
+    // would refuse every statement until the end of the transaction: 25P02).
+    add(&mut client, customer(1, "", ""));
+    assert_eq!(client.customer_count().unwrap(), 1);
+    drop(client);
+    assert_eq!(db.client().customer_count().unwrap(), 1);
+}
