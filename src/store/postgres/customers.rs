@@ -168,14 +168,6 @@ pub fn rows_sql<'f>(filter: &'f ListFilter, limit: &'f Option<i64>) -> (String, 
     (sql, params)
 }
 
-/// The change number the data is at.
-fn current_seq(conn: &mut Conn) -> Result<i64> {
-    get(
-        &conn.one("SELECT seq FROM change_log WHERE id = 1", &[])?,
-        0,
-    )
-}
-
 /// How many customers match `filter` before paging.
 fn count(conn: &mut Conn, filter: &ListFilter) -> Result<u64> {
     let (sql, params) = count_sql(filter);
@@ -272,14 +264,8 @@ pub fn list_json(
     view: View,
     totals: Option<&Totals>,
 ) -> Result<(Vec<u8>, u64)> {
-    let mut tx = conn.begin(Begin::Snapshot)?;
-    let total = match totals {
-        Some(_) => {
-            let seq = current_seq(&mut tx)?;
-            total(&mut tx, filter, totals, seq)?
-        }
-        None => count(&mut tx, filter)?,
-    };
+    let (mut tx, seq) = conn.snapshot_at_seq()?;
+    let total = total(&mut tx, filter, totals, seq)?;
     let mut body = list_prefix();
     let mut first = true;
     for_each_customer(&mut tx, filter, |customer| {
@@ -293,8 +279,7 @@ pub fn list_json(
 /// How many customers a list request would send (after paging), and the change number the
 /// data is at, from one snapshot.
 pub fn list_size(conn: &mut Conn, filter: &ListFilter, totals: &Totals) -> Result<(u64, i64)> {
-    let mut tx = conn.begin(Begin::Snapshot)?;
-    let seq = current_seq(&mut tx)?;
+    let (mut tx, seq) = conn.snapshot_at_seq()?;
     let total = total(&mut tx, filter, Some(totals), seq)?;
     tx.commit()?;
     let offset = u64::try_from(filter.offset).unwrap_or(0);
@@ -322,8 +307,7 @@ pub fn stream_list(
     start: &mut dyn FnMut(u64, i64) -> bool,
     piece: &mut dyn FnMut(Vec<u8>) -> bool,
 ) -> Result<()> {
-    let mut tx = conn.begin(Begin::Snapshot)?;
-    let seq = current_seq(&mut tx)?;
+    let (mut tx, seq) = conn.snapshot_at_seq()?;
     let total = total(&mut tx, filter, Some(totals), seq)?;
     if !start(total, seq) {
         return Ok(());
