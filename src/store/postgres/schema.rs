@@ -123,10 +123,13 @@ CREATE TABLE tombstone (
 );
 CREATE INDEX tombstone_deleted_at ON tombstone (deleted_at);
 
+-- The trigger functions find clientele's tables whatever the search_path of the program
+-- writing (it is the one they were created with).
 CREATE FUNCTION clientele_next_change() RETURNS bigint LANGUAGE sql VOLATILE AS $$
     UPDATE change_log SET seq = seq + 1 WHERE id = 1 RETURNING seq
 $$;
-CREATE FUNCTION clientele_customer_numbered() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION clientele_customer_numbered() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     NEW.change_seq := clientele_next_change();
     RETURN NEW;
@@ -177,7 +180,8 @@ CREATE INDEX session_expires ON session (expires);
 
 -- A deleted customer leaves a tombstone and takes with them their mirrored password, demo
 -- mark, reset tokens and sessions.
-CREATE FUNCTION clientele_customer_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION clientele_customer_deleted() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO tombstone (seq, clcleunik) VALUES (clientele_next_change(), OLD.clcleunik);
     DELETE FROM upstream_password WHERE clcleunik = OLD.clcleunik;
@@ -193,7 +197,8 @@ CREATE TRIGGER customer_deleted AFTER DELETE ON customer
 -- A new password (from the API, `clientele passwd`, an import or a sync: whoever writes
 -- it) ends the customer's sessions and reset tokens and forgets the mirrored one; any
 -- change adopts a demo customer as the shop's own.
-CREATE FUNCTION clientele_customer_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION clientele_customer_updated() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     IF OLD.password_hash IS DISTINCT FROM NEW.password_hash THEN
         DELETE FROM upstream_password WHERE clcleunik = NEW.clcleunik;
@@ -211,7 +216,8 @@ CREATE TRIGGER customer_updated AFTER UPDATE ON customer
 CREATE TABLE customer_id_high (id bigint NOT NULL);
 CREATE UNIQUE INDEX customer_id_high_one_row ON customer_id_high ((true));
 INSERT INTO customer_id_high (id) VALUES (0);
-CREATE FUNCTION clientele_customer_id_high() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION clientele_customer_id_high() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE customer_id_high SET id = NEW.clcleunik WHERE id < NEW.clcleunik;
     RETURN NULL;

@@ -1587,3 +1587,31 @@ fn a_write_kept_waiting_for_the_lock_is_a_503_and_the_connection_stays_clean() {
     drop(client);
     assert_eq!(db.client().customer_count().unwrap(), 1);
 }
+
+#[test]
+fn another_programs_writes_feed_the_changes_whatever_its_search_path() {
+    let Some(db) = TestDb::new("another_programs_writes_feed_the_changes_whatever_its_search_path")
+    else {
+        return;
+    };
+    let mut raw = db.raw();
+    let schema: String = raw
+        .query_one("SELECT current_schema()", &[])
+        .unwrap()
+        .get(0);
+    raw.batch_execute(&format!(
+        "SET search_path = pg_catalog; \
+         INSERT INTO \"{schema}\".customer (clcleunik, city) VALUES (50, 'Namur'); \
+         UPDATE \"{schema}\".customer SET city = 'Mons' WHERE clcleunik = 50; \
+         INSERT INTO \"{schema}\".customer (clcleunik) VALUES (51); \
+         DELETE FROM \"{schema}\".customer WHERE clcleunik = 51;"
+    ))
+    .unwrap();
+    let mut client = db.client();
+    let page = client.changes_since(0, 10).unwrap();
+    assert_eq!(page.customers.len(), 1);
+    assert_eq!(page.customers[0].city, "Mons");
+    assert_eq!((page.deleted, page.next), (vec![51], 4));
+    // The id high-water mark moved too: 51 is never given again.
+    assert_eq!(add(&mut client, customer(0, "", "")).clcleunik, 52);
+}
