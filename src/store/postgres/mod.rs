@@ -74,7 +74,7 @@ fn pool_size() -> u32 {
 /// broken flag) around each client, so that a connection that failed in a way that
 /// matters (lost, or now on a standby) is dropped rather than handed out again.
 #[derive(Debug)]
-pub struct Manager {
+struct Manager {
     inner: PostgresConnectionManager<NoTls>,
 }
 
