@@ -130,6 +130,16 @@ pub enum Command {
     /// For a shop that takes its customers through registration rather than an import (the
     /// first import removes them by itself). Customers the shop changed are its own and stay.
     RemoveDemo,
+    /// Move this shop from its SQLite file onto PostgreSQL: everything in it (customers with
+    /// their password hashes, API keys, the audit trail, the change history, sessions and
+    /// reset tokens), so that the same keys work and the same list is served.
+    ///
+    /// The PostgreSQL database must hold no customers (its tables are created if missing).
+    /// All or nothing: one transaction. Then set `database` to the URL.
+    CopyTo {
+        /// postgres://USER:PASSWORD@HOST[:PORT][,HOST2[:PORT]]/DB[?target_session_attrs=read-write]
+        url: String,
+    },
     /// Write a consistent copy of the live database, even while the server runs.
     Backup {
         /// The file to create.
@@ -314,6 +324,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => export(format, output, all_fields),
         Command::Backup { path, force } => backup(&path, force),
         Command::RemoveDemo => remove_demo(),
+        Command::CopyTo { url } => copy_to(&url),
         Command::Sync { url } => sync_once(url.as_deref()),
         Command::LoginRate { seconds } => login_rate(seconds),
         Command::Audit {
@@ -607,6 +618,28 @@ fn remove_demo() -> Result<(), String> {
     eprintln!(
         "removed {removed} demo customer(s) from {}",
         config.database
+    );
+    Ok(())
+}
+
+fn copy_to(url: &str) -> Result<(), String> {
+    let started = Instant::now();
+    let target = crate::store::Location::parse(url);
+    let crate::store::Location::Postgres(url) = target else {
+        return Err(format!(
+            "copy-to: {target} is not a PostgreSQL URL (postgres://USER:PASSWORD@HOST/DB)"
+        ));
+    };
+    let (config, store) = open()?;
+    let db = sqlite_only(&store, "copy-to")?;
+    let summary = crate::store::postgres::copy::from_sqlite(db, &url, &config.hasher)
+        .map_err(|e| crate::logging::mask_secrets(&e))?;
+    eprintln!(
+        "copied {} to {} in {:.1} s: {summary}. Set database = \"postgres://...\" (that URL) \
+         and start the nodes.",
+        db.path().display(),
+        crate::store::postgres::redact_url(url.expose()),
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

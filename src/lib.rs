@@ -147,6 +147,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     }
     // Said once start-up can no longer fail for the file's sake: a refusal stays one line.
     log::info!(target: logging::LAUNCH, "{}", config::config_file().describe());
+    log::info!(target: logging::LAUNCH, "database {}", db.describe());
     if anonymous && !address.is_loopback() {
         log::warn!("{mode}");
     } else {
@@ -186,7 +187,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         )),
         None => None,
     };
-    let login = routes::login::LoginService::new(&config);
+    let login = routes::login::LoginService::new(&config, &db);
     login.prime(&db);
     let cors = (!config.cors_origins.is_empty()).then(|| routes::Cors {
         origins: config.cors_origins.clone(),
@@ -227,7 +228,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         ))
         .manage(sync::Mirroring(mirror))
         .manage(routes::docs::OpenApi::for_view(config.view))
-        .manage(routes::reset::ResetLimiter::new(&config))
+        .manage(routes::reset::ResetLimiter::new(&config, &db))
         .manage(routes::reset::Mailing(mailer))
         .manage(login)
         .manage(cache::ResponseCache::new(config.response_cache_bytes))

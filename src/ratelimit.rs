@@ -4,16 +4,20 @@
 //! limit, and refunded if it succeeds: a burst of parallel attempts cannot all pass a check
 //! that would only be recorded after the slow verification.
 //!
-//! In memory only: a restart forgets the counts, which is acceptable for a single small server
-//! and keeps the store free of attacker-controlled writes. The memory is bounded: subjects are
-//! kept as fixed-size digests (a client chooses the email it sends, up to the body limit), and
-//! at most [`MAX_SUBJECTS`] are tracked.
+//! On SQLite (one node) the counts live in memory ([`FailureLimiter`]): a restart forgets them,
+//! which is acceptable for a single small server and keeps the file free of attacker-controlled
+//! writes. The memory is bounded: subjects are kept as fixed-size digests (a client chooses the
+//! email it sends, up to the body limit), and at most [`MAX_SUBJECTS`] are tracked. On
+//! PostgreSQL every node shares them in the database (`store/postgres/limits.rs`), so that ten
+//! failures are ten whichever nodes they hit: [`Limits`] is either.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
 
 /// The most subjects (accounts and addresses) tracked at once: about 200 bytes each, so a few
 /// megabytes at most. When full, expired subjects are dropped first, then the one whose last
@@ -154,6 +158,105 @@ impl FailureLimiter {
             .is_some_and(|t| now.duration_since(*t) >= self.window)
         {
             times.pop_front();
+        }
+    }
+}
+
+/// Login (and reset) limits as the routes use them: in this process's memory on SQLite, in
+/// the database on PostgreSQL, with the same rules.
+pub struct Limits {
+    kind: Kind,
+    max_failures: u32,
+    window: Duration,
+}
+
+enum Kind {
+    Memory(FailureLimiter),
+    Shared(crate::store::postgres::Pg),
+}
+
+/// An attempt counted, until refunded or forgiven.
+pub enum Counted {
+    Memory(Attempt),
+    Shared(i64),
+}
+
+impl Limits {
+    pub fn new(store: &crate::store::Store, max_failures: u32, window: Duration) -> Limits {
+        let kind = match store {
+            crate::store::Store::Postgres(pg) => Kind::Shared(pg.clone()),
+            crate::store::Store::Sqlite(_) => {
+                Kind::Memory(FailureLimiter::new(max_failures, window))
+            }
+        };
+        Limits {
+            kind,
+            max_failures,
+            window,
+        }
+    }
+
+    /// Counts an attempt against every one of `subjects`, unless one has used up its
+    /// allowance: then 429 with the seconds to wait, and nothing is counted.
+    pub async fn begin(&self, subjects: &[&str]) -> Result<Counted, ApiError> {
+        let refused = |retry_after| ApiError::TooManyAttempts { retry_after };
+        match &self.kind {
+            Kind::Memory(limiter) => limiter
+                .begin(subjects, Instant::now())
+                .map(Counted::Memory)
+                .map_err(refused),
+            Kind::Shared(pg) => {
+                let subjects: Vec<String> = subjects.iter().map(|s| (*s).to_owned()).collect();
+                let (max, window) = (self.max_failures, self.window);
+                pg.run_client(move |client| {
+                    let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+                    client
+                        .limit_begin(&subjects, max, window)
+                        .map_err(ApiError::from)
+                })
+                .await?
+                .map(Counted::Shared)
+                .map_err(refused)
+            }
+        }
+    }
+
+    /// The attempt did not fail (or could not be checked): it no longer counts.
+    pub async fn refund(&self, attempt: Counted) {
+        match (&self.kind, attempt) {
+            (Kind::Memory(limiter), Counted::Memory(attempt)) => limiter.refund(attempt),
+            (Kind::Shared(pg), Counted::Shared(attempt)) => {
+                let refunded = pg
+                    .run_client(move |client| client.limit_refund(attempt).map_err(ApiError::from))
+                    .await;
+                if let Err(error) = refunded {
+                    log::warn!("a login attempt could not be refunded: {error}");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A successful login: refunded, and `subject`'s (the account's) failures forgiven.
+    pub async fn succeeded(&self, attempt: Counted, subject: &str) {
+        match (&self.kind, attempt) {
+            (Kind::Memory(limiter), Counted::Memory(attempt)) => {
+                limiter.succeeded(attempt, subject);
+            }
+            (Kind::Shared(pg), Counted::Shared(attempt)) => {
+                let subject = subject.to_owned();
+                let forgiven = pg
+                    .run_client(move |client| {
+                        client
+                            .limit_succeeded(attempt, &subject)
+                            .map_err(ApiError::from)
+                    })
+                    .await;
+                if let Err(error) = forgiven {
+                    log::warn!("a successful login's account could not be cleared: {error}");
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::auth::{PasswordHasher, Secret, Verdict};
 use crate::config::Config;
 use crate::customer::{Customer, CustomerList, Identifier};
 use crate::error::{ApiError, JsonResponse};
-use crate::ratelimit::FailureLimiter;
+use crate::ratelimit::Limits;
 use crate::session;
 use crate::store::Store;
 
@@ -60,7 +60,7 @@ fn parse_fields(fields: Fields) -> Result<LoginRequest, ApiError> {
 
 /// What logins share: the failure counts and the bounded pool of password verifiers.
 pub struct LoginService {
-    limiter: FailureLimiter,
+    limiter: Limits,
     /// Each verification takes ~19 MiB and a core for tens of milliseconds; this bounds how
     /// many run at once, so a burst of logins cannot starve list requests or exhaust memory.
     verifiers: Semaphore,
@@ -113,9 +113,9 @@ impl FailureFloor {
 }
 
 impl LoginService {
-    pub fn new(config: &Config) -> LoginService {
+    pub fn new(config: &Config, store: &Store) -> LoginService {
         LoginService {
-            limiter: FailureLimiter::new(config.login_max_failures, config.login_window),
+            limiter: Limits::new(store, config.login_max_failures, config.login_window),
             verifiers: Semaphore::new(config.login_workers),
             hasher: config.hasher.clone(),
             floor: std::sync::Arc::new(FailureFloor::new()),
@@ -196,10 +196,7 @@ impl LoginService {
         let mut subjects = vec![account.as_str()];
         subjects.extend(address.as_deref());
         // Counted before the (slow) check, so that parallel attempts cannot all slip through.
-        let attempt = self
-            .limiter
-            .begin(&subjects, Instant::now())
-            .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
+        let attempt = self.limiter.begin(&subjects).await?;
 
         let (customer, stored) = match found {
             Some((customer, stored)) => (Some(customer), stored),
@@ -232,14 +229,14 @@ impl LoginService {
             }
             Err(error) => {
                 // Not checked (the server is busy): not a failure.
-                self.limiter.refund(attempt);
+                self.limiter.refund(attempt).await;
                 return Err(error);
             }
         };
         let (Some(customer), Verdict::Valid { rehash }) = (customer, verdict) else {
             return Err(ApiError::InvalidCredentials);
         };
-        self.limiter.succeeded(attempt, &account);
+        self.limiter.succeeded(attempt, &account).await;
         Ok(Authenticated {
             customer,
             stored,

@@ -4,7 +4,6 @@
 //! Resets are limited per account (and per end-user address, where known) like logins.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use rocket::http::{Method, Status};
 use rocket::{post, Route, State};
@@ -16,28 +15,26 @@ use crate::config::Config;
 use crate::customer::{self, Identifier};
 use crate::error::{ApiError, JsonResponse};
 use crate::mail::Mailer;
-use crate::ratelimit::FailureLimiter;
+use crate::ratelimit::Limits;
 use crate::store::Store;
 use crate::sync::Mirroring;
 
 /// Counts reset requests per account and per end-user address: every request counts (a
 /// reset is never a "success" that refunds), `login_max_failures` per `login_window_secs`.
-pub struct ResetLimiter(FailureLimiter);
+pub struct ResetLimiter(Limits);
 
 impl ResetLimiter {
-    pub fn new(config: &Config) -> ResetLimiter {
-        ResetLimiter(FailureLimiter::new(
+    pub fn new(config: &Config, store: &Store) -> ResetLimiter {
+        ResetLimiter(Limits::new(
+            store,
             config.login_max_failures,
             config.login_window,
         ))
     }
 
-    /// Counts one attempt against `subject` for good; 429 once its allowance is used.
-    pub fn count(&self, subject: &str) -> Result<(), ApiError> {
-        self.0
-            .begin(&[subject], Instant::now())
-            .map(drop)
-            .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })
+    /// Counts one attempt against each of `subjects` for good; 429 once an allowance is used.
+    pub async fn count(&self, subjects: &[&str]) -> Result<(), ApiError> {
+        self.0.begin(subjects).await.map(drop)
     }
 }
 
@@ -120,10 +117,7 @@ async fn post_reset(
     subjects.extend(address.as_deref());
     // Counted for good: each reset request uses one of the window's allowance (known and
     // unknown accounts alike, so that a 429 tells nothing either).
-    let _counted = limiter
-        .0
-        .begin(&subjects, Instant::now())
-        .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
+    limiter.count(&subjects).await?;
     if let Some(mailer) = mailer {
         if let Some((customer, _)) = found {
             let (db, minutes, retention) = ((*db).clone(), config.reset_minutes, config.retention);

@@ -569,7 +569,7 @@ async fn post_add(
         // email is taken (the contract's promise), so an unlimited stream of them would list
         // the shop's customers.
         if let Some(ip) = key.end_user {
-            limiter.count(&format!("register:address:{ip}"))?;
+            limiter.count(&[&format!("register:address:{ip}")]).await?;
         }
         // A registrant gets the next free id and the shop's defaults for its own fields.
         if changes.id.is_some() || changes.present.contains(Field::Clcleunik) {

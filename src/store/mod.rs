@@ -82,7 +82,7 @@ impl std::fmt::Debug for Location {
 pub enum Error {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error(transparent)]
+    #[error("{}", postgres::describe_error(.0))]
     Postgres(#[from] ::postgres::Error),
     /// No connection could be had in time (PostgreSQL down or failing over, pool exhausted).
     #[error("the database is unavailable: {0}")]

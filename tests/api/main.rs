@@ -14,6 +14,7 @@ mod list;
 mod lockout;
 mod login;
 mod mirror;
+mod pg;
 mod reset;
 mod secrets;
 mod sessions;

@@ -21,6 +21,7 @@
 
 pub mod audit;
 mod conn;
+pub mod copy;
 pub mod customers;
 pub mod keys;
 pub mod limits;
