@@ -221,7 +221,15 @@ pub struct Access {
     /// Browser origins the owner allowed (`cors_origins`).
     cors_origins: Vec<String>,
     cache: RwLock<Option<(i64, Arc<[KnownKey]>)>>,
+    /// When keys were last read again because a presented key was not among those cached
+    /// (see [`Access::check`]).
+    reread: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often, at most, an unknown key makes a node read the keys again: on PostgreSQL a key
+/// created through another node or a tool works at once, and random keys cost one small
+/// query per interval at most.
+const REREAD_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Access {
     pub fn new(anonymous_when_keyless: bool, address: IpAddr, cors_origins: Vec<String>) -> Access {
@@ -231,6 +239,7 @@ impl Access {
             address,
             cors_origins,
             cache: RwLock::new(None),
+            reread: std::sync::Mutex::new(None),
         }
     }
 
@@ -241,9 +250,14 @@ impl Access {
     }
 
     /// The current keys, from memory unless the database changed since they were read
-    /// (`generation` is the data version as of this request).
-    async fn keys(&self, db: &Store, generation: Option<i64>) -> Result<Arc<[KnownKey]>, ApiError> {
-        if let (Some(generation), Ok(cache)) = (generation, self.cache.read()) {
+    /// (`generation` is the data version as of this request), or `fresh`.
+    async fn keys(
+        &self,
+        db: &Store,
+        generation: Option<i64>,
+        fresh: bool,
+    ) -> Result<Arc<[KnownKey]>, ApiError> {
+        if let (Some(generation), Ok(cache), false) = (generation, self.cache.read(), fresh) {
             if let Some((cached, digests)) = cache.as_ref() {
                 if *cached == generation {
                     return Ok(Arc::clone(digests));
@@ -257,6 +271,22 @@ impl Access {
         Ok(digests)
     }
 
+    /// Whether a key not found among the cached ones may be looked for again now: on
+    /// PostgreSQL (where another node's commit reaches this one a moment later), at most
+    /// every [`REREAD_EVERY`]. SQLite's data version is exact: never needed there.
+    fn may_reread(&self, db: &Store) -> bool {
+        if !matches!(db, Store::Postgres(_)) {
+            return false;
+        }
+        let mut last = self.reread.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < REREAD_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
     /// Who a request presenting `presented` keys is, if it may go on at all.
     pub async fn check(
         &self,
@@ -264,7 +294,14 @@ impl Access {
         generation: Option<i64>,
         presented: &[&str],
     ) -> Result<Caller, ApiError> {
-        let keys = self.keys(db, generation).await?;
+        let mut keys = self.keys(db, generation, false).await?;
+        if !presented.is_empty()
+            && !keys.is_empty()
+            && Self::matching(&keys, presented).is_none()
+            && self.may_reread(db)
+        {
+            keys = self.keys(db, generation, true).await?;
+        }
         if keys.is_empty() {
             return if self.anonymous_when_keyless {
                 Ok(Caller {
@@ -277,8 +314,13 @@ impl Access {
                 Err(ApiError::Unauthorized)
             };
         }
-        // Compare every presented key with every stored digest, without stopping at the
-        // first match, so the time taken does not depend on which key (if any) matched.
+        Self::matching(&keys, presented).ok_or(ApiError::Unauthorized)
+    }
+
+    /// The most capable stored key among `presented`, if any. Every presented key is
+    /// compared with every stored digest, without stopping at the first match, so the time
+    /// taken does not depend on which key (if any) matched.
+    fn matching(keys: &[KnownKey], presented: &[&str]) -> Option<Caller> {
         let mut matched = None;
         for key in presented {
             let candidate = digest(key);
@@ -295,7 +337,7 @@ impl Access {
                 }
             }
         }
-        matched.ok_or(ApiError::Unauthorized)
+        matched
     }
 }
 

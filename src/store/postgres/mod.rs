@@ -318,6 +318,16 @@ fn parse_config(url: &Secret) -> std::result::Result<postgres::Config, String> {
             scrub(&describe_error(&e), url)
         )
     })?;
+    // This build speaks plain TCP to PostgreSQL: a URL that asks for TLS is refused here,
+    // in words, rather than at the handshake (or, with `prefer`, silently in the clear).
+    if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        return Err(
+            "asks for TLS (sslmode=require), which this version of clientele does not \
+                    speak to PostgreSQL: run the nodes and the database on a private network, \
+                    and leave sslmode out"
+                .into(),
+        );
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
