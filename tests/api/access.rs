@@ -36,8 +36,7 @@ fn a_revoked_key_is_refused_at_once_and_other_keys_keep_working() {
         200
     );
 
-    let mut conn = rusqlite::Connection::open(&app.db).unwrap();
-    clientele::apikey::revoke(&mut conn, "old").unwrap();
+    revoke_key(&app.db, "old");
 
     app.get(&format!("/CUSTOMER/LIST/?apikey={old}"))
         .assert_error(401);

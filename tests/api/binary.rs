@@ -62,7 +62,10 @@ fn a_bad_config_exits_non_zero_with_one_line_naming_the_key() {
 
     let output = binary()
         .arg("serve")
-        .env("ROCKET_DATABASE", dir.path().join("x.db"))
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&dir.path().join("x.db"), crate::helpers::Start::Empty),
+        )
         .env("ROCKET_REDACT", "[\"phone\", \"nope\"]")
         .output()
         .unwrap();

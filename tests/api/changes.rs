@@ -81,20 +81,20 @@ fn one_poll_returns_exactly_what_changed_whoever_changed_it() {
 fn paging_with_limit_2_visits_every_change_once() {
     let app = spawn_app();
     let start = poll(&app, "0", None).next;
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
+    // Another process: one statement per change, as rows come and go one at a time.
+    let mut sql = String::new();
     for id in 1000..1300 {
-        conn.execute(
-            "INSERT INTO customer (clcleunik, lastName) VALUES (?1, 'x')",
-            [id],
-        )
-        .unwrap();
+        sql.push_str(&format!(
+            "INSERT INTO customer (clcleunik, lastName) VALUES ({id}, 'x');"
+        ));
     }
     for id in 1000..1100 {
-        conn.execute("UPDATE customer SET city = 'y' WHERE clcleunik = ?1", [id])
-            .unwrap();
+        sql.push_str(&format!(
+            "UPDATE customer SET city = 'y' WHERE clcleunik = {id};"
+        ));
     }
-    conn.execute("DELETE FROM customer WHERE clcleunik >= 1250", [])
-        .unwrap();
+    sql.push_str("DELETE FROM customer WHERE clcleunik >= 1250;");
+    app.sql(&sql);
 
     let mut seen = Vec::new();
     let mut deleted = Vec::new();

@@ -127,7 +127,10 @@ fn under_umask_022(db: &std::path::Path, args: &str) -> std::process::Output {
         .arg("-c")
         .arg(format!("umask 022 && exec \"$0\" {args}"))
         .arg(env!("CARGO_BIN_EXE_clientele"))
-        .env("ROCKET_DATABASE", db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(db, crate::helpers::Start::Empty),
+        )
         .current_dir(db.parent().unwrap());
     command.output().unwrap()
 }
@@ -143,6 +146,9 @@ fn mode(path: &std::path::Path) -> u32 {
 
 #[test]
 fn the_database_backups_and_exports_are_readable_by_their_owner_alone() {
+    if !sqlite_only("file modes of the database and its backups") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     let made = under_umask_022(&db, "keys create shop");
@@ -170,11 +176,17 @@ fn the_database_backups_and_exports_are_readable_by_their_owner_alone() {
 
 #[test]
 fn a_backup_into_a_missing_folder_says_which_folder() {
+    if !sqlite_only("backups are SQLite files") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     let missing = dir.path().join("no-such-folder").join("b.db");
     let out = binary()
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .args(["backup", missing.to_str().unwrap()])
         .output()
         .unwrap();
@@ -236,11 +248,17 @@ impl Drop for ReadOnlyFolder {
 
 #[test]
 fn a_read_only_data_folder_is_named_as_the_folder_not_the_file() {
+    if !sqlite_only("the database file and its folder") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let _folder = ReadOnlyFolder::make(&data, |data| {
         let made = binary()
-            .env("ROCKET_DATABASE", data.join("shop.db"))
+            .env(
+                "ROCKET_DATABASE",
+                crate::helpers::resolve(&data.join("shop.db"), crate::helpers::Start::Empty),
+            )
             .args(["keys", "list"])
             .output()
             .unwrap();
@@ -251,7 +269,10 @@ fn a_read_only_data_folder_is_named_as_the_folder_not_the_file() {
     });
     for db in [data.join("shop.db"), data.join("new.db")] {
         let out = binary()
-            .env("ROCKET_DATABASE", &db)
+            .env(
+                "ROCKET_DATABASE",
+                crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+            )
             .args(["keys", "list"])
             .output()
             .unwrap();
@@ -267,7 +288,10 @@ fn a_read_only_data_folder_is_named_as_the_folder_not_the_file() {
 
 fn cli(db: &std::path::Path, args: &[&str]) -> std::process::Output {
     binary()
-        .env("ROCKET_DATABASE", db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(db, crate::helpers::Start::Empty),
+        )
         .args(args)
         .output()
         .unwrap()
@@ -344,7 +368,10 @@ fn serve_briefly(folder: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>
         .current_dir(folder)
         .env_remove("ROCKET_CONFIG")
         .env("ROCKET_PORT", "0")
-        .env("ROCKET_DATABASE", folder.join("shop.db"));
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&folder.join("shop.db"), crate::helpers::Start::Empty),
+        );
     for (key, value) in env {
         command.env(key, value);
     }
@@ -439,7 +466,10 @@ fn the_start_up_log_is_short_and_names_the_configuration_file() {
 fn cli_with_input(db: &std::path::Path, args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = binary()
-        .env("ROCKET_DATABASE", db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(db, crate::helpers::Start::Empty),
+        )
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -541,7 +571,10 @@ fn the_readmes_erp_lines_pasted_into_the_shipped_rocket_toml_are_read() {
 
     let out = binary()
         .env("ROCKET_CONFIG", &config)
-        .env("ROCKET_DATABASE", dir.path().join("shop.db"))
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&dir.path().join("shop.db"), crate::helpers::Start::Empty),
+        )
         .args(["keys", "list"])
         .output()
         .unwrap();
@@ -588,6 +621,9 @@ fn an_import_reports_every_bad_row_not_only_the_first_and_writes_nothing() {
 
 #[test]
 fn a_tool_run_on_a_missing_database_never_brings_the_demo_customers_back() {
+    if !sqlite_only("a missing database file") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     quick_start(&db);
@@ -702,6 +738,9 @@ fn the_readmes_install_steps_make_the_key_before_the_service_and_keep_the_config
 
 #[test]
 fn health_says_when_the_database_file_was_deleted_or_replaced_under_the_server() {
+    if !sqlite_only("the database file") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     let server = Server::start(&db, &[]);
@@ -909,6 +948,9 @@ fn a_csv_export_never_hands_a_spreadsheet_a_formula_and_imports_back_as_it_was()
 
 #[test]
 fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
+    if !sqlite_only("restoring a SQLite backup") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.db");
     let copy = dir.path().join("copy.db");
@@ -965,6 +1007,9 @@ fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
 
 #[test]
 fn another_program_reading_the_database_after_health_never_splits_the_server_from_it() {
+    if !sqlite_only("SQLite's file locks") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     let server = Server::start(&db, &[]);

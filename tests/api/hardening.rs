@@ -88,6 +88,9 @@ fn a_hundred_parallel_failures_from_one_address_get_exactly_ten_checks() {
 
 #[test]
 fn without_rocket_toml_the_safe_defaults_still_hold() {
+    if !sqlite_only("seeding a new SQLite file") {
+        return;
+    }
     // Started from a folder with no Rocket.toml: nothing of the shipped file is read.
     let dir = tempfile::tempdir().unwrap();
     let mut command = binary();
@@ -146,13 +149,19 @@ fn a_misspelled_setting_stops_start_up_naming_it_and_the_closest_key() {
 
     let from_env = binary()
         .arg("serve")
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .env("ROCKET_REDCAT", "[\"phone\"]")
         .output()
         .unwrap();
     let from_file = binary()
         .arg("serve")
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .env("ROCKET_CONFIG", &file)
         .output()
         .unwrap();
@@ -269,6 +278,9 @@ fn stalled_connections_beyond_a_low_open_files_limit_do_not_lock_others_out() {
 
 #[test]
 fn health_reads_the_file_and_turns_503_when_it_is_overwritten() {
+    if !sqlite_only("the database file") {
+        return;
+    }
     let app = spawn_app();
     assert_eq!(app.get("/health").status, 200);
     let size = std::fs::metadata(&app.db).unwrap().len() as usize;
@@ -292,6 +304,9 @@ fn foreign_database(path: &Path) {
 
 #[test]
 fn another_applications_database_is_refused_in_one_line_and_left_byte_identical() {
+    if !sqlite_only("another application's SQLite file") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("erp.sqlite");
     foreign_database(&plain);
@@ -306,7 +321,10 @@ fn another_applications_database_is_refused_in_one_line_and_left_byte_identical(
         let before = std::fs::read(db).unwrap();
         let serve = binary()
             .arg("serve")
-            .env("ROCKET_DATABASE", db)
+            .env(
+                "ROCKET_DATABASE",
+                crate::helpers::resolve(db, crate::helpers::Start::Empty),
+            )
             .output()
             .unwrap();
         let tool = run_expecting_failure(db, &["keys", "list"], "");
@@ -328,6 +346,9 @@ fn another_applications_database_is_refused_in_one_line_and_left_byte_identical(
 
 #[test]
 fn a_database_from_before_the_application_id_is_still_recognised() {
+    if !sqlite_only("SQLite's application id") {
+        return;
+    }
     let app = spawn_app();
     let db = app.db.clone();
     drop(app.client);
@@ -375,6 +396,9 @@ impl<F: Fn() + Sync> clientele::transfer::Progress for OnFirstStep<F> {
 
 #[test]
 fn start_up_hashing_keeps_a_password_changed_while_it_ran() {
+    if !sqlite_only("calls the SQLite migration itself (PostgreSQL's: store/postgres/tests.rs)") {
+        return;
+    }
     let app = spawn_app();
     let db = app.db.clone();
     drop(app.client);
@@ -418,10 +442,7 @@ fn start_up_hashing_keeps_a_password_changed_while_it_ran() {
 }
 
 fn app_sql(db: &Path, sql: &str) {
-    rusqlite::Connection::open(db)
-        .unwrap()
-        .execute_batch(sql)
-        .unwrap();
+    run_sql(db, sql);
 }
 
 #[test]
@@ -575,6 +596,9 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_fails_an_import_and_a_write_cleanly_and_loses_nothing() {
+    if !sqlite_only("a full disk under the SQLite file") {
+        return;
+    }
     let disk = SmallDisk::mount("1m");
     let db = disk.path.join("full.db");
     quick_start(&db);

@@ -76,9 +76,10 @@ pub fn spawn_app_on(
     db: PathBuf,
     configure: impl FnOnce(Figment) -> Figment,
 ) -> TestApp {
-    let rocket = clientele::rocket(configure(test_figment(&db))).expect("app builds");
+    let target = resolve(&db, Start::Adopted);
+    let rocket = clientele::rocket(configure(test_figment(&target))).expect("app builds");
     let client = Client::tracked(rocket).expect("valid rocket");
-    adopt_demo(&db);
+    adopt_demo(&target);
     TestApp { client, dir, db }
 }
 
@@ -216,6 +217,7 @@ impl Server {
 
     /// Starts `command` (which must run `clientele serve`) on a free port with `db`.
     pub fn spawn(mut command: Command, db: &Path, env: &[(&str, &str)]) -> Server {
+        let db = &resolve(db, Start::Adopted);
         command
             .env("ROCKET_DATABASE", db)
             .env("ROCKET_PORT", "0")
@@ -412,6 +414,9 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
 /// A missing or empty database file fails the test: searching no bytes for a secret would
 /// find none, and prove nothing.
 pub fn database_bytes(db: &Path) -> Vec<u8> {
+    if let Some(url) = postgres_url(db) {
+        return postgres_dump(&url);
+    }
     let mut bytes = std::fs::read(db).unwrap_or_else(|e| panic!("reading {}: {e}", db.display()));
     assert!(!bytes.is_empty(), "{} is empty", db.display());
     let mut wal = db.as_os_str().to_owned();
@@ -442,22 +447,36 @@ pub fn create_public_key(db: &Path, name: &str) -> String {
 /// Creates a read key that may name the end user's address in `X-Forwarded-For`, as
 /// `clientele keys create NAME --forwards-client-address` does.
 pub fn create_forwarding_key(db: &Path, name: &str) -> String {
-    let mut conn = rusqlite::Connection::open(db).unwrap();
     let options = clientele::apikey::KeyOptions {
         forwards_client_address: true,
     };
-    clientele::apikey::create_with(&mut conn, name, clientele::apikey::Scope::Read, options)
-        .unwrap()
-        .expose()
-        .to_owned()
+    let create = |conn: &mut dyn clientele::store::Backend| {
+        clientele::apikey::create_with(conn, name, clientele::apikey::Scope::Read, options)
+            .unwrap()
+            .expose()
+            .to_owned()
+    };
+    let key = match postgres_url(db) {
+        Some(url) => with_store(Path::new(&url), create),
+        None => create(&mut rusqlite::Connection::open(db).unwrap()),
+    };
+    settle();
+    key
 }
 
 fn create_key_with(db: &Path, name: &str, scope: clientele::apikey::Scope) -> String {
-    let mut conn = rusqlite::Connection::open(db).unwrap();
-    clientele::apikey::create(&mut conn, name, scope)
-        .unwrap()
-        .expose()
-        .to_owned()
+    let create = |conn: &mut dyn clientele::store::Backend| {
+        clientele::apikey::create(conn, name, scope)
+            .unwrap()
+            .expose()
+            .to_owned()
+    };
+    let key = match postgres_url(db) {
+        Some(url) => with_store(Path::new(&url), create),
+        None => create(&mut rusqlite::Connection::open(db).unwrap()),
+    };
+    settle();
+    key
 }
 
 impl TestApp {
@@ -483,22 +502,25 @@ impl TestApp {
 
     /// Runs SQL on the app's database through another connection, as another process would.
     pub fn sql(&self, sql: &str) {
-        rusqlite::Connection::open(&self.db)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
+        run_sql(&self.db, sql);
     }
 
     /// The single number a query on the app's database answers (a count).
     pub fn sql_count(&self, sql: &str) -> i64 {
-        rusqlite::Connection::open(&self.db)
-            .unwrap()
-            .query_row(sql, [], |row| row.get(0))
-            .unwrap()
+        query_count(&self.db, sql)
     }
 
     /// The stored hash of a customer.
     pub fn stored_hash(&self, id: i64) -> Option<String> {
+        if let Some(url) = postgres_url(&self.db) {
+            return postgres_client(&url)
+                .query_one(
+                    "SELECT password_hash FROM customer WHERE clcleunik = $1",
+                    &[&id],
+                )
+                .unwrap()
+                .get(0);
+        }
         let conn = rusqlite::Connection::open(&self.db).unwrap();
         conn.query_row(
             "SELECT password_hash FROM customer WHERE clcleunik = ?1",
@@ -511,6 +533,14 @@ impl TestApp {
 
 /// Every customer's stored password hash (`None`: no password), in `clcleunik` order.
 pub fn stored_hashes(db: &Path) -> Vec<Option<String>> {
+    if let Some(url) = postgres_url(db) {
+        return postgres_client(&url)
+            .query("SELECT password_hash FROM customer ORDER BY clcleunik", &[])
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+    }
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut statement = conn
         .prepare("SELECT password_hash FROM customer ORDER BY clcleunik")
@@ -527,6 +557,15 @@ pub fn parse_raw(raw: &str) -> Reply {
 /// The quick start's database: the server's first start fills `db` with the demo customers
 /// (not adopted, unlike `Server::start`), then stops.
 pub fn quick_start(db: &Path) {
+    if on_postgres() {
+        resolve(db, Start::Demo);
+        return;
+    }
+    quick_start_sqlite(db);
+}
+
+/// [`quick_start`], always on SQLite.
+pub fn quick_start_sqlite(db: &Path) {
     let mut child = binary()
         .arg("serve")
         .env("ROCKET_DATABASE", db)
@@ -544,4 +583,296 @@ pub fn quick_start(db: &Path) {
     let _ = child.kill();
     let _ = child.wait();
     assert!(launched, "the quick start's server did not start");
+}
+
+// --- The suite on PostgreSQL ----------------------------------------------------------------
+//
+// With `CLIENTELE_TEST_BACKEND=postgres` (and `CLIENTELE_TEST_POSTGRES`, the URL of a server
+// whose role may create databases: `scripts/pg-test-server.sh` starts one), every test that
+// asks for a *new* database gets a fresh PostgreSQL database instead of a SQLite file: the
+// path it chose is mapped to the URL (see [`resolve`]) wherever the helpers pass it on (the
+// app's figment, `ROCKET_DATABASE` of the binary and the tools, keys, SQL). A test that made
+// a SQLite file itself (a damaged file, an old schema) keeps its file: what it checks is
+// SQLite's. A test that checks something only SQLite has says so with [`sqlite_only`].
+
+/// Whether the suite runs on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("CLIENTELE_TEST_BACKEND").is_ok_and(|backend| backend == "postgres")
+}
+
+/// Returns `true` (the test goes on) unless the suite runs on PostgreSQL, where what the
+/// test checks is SQLite's alone (the file itself, its WAL, its header).
+pub fn sqlite_only(why: &str) -> bool {
+    if on_postgres() {
+        eprintln!("SQLite only ({why}): skipped on PostgreSQL");
+        return false;
+    }
+    true
+}
+
+/// How a new database starts.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Start {
+    /// Empty: what a tool finds (it creates the tables).
+    Empty,
+    /// The demo customers, made the shop's own (the server's first start, then adopt_demo).
+    Adopted,
+    /// The demo customers as the quick start leaves them (still demo).
+    Demo,
+}
+
+static MAPPED: Mutex<Option<BTreeMap<PathBuf, PathBuf>>> = Mutex::new(None);
+static TEMPLATES: Mutex<Option<BTreeMap<&'static str, String>>> = Mutex::new(None);
+static NEXT_DATABASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The admin URL of the test server.
+fn postgres_server() -> String {
+    std::env::var("CLIENTELE_TEST_POSTGRES")
+        .expect("CLIENTELE_TEST_BACKEND=postgres needs CLIENTELE_TEST_POSTGRES (a server URL)")
+}
+
+/// `url` naming database `name` (its query string kept).
+pub fn url_with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let (scheme, rest) = base.split_once("://").unwrap();
+    let authority = rest.split('/').next().unwrap();
+    match query {
+        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
+        None => format!("{scheme}://{authority}/{name}"),
+    }
+}
+
+fn admin_sql(sql: &str) {
+    let mut client = postgres::Client::connect(&postgres_server(), postgres::NoTls).unwrap();
+    client.batch_execute(sql).unwrap();
+}
+
+/// The template database for `start`, made once per test run: the quick start's SQLite
+/// database (adopted or not), moved with `copy-to`.
+fn template(start: Start) -> Option<String> {
+    let name = match start {
+        Start::Empty => return None,
+        Start::Adopted => "clientele_template_adopted",
+        Start::Demo => "clientele_template_demo",
+    };
+    let mut templates = TEMPLATES.lock().unwrap_or_else(|p| p.into_inner());
+    let templates = templates.get_or_insert_with(BTreeMap::new);
+    if let Some(made) = templates.get(name) {
+        return Some(made.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("template.db");
+    quick_start_sqlite(&sqlite);
+    if start == Start::Adopted {
+        adopt_demo(&sqlite);
+    }
+    admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    admin_sql(&format!("CREATE DATABASE {name}"));
+    let url = url_with_database(&postgres_server(), name);
+    let output = binary()
+        .env("ROCKET_DATABASE", &sqlite)
+        .args(["copy-to", &url])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "copy-to the template: {}",
+        stderr(&output)
+    );
+    templates.insert(name, name.to_owned());
+    Some(name.to_owned())
+}
+
+/// A new PostgreSQL database starting as `start`: its URL.
+pub fn new_postgres_database(start: Start) -> String {
+    let template = template(start);
+    let name = format!(
+        "clientele_t{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    // One copy at a time: PostgreSQL refuses a template that another copy is reading.
+    static COPYING: Mutex<()> = Mutex::new(());
+    let _copying = COPYING.lock().unwrap_or_else(|p| p.into_inner());
+    match template {
+        Some(template) => admin_sql(&format!("CREATE DATABASE {name} TEMPLATE {template}")),
+        None => admin_sql(&format!("CREATE DATABASE {name}")),
+    }
+    url_with_database(&postgres_server(), &name)
+}
+
+/// Where the data of `db` lives: `db` itself, except on PostgreSQL, where a path that is
+/// not a file yet stands for a new database (made as `start` says, the first time the path
+/// is seen) and is given as its URL from then on.
+pub fn resolve(db: &Path, start: Start) -> PathBuf {
+    if !on_postgres() || db.as_os_str().is_empty() || db.to_string_lossy().starts_with("postgres") {
+        return db.to_owned();
+    }
+    let mut mapped = MAPPED.lock().unwrap_or_else(|p| p.into_inner());
+    let mapped = mapped.get_or_insert_with(BTreeMap::new);
+    if let Some(url) = mapped.get(db) {
+        return url.clone();
+    }
+    if db.exists() {
+        return db.to_owned();
+    }
+    let url = PathBuf::from(new_postgres_database(start));
+    mapped.insert(db.to_owned(), url.clone());
+    url
+}
+
+/// The URL `db` stands for on PostgreSQL, if it was mapped.
+pub fn postgres_url(db: &Path) -> Option<String> {
+    let resolved = resolve_existing(db);
+    let text = resolved.to_string_lossy();
+    text.starts_with("postgres").then(|| text.into_owned())
+}
+
+/// [`resolve`], without making anything new.
+fn resolve_existing(db: &Path) -> PathBuf {
+    if db.to_string_lossy().starts_with("postgres") {
+        return db.to_owned();
+    }
+    MAPPED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|mapped| mapped.get(db).cloned())
+        .unwrap_or_else(|| db.to_owned())
+}
+
+/// A connection to the PostgreSQL database `url`.
+pub fn postgres_client(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap()
+}
+
+/// `sql` written for SQLite, as PostgreSQL reads it: the camelCase columns quoted (their
+/// names are the wire names; unquoted, PostgreSQL would fold them to lower case).
+pub fn for_postgres(sql: &str) -> String {
+    let mut out = sql.to_owned();
+    for column in [
+        "customerNumber",
+        "groupePrice",
+        "lastName",
+        "firstName",
+        "tvaNumber",
+        "addedDate",
+        "addHour",
+        "showPrice",
+        "webRemise",
+    ] {
+        let quoted = format!("\"{column}\"");
+        out = out.replace(&quoted, column).replace(column, &quoted);
+    }
+    out
+}
+
+/// Runs `sql` on the app's database, SQLite or PostgreSQL, as another process would.
+pub fn run_sql(db: &Path, sql: &str) {
+    match postgres_url(db) {
+        Some(url) => {
+            postgres_client(&url)
+                .batch_execute(&for_postgres(sql))
+                .unwrap();
+            settle();
+        }
+        None => rusqlite::Connection::open(db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap(),
+    }
+}
+
+/// The single number a query answers, on SQLite or PostgreSQL.
+pub fn query_count(db: &Path, sql: &str) -> i64 {
+    match postgres_url(db) {
+        Some(url) => {
+            let row = postgres_client(&url)
+                .query_one(&for_postgres(sql), &[])
+                .unwrap();
+            row.try_get::<_, i64>(0)
+                .or_else(|_| row.try_get::<_, i32>(0).map(i64::from))
+                .or_else(|_| row.try_get::<_, bool>(0).map(i64::from))
+                .unwrap()
+        }
+        None => rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap(),
+    }
+}
+
+/// Every row of every table of the PostgreSQL database `url`, as text (bytea as hex): what
+/// a search for a secret in "the database" reads on PostgreSQL.
+fn postgres_dump(url: &str) -> Vec<u8> {
+    let mut client = postgres_client(url);
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(!tables.is_empty(), "{url} has no tables");
+    let mut dump = Vec::new();
+    for table in tables {
+        for row in client
+            .query(&format!("SELECT t::text FROM {table} t"), &[])
+            .unwrap()
+        {
+            dump.extend_from_slice(row.get::<_, String>(0).as_bytes());
+            dump.push(b'\n');
+        }
+    }
+    dump
+}
+
+/// On PostgreSQL, waits out what the README promises for another process's commit to reach
+/// a running server (its notification): the tests' writes through another connection.
+pub fn settle() {
+    if on_postgres() {
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+/// SQL for "`seconds` from now" as the tables store times (RFC 3339, UTC, to the second or,
+/// with `millis`, the millisecond), for the database `db` is.
+pub fn time_from_now(db: &Path, seconds: f64, millis: bool) -> String {
+    match (postgres_url(db).is_some(), millis) {
+        (true, true) => format!("clientele_utc_ms(interval '{seconds} seconds')"),
+        (true, false) => format!("clientele_utc_s(interval '{seconds} seconds')"),
+        (false, true) => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '{seconds:+} seconds')"),
+        (false, false) => format!("strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '{seconds:+} seconds')"),
+    }
+}
+
+/// Revokes a key directly in the app's database, as `clientele keys revoke` does.
+pub fn revoke_key(db: &Path, name: &str) {
+    let revoke = |conn: &mut dyn clientele::store::Backend| {
+        clientele::apikey::revoke(conn, name).unwrap();
+    };
+    match postgres_url(db) {
+        Some(url) => with_store(Path::new(&url), revoke),
+        None => revoke(&mut rusqlite::Connection::open(db).unwrap()),
+    }
+    settle();
+}
+
+/// Runs `work` on the store at `db`, opened as the tools open it.
+pub fn with_store<T>(db: &Path, work: impl FnOnce(&mut dyn clientele::store::Backend) -> T) -> T {
+    let hasher = clientele::auth::PasswordHasher::new(clientele::auth::Argon2Config {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .unwrap();
+    let location = clientele::store::Location::parse(&db.to_string_lossy());
+    let (store, _) = clientele::store::Store::open(&location, &hasher).unwrap();
+    let mut conn = store.connection().unwrap();
+    work(&mut *conn)
 }

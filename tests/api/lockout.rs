@@ -11,7 +11,10 @@ use crate::helpers::*;
 /// Creates a key with the CLI, as an owner would, and returns it.
 fn key(db: &Path, name: &str, flags: &[&str]) -> String {
     let output = binary()
-        .env("ROCKET_DATABASE", db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(db, crate::helpers::Start::Empty),
+        )
         .args(["keys", "create", name])
         .args(flags)
         .output()
@@ -142,7 +145,10 @@ fn a_forwarding_key_limits_the_end_users_address_and_no_other() {
         200
     );
     let listed = binary()
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .args(["keys", "list"])
         .output()
         .unwrap();
@@ -225,13 +231,10 @@ fn a_wrong_password_for_a_bcrypt_account_takes_as_long_as_one_for_an_unknown_acc
     let hash = bcrypt::hash("from-php-2019", 8)
         .unwrap()
         .replacen("$2b$", "$2y$", 1);
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "UPDATE customer SET password_hash = ?1 WHERE clcleunik = 2",
-            [&hash],
-        )
-        .unwrap();
+    run_sql(
+        &db,
+        &format!("UPDATE customer SET password_hash = '{hash}' WHERE clcleunik = 2"),
+    );
     let server = Server::start(&db, &[]);
     let shop = key(&db, "shop", &[]);
     let bcrypt_email = demo_customers()[1]["email"].as_str().unwrap().to_owned();

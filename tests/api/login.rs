@@ -125,13 +125,10 @@ fn a_bcrypt_hash_logs_in_and_is_replaced_by_argon2id() {
     let bcrypt = bcrypt::hash("from-php", 4)
         .unwrap()
         .replacen("$2b$", "$2y$", 1);
-    rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .execute(
-            "UPDATE customer SET password_hash = ?1 WHERE clcleunik = 2",
-            [&bcrypt],
-        )
-        .unwrap();
+    run_sql(
+        &app.db,
+        &format!("UPDATE customer SET password_hash = '{bcrypt}' WHERE clcleunik = 2"),
+    );
 
     let reply = app.login("marie.dubois@example.be", "from-php");
 

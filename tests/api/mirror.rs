@@ -267,7 +267,10 @@ fn empty_database() -> (tempfile::TempDir, std::path::PathBuf) {
     let db = dir.path().join("mirror.db");
     let output = binary()
         .args(["keys", "list"])
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .env("ROCKET_SEED_DEMO", "false")
         .output()
         .unwrap();
@@ -447,7 +450,10 @@ fn an_empty_or_much_smaller_upstream_is_refused_and_the_data_kept() {
     assert_eq!(count(&db), 20);
     let allowed = binary()
         .args(["sync", &old.url()])
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .env("ROCKET_UPSTREAM_ALLOW_MASS_DELETE", "true")
         .output()
         .unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{binary, quick_start, stderr, Reply, Server};
+use crate::helpers::{binary, quick_start_sqlite, stderr, Reply, Server};
 
 /// A fresh database on the test server, dropped when this goes.
 pub struct PgDb {
@@ -98,7 +98,7 @@ fn shop() -> Option<Shop> {
     let pg = pg_database()?;
     let dir = tempfile::tempdir().unwrap();
     let sqlite = dir.path().join("shop.db");
-    quick_start(&sqlite);
+    quick_start_sqlite(&sqlite);
     crate::helpers::adopt_demo(&sqlite);
     let write_key = tool(
         sqlite.to_str().unwrap(),

@@ -301,7 +301,10 @@ fn mail_server(smtp: &FakeSmtp, db: &std::path::Path) -> Server {
 
 fn public_key(db: &std::path::Path) -> String {
     let out = binary()
-        .env("ROCKET_DATABASE", db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(db, crate::helpers::Start::Empty),
+        )
         .args(["keys", "create", "web", "--public"])
         .output()
         .unwrap();
@@ -408,10 +411,7 @@ fn a_refused_reset_email_is_logged_without_the_token_and_changes_nothing() {
             >= 8
     });
     assert!(!unmasked, "a reset token in the log:\n{log}");
-    let count: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row("SELECT count(*) FROM reset_token", [], |row| row.get(0))
-        .unwrap();
+    let count = query_count(&db, "SELECT count(*) FROM reset_token");
     assert_eq!(count, 0, "no token stored for a message that was not sent");
     let login = server.request(
         "POST",
@@ -487,7 +487,10 @@ fn smtp_settings_go_together_and_the_reset_url_needs_its_token() {
         let mut command = binary();
         command
             .arg("serve")
-            .env("ROCKET_DATABASE", dir.path().join("shop.db"))
+            .env(
+                "ROCKET_DATABASE",
+                crate::helpers::resolve(&dir.path().join("shop.db"), crate::helpers::Start::Empty),
+            )
             .env("ROCKET_PORT", "0");
         for (name, value) in &env {
             command.env(name, value);

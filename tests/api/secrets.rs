@@ -174,13 +174,10 @@ fn no_secret_reaches_the_log_or_a_response_at(level: &str) {
     let bcrypt = bcrypt::hash("php-era-secret", 4)
         .unwrap()
         .replacen("$2b$", "$2y$", 1);
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "UPDATE customer SET password_hash = ?1 WHERE clcleunik = 4",
-            [&bcrypt],
-        )
-        .unwrap();
+    run_sql(
+        &db,
+        &format!("UPDATE customer SET password_hash = '{bcrypt}' WHERE clcleunik = 4"),
+    );
     let upgraded = login(&server, &key, "celine.lefevre@example.be", "php-era-secret");
     assert_eq!(upgraded.status, 200, "{}", upgraded.body);
     replies.push(upgraded);

@@ -537,8 +537,10 @@ fn expired_tampered_unknown_and_foreign_tokens_are_401() {
     let shop = shop();
     let expiring = shop.session(A);
     // Expired: its time set in the past, as `session_days` would after that many days.
-    shop.app
-        .sql("UPDATE session SET expires = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 seconds')");
+    shop.app.sql(&format!(
+        "UPDATE session SET expires = {}",
+        time_from_now(&shop.app.db, -1.0, false)
+    ));
     assert_eq!(
         shop.list("", Some(&expiring)).assert_error(401),
         session_message()
@@ -678,6 +680,9 @@ fn public_registration_is_off_unless_the_owner_allows_it_and_never_picks_an_id()
 
 #[test]
 fn public_keys_are_made_and_listed_by_the_cli_and_old_keys_survive_the_migration() {
+    if !sqlite_only("a SQLite schema migration") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     // A database as the previous version left it: schema 9, keys whose CHECK knows no 'public'.
@@ -846,13 +851,13 @@ fn over_a_socket_a_session_is_held_to_its_customer_and_its_token_leaks_nowhere()
     assert_eq!(update.status, 200, "{}", update.body);
 
     // Expiry without any commit after it: the memo must not answer for the session.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute(
-        "UPDATE session SET expires = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '+2 seconds')",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    run_sql(
+        &db,
+        &format!(
+            "UPDATE session SET expires = {}",
+            time_from_now(&db, 2.0, false)
+        ),
+    );
     assert_eq!(ask("GET", "/CUSTOMER/LIST/?id_client=2", "").ids(), [A.0]);
     assert_eq!(ask("GET", "/CUSTOMER/LIST/?id_client=2", "").ids(), [A.0]);
     std::thread::sleep(Duration::from_millis(2100));
@@ -977,7 +982,10 @@ fn a_session_that_expires_without_any_commit_is_refused_within_the_memos_second(
     let db = dir.path().join("expiry.db");
     let server = Server::start(&db, &[]);
     let out = binary()
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .args(["keys", "create", "web", "--public"])
         .output()
         .unwrap();
@@ -991,13 +999,13 @@ fn a_session_that_expires_without_any_commit_is_refused_within_the_memos_second(
     );
     let token = login.json()["result"]["token"].as_str().unwrap().to_owned();
     // The session now ends 1.5 s from now (this commit is the last one).
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "UPDATE session SET expires = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1.5 seconds')",
-            [],
-        )
-        .unwrap();
+    run_sql(
+        &db,
+        &format!(
+            "UPDATE session SET expires = {}",
+            time_from_now(&db, 1.5, true)
+        ),
+    );
     let bearer = format!("Bearer {token}");
     let ask = || {
         server
@@ -1027,14 +1035,7 @@ fn a_customer_keeps_at_most_fifty_sessions_and_the_newest_always_works() {
         tokens.push(reply.json()["result"]["token"].as_str().unwrap().to_owned());
     }
     let last = tokens.last().unwrap().clone();
-    let kept: i64 = rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM session WHERE customer = 1",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let kept = query_count(&app.db, "SELECT count(*) FROM session WHERE customer = 1");
     assert_eq!(kept, clientele::session::MAX_PER_CUSTOMER);
     let public = create_public_key(&app.db, "web");
     let own = app.get_with(
@@ -1070,7 +1071,10 @@ fn registrations_through_a_public_key_are_limited_per_visitor() {
         ],
     );
     let out = binary()
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .args(["keys", "create", "web", "--public"])
         .output()
         .unwrap();

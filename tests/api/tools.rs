@@ -37,7 +37,7 @@ pub fn run_expecting_failure(db: &std::path::Path, args: &[&str], stdin: &str) -
 fn run_tool(db: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     let mut child = binary()
         .args(args)
-        .env("ROCKET_DATABASE", db)
+        .env("ROCKET_DATABASE", resolve(db, Start::Empty))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -45,7 +45,9 @@ fn run_tool(db: &std::path::Path, args: &[&str], stdin: &str) -> Output {
         .unwrap();
     // The tool may exit before reading its input (a bad argument): that is not our failure.
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    let output = child.wait_with_output().unwrap();
+    settle();
+    output
 }
 
 #[test]
@@ -134,7 +136,10 @@ fn a_public_address_without_keys_refuses_to_start() {
 
     let output = binary()
         .arg("serve")
-        .env("ROCKET_DATABASE", dir.path().join("p.db"))
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&dir.path().join("p.db"), crate::helpers::Start::Empty),
+        )
         .env("ROCKET_ADDRESS", "0.0.0.0")
         .env("ROCKET_PORT", "0")
         .stdin(Stdio::null())
@@ -153,14 +158,20 @@ fn login_rate_measures_the_configured_parameters_on_the_login_workers_and_opens_
     let db = dir.path().join("never.db");
     let output = binary()
         .args(["login-rate", "--seconds", "0.3"])
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .env("ROCKET_LOGIN_WORKERS", "2")
         .output()
         .unwrap();
     let refused = run_expecting_failure(&db, &["login-rate", "--seconds", "0"], "");
     let misspelled = binary()
         .args(["login-rate", "--seconds", "0.1"])
-        .env("ROCKET_DATABASE", &db)
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
+        )
         .env("ROCKET_LOGIN_WORKER", "2")
         .output()
         .unwrap();

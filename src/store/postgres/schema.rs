@@ -437,10 +437,9 @@ fn hash_legacy_passwords(client: &mut Client, hasher: &PasswordHasher) -> Result
     if legacy.is_empty() {
         return Ok(0);
     }
-    log::warn!(
-        "hashing {} legacy plain-text password(s); the port opens when done",
-        legacy.len()
-    );
+    // The same progress lines as on SQLite, every few seconds.
+    let progress = crate::store::sqlite::LogProgress::new();
+    crate::transfer::Progress::phase(&progress, "hashing legacy passwords", legacy.len());
     let threads = if legacy.len() > LARGE_MIGRATION {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -448,11 +447,13 @@ fn hash_legacy_passwords(client: &mut Client, hasher: &PasswordHasher) -> Result
     };
     let hashes = auth::parallel_map(&legacy, threads, |(_, plain)| {
         // An empty legacy password means "no password": nobody can log in with it.
-        if plain.expose().is_empty() {
+        let hash = if plain.expose().is_empty() {
             Ok(None)
         } else {
             hasher.hash(plain).map(Some)
-        }
+        };
+        crate::transfer::Progress::step(&progress);
+        hash
     });
     let mut tx = client.transaction().map_err(describe)?;
     let update = tx

@@ -771,12 +771,18 @@ pub fn hash_legacy_passwords(
 
 /// Start-up progress in the log: a line every few seconds, so a long migration is visibly
 /// alive (100,000 passwords take minutes).
-struct LogProgress {
+pub struct LogProgress {
     state: Mutex<(&'static str, usize, usize, std::time::Instant)>,
 }
 
+impl Default for LogProgress {
+    fn default() -> LogProgress {
+        LogProgress::new()
+    }
+}
+
 impl LogProgress {
-    fn new() -> LogProgress {
+    pub fn new() -> LogProgress {
         LogProgress {
             state: Mutex::new(("", 0, 0, std::time::Instant::now())),
         }
