@@ -1,6 +1,6 @@
 //! `GET /CUSTOMER/LIST/`: shape, filters, paging, errors, paths and redaction.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -505,4 +505,30 @@ fn after_walks_every_customer_once_in_pages_with_the_full_total() {
     let all = app.get("/CUSTOMER/LIST/").ids();
     assert_eq!(seen, all);
     app.get("/CUSTOMER/LIST/?after=x").assert_error(400);
+}
+
+#[test]
+fn a_nul_character_in_a_filter_or_a_login_matches_nobody_and_is_never_a_500() {
+    // PostgreSQL text cannot hold a NUL: sent to it as a parameter, it is an encoding error.
+    // No stored email or login has one (the field rules refuse control characters), so on
+    // either backend it is a filter that matches nobody.
+    let app = spawn_app();
+    for path in [
+        "/CUSTOMER/LIST/?email=jdoe%40example.com%00",
+        "/CUSTOMER/LIST/?login=jdoe%00",
+        "/CUSTOMER/LIST/?email=a%00b&login=c%00d",
+    ] {
+        let reply = app.get(path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert!(reply.customers().is_empty(), "{path}: {}", reply.body);
+        assert_eq!(reply.header("x-total-count"), Some("0"), "{path}");
+    }
+    for body in [
+        json!({"email": "jdoe@example.com\u{0}", "password": "password123"}),
+        json!({"login": "jdoe\u{0}", "password": "password123"}),
+    ] {
+        app.login_json(&body, None).assert_error(401);
+    }
+    // And nothing was counted as a failure against the real account.
+    assert_eq!(app.login("jdoe@example.com", "password123").status, 200);
 }

@@ -132,13 +132,24 @@ fn clause(filter: &ListFilter, with_cursor: bool) -> (String, Vec<Param<'_>>) {
         params.push(id);
         conditions.push(format!("clcleunik = ${}", params.len()));
     }
+    // PostgreSQL text cannot hold a NUL character, so no stored email or login has one: a
+    // filter with one matches nothing (as on SQLite), and is never sent (it would be an
+    // encoding error).
     if let Some(email) = &filter.email {
-        params.push(email);
-        conditions.push(email_matches(params.len()));
+        if email.contains('\0') {
+            conditions.push("FALSE".to_owned());
+        } else {
+            params.push(email);
+            conditions.push(email_matches(params.len()));
+        }
     }
     if let Some(login) = &filter.login {
-        params.push(login);
-        conditions.push(format!("login = ${}", params.len()));
+        if login.contains('\0') {
+            conditions.push("FALSE".to_owned());
+        } else {
+            params.push(login);
+            conditions.push(format!("login = ${}", params.len()));
+        }
     }
     if conditions.is_empty() {
         (String::new(), params)
@@ -395,6 +406,10 @@ pub fn find_for_login(
     identifier: &Identifier,
 ) -> Result<Option<(Customer, Option<Secret>)>> {
     let value: Param<'_> = match identifier {
+        // No stored email or login holds a NUL (PostgreSQL text cannot): nobody.
+        Identifier::Email(text) | Identifier::Login(text) if text.contains('\0') => {
+            return Ok(None)
+        }
         Identifier::Email(email) => email,
         Identifier::Login(login) => login,
         Identifier::Id(id) => id,
