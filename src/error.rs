@@ -317,8 +317,9 @@ impl StartupError {
         }
     }
 
-    /// A database error at `location` (a PostgreSQL URL is named without its password).
-    pub fn at(location: &crate::store::Location, reason: impl std::fmt::Display) -> Self {
+    /// A database error at `location` (shown as it displays: a PostgreSQL URL without its
+    /// password).
+    pub fn at(location: &impl std::fmt::Display, reason: impl std::fmt::Display) -> Self {
         StartupError::Database {
             path: location.to_string(),
             reason: reason.to_string(),
