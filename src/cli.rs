@@ -387,14 +387,13 @@ fn open() -> Result<(crate::config::Config, Store), String> {
     Ok((config, db))
 }
 
-/// The SQLite database, for the tools that work on the file itself (import, sync,
-/// remove-demo, backup); on PostgreSQL, what to do instead.
+/// The SQLite database, for the tools that work on the file itself (`copy-to`, `backup`);
+/// on PostgreSQL, what to do instead.
 fn sqlite_only<'a>(store: &'a Store, what: &str) -> Result<&'a crate::store::sqlite::Db, String> {
     store.sqlite().ok_or_else(|| {
         format!(
-            "`clientele {what}` works on a SQLite database; this one is PostgreSQL ({}). \
-             Run it on a SQLite file, then move the shop with `clientele copy-to URL`; \
-             back PostgreSQL up with pg_dump (README, \"More than one machine\")",
+            "`clientele {what}` works on a SQLite database; this one is PostgreSQL ({}): \
+             `database` must name the SQLite file",
             store.describe()
         )
     })
@@ -487,9 +486,7 @@ fn import(
     };
     let (config, store) =
         crate::prepare(&crate::figment(), Seed::Never).map_err(|e| e.to_string())?;
-    let db = sqlite_only(&store, "import")?.clone();
-    drop(store);
-    let mut conn = db.connection().map_err(|e| e.to_string())?;
+    let mut conn = store.connection().map_err(|e| e.to_string())?;
     let options = import::Options {
         replace,
         allow_empty,
@@ -498,13 +495,14 @@ fn import(
         known: None,
     };
     let bars = Bars::new();
-    let result = import::import(&mut conn, open, &config.hasher, options, &bars);
-    let created = db.created();
-    if created && (result.is_err() || dry_run) {
-        // A failed import or a dry run into a new file leaves no database behind.
-        drop(conn);
+    let result = import::import(&mut *conn, open, &config.hasher, options, &bars);
+    let created = store.created();
+    drop(conn);
+    if let (true, Some(db)) = (created && (result.is_err() || dry_run), store.sqlite()) {
+        // A failed import or a dry run into a new file leaves no database behind. (A
+        // PostgreSQL database keeps the empty tables this run made: it is the owner's.)
         let path = db.path().to_owned();
-        drop(db);
+        drop(store);
         crate::store::sqlite::remove_files(&path);
     }
     let summary = result.map_err(|error| match error {
@@ -611,10 +609,10 @@ fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(
 
 fn remove_demo() -> Result<(), String> {
     let (config, store) = open()?;
-    let db = sqlite_only(&store, "remove-demo")?;
-    let mut conn = db.connection().map_err(|e| e.to_string())?;
-    let removed =
-        import::remove_demo(&mut conn, audit::CLI, config.retention).map_err(|e| e.to_string())?;
+    let mut conn = store.connection().map_err(|e| e.to_string())?;
+    let removed = conn
+        .remove_demo(audit::CLI, config.retention)
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "removed {removed} demo customer(s) from {}",
         config.database
@@ -646,6 +644,22 @@ fn copy_to(url: &str) -> Result<(), String> {
 
 fn backup(path: &std::path::Path, force: bool) -> Result<(), String> {
     let (_, store) = open()?;
+    if let Some(pg) = store.postgres() {
+        // The copy of a PostgreSQL database is PostgreSQL's own tool's job: say exactly what
+        // to run (the URL without its password, which pg_dump takes from PGPASSWORD or
+        // ~/.pgpass).
+        let url = shell_quote(&pg.url_without_password());
+        let file = shell_quote(&path.display().to_string());
+        return Err(format!(
+            "`clientele backup` copies a SQLite file; this database is PostgreSQL ({}). \
+             Back it up with PostgreSQL's own tool instead (`umask 077` first: the dump \
+             holds password hashes; the password from PGPASSWORD or \
+             ~/.pgpass):\n  pg_dump --format=custom --file={file} {url}\n\
+             and restore it into an empty database with:\n  \
+             pg_restore --no-owner --dbname={url} {file}",
+            store.describe(),
+        ));
+    }
     let db = sqlite_only(&store, "backup")?;
     let conn = db.connection().map_err(|e| e.to_string())?;
     export::backup(&conn, path, force)?;
@@ -653,10 +667,14 @@ fn backup(path: &std::path::Path, force: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// `text` as one word for a POSIX shell: in single quotes, each `'` written `'\''`.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 fn sync_once(url: Option<&str>) -> Result<(), String> {
     let started = Instant::now();
     let (config, store) = open()?;
-    let db = sqlite_only(&store, "sync")?;
     let upstream = match (url, &config.mirror) {
         (Some(url), _) => crate::sync::Upstream::new(url, config.upstream_settings)?,
         (None, Some(mirror)) => crate::sync::Upstream::new(&mirror.url, config.upstream_settings)?,
@@ -664,11 +682,15 @@ fn sync_once(url: Option<&str>) -> Result<(), String> {
             return Err("no URL given and no `upstream` setting: clientele sync URL".into())
         }
     };
-    let key = crate::sync::SyncKey::load_or_create(db.path())?;
-    let mut conn = db.connection().map_err(|e| e.to_string())?;
+    let key_file = crate::sync::SyncKey::path_for_store(&store, &config.upstream_key_file);
+    let key = crate::sync::SyncKey::load_or_create_at(&key_file)?;
+    // On PostgreSQL, the turn the mirroring nodes share: no node's sync or forwarded write
+    // runs between this fetch and this commit.
+    let _turn = crate::sync::command_line_turn(&store)?;
+    let mut conn = store.connection().map_err(|e| e.to_string())?;
     let bars = Bars::new();
     let summary = crate::sync::sync(
-        &mut conn,
+        &mut *conn,
         &upstream,
         &config.hasher,
         &key,

@@ -70,6 +70,8 @@ struct RawConfig {
     upstream_allow_mass_delete: bool,
     #[serde(default)]
     upstream_max_age_secs: u64,
+    #[serde(default = "default_upstream_key_file")]
+    upstream_key_file: String,
     #[serde(default = "default_session_days")]
     session_days: u32,
     #[serde(default)]
@@ -106,6 +108,7 @@ const APP_KEYS: &[&str] = &[
     "upstream_max_mib",
     "upstream_allow_mass_delete",
     "upstream_max_age_secs",
+    "upstream_key_file",
     "session_days",
     "public_registration",
 ];
@@ -335,6 +338,9 @@ fn default_upstream_timeout_secs() -> u64 {
 fn default_upstream_max_mib() -> u64 {
     512
 }
+fn default_upstream_key_file() -> String {
+    "data/upstream.key".to_owned()
+}
 
 fn default_database() -> String {
     "data/clientele.db".to_owned()
@@ -391,6 +397,10 @@ pub struct Config {
     /// How to reach an old API (`upstream_timeout_secs`, `upstream_max_mib`,
     /// `upstream_allow_mass_delete`), for the mirror and for `clientele sync URL` alike.
     pub upstream_settings: UpstreamSettings,
+    /// On PostgreSQL, the mirror's key file (`upstream_key_file`, `data/upstream.key`):
+    /// the key of the password digests, kept out of the database, the same on every node.
+    /// On SQLite the key sits beside the database file instead.
+    pub upstream_key_file: PathBuf,
     /// How long a customer session from LOGIN lasts, in days (`session_days`, 30).
     pub session_days: u32,
     /// A public key may register customers through ADD (`public_registration`, false).
@@ -568,6 +578,11 @@ impl Config {
                     .then(|| Duration::from_secs(raw.upstream_max_age_secs)),
             }),
         };
+        if raw.upstream_key_file.trim().is_empty() {
+            return Err(StartupError::Config(
+                "upstream_key_file: the path is empty".into(),
+            ));
+        }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let login_workers = if raw.login_workers == 0 {
             (cores / 2).max(1)
@@ -598,6 +613,7 @@ impl Config {
             mail: MailSettings::from_raw(raw.smtp_url, raw.smtp_from, raw.reset_url)?,
             mirror,
             upstream_settings,
+            upstream_key_file: PathBuf::from(raw.upstream_key_file),
             session_days: raw.session_days,
             public_registration: raw.public_registration,
         })

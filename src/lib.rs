@@ -155,23 +155,10 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     }
     let mirror = match &config.mirror {
         Some(settings) => {
-            let Some(sqlite) = db.sqlite() else {
-                return Err(StartupError::Config(
-                    "upstream: mirroring an old API needs the SQLite database; on PostgreSQL, \
-                     run the mirror on one node with SQLite, or sync with `clientele sync`"
-                        .into(),
-                ));
-            };
-            let conn = sqlite
-                .connection()
-                .map_err(|e| StartupError::database(sqlite.path(), e))?;
-            let mirror = sync::Mirror::open(
-                settings.clone(),
-                config.upstream_settings,
-                sqlite.path(),
-                &conn,
-            )
-            .map_err(StartupError::Config)?;
+            let key_file = sync::SyncKey::path_for_store(&db, &config.upstream_key_file);
+            let mirror =
+                sync::Mirror::open(settings.clone(), config.upstream_settings, &key_file, &db)
+                    .map_err(StartupError::Config)?;
             log::info!(
                 "mirroring {} every {} s; writes go to it first",
                 mirror.upstream.display(),
@@ -198,9 +185,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         Some(mirror) => {
             let (mirror, db, hasher, retention) = (
                 std::sync::Arc::clone(mirror),
-                db.sqlite().cloned().ok_or_else(|| {
-                    StartupError::Config("upstream: mirror mode needs SQLite".into())
-                })?,
+                db.clone(),
                 config.hasher.clone(),
                 config.retention,
             );

@@ -13,21 +13,36 @@
 //! so the key file must be guarded like the old API's key (which reads every plain-text
 //! password anyway). Without the key file (a restored backup elsewhere), a new key is made and
 //! the next sync hashes every password once.
+//!
+//! **On PostgreSQL** the key is the file `upstream_key_file` names (every node needs the same
+//! one: a node with another key finds no digest matching, and hashes again each password it
+//! syncs, storing the digest under its own key; correct, but it costs Argon2 time, and, as
+//! any new hash, ends those customers' sessions). Several nodes mirror one old API together:
+//! one leads the periodic syncs (an advisory lock on a connection of its own; when it dies,
+//! another takes over at its next tick), and syncs and forwarded writes take one turn shared
+//! by every node (another advisory lock), as they take the node's own (see
+//! [`crate::store::postgres::locks`]). `/health` reads the last good sync's age from the
+//! audit trail, so that every node tells the same.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hmac::{Hmac, Mac};
-use rusqlite::Connection;
 use sha2::Sha256;
 
 use crate::audit::Action;
 use crate::auth::{PasswordHasher, Secret};
 use crate::config::{MirrorConfig, Retention, UpstreamSettings};
-use crate::store::sqlite::Db;
+use crate::store::postgres::locks::{AdvisoryLock, TurnGuard, TurnLock, SYNC_LEADER};
+use crate::store::{Backend, Store};
 use crate::transfer::{self, KnownPasswords, Options, Progress, Records, Summary};
+
+/// Seconds since the last good sync on SQLite (see [`Backend::last_sync_age`]).
+pub use crate::store::sqlite::import::LAST_SYNC_AGE_QUERY;
 
 /// The key of the password digests, read from (or created in) a file beside the database.
 pub struct SyncKey([u8; 32]);
@@ -40,11 +55,24 @@ impl SyncKey {
         PathBuf::from(name)
     }
 
+    /// The key file of `store`: beside a SQLite file; on PostgreSQL, `key_file` (the setting
+    /// `upstream_key_file`), since the database has no folder of its own.
+    pub fn path_for_store(store: &Store, key_file: &Path) -> PathBuf {
+        match store.sqlite() {
+            Some(db) => SyncKey::path_for(db.path()),
+            None => key_file.to_owned(),
+        }
+    }
+
     /// Reads the key beside `database`, or makes one (readable by the owner only).
     pub fn load_or_create(database: &Path) -> Result<SyncKey, String> {
-        let path = SyncKey::path_for(database);
+        SyncKey::load_or_create_at(&SyncKey::path_for(database))
+    }
+
+    /// Reads the key file at `path`, or makes one (readable by the owner only).
+    pub fn load_or_create_at(path: &Path) -> Result<SyncKey, String> {
         let shown = path.display();
-        match std::fs::read(&path) {
+        match std::fs::read(path) {
             Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
                 .map(SyncKey)
                 .map_err(|_| format!("{shown}: not a sync key (expected 32 bytes)")),
@@ -53,11 +81,19 @@ impl SyncKey {
                 use std::os::unix::fs::OpenOptionsExt;
                 let mut key = [0u8; 32];
                 OsRng.fill_bytes(&mut key);
+                let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+                if let Some(folder) = folder.filter(|folder| !folder.is_dir()) {
+                    return Err(format!(
+                        "{shown}: the folder {} does not exist (the mirror's key file: \
+                         setting upstream_key_file)",
+                        folder.display()
+                    ));
+                }
                 std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .open(&path)
+                    .open(path)
                     .and_then(|mut file| file.write_all(&key))
                     .map_err(|e| format!("{shown}: {e}"))?;
                 Ok(SyncKey(key))
@@ -557,43 +593,41 @@ fn never_sent(error: &ureq::Error) -> bool {
 
 /// Refuses a list that would wipe the shop: empty while customers exist, or deleting more
 /// than half of them, unless `allow` (`upstream_allow_mass_delete`).
-fn guard(conn: &Connection, records: &[transfer::Record], allow: bool) -> Result<(), SyncError> {
+fn guard(
+    conn: &mut dyn Backend,
+    records: &[transfer::Record],
+    allow: bool,
+) -> Result<(), SyncError> {
+    let store_error = |e: crate::store::Error| SyncError::Store(e.to_string());
     // Demo customers are not the shop's: the first sync removes them whatever the guard says.
-    let stored: usize = conn
-        .query_row(
-            "SELECT count(*) FROM customer \
-             WHERE clcleunik NOT IN (SELECT clcleunik FROM demo_customer)",
-            [],
-            |row| row.get::<_, i64>(0),
-        )
-        .map(|n| usize::try_from(n).unwrap_or(0))
-        .map_err(|e| SyncError::Store(e.to_string()))?;
+    let stored =
+        usize::try_from(conn.own_customer_count().map_err(store_error)?).unwrap_or(usize::MAX);
     if allow || stored == 0 {
         return Ok(());
     }
+    let demo: HashSet<i64> = conn.demo_ids().map_err(store_error)?.into_iter().collect();
+    let mut ids: Vec<i64> = records
+        .iter()
+        .map(|record| record.customer.clcleunik)
+        .filter(|id| !demo.contains(id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
     let mut kept = 0;
-    let mut exists = conn
-        .prepare(
-            "SELECT EXISTS (SELECT 1 FROM customer WHERE clcleunik = ?1 \
-             AND clcleunik NOT IN (SELECT clcleunik FROM demo_customer))",
-        )
-        .map_err(|e| SyncError::Store(e.to_string()))?;
-    for record in records {
-        if exists
-            .query_row([record.customer.clcleunik], |row| row.get::<_, bool>(0))
-            .map_err(|e| SyncError::Store(e.to_string()))?
-        {
-            kept += 1;
-        }
+    for batch in ids.chunks(2_000) {
+        kept += conn
+            .stored_customers(batch, false)
+            .map_err(store_error)?
+            .len();
     }
-    let deleting = stored - kept;
+    let deleting = stored.saturating_sub(kept);
     if records.is_empty() {
         return Err(SyncError::Refused(format!(
             "refused: the old API sent an empty list while {stored} customers exist; nothing \
              changed (set upstream_allow_mass_delete = true if that is right)"
         )));
     }
-    if deleting * 2 > stored {
+    if deleting.saturating_mul(2) > stored {
         return Err(SyncError::Refused(format!(
             "refused: the old API's list would delete {deleting} of {stored} customers; \
              nothing changed (set upstream_allow_mass_delete = true if that is right)"
@@ -610,7 +644,7 @@ fn records_of(records: &[transfer::Record]) -> Records<'_> {
 /// them, recorded in the audit trail as `actor` doing `action`.
 #[allow(clippy::too_many_arguments)]
 pub fn store(
-    conn: &mut Connection,
+    conn: &mut dyn Backend,
     records: &[transfer::Record],
     replace: bool,
     hasher: &PasswordHasher,
@@ -639,7 +673,7 @@ pub fn store(
 
 /// One sync: fetch the old list, check it, guard it, make the local customers equal to it.
 pub fn sync(
-    conn: &mut Connection,
+    conn: &mut dyn Backend,
     upstream: &Upstream,
     hasher: &PasswordHasher,
     key: &SyncKey,
@@ -653,7 +687,7 @@ pub fn sync(
 /// The second half of a sync, once the list is fetched: guard it, make the local customers
 /// equal to it. (The server fetches without holding a connection.)
 pub fn apply(
-    conn: &mut Connection,
+    conn: &mut dyn Backend,
     upstream: &Upstream,
     records: &[transfer::Record],
     hasher: &PasswordHasher,
@@ -680,19 +714,39 @@ pub struct Mirror {
     /// storing the master's answer: a sync that fetched before a write must not commit after
     /// it, or it would put back what the write changed. An async lock: whoever waits for it
     /// is a future, not a blocked thread of the blocking pool (which reads, logins and
-    /// `/health` need).
+    /// `/health` need). On PostgreSQL its holder also takes the turn every node shares.
     exclusive: Arc<tokio::sync::Mutex<()>>,
     /// One permit per forwarded write in progress (sent, or waiting for its turn): at most
     /// [`MAX_WAITING_WRITES`]; the next is told to try again.
     writes: Arc<tokio::sync::Semaphore>,
     /// Wakes the sync loop for a sync now (after a write whose outcome is not stored here).
     wake: tokio::sync::Notify,
+    /// On PostgreSQL, what keeps the nodes of the database in step.
+    nodes: Option<Nodes>,
 }
 
-/// A forwarded write's turn with the master: no sync and no other write runs until it ends.
+/// The nodes of one PostgreSQL database mirroring together: who leads the periodic syncs,
+/// and the turn they all share.
+struct Nodes {
+    /// Held by the node that runs the periodic syncs.
+    leader: Arc<Mutex<AdvisoryLock>>,
+    /// What this node last knew of the lead ([`UNKNOWN`], [`LEADS`], [`STANDS_BY`]), to log
+    /// each change once.
+    leading: AtomicU8,
+    turn: TurnLock,
+}
+
+const UNKNOWN: u8 = 0;
+const LEADS: u8 = 1;
+const STANDS_BY: u8 = 2;
+
+/// A forwarded write's turn with the master: no sync and no other write runs until it ends,
+/// on this node or (on PostgreSQL) any other. Given back, the shared turn first, when
+/// dropped.
 pub struct Turn {
-    _write: tokio::sync::OwnedSemaphorePermit,
+    _shared: Option<TurnGuard>,
     _exclusive: tokio::sync::OwnedMutexGuard<()>,
+    _write: tokio::sync::OwnedSemaphorePermit,
 }
 
 #[derive(Debug, Default)]
@@ -711,28 +765,29 @@ pub struct MirrorReport {
     pub last_error: Option<String>,
 }
 
-/// Seconds since the last good sync, from the audit trail (through its partial index
-/// `audit_sync`, so that start-up in mirror mode reads no whole table); NULL if none.
-pub const LAST_SYNC_AGE_QUERY: &str =
-    "SELECT CAST((julianday('now') - julianday(max(at))) * 86400 AS INTEGER)
-     FROM audit WHERE action = 'sync' AND actor = 'sync'";
-
 impl Mirror {
-    /// Loads the digest key beside the database and the time of the last good sync recorded
-    /// in the audit trail (so a restart does not forget it).
+    /// Loads the digest key (`key_file`: see [`SyncKey::path_for_store`]) and the time of the
+    /// last good sync recorded in the audit trail (so a restart does not forget it).
     pub fn open(
         config: MirrorConfig,
         settings: UpstreamSettings,
-        database: &Path,
-        conn: &Connection,
+        key_file: &Path,
+        store: &Store,
     ) -> Result<Mirror, String> {
         let upstream = Upstream::new(&config.url, settings)?;
-        let key = SyncKey::load_or_create(database)?;
-        let age: Option<i64> = conn
-            .query_row(LAST_SYNC_AGE_QUERY, [], |row| row.get(0))
+        let key = SyncKey::load_or_create_at(key_file)?;
+        let age = store
+            .connection()
+            .map_err(|e| e.to_string())?
+            .last_sync_age()
             .map_err(|e| e.to_string())?;
         let last_good = age.and_then(|secs| {
             SystemTime::now().checked_sub(Duration::from_secs(u64::try_from(secs).ok()?))
+        });
+        let nodes = store.postgres().map(|pg| Nodes {
+            leader: Arc::new(Mutex::new(pg.advisory_lock(SYNC_LEADER))),
+            leading: AtomicU8::new(UNKNOWN),
+            turn: pg.turn_lock(),
         });
         Ok(Mirror {
             config,
@@ -745,6 +800,7 @@ impl Mirror {
             exclusive: Arc::new(tokio::sync::Mutex::new(())),
             writes: Arc::new(tokio::sync::Semaphore::new(MAX_WAITING_WRITES)),
             wake: tokio::sync::Notify::new(),
+            nodes,
         })
     }
 
@@ -755,16 +811,86 @@ impl Mirror {
         let write = Arc::clone(&self.writes)
             .try_acquire_owned()
             .map_err(|_| SyncError::Busy)?;
+        let started = Instant::now();
         let exclusive = tokio::time::timeout(
             self.upstream.timeout,
             Arc::clone(&self.exclusive).lock_owned(),
         )
         .await
         .map_err(|_| SyncError::Busy)?;
+        let left = self.upstream.timeout.saturating_sub(started.elapsed());
+        let shared = self.shared_turn(Some(left)).await?;
         Ok(Turn {
-            _write: write,
+            _shared: shared,
             _exclusive: exclusive,
+            _write: write,
         })
+    }
+
+    /// The turn every node shares (PostgreSQL; nothing to take on SQLite), waited for as a
+    /// future: `Busy` when `patience` passes first.
+    async fn shared_turn(
+        &self,
+        patience: Option<Duration>,
+    ) -> Result<Option<TurnGuard>, SyncError> {
+        let Some(nodes) = &self.nodes else {
+            return Ok(None);
+        };
+        match nodes.turn.acquire(patience).await {
+            Ok(Some(guard)) => Ok(Some(guard)),
+            Ok(None) => Err(SyncError::Busy),
+            Err(error) => Err(SyncError::Store(format!(
+                "the turn the nodes share could not be had: {error}"
+            ))),
+        }
+    }
+
+    /// Whether this node runs the periodic syncs: always on SQLite; on PostgreSQL, the node
+    /// that holds (or now takes) the leader's lock. Each change is logged once.
+    async fn leads(&self) -> bool {
+        let Some(nodes) = &self.nodes else {
+            return true;
+        };
+        let leader = Arc::clone(&nodes.leader);
+        let held = tokio::task::spawn_blocking(move || {
+            leader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .try_hold()
+        })
+        .await;
+        let (leads, error) = match held {
+            Ok(Ok(leads)) => (leads, None),
+            Ok(Err(error)) => (false, Some(error.to_string())),
+            Err(error) => (false, Some(error.to_string())),
+        };
+        let before = nodes
+            .leading
+            .swap(if leads { LEADS } else { STANDS_BY }, Ordering::SeqCst);
+        let upstream = self.upstream.display();
+        match (before, leads) {
+            (LEADS, true) | (STANDS_BY, false) => {}
+            (_, true) => log::info!(
+                "this node leads the syncs from {upstream}; the other nodes of the database \
+                 stand by"
+            ),
+            (LEADS, false) => log::warn!(
+                "this node no longer leads the syncs from {upstream} (its database session \
+                 ended{}); another node takes over",
+                error.map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+            (_, false) => match error {
+                Some(error) => log::warn!(
+                    "this node cannot tell who leads the syncs from {upstream} ({error}); it \
+                     stands by and tries again at its next tick"
+                ),
+                None => log::info!(
+                    "another node leads the syncs from {upstream}; this one stands by, and \
+                     takes over if that one stops"
+                ),
+            },
+        }
+        leads
     }
 
     /// Asks the sync loop for a sync as soon as no write holds the turn.
@@ -776,70 +902,92 @@ impl Mirror {
     /// blocking thread without a database connection, then stored on a pooled connection.
     async fn sync_now(
         self: &Arc<Self>,
-        db: &Db,
+        store: &Store,
         hasher: &PasswordHasher,
         retention: Retention,
     ) -> Result<Summary, SyncError> {
         let _exclusive = Arc::clone(&self.exclusive).lock_owned().await;
+        // Dropped before `_exclusive` (the reverse order of declaration).
+        let _shared = self.shared_turn(None).await?;
         let upstream = self.upstream.clone();
         let records = tokio::task::spawn_blocking(move || upstream.fetch_list())
             .await
             .map_err(|e| SyncError::Store(e.to_string()))??;
         let (this, hasher) = (Arc::clone(self), hasher.clone());
-        db.run(move |conn| {
-            Ok::<_, crate::error::ApiError>(apply(
-                conn,
-                &this.upstream,
-                &records,
-                &hasher,
-                &this.key,
-                retention,
-                &transfer::Silent,
-            ))
-        })
-        .await
-        .map_err(|e| SyncError::Store(e.to_string()))?
+        store
+            .run(move |conn| {
+                Ok::<_, crate::error::ApiError>(apply(
+                    conn,
+                    &this.upstream,
+                    &records,
+                    &hasher,
+                    &this.key,
+                    retention,
+                    &transfer::Silent,
+                ))
+            })
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))?
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn report(&self) -> MirrorReport {
-        let status = self.status();
+    /// Whether the last good sync's age comes from the audit trail every node shares
+    /// (PostgreSQL: several nodes, one of which syncs), rather than from what this server saw.
+    pub fn shares_its_age(&self) -> bool {
+        self.nodes.is_some()
+    }
+
+    /// How old the last good sync is: `shared` when read from the audit trail (see
+    /// [`Mirror::shares_its_age`]), else as this server saw it.
+    fn age(&self, shared: Option<Option<u64>>) -> Option<Duration> {
+        match shared {
+            Some(secs) => secs.map(Duration::from_secs),
+            None => self.status().last_good.and_then(|at| at.elapsed().ok()),
+        }
+    }
+
+    /// What `/health` says; `shared`: see [`Mirror::age`].
+    pub fn report(&self, shared: Option<Option<u64>>) -> MirrorReport {
         MirrorReport {
             upstream: self.upstream.display(),
-            last_good_sync_age_secs: status
-                .last_good
-                .and_then(|at| at.elapsed().ok())
-                .map(|age| age.as_secs()),
-            last_error: status.last_error.clone(),
+            last_good_sync_age_secs: self.age(shared).map(|age| age.as_secs()),
+            last_error: self.status().last_error.clone(),
         }
     }
 
     /// Whether the data is older than `upstream_max_age_secs` allows.
-    pub fn stale(&self) -> bool {
+    pub fn stale(&self, shared: Option<Option<u64>>) -> bool {
         let Some(max_age) = self.config.max_age else {
             return false;
         };
-        self.status()
-            .last_good
-            .and_then(|at| at.elapsed().ok())
-            .is_none_or(|age| age > max_age)
+        self.age(shared).is_none_or(|age| age > max_age)
     }
 
     /// Syncs every `upstream_every_secs`, for as long as the server runs. A failure keeps the
     /// last good data, is logged in one line (without the old API's key), and is retried
-    /// sooner, doubling from 5 s up to the normal interval.
-    pub async fn run(self: Arc<Self>, db: Db, hasher: PasswordHasher, retention: Retention) {
+    /// sooner, doubling from 5 s up to the normal interval. On PostgreSQL only the node that
+    /// leads syncs at each tick; the others try to take the lead then (and sync when a
+    /// forwarded write of theirs asks for it).
+    pub async fn run(self: Arc<Self>, store: Store, hasher: PasswordHasher, retention: Retention) {
         let mut retry = RETRY_FIRST;
+        let mut asked = false;
         loop {
+            if !asked && !self.leads().await {
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.every) => asked = false,
+                    () = self.wake.notified() => asked = true,
+                }
+                continue;
+            }
             let started = std::time::Instant::now();
             // On a task of its own, so that a panic in it is a failed sync, not the end of the
             // loop.
-            let (this, db_, hasher_) = (Arc::clone(&self), db.clone(), hasher.clone());
+            let (this, store_, hasher_) = (Arc::clone(&self), store.clone(), hasher.clone());
             let outcome =
-                tokio::spawn(async move { this.sync_now(&db_, &hasher_, retention).await })
+                tokio::spawn(async move { this.sync_now(&store_, &hasher_, retention).await })
                     .await
                     .unwrap_or_else(|e| Err(SyncError::Store(e.to_string())));
             let upstream = self.upstream.display();
@@ -873,16 +1021,28 @@ impl Mirror {
                     );
                     // What `/health` shows (no key needed): no customer's values.
                     self.status().last_error = Some(error.to_string());
-                    retry = (retry * 2).min(self.config.every);
+                    retry = retry.saturating_mul(2).min(self.config.every);
                     wait
                 }
             };
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => asked = false,
+                () = self.wake.notified() => asked = true,
             }
         }
     }
+}
+
+/// The turn every node of a PostgreSQL database shares, for a one-off sync from the command
+/// line (`clientele sync`): waited for, blocking; `None` on SQLite.
+pub fn command_line_turn(store: &Store) -> Result<Option<TurnGuard>, String> {
+    let Some(pg) = store.postgres() else {
+        return Ok(None);
+    };
+    pg.turn_lock()
+        .acquire_blocking()
+        .map(Some)
+        .map_err(|e| format!("the turn the nodes share could not be had: {e}"))
 }
 
 /// The first wait after a failed sync; it doubles at each failure, up to the interval.

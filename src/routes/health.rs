@@ -34,8 +34,19 @@ async fn get_health(db: &State<Store>, mirroring: &State<Mirroring>) -> JsonResp
     let Some(mirror) = &mirroring.0 else {
         return JsonResponse::message(Status::Ok, true, "ok");
     };
-    let report = mirror.report();
-    if mirror.stale() {
+    // On PostgreSQL, from the audit trail every node shares (one node syncs for all), so
+    // that each tells the same age.
+    let shared = match mirror.shares_its_age() {
+        true => db
+            .run(|conn| conn.last_sync_age())
+            .await
+            .inspect_err(|error| log::warn!("the last sync's age could not be read: {error}"))
+            .ok()
+            .map(|age| age.map(|secs| u64::try_from(secs).unwrap_or(0))),
+        false => None,
+    };
+    let report = mirror.report(shared);
+    if mirror.stale(shared) {
         let message = match report.last_good_sync_age_secs {
             Some(age) => format!(
                 "The data is {age} s old: the last good sync from the old API is older than \

@@ -397,11 +397,6 @@ async fn store_master_copy(
         forward.action,
     );
     let upstream = mirror.upstream.clone();
-    // Mirror mode runs on SQLite only (start-up refuses it on PostgreSQL).
-    let db = db
-        .sqlite()
-        .cloned()
-        .ok_or_else(|| sync::SyncError::Store("mirror mode needs SQLite".into()))?;
     match (forward.method, id) {
         ("DELETE", Some(id)) => db
             .run(move |conn| {

@@ -14,6 +14,7 @@
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -113,6 +114,64 @@ pub struct StoredKey {
     pub name: String,
     pub scope: Scope,
     pub forwards_client_address: bool,
+}
+
+/// A stored customer as an import compares it with a file's row: the row, its password
+/// hash, and (when asked, for a sync) the digest of the password the last sync brought.
+#[derive(Debug, Clone)]
+pub struct StoredCustomer {
+    pub customer: Customer,
+    pub hash: Option<String>,
+    pub digest: Option<[u8; 32]>,
+}
+
+/// What an import writes for one row of its file (the rules that decide it live in
+/// [`crate::transfer::import`], once for both backends).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowWrite {
+    /// A new customer, with this password hash (or none).
+    Insert(Option<String>),
+    /// The stored customer's fields replaced, the password hash kept.
+    Update,
+    /// The fields and the password hash replaced.
+    UpdateWithPassword(Option<String>),
+    /// Nothing to change: the row only says that the customer stays (`replace`), and maybe
+    /// brings a digest to remember.
+    Unchanged,
+}
+
+/// One row of an import, decided: the customer as it will be stored, what to write, and for
+/// a sync the digest of the password just hashed (kept in `upstream_password`).
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub customer: Customer,
+    pub write: RowWrite,
+    pub digest: Option<[u8; 32]>,
+}
+
+/// The write pass of an import or sync: one transaction, holding the customers' write lock,
+/// committed by [`ImportTx::commit`] and rolled back if dropped before (an error, a panic, a
+/// kill: all or nothing). Rows come in batches, in the file's order.
+pub trait ImportTx {
+    /// Deletes the demo customers still stored, and forgets which they were; how many.
+    fn remove_demo(&mut self) -> Result<usize>;
+    /// The stored customers among `ids` (their hashes with them), read inside the
+    /// transaction: the store may have changed while the passwords were hashed.
+    fn stored(&mut self, ids: &[i64]) -> Result<HashMap<i64, StoredCustomer>>;
+    /// Writes these rows (or stages them, for [`ImportTx::finish`] to write).
+    fn write(&mut self, rows: &[ImportRow]) -> Result<()>;
+    /// Writes whatever is staged and, for an import that replaces, deletes every customer no
+    /// row named; how many were deleted.
+    fn finish(&mut self) -> Result<usize>;
+    /// The import's audit row (its counts, never a value).
+    fn audit(
+        &mut self,
+        actor: &str,
+        action: Action,
+        detail: &str,
+        retention: Retention,
+    ) -> Result<()>;
+    fn commit(self: Box<Self>) -> Result<()>;
 }
 
 /// What the tools and the server ask of the data, whichever database holds it. Each
@@ -250,6 +309,29 @@ pub trait Backend {
 
     // The demo customers.
     fn demo_left(&mut self) -> Result<usize>;
+    /// Removes the demo customers still stored, in one transaction with its audit row; how
+    /// many.
+    fn remove_demo(&mut self, actor: &str, retention: Retention) -> Result<usize>;
+
+    // Imports and syncs: the primitives the one import driver ([`crate::transfer::import`])
+    // calls; the rules (checks, passwords, counts, demo customers, errors) live there.
+    /// The ids of the demo customers still stored.
+    fn demo_ids(&mut self) -> Result<Vec<i64>>;
+    /// How many customers are stored, demo customers not counted.
+    fn own_customer_count(&mut self) -> Result<u64>;
+    /// The stored customers among `ids`, read in bulk (not one round trip each), with their
+    /// hashes and, if `digests`, the digests of their mirrored passwords.
+    fn stored_customers(
+        &mut self,
+        ids: &[i64],
+        digests: bool,
+    ) -> Result<HashMap<i64, StoredCustomer>>;
+    /// Starts the write pass of an import (see [`ImportTx`]); `replace` deletes, at
+    /// [`ImportTx::finish`], every customer its rows did not name.
+    fn begin_import(&mut self, replace: bool) -> Result<Box<dyn ImportTx + '_>>;
+    /// Seconds since the last good sync from the old API, from the audit trail (shared by
+    /// every node of a database); `None` before the first.
+    fn last_sync_age(&mut self) -> Result<Option<i64>>;
 
     /// One cheap query: does the database answer?
     fn ping(&mut self) -> Result<()>;
@@ -283,11 +365,19 @@ impl Store {
         }
     }
 
-    /// The SQLite database, for what only a file has (import, mirror, backup).
+    /// The SQLite database, for what only a file has (backup, `copy-to`, the demo seeding).
     pub fn sqlite(&self) -> Option<&sqlite::Db> {
         match self {
             Store::Sqlite(db) => Some(db),
             Store::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL database, for what only it has (the locks the nodes share).
+    pub fn postgres(&self) -> Option<&postgres::Pg> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(pg) => Some(pg),
         }
     }
 

@@ -1,10 +1,12 @@
 //! Bringing customers in: reading them from files (the old API's saved JSON response, or a
 //! spreadsheet's CSV) in [`read`], and writing them to the store in one transaction
-//! (`store/sqlite/import.rs`). The demo data is loaded the same way.
+//! ([`import`], the rules once for both backends, over each backend's few primitives). The
+//! demo data is loaded the same way.
 //!
 //! Every value is checked (by [`crate::customer::field`]'s rules, the same as the API's)
 //! before anything is written; an error names the line and the field.
 
+pub mod import;
 pub mod read;
 
 use std::fmt;
@@ -14,9 +16,8 @@ use rusqlite::Connection;
 use crate::auth::{self, PasswordHasher, Secret};
 use crate::customer::{field, Customer, Field, FieldSet};
 
-pub use crate::store::sqlite::import::{
-    demo_left, import, remove_demo, ImportError, KnownPasswords, Options, Progress, Silent,
-    Summary, MAX_REPORTED,
+pub use import::{
+    import, ImportError, KnownPasswords, Options, Progress, Silent, Summary, MAX_REPORTED,
 };
 pub use read::{csv_records, parse_json, read_records, Format, Records, TextEncoding};
 
@@ -145,7 +146,8 @@ pub fn seed_demo(conn: &mut Connection, hasher: &PasswordHasher) -> Result<usize
         .map_err(|e| ImportError::Other(format!("demo-customers.json:{e}")))?;
     let open = || Ok(Box::new(records.clone().into_iter().map(Ok)) as Records<'_>);
     let summary = import(conn, open, hasher, Options::default(), &Silent)?;
-    crate::store::sqlite::import::mark_all_as_demo(conn)?;
+    crate::store::sqlite::import::mark_all_as_demo(conn)
+        .map_err(|e| ImportError::Other(e.to_string()))?;
     Ok(summary.inserted)
 }
 

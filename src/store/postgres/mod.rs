@@ -23,8 +23,10 @@ pub mod audit;
 mod conn;
 pub mod copy;
 pub mod customers;
+pub mod import;
 pub mod keys;
 pub mod limits;
+pub mod locks;
 pub mod resets;
 pub mod schema;
 pub mod sessions;
@@ -32,6 +34,7 @@ pub mod sessions;
 mod tests;
 mod watch;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +50,7 @@ use crate::customer::{
     ChangesPage, Customer, FieldSet, Identifier, ListFilter, Page, Totals, View, WriteError,
 };
 use crate::error::{ApiError, StartupError};
-use crate::store::{Backend, Error, OpenReport, Result, StoredKey};
+use crate::store::{Backend, Error, ImportTx, OpenReport, Result, StoredCustomer, StoredKey};
 
 use conn::Conn;
 use watch::Watch;
@@ -271,9 +274,25 @@ impl Pg {
             .await
     }
 
+    /// An advisory lock on a connection of its own (see [`locks`]).
+    pub fn advisory_lock(&self, key: i64) -> locks::AdvisoryLock {
+        locks::AdvisoryLock::new(Arc::clone(&self.shared.config), key)
+    }
+
+    /// The turn syncs and forwarded writes share with every node (see [`locks`]).
+    pub fn turn_lock(&self) -> locks::TurnLock {
+        locks::TurnLock::new(Arc::clone(&self.shared.config))
+    }
+
     /// The URL without its password, for messages.
     pub fn describe(&self) -> String {
         self.shared.shown.clone()
+    }
+
+    /// The URL with no password at all, for a command to suggest (`pg_dump`, which reads
+    /// the password from `PGPASSWORD` or `~/.pgpass`).
+    pub fn url_without_password(&self) -> String {
+        without_password(&self.shared.shown)
     }
 
     /// A connection from the pool: one whose server closed it while it sat idle (a
@@ -406,6 +425,44 @@ pub fn redact_url(url: &str) -> String {
     }
     out.push_str(remaining);
     format!("{scheme}{out}")
+}
+
+/// `url` with no password: `user:PASS@` becomes `user@`, and a `password=` query parameter
+/// goes (a `key=value` string loses its `password=...`).
+pub fn without_password(url: &str) -> String {
+    let redacted = redact_url(url);
+    let Some(scheme_end) = redacted.find("://").map(|at| at + 3) else {
+        return redacted
+            .split_whitespace()
+            .filter(|pair| !pair.to_ascii_lowercase().starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let (scheme, rest) = redacted.split_at(scheme_end);
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            let (userinfo, hosts) = rest.split_at(at);
+            format!(
+                "{}{hosts}",
+                userinfo.strip_suffix(":***").unwrap_or(userinfo)
+            )
+        }
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((base, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| !pair.to_ascii_lowercase().starts_with("password="))
+                .collect();
+            match kept.is_empty() {
+                true => base.to_owned(),
+                false => format!("{base}?{}", kept.join("&")),
+            }
+        }
+        None => rest,
+    };
+    format!("{scheme}{rest}")
 }
 
 /// Where `name` (`password=`) begins as a query parameter of `text` (after `?` or `&`),
@@ -774,6 +831,36 @@ impl Backend for PooledClient {
 
     fn demo_left(&mut self) -> Result<usize> {
         customers::demo_left(self.conn()?)
+    }
+
+    fn remove_demo(&mut self, actor: &str, retention: Retention) -> Result<usize> {
+        self.write(|conn| import::remove_demo(conn, actor, retention))
+    }
+
+    fn demo_ids(&mut self) -> Result<Vec<i64>> {
+        import::demo_ids(self.conn()?)
+    }
+
+    fn own_customer_count(&mut self) -> Result<u64> {
+        import::own_customer_count(self.conn()?)
+    }
+
+    fn stored_customers(
+        &mut self,
+        ids: &[i64],
+        digests: bool,
+    ) -> Result<HashMap<i64, StoredCustomer>> {
+        import::stored_customers(self.conn()?, ids, digests)
+    }
+
+    fn begin_import(&mut self, replace: bool) -> Result<Box<dyn ImportTx + '_>> {
+        let watch = Arc::clone(&self.watch);
+        let conn = self.conn()?;
+        Ok(Box::new(import::PgImport::begin(conn, replace, watch)?))
+    }
+
+    fn last_sync_age(&mut self) -> Result<Option<i64>> {
+        import::last_sync_age(self.conn()?)
     }
 
     fn ping(&mut self) -> Result<()> {

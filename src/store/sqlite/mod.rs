@@ -10,6 +10,7 @@ pub mod keys;
 pub mod resets;
 pub mod sessions;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::customer::{
     ChangesPage, Customer, FieldSet, Identifier, ListFilter, Page, Totals, View, WriteError,
 };
 use crate::error::{ApiError, StartupError};
-use crate::store::{Backend, StoredKey};
+use crate::store::{Backend, ImportTx, StoredCustomer, StoredKey};
 use crate::transfer::Progress;
 
 /// `PRAGMA application_id` of a clientele database ("Clte"): how start-up tells our files from
@@ -1008,7 +1009,35 @@ impl Backend for Connection {
     }
 
     fn demo_left(&mut self) -> crate::store::Result<usize> {
-        Ok(crate::transfer::demo_left(self)?)
+        Ok(import::demo_left(self)?)
+    }
+
+    fn remove_demo(&mut self, actor: &str, retention: Retention) -> crate::store::Result<usize> {
+        Ok(import::remove_demo(self, actor, retention)?)
+    }
+
+    fn demo_ids(&mut self) -> crate::store::Result<Vec<i64>> {
+        Ok(import::demo_ids(self)?)
+    }
+
+    fn own_customer_count(&mut self) -> crate::store::Result<u64> {
+        Ok(import::own_customer_count(self)?)
+    }
+
+    fn stored_customers(
+        &mut self,
+        ids: &[i64],
+        digests: bool,
+    ) -> crate::store::Result<HashMap<i64, StoredCustomer>> {
+        Ok(import::stored_customers(self, ids, digests)?)
+    }
+
+    fn begin_import(&mut self, replace: bool) -> crate::store::Result<Box<dyn ImportTx + '_>> {
+        Ok(Box::new(import::SqliteImport::begin(self, replace)?))
+    }
+
+    fn last_sync_age(&mut self) -> crate::store::Result<Option<i64>> {
+        Ok(import::last_sync_age(self)?)
     }
 
     fn ping(&mut self) -> crate::store::Result<()> {
