@@ -323,7 +323,7 @@ fn the_first_import_of_real_customers_removes_every_demo_customer_and_password_a
     assert!(imported.status.success(), "{said}");
     assert!(said.contains("3 inserted, 0 updated"), "{said}");
     assert!(
-        said.contains(&format!("into {}", db.display())),
+        said.contains(&format!("into {}", shown_database(&db))),
         "names the database: {said}"
     );
     assert!(said.contains("removed the 25 demo customers"), "{said}");
@@ -811,7 +811,10 @@ fn a_demo_customer_the_shop_changed_is_its_own_and_survives_the_first_import() {
             command
         },
         &std::path::PathBuf::new(),
-        &[("ROCKET_DATABASE", db.to_str().unwrap())],
+        &[(
+            "ROCKET_DATABASE",
+            resolve(&db, Start::Demo).to_str().unwrap(),
+        )],
     );
     let update = server.request(
         "POST",
@@ -828,14 +831,7 @@ fn a_demo_customer_the_shop_changed_is_its_own_and_survives_the_first_import() {
 
     let said = stderr(&imported);
     assert!(said.contains("removed the 24 demo customers"), "{said}");
-    let ids: Vec<i64> = rusqlite::Connection::open(&db)
-        .unwrap()
-        .prepare("SELECT clcleunik FROM customer ORDER BY clcleunik")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let ids = query_ids(&db, "SELECT clcleunik FROM customer ORDER BY clcleunik");
     assert_eq!(ids, vec![1, 100]);
 }
 
@@ -851,7 +847,10 @@ fn demo_customers_left_on_a_keyed_server_are_warned_about_and_remove_demo_remove
         Server::spawn(
             command,
             &std::path::PathBuf::new(),
-            &[("ROCKET_DATABASE", db.to_str().unwrap())],
+            &[(
+                "ROCKET_DATABASE",
+                resolve(&db, Start::Demo).to_str().unwrap(),
+            )],
         )
     };
     let log = serve().stop();

@@ -863,6 +863,53 @@ pub fn revoke_key(db: &Path, name: &str) {
     settle();
 }
 
+/// The whole numbers a query answers, one per row, on SQLite or PostgreSQL.
+pub fn query_ids(db: &Path, sql: &str) -> Vec<i64> {
+    match postgres_url(db) {
+        Some(url) => postgres_client(&url)
+            .query(&for_postgres(sql), &[])
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect(),
+        None => {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            let mut statement = conn.prepare(sql).unwrap();
+            let ids = statement
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            ids
+        }
+    }
+}
+
+/// The text a query answers (NULL: empty), on SQLite or PostgreSQL.
+pub fn query_text(db: &Path, sql: &str) -> String {
+    match postgres_url(db) {
+        Some(url) => postgres_client(&url)
+            .query_one(&for_postgres(sql), &[])
+            .unwrap()
+            .get::<_, Option<String>>(0)
+            .unwrap_or_default(),
+        None => rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(sql, [], |row| row.get::<_, Option<String>>(0))
+            .unwrap()
+            .unwrap_or_default(),
+    }
+}
+
+/// How the tools name the database `db` in what they say: its path, or on PostgreSQL its URL
+/// without the password.
+pub fn shown_database(db: &Path) -> String {
+    match postgres_url(db) {
+        Some(url) => clientele::store::postgres::redact_url(&url),
+        None => db.display().to_string(),
+    }
+}
+
 /// Runs `work` on the store at `db`, opened as the tools open it.
 pub fn with_store<T>(db: &Path, work: impl FnOnce(&mut dyn clientele::store::Backend) -> T) -> T {
     let hasher = clientele::auth::PasswordHasher::new(clientele::auth::Argon2Config {

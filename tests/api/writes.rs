@@ -697,14 +697,10 @@ fn the_audit_trail_names_the_key_and_never_holds_a_password() {
     for secret in [STRONG, "another strong pass 4521", "password123", "$argon2"] {
         assert!(!all.contains(secret), "{all}");
     }
-    let rows: String = rusqlite::Connection::open(&app.db)
-        .unwrap()
-        .query_row(
-            "SELECT group_concat(fields || detail, '|') FROM audit",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows = query_text(
+        &app.db,
+        "SELECT string_agg(fields || detail, '|') FROM audit",
+    );
     assert!(
         !rows.contains(STRONG) && !rows.contains("$argon2"),
         "{rows}"
