@@ -78,6 +78,19 @@ pub fn own_customer_count(conn: &mut Conn) -> Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// How many of `ids` are stored customers, demo customers not counted.
+pub fn own_customers_among(conn: &mut Conn, ids: &[i64]) -> Result<u64> {
+    let n: i64 = get(
+        &conn.one(
+            "SELECT count(*) FROM customer c WHERE c.clcleunik = ANY($1::bigint[]) \
+             AND NOT EXISTS (SELECT 1 FROM demo_customer d WHERE d.clcleunik = c.clcleunik)",
+            &[&ids],
+        )?,
+        0,
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Removes the demo customers still stored, in one transaction with its audit row; how many.
 pub fn remove_demo(conn: &mut Conn, actor: &str, retention: Retention) -> Result<usize> {
     let mut tx = conn.begin(Begin::CustomerWrite)?;
