@@ -141,6 +141,8 @@ pub enum Command {
         url: String,
     },
     /// Write a consistent copy of the live database, even while the server runs.
+    ///
+    /// SQLite only: on PostgreSQL it refuses and prints the pg_dump command to run instead.
     Backup {
         /// The file to create.
         path: PathBuf,
