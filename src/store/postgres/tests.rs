@@ -1834,3 +1834,90 @@ fn the_same_imports_give_the_same_answers_on_sqlite_and_postgresql() {
         assert!(text.contains(expected), "{expected} missing:\n{text}");
     }
 }
+
+#[test]
+fn the_sync_leader_and_the_shared_turn_are_one_node_at_a_time_and_go_back_on_every_path() {
+    let Some(db) = TestDb::new(
+        "the_sync_leader_and_the_shared_turn_are_one_node_at_a_time_and_go_back_on_every_path",
+    ) else {
+        return;
+    };
+    // Two nodes of one database, each with its own handle.
+    let (other, _) = Pg::open(&db.url, &hasher()).expect("a second node");
+    let nodes = [db.pg().clone(), other];
+    let held = |raw: &mut postgres::Client| -> i64 {
+        raw.query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let mut raw = db.raw();
+
+    // The leader: whoever takes it first keeps it while its session lives.
+    let mut a = nodes[0].advisory_lock(locks::SYNC_LEADER);
+    let mut b = nodes[1].advisory_lock(locks::SYNC_LEADER);
+    assert!(a.try_hold().unwrap());
+    assert!(!b.try_hold().unwrap());
+    assert!(a.try_hold().unwrap(), "still held, not taken twice");
+    assert_eq!(held(&mut raw), 1);
+    // The leader dies (its connection closes): the other takes over at its next try.
+    drop(a);
+    let took_over = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        b.try_hold().unwrap()
+    });
+    assert!(took_over);
+    // A leader whose session was ended by the server notices, and tries again afresh.
+    raw.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+    )
+    .unwrap();
+    assert!(b.try_hold().unwrap(), "reconnected and took it again");
+    drop(b);
+
+    // The turn, waited for as a future on two nodes: one at a time, and given back by an
+    // ended turn, an error's early return and a panic alike.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let turns = [nodes[0].turn_lock(), nodes[1].turn_lock()];
+    runtime.block_on(async {
+        let first = turns[0].acquire(None).await.unwrap().expect("free");
+        let waited = Instant::now();
+        let none = turns[1]
+            .acquire(Some(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        assert!(none.is_none(), "held by the other node");
+        assert!(waited.elapsed() >= Duration::from_millis(200));
+        drop(first);
+        let second = turns[1]
+            .acquire(Some(Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .expect("given back when dropped");
+        drop(second);
+        let failing = turns[0].clone();
+        let result: std::result::Result<(), Error> = async move {
+            let _turn = failing.acquire(None).await?.expect("free");
+            Err(Error::Data("a failure while holding the turn".into()))
+        }
+        .await;
+        assert!(result.is_err());
+        let panicking = turns[0].clone();
+        let task = tokio::spawn(async move {
+            let _turn = panicking.acquire(None).await.unwrap();
+            panic!("a bug while holding the turn");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let after = turns[1]
+            .acquire(Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(after.is_some(), "given back after an error and a panic");
+    });
+    // No pooled connection was used or kept holding anything.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(held(&mut raw), 0);
+}
