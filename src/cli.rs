@@ -141,6 +141,8 @@ pub enum Command {
         url: String,
     },
     /// Write a consistent copy of the live database, even while the server runs.
+    ///
+    /// SQLite only: on PostgreSQL it refuses and prints the pg_dump command to run instead.
     Backup {
         /// The file to create.
         path: PathBuf,
@@ -686,7 +688,9 @@ fn sync_once(url: Option<&str>) -> Result<(), String> {
     let key = crate::sync::SyncKey::load_or_create_at(&key_file)?;
     // On PostgreSQL, the turn the mirroring nodes share: no node's sync or forwarded write
     // runs between this fetch and this commit.
-    let _turn = crate::sync::command_line_turn(&store)?;
+    let _turn = crate::sync::command_line_turn(&store, || {
+        eprintln!("waiting for a server's sync or forwarded write to end first...");
+    })?;
     let mut conn = store.connection().map_err(|e| e.to_string())?;
     let bars = Bars::new();
     let summary = crate::sync::sync(

@@ -24,7 +24,6 @@
 //! [`crate::store::postgres::locks`]). `/health` reads the last good sync's age from the
 //! audit trail, so that every node tells the same.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -605,22 +604,17 @@ fn guard(
     if allow || stored == 0 {
         return Ok(());
     }
-    let demo: HashSet<i64> = conn.demo_ids().map_err(store_error)?.into_iter().collect();
     let mut ids: Vec<i64> = records
         .iter()
         .map(|record| record.customer.clcleunik)
-        .filter(|id| !demo.contains(id))
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut kept = 0;
-    for batch in ids.chunks(2_000) {
-        kept += conn
-            .stored_customers(batch, false)
-            .map_err(store_error)?
-            .len();
+    let mut kept: u64 = 0;
+    for batch in ids.chunks(10_000) {
+        kept += conn.own_customers_among(batch).map_err(store_error)?;
     }
-    let deleting = stored.saturating_sub(kept);
+    let deleting = stored.saturating_sub(usize::try_from(kept).unwrap_or(usize::MAX));
     if records.is_empty() {
         return Err(SyncError::Refused(format!(
             "refused: the old API sent an empty list while {stored} customers exist; nothing \
@@ -1034,13 +1028,17 @@ impl Mirror {
 }
 
 /// The turn every node of a PostgreSQL database shares, for a one-off sync from the command
-/// line (`clientele sync`): waited for, blocking; `None` on SQLite.
-pub fn command_line_turn(store: &Store) -> Result<Option<TurnGuard>, String> {
+/// line (`clientele sync`): waited for, blocking (`waiting` is called first if a node holds
+/// it); `None` on SQLite.
+pub fn command_line_turn(
+    store: &Store,
+    waiting: impl FnOnce(),
+) -> Result<Option<TurnGuard>, String> {
     let Some(pg) = store.postgres() else {
         return Ok(None);
     };
     pg.turn_lock()
-        .acquire_blocking()
+        .acquire_blocking(waiting)
         .map(Some)
         .map_err(|e| format!("the turn the nodes share could not be had: {e}"))
 }

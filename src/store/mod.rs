@@ -319,6 +319,9 @@ pub trait Backend {
     fn demo_ids(&mut self) -> Result<Vec<i64>>;
     /// How many customers are stored, demo customers not counted.
     fn own_customer_count(&mut self) -> Result<u64>;
+    /// How many of `ids` are stored customers, demo customers not counted (the sync's guard
+    /// against mass deletes).
+    fn own_customers_among(&mut self, ids: &[i64]) -> Result<u64>;
     /// The stored customers among `ids`, read in bulk (not one round trip each), with their
     /// hashes and, if `digests`, the digests of their mirrored passwords.
     fn stored_customers(

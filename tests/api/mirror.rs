@@ -13,7 +13,7 @@ use crate::helpers::*;
 use crate::tools::{run, run_expecting_failure};
 
 /// The old API's key: it must never reach a log line.
-const OLD_KEY: &str = "OLD-API-KEY-7f3a9c";
+pub const OLD_KEY: &str = "OLD-API-KEY-7f3a9c";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {

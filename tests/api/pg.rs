@@ -414,3 +414,460 @@ fn the_database_password_never_shows_in_a_log_or_an_error() {
     assert!(log.contains("postgres://"), "{log}");
     assert!(!log.contains(&password), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Imports, syncs and mirror mode on PostgreSQL.
+
+/// `clientele ARGS` with `ROCKET_DATABASE=database` and `env`: its whole output, success or
+/// not.
+fn tool_output(database: &str, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut command = binary();
+    command.env("ROCKET_DATABASE", database).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+/// One number from the database, behind the tools' back.
+fn sql_number(url: &str, sql: &str) -> i64 {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// The password in a test server's URL.
+fn url_password(url: &str) -> String {
+    let password = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('@').next())
+        .and_then(|userinfo| userinfo.split(':').nth(1))
+        .unwrap_or("")
+        .to_owned();
+    assert!(!password.is_empty(), "the test URL has a password");
+    password
+}
+
+fn login(server: &Server, email: &str, password: &str) -> u16 {
+    let body = json!({"email": email, "password": password}).to_string();
+    server
+        .request(
+            "POST",
+            "/CUSTOMER/LOGIN/",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .status
+}
+
+#[test]
+fn import_on_postgresql_replaces_dry_runs_and_reports_every_bad_row_writing_nothing() {
+    let Some(pg) = pg_database() else { return };
+    let url = pg.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let sheet = dir.path().join("sheet.csv");
+    std::fs::write(
+        &sheet,
+        "clcleunik;email;city;webRemise;password\n1;ann@shop.be;Namur;12,5;ann-password-1\n\
+         2;bob@shop.be;Gent;0;bob-password-2\n3;cy@shop.be;Mons;5;\n",
+    )
+    .unwrap();
+    let sheet = sheet.to_str().unwrap();
+
+    let first = tool_output(url, &[], &["import", sheet]);
+    let said = stderr(&first);
+    assert!(first.status.success(), "{said}");
+    assert!(said.contains("3 inserted, 0 updated, 0 deleted"), "{said}");
+    assert!(
+        !said.contains("ann-password") && !said.contains("clientele-pw"),
+        "{said}"
+    );
+    assert_eq!(
+        sql_number(
+            url,
+            "SELECT count(*) FROM customer WHERE password_hash LIKE '$argon2id$%'"
+        ),
+        2,
+        "plain passwords are hashed, an empty one is none"
+    );
+    // The same file again: nothing changes (a plain password that matches keeps its hash).
+    let again = stderr(&tool_output(url, &[], &["import", sheet]));
+    assert!(
+        again.contains("0 inserted, 0 updated, 0 deleted, 3 unchanged"),
+        "{again}"
+    );
+    let server = node(url);
+    assert_eq!(login(&server, "ann@shop.be", "ann-password-1"), 200);
+    assert_eq!(login(&server, "cy@shop.be", "anything at all"), 401);
+
+    // Two keys of the old API's JSON: --replace --dry-run says what it would do and does
+    // nothing; --replace does it, in one transaction numbered by the triggers.
+    let json = dir.path().join("old.json");
+    std::fs::write(
+        &json,
+        r#"{"success":"true","result":{"customer":[{"clcleunik":2,"city":"Liège"},
+            {"clcleunik":40,"email":"new@shop.be","password":"new-password-40"}]}}"#,
+    )
+    .unwrap();
+    let json = json.to_str().unwrap();
+    let seq_before = sql_number(url, "SELECT seq FROM change_log");
+    let dry = stderr(&tool_output(
+        url,
+        &[],
+        &["import", json, "--replace", "--dry-run"],
+    ));
+    assert!(dry.contains("dry run, nothing written"), "{dry}");
+    assert!(dry.contains("1 inserted, 1 updated, 2 deleted"), "{dry}");
+    assert_eq!(sql_number(url, "SELECT count(*) FROM customer"), 3);
+    assert_eq!(sql_number(url, "SELECT seq FROM change_log"), seq_before);
+    let replaced = stderr(&tool_output(url, &[], &["import", json, "--replace"]));
+    assert!(
+        replaced.contains("1 inserted, 1 updated, 2 deleted, 0 unchanged"),
+        "{replaced}"
+    );
+    let list = server.get("/CUSTOMER/LIST/");
+    assert_eq!(list.ids(), vec![2, 40], "{}", list.body);
+    assert_eq!(list.customers()[0]["city"], "Liège");
+    assert_eq!(
+        list.customers()[0]["email"],
+        "bob@shop.be",
+        "a column not sent is kept"
+    );
+    let changes = server.get(&format!("/CUSTOMER/CHANGES/?since={seq_before}"));
+    let result = &changes.json()["result"];
+    assert_eq!(result["deleted"], json!([1, 3]), "{}", changes.body);
+    assert_eq!(result["next"], json!((seq_before + 4).to_string()));
+    assert_eq!(login(&server, "new@shop.be", "new-password-40"), 200);
+    assert_eq!(login(&server, "bob@shop.be", "bob-password-2"), 200);
+
+    // Every bad row reported with its line, and nothing written.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "clcleunik,email,addedDate\n2,b@shop.be,2024-01-01\n50,x@shop.be,2024-13-01\n\
+         2,c@shop.be,2024-01-01\n51,y@shop.be,2024-02-30\n",
+    )
+    .unwrap();
+    let audit_before = tool(url, &["audit"]);
+    let refused = tool_output(url, &[], &["import", bad.to_str().unwrap(), "--replace"]);
+    let said = stderr(&refused);
+    assert!(!refused.status.success());
+    for expected in [
+        "bad.csv:3: addedDate",
+        "bad.csv:4: clcleunik: 2 appears twice (first on line 2)",
+        "bad.csv:5: addedDate",
+        "3 bad values",
+        "nothing imported",
+    ] {
+        assert!(said.contains(expected), "{expected} missing from:\n{said}");
+    }
+    assert_eq!(server.get("/CUSTOMER/LIST/").ids(), vec![2, 40]);
+    assert_eq!(tool(url, &["audit"]), audit_before, "no audit row either");
+    // An empty file would delete everyone: refused unless --allow-empty.
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "clcleunik,email\n").unwrap();
+    let refused = tool_output(url, &[], &["import", empty.to_str().unwrap(), "--replace"]);
+    assert!(
+        stderr(&refused).contains("--allow-empty"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(sql_number(url, "SELECT count(*) FROM customer"), 2);
+    let log = server.stop();
+    assert!(!log.contains("password-"), "{log}");
+}
+
+#[test]
+fn remove_demo_and_the_first_import_take_the_demo_customers_out_on_postgresql() {
+    for first_step in ["remove-demo", "import"] {
+        let Some(pg) = pg_database() else { return };
+        let url = pg.url.as_str();
+        let dir = tempfile::tempdir().unwrap();
+        // The quick start's demo customers, still marked as such, moved onto PostgreSQL.
+        let sqlite = dir.path().join("shop.db");
+        quick_start_sqlite(&sqlite);
+        tool(sqlite.to_str().unwrap(), &["copy-to", url]);
+        assert_eq!(sql_number(url, "SELECT count(*) FROM demo_customer"), 25);
+        let output = match first_step {
+            "remove-demo" => tool_output(url, &[], &["remove-demo"]),
+            _ => {
+                let file = dir.path().join("mine.csv");
+                std::fs::write(&file, "clcleunik,email\n1,mine@shop.be\n").unwrap();
+                tool_output(url, &[], &["import", file.to_str().unwrap()])
+            }
+        };
+        let said = stderr(&output);
+        assert!(output.status.success(), "{said}");
+        match first_step {
+            "remove-demo" => assert!(said.contains("removed 25 demo customer(s)"), "{said}"),
+            _ => assert!(
+                said.contains("removed the 25 demo customers first"),
+                "{said}"
+            ),
+        }
+        assert_eq!(sql_number(url, "SELECT count(*) FROM demo_customer"), 0);
+        let left = sql_number(url, "SELECT count(*) FROM customer");
+        assert_eq!(left, if first_step == "import" { 1 } else { 0 });
+        let audit = tool(url, &["audit"]);
+        assert!(audit.contains("25 demo customers removed"), "{audit}");
+        // Nothing left to remove: a second run says so and changes nothing.
+        let again = stderr(&tool_output(url, &[], &["remove-demo"]));
+        assert!(again.contains("removed 0 demo customer(s)"), "{again}");
+    }
+}
+
+#[test]
+fn backup_on_postgresql_refuses_and_says_what_to_run_without_the_password() {
+    let Some(pg) = pg_database() else { return };
+    let output = tool_output(&pg.url, &[], &["backup", "/tmp/shop backup.dump"]);
+    let said = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        said.contains("pg_dump --format=custom --file='/tmp/shop backup.dump' 'postgres://"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("/{}", pg.name)), "{said}");
+    assert!(
+        said.contains("pg_restore --no-owner --dbname='postgres://"),
+        "{said}"
+    );
+    assert!(!said.contains(&url_password(&pg.url)), "{said}");
+    for command in said
+        .lines()
+        .filter(|line| line.trim_start().starts_with("pg_"))
+    {
+        assert!(
+            !command.contains("***"),
+            "no password at all in a command to run: {command}"
+        );
+    }
+}
+
+#[test]
+fn sync_on_postgresql_hashes_only_what_changed_guards_mass_deletes_and_survives_another_key() {
+    use crate::mirror::{old_customers, FakeOldApi, OLD_KEY};
+    let Some(pg) = pg_database() else { return };
+    let url = pg.url.as_str();
+    let old = FakeOldApi::start(old_customers(30));
+    let dir = tempfile::tempdir().unwrap();
+    let key_a = dir.path().join("upstream.key");
+    let key_b = dir.path().join("another.key");
+    let sync = |key: &std::path::Path| {
+        let env = [("ROCKET_UPSTREAM_KEY_FILE", key.to_str().unwrap())];
+        let output = tool_output(url, &env, &["sync", &old.url()]);
+        let said = stderr(&output);
+        assert!(!said.contains(OLD_KEY), "{said}");
+        assert!(!said.contains("erp-password"), "{said}");
+        (output.status.success(), said)
+    };
+
+    let (ok, first) = sync(&key_a);
+    assert!(ok, "{first}");
+    assert!(first.contains("30 inserted"), "{first}");
+    assert!(first.contains("30 password(s) hashed"), "{first}");
+    let (_, second) = sync(&key_a);
+    assert!(second.contains("30 unchanged"), "{second}");
+    assert!(
+        second.contains(" 0 password(s) hashed"),
+        "unchanged costs no Argon2: {second}"
+    );
+    // The key file: made at the path the setting names, readable by its owner alone.
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&key_a).unwrap();
+    assert_eq!(meta.len(), 32);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        sql_number(url, "SELECT count(*) FROM upstream_password"),
+        30
+    );
+
+    // One changed password: hashed, and only it.
+    old.edit(|customers| customers[3]["password"] = json!("a-new-password-4"));
+    let (_, changed) = sync(&key_a);
+    assert!(changed.contains(" 1 password(s) hashed"), "{changed}");
+
+    // A node with another key file: it finds no digest it knows, hashes each password again
+    // (the same passwords, new hashes) and keeps digests under its own key. Not a failure:
+    // everyone still logs in, and its next sync costs nothing again.
+    let (ok, other) = sync(&key_b);
+    assert!(ok, "{other}");
+    assert!(other.contains("30 password(s) hashed"), "{other}");
+    assert!(
+        other.contains("0 inserted, 30 updated, 0 deleted"),
+        "{other}"
+    );
+    let (_, again) = sync(&key_b);
+    assert!(again.contains(" 0 password(s) hashed"), "{again}");
+    let server = node(url);
+    assert_eq!(login(&server, "erp4@shop.be", "a-new-password-4"), 200);
+    assert_eq!(login(&server, "erp7@shop.be", "erp-password-7"), 200);
+    assert_eq!(login(&server, "erp4@shop.be", "erp-password-4"), 401);
+
+    // An empty list, or one that would delete most customers: refused, nothing changed.
+    for shrink in [0, 2] {
+        old.edit(|customers| customers.truncate(shrink));
+        let (ok, refused) = sync(&key_b);
+        assert!(!ok && refused.contains("refused"), "{refused}");
+        assert!(refused.contains("upstream_allow_mass_delete"), "{refused}");
+        assert_eq!(sql_number(url, "SELECT count(*) FROM customer"), 30);
+    }
+    let allowed = tool_output(
+        url,
+        &[
+            ("ROCKET_UPSTREAM_KEY_FILE", key_b.to_str().unwrap()),
+            ("ROCKET_UPSTREAM_ALLOW_MASS_DELETE", "true"),
+        ],
+        &["sync", &old.url()],
+    );
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_eq!(sql_number(url, "SELECT count(*) FROM customer"), 0);
+    let audit = tool(url, &["audit"]);
+    assert!(audit.contains("sync  sync"), "{audit}");
+    assert!(!audit.contains(OLD_KEY), "{audit}");
+}
+
+/// A node mirroring `old`, syncing every second, with the key file `key`.
+fn mirror_node(url: &str, old: &crate::mirror::FakeOldApi, key: &Path) -> Server {
+    Server::start(
+        Path::new(url),
+        &[
+            ("ROCKET_UPSTREAM", &old.url()),
+            ("ROCKET_UPSTREAM_EVERY_SECS", "1"),
+            ("ROCKET_UPSTREAM_TIMEOUT_SECS", "10"),
+            ("ROCKET_UPSTREAM_KEY_FILE", key.to_str().unwrap()),
+        ],
+    )
+}
+
+fn health_age(server: &Server) -> Option<u64> {
+    server.get("/health").json()["result"]["upstream"]["last_good_sync_age_secs"].as_u64()
+}
+
+#[test]
+fn two_nodes_mirror_one_old_api_one_leads_writes_go_once_and_both_tell_the_same_age() {
+    use crate::mirror::{old_customers, FakeOldApi, Mode, OLD_KEY};
+    let Some(pg) = pg_database() else { return };
+    let url = pg.url.as_str();
+    let old = FakeOldApi::start(old_customers(6));
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("upstream.key");
+    let a = mirror_node(url, &old, &key);
+    let b = mirror_node(url, &old, &key);
+    for server in [&a, &b] {
+        let synced = crate::helpers::eventually(Duration::from_secs(20), || {
+            server.get("/CUSTOMER/LIST/").customers().len() == 6
+        });
+        assert!(synced, "{}", server.log());
+    }
+
+    // One leader, which alone runs the periodic syncs; the other stands by.
+    let leads = |server: &Server| server.log().contains("this node leads the syncs");
+    assert!(crate::helpers::eventually(Duration::from_secs(10), || {
+        leads(&a) || leads(&b)
+    }));
+    let (leader, standby) = if leads(&a) { (a, b) } else { (b, a) };
+    assert!(
+        crate::helpers::eventually(Duration::from_secs(10), || standby
+            .log()
+            .contains("another node leads the syncs")),
+        "{}",
+        standby.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let synced_lines = |server: &Server| server.log().matches("synced from").count();
+    assert!(synced_lines(&leader) >= 2, "{}", leader.log());
+    assert_eq!(synced_lines(&standby), 0, "{}", standby.log());
+
+    // A write through either node reaches the master once, and both nodes serve it.
+    let json = [("Content-Type", "application/json")];
+    for (n, server) in [&standby, &leader].into_iter().enumerate() {
+        let city = format!("City {n}");
+        let body = json!({"id_client": "3", "city": city}).to_string();
+        let reply = server.request("POST", "/CUSTOMER/UPDATE/", &json, &body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let updates = old
+            .received()
+            .iter()
+            .filter(|r| r.0 == "POST" && r.1.starts_with("/CUSTOMER/UPDATE/"))
+            .count();
+        assert_eq!(updates, n + 1, "each write is forwarded once");
+        for other in [&leader, &standby] {
+            let seen = within(OTHER_NODE_BOUND, || {
+                other.get("/CUSTOMER/LIST/?id_client=3").customers()[0]["city"] == city
+            });
+            assert!(seen.is_some(), "{}", other.log());
+        }
+    }
+    let reply = standby.request("DELETE", "/CUSTOMER/DELETE/?id_client=4", &[], "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let deletes = old.received().iter().filter(|r| r.0 == "DELETE").count();
+    assert_eq!(deletes, 1);
+    for server in [&leader, &standby] {
+        assert!(within(OTHER_NODE_BOUND, || server
+            .get("/CUSTOMER/LIST/?id_client=4")
+            .customers()
+            .is_empty())
+        .is_some());
+    }
+
+    // A sync that fetched before a write does not commit after it, whatever node each runs
+    // on: while the leader's sync waits for a slow list, the standby's write waits its turn.
+    old.set_mode(Mode::SlowList);
+    let fetches = |old: &FakeOldApi| {
+        old.arrived()
+            .iter()
+            .filter(|(method, target)| method == "GET" && !target.contains("id_client="))
+            .count()
+    };
+    let before = fetches(&old);
+    assert!(crate::helpers::eventually(Duration::from_secs(10), || {
+        fetches(&old) > before
+    }));
+    let started = Instant::now();
+    let body = json!({"id_client": "2", "city": "Waited"}).to_string();
+    let reply = standby.request("POST", "/CUSTOMER/UPDATE/", &json, &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the write went while another node's sync held the turn"
+    );
+    old.set_mode(Mode::Serve);
+    std::thread::sleep(Duration::from_secs(2));
+    for server in [&leader, &standby] {
+        assert_eq!(
+            server.get("/CUSTOMER/LIST/?id_client=2").customers()[0]["city"],
+            "Waited"
+        );
+    }
+
+    // Both nodes tell the same age of the last good sync, from the shared audit trail,
+    // though only the leader syncs: with the old API failing, it grows alike on both.
+    old.set_mode(Mode::Fail500);
+    std::thread::sleep(Duration::from_secs(3));
+    let (x, y) = (health_age(&leader), health_age(&standby));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert!(x >= 2, "{x}");
+    assert!(x.abs_diff(y) <= 1, "leader says {x} s, standby {y} s");
+    let error = leader.get("/health").json()["result"]["upstream"]["last_error"].clone();
+    assert!(
+        error.as_str().is_some_and(|e| e.contains("HTTP 500")),
+        "{error}"
+    );
+
+    // The leader stops: its session ends, and the other node takes over at its next tick.
+    old.set_mode(Mode::Serve);
+    let leader_log = leader.stop();
+    assert!(
+        crate::helpers::eventually(Duration::from_secs(15), || synced_lines(&standby) > 0),
+        "{}",
+        standby.log()
+    );
+    assert!(standby.log().contains("this node leads the syncs"));
+    assert!(health_age(&standby).is_some_and(|age| age <= 2));
+    let standby_log = standby.stop();
+    for log in [&leader_log, &standby_log] {
+        assert!(!log.contains(OLD_KEY), "{log}");
+        assert!(!log.contains("erp-password"), "{log}");
+        assert!(!log.contains(&url_password(url)), "{log}");
+    }
+}

@@ -6,7 +6,8 @@
 //! the same list bytes are served, and a back office's changes token goes on.
 //!
 //! The mirror's password digests (`upstream_password`) are not copied: their key lives in a
-//! file beside the SQLite database, and mirror mode runs on SQLite only.
+//! file beside the SQLite database, not in `upstream_key_file`; the first sync on PostgreSQL
+//! hashes every password once and keeps digests under that key.
 
 use std::fmt;
 use std::io::Write;

@@ -78,6 +78,19 @@ pub fn own_customer_count(conn: &mut Conn) -> Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// How many of `ids` are stored customers, demo customers not counted.
+pub fn own_customers_among(conn: &mut Conn, ids: &[i64]) -> Result<u64> {
+    let n: i64 = get(
+        &conn.one(
+            "SELECT count(*) FROM customer c WHERE c.clcleunik = ANY($1::bigint[]) \
+             AND NOT EXISTS (SELECT 1 FROM demo_customer d WHERE d.clcleunik = c.clcleunik)",
+            &[&ids],
+        )?,
+        0,
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Removes the demo customers still stored, in one transaction with its audit row; how many.
 pub fn remove_demo(conn: &mut Conn, actor: &str, retention: Retention) -> Result<usize> {
     let mut tx = conn.begin(Begin::CustomerWrite)?;
@@ -253,9 +266,12 @@ impl Drop for PgImport<'_> {
     }
 }
 
-/// Writes one row into the binary `COPY` of the staging table.
+/// The values of one row, in [`staging_types`] order.
+type Values<'a> = [&'a (dyn ToSql + Sync)];
+
+/// Writes one row into the binary `COPY` of the staging table (`write`: the writer's).
 fn copy_row(
-    writer: &mut BinaryCopyInWriter<'_>,
+    write: &mut dyn FnMut(&Values<'_>) -> std::result::Result<(), postgres::Error>,
     ord: i64,
     row: &ImportRow,
 ) -> std::result::Result<(), postgres::Error> {
@@ -306,7 +322,7 @@ fn copy_row(
     values.push(&notification_accepted);
     values.push(&hash);
     values.push(&digest);
-    writer.write(&values)
+    write(&values)
 }
 
 impl ImportTx for PgImport<'_> {
@@ -345,8 +361,9 @@ impl ImportTx for PgImport<'_> {
             );
             client.copy_in(sql.as_str()).and_then(|sink| {
                 let mut writer = BinaryCopyInWriter::new(sink, &staging_types());
+                let mut write = |values: &[&(dyn ToSql + Sync)]| writer.write(values);
                 for (n, row) in (first..).zip(&staged) {
-                    copy_row(&mut writer, n, row)?;
+                    copy_row(&mut write, n, row)?;
                 }
                 writer.finish()
             })
@@ -375,6 +392,63 @@ impl ImportTx for PgImport<'_> {
         match self.tx.take() {
             Some(tx) => tx.commit(),
             None => Err(crate::store::Error::Data("the import has ended".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::customer::Customer;
+
+    #[test]
+    fn the_staging_table_has_one_type_per_column_and_a_row_one_value_of_each_type() {
+        let (columns, types) = (staging_columns(), staging_types());
+        assert_eq!(columns.len(), types.len());
+        assert_eq!(
+            &columns[2..2 + Field::ALL.len()],
+            COLUMNS.split(", ").collect::<Vec<_>>()
+        );
+        for (field, ty) in Field::ALL.iter().zip(&types[2..]) {
+            let expected = match field {
+                Field::Clcleunik => Type::INT8,
+                Field::ShowPrice | Field::NotificationAccepted => Type::BOOL,
+                Field::WebRemise => Type::FLOAT8,
+                _ => Type::TEXT,
+            };
+            assert_eq!(*ty, expected, "{field:?}");
+        }
+        // What `copy_row` hands the writer: one value per type, each one that type takes
+        // (the binary writer panics on a wrong count, and refuses a wrong type).
+        for write in [
+            RowWrite::Insert(Some("$argon2id$x".into())),
+            RowWrite::Update,
+            RowWrite::UpdateWithPassword(None),
+            RowWrite::Unchanged,
+        ] {
+            let row = ImportRow {
+                customer: Customer::default(),
+                write,
+                digest: Some([7; 32]),
+            };
+            let mut rows = 0;
+            copy_row(
+                &mut |values| {
+                    assert_eq!(values.len(), types.len());
+                    for (value, ty) in values.iter().zip(&types) {
+                        let mut buffer = bytes::BytesMut::new();
+                        value
+                            .to_sql_checked(ty, &mut buffer)
+                            .expect("the right type");
+                    }
+                    rows += 1;
+                    Ok(())
+                },
+                1,
+                &row,
+            )
+            .unwrap();
+            assert_eq!(rows, 1);
         }
     }
 }

@@ -177,10 +177,14 @@ impl TurnLock {
         }
     }
 
-    /// Waits for the turn, blocking (the command-line tools).
-    pub fn acquire_blocking(&self) -> Result<TurnGuard> {
+    /// Waits for the turn, blocking (the command-line tools); `waiting` is called first when
+    /// another holds it.
+    pub fn acquire_blocking(&self, waiting: impl FnOnce()) -> Result<TurnGuard> {
         let mut lock = self.take_idle();
-        lock.hold()?;
+        if !lock.try_hold()? {
+            waiting();
+            lock.hold()?;
+        }
         Ok(TurnGuard {
             lock: Some(lock),
             idle: Arc::clone(&self.idle),

@@ -845,6 +845,10 @@ impl Backend for PooledClient {
         import::own_customer_count(self.conn()?)
     }
 
+    fn own_customers_among(&mut self, ids: &[i64]) -> Result<u64> {
+        import::own_customers_among(self.conn()?, ids)
+    }
+
     fn stored_customers(
         &mut self,
         ids: &[i64],

@@ -1668,3 +1668,256 @@ fn a_statement_writing_many_customers_numbers_them_at_linear_cost_and_in_order()
 fn ids_of(customers: &[Customer]) -> Vec<i64> {
     customers.iter().map(|c| c.clcleunik).collect()
 }
+
+/// A stand-in for the mirror's keyed digests.
+struct TestDigests;
+
+impl crate::transfer::KnownPasswords for TestDigests {
+    fn digest(&self, id: i64, password: &Secret) -> [u8; 32] {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        digest.update(id.to_be_bytes());
+        digest.update(password.expose().as_bytes());
+        digest.finalize().into()
+    }
+}
+
+/// Everything an import shows and leaves behind, as text, after the same imports: their
+/// summaries and errors, the list, the changes feed, which hashes are stored, the demo
+/// customers left, the audit trail (without times).
+fn observe_imports(store: &crate::store::Store, mark_demo: &dyn Fn()) -> Vec<String> {
+    use crate::transfer::{import, read::json_records, Options, Silent};
+    let mut conn = store.connection().expect("a connection");
+    let backend: &mut dyn Backend = &mut *conn;
+    let hasher = hasher();
+    let audit = Some(("cli", Action::Import, RETENTION));
+    let mut seen = Vec::new();
+    let run = |backend: &mut dyn Backend, text: &str, options: Options<'_>| {
+        // Read as `clientele import` reads a file: a customer at a time, each bad value its
+        // own error.
+        let bytes = text.as_bytes().to_vec();
+        let open = || Ok(json_records(std::io::Cursor::new(bytes.clone())));
+        let outcome = import(backend, open, &hasher, options, &Silent).map_err(|e| match e {
+            crate::transfer::ImportError::Records(errors) => format!("{errors:?}"),
+            other => other.to_string(),
+        });
+        let mut lines = vec![format!("{outcome:?}")];
+        let (body, total) = backend
+            .list_json(&ListFilter::default(), View::default(), None)
+            .unwrap();
+        lines.push(format!("{total} {}", String::from_utf8(body).unwrap()));
+        let page = backend.changes_since(0, 1000).map_err(|e| e.to_string());
+        lines.push(format!("{page:?}"));
+        for id in 1..=13 {
+            let hash = backend
+                .find_for_login(&crate::customer::Identifier::Id(id))
+                .unwrap()
+                .map(|(_, hash)| hash.map(|h| h.expose().chars().take(9).collect::<String>()));
+            lines.push(format!("{id}: {hash:?}"));
+        }
+        lines.push(format!("demo {}", backend.demo_left().unwrap()));
+        lines
+    };
+    let passwords = |ids: &[i64], prefix: &str| {
+        let customers: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                format!(
+                    r#"{{"clcleunik":{id},"email":"c{id}@shop.be","city":"Namur","webRemise":"12,5","password":"{prefix}-{id}"}}"#
+                )
+            })
+            .collect();
+        format!("[{}]", customers.join(",\n"))
+    };
+    // The seeding's way: no audit row; then marked as demo customers.
+    seen.extend(run(
+        backend,
+        &passwords(&[1, 2, 3, 4, 5], "demo"),
+        Options::default(),
+    ));
+    mark_demo();
+    // The shop's first import: the demo customers go first, a hash and an empty password
+    // are stored as they are, plain text is hashed.
+    let first = r#"[{"clcleunik":3,"email":"three@shop.be","password":"three-pw"},
+        {"clcleunik":10,"email":"ten@shop.be","password":"$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA"},
+        {"clcleunik":11,"login":"eleven","password":""},
+        {"clcleunik":12,"lastName":"Twelve"}]"#;
+    let options = Options {
+        audit,
+        ..Options::default()
+    };
+    seen.extend(run(backend, first, options));
+    // The same file again changes nothing (the plain password matches its hash).
+    seen.extend(run(backend, first, options));
+    // Two columns of a sheet change only those; --replace deletes the others, dry or not.
+    let sheet = r#"[{"clcleunik":10,"city":"Gent"},{"clcleunik":13,"email":"13@shop.be"}]"#;
+    let replace = Options {
+        replace: true,
+        audit,
+        ..Options::default()
+    };
+    seen.extend(run(
+        backend,
+        sheet,
+        Options {
+            dry_run: true,
+            ..replace
+        },
+    ));
+    seen.extend(run(backend, sheet, replace));
+    // A sync's way: digests remembered, then an unchanged password costs nothing.
+    let sync = Options {
+        replace: true,
+        allow_empty: true,
+        audit: Some(("sync", Action::Sync, RETENTION)),
+        known: Some(&TestDigests),
+        ..Options::default()
+    };
+    seen.extend(run(backend, &passwords(&[10, 13], "erp"), sync));
+    seen.extend(run(backend, &passwords(&[10, 13], "erp"), sync));
+    let mut changed = passwords(&[10, 13], "erp");
+    changed = changed.replace("erp-13", "new-13");
+    seen.extend(run(backend, &changed, sync));
+    // Bad rows: every one reported, nothing written.
+    let bad = r#"[{"clcleunik":10,"city":"X"},
+        {"clcleunik":2,"addedDate":"2024-13-01"},
+        {"clcleunik":10,"city":"Y"},
+        {"clcleunik":"x"}]"#;
+    seen.extend(run(backend, bad, replace));
+    // An empty file with --replace is refused unless allowed.
+    seen.extend(run(backend, "[]", replace));
+    for entry in backend.audit(None, None, 100).unwrap() {
+        seen.push(format!(
+            "audit {} {} {:?} {} {}",
+            entry.actor, entry.action, entry.customer, entry.fields, entry.detail
+        ));
+    }
+    seen
+}
+
+#[test]
+fn the_same_imports_give_the_same_answers_on_sqlite_and_postgresql() {
+    let Some(db) = TestDb::empty("the_same_imports_give_the_same_answers_on_sqlite_and_postgresql")
+    else {
+        return;
+    };
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("shop.db");
+    let (sqlite, _) =
+        crate::store::Store::open(&crate::store::Location::File(file.clone()), &hasher()).unwrap();
+    let (postgres, _) =
+        crate::store::Store::open(&crate::store::Location::Postgres(db.url.clone()), &hasher())
+            .unwrap();
+    let on_sqlite = observe_imports(&sqlite, &|| {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        crate::store::sqlite::import::mark_all_as_demo(&conn).unwrap();
+    });
+    let on_postgres = observe_imports(&postgres, &|| {
+        db.raw()
+            .batch_execute("INSERT INTO demo_customer SELECT clcleunik FROM customer")
+            .unwrap();
+    });
+    assert!(on_sqlite.len() > 100);
+    for (line, (a, b)) in on_sqlite.iter().zip(&on_postgres).enumerate() {
+        assert_eq!(a, b, "line {line} differs");
+    }
+    assert_eq!(on_sqlite.len(), on_postgres.len());
+    let text = on_sqlite.join("\n");
+    for expected in [
+        "demo_removed: 5",
+        "hashed: 1, inserted: 0, updated: 0, unchanged: 4",
+        "hashed: 0, inserted: 0, updated: 0, unchanged: 2",
+        "addedDate",
+        "10 appears twice (first on line 1)",
+        "--allow-empty",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+}
+
+#[test]
+fn the_sync_leader_and_the_shared_turn_are_one_node_at_a_time_and_go_back_on_every_path() {
+    let Some(db) = TestDb::new(
+        "the_sync_leader_and_the_shared_turn_are_one_node_at_a_time_and_go_back_on_every_path",
+    ) else {
+        return;
+    };
+    // Two nodes of one database, each with its own handle.
+    let (other, _) = Pg::open(&db.url, &hasher()).expect("a second node");
+    let nodes = [db.pg().clone(), other];
+    let held = |raw: &mut postgres::Client| -> i64 {
+        raw.query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let mut raw = db.raw();
+
+    // The leader: whoever takes it first keeps it while its session lives.
+    let mut a = nodes[0].advisory_lock(locks::SYNC_LEADER);
+    let mut b = nodes[1].advisory_lock(locks::SYNC_LEADER);
+    assert!(a.try_hold().unwrap());
+    assert!(!b.try_hold().unwrap());
+    assert!(a.try_hold().unwrap(), "still held, not taken twice");
+    assert_eq!(held(&mut raw), 1);
+    // The leader dies (its connection closes): the other takes over at its next try.
+    drop(a);
+    let took_over = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        b.try_hold().unwrap()
+    });
+    assert!(took_over);
+    // A leader whose session was ended by the server notices, and tries again afresh.
+    raw.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+    )
+    .unwrap();
+    assert!(b.try_hold().unwrap(), "reconnected and took it again");
+    drop(b);
+
+    // The turn, waited for as a future on two nodes: one at a time, and given back by an
+    // ended turn, an error's early return and a panic alike.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let turns = [nodes[0].turn_lock(), nodes[1].turn_lock()];
+    runtime.block_on(async {
+        let first = turns[0].acquire(None).await.unwrap().expect("free");
+        let waited = Instant::now();
+        let none = turns[1]
+            .acquire(Some(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        assert!(none.is_none(), "held by the other node");
+        assert!(waited.elapsed() >= Duration::from_millis(200));
+        drop(first);
+        let second = turns[1]
+            .acquire(Some(Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .expect("given back when dropped");
+        drop(second);
+        let failing = turns[0].clone();
+        let result: std::result::Result<(), Error> = async move {
+            let _turn = failing.acquire(None).await?.expect("free");
+            Err(Error::Data("a failure while holding the turn".into()))
+        }
+        .await;
+        assert!(result.is_err());
+        let panicking = turns[0].clone();
+        let task = tokio::spawn(async move {
+            let _turn = panicking.acquire(None).await.unwrap();
+            panic!("a bug while holding the turn");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let after = turns[1]
+            .acquire(Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(after.is_some(), "given back after an error and a panic");
+    });
+    // No pooled connection was used or kept holding anything.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(held(&mut raw), 0);
+}

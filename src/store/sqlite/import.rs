@@ -79,6 +79,21 @@ pub fn own_customer_count(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(u64::try_from(total).unwrap_or(0))
 }
 
+/// How many of `ids` are stored customers, demo customers not counted.
+pub fn own_customers_among(conn: &Connection, ids: &[i64]) -> rusqlite::Result<u64> {
+    let mut exists = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM customer WHERE clcleunik = ?1 \
+         AND clcleunik NOT IN (SELECT clcleunik FROM demo_customer))",
+    )?;
+    let mut count = 0;
+    for &id in ids {
+        if exists.query_row([id], |row| row.get::<_, bool>(0))? {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
 /// Removes the demo customers still stored, in one transaction with its audit row; how many.
 pub fn remove_demo(
     conn: &mut Connection,

@@ -1024,6 +1024,10 @@ impl Backend for Connection {
         Ok(import::own_customer_count(self)?)
     }
 
+    fn own_customers_among(&mut self, ids: &[i64]) -> crate::store::Result<u64> {
+        Ok(import::own_customers_among(self, ids)?)
+    }
+
     fn stored_customers(
         &mut self,
         ids: &[i64],
