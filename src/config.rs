@@ -342,6 +342,22 @@ fn default_upstream_key_file() -> String {
     "data/upstream.key".to_owned()
 }
 
+/// A `database` setting meant for PostgreSQL that is not a `postgres://` URL: a libpq
+/// key=value string (`host=... password=...`), or a scheme without `//`. Taken for a file
+/// name, it would make a SQLite file named after the password.
+fn looks_like_a_broken_postgres_setting(setting: &str) -> bool {
+    let lower = setting.trim().to_ascii_lowercase();
+    let url = lower.starts_with("postgres://") || lower.starts_with("postgresql://");
+    let scheme_without_slashes = !url
+        && (lower.starts_with("postgres:") || lower.starts_with("postgresql:"));
+    let key_value = lower.split_whitespace().any(|word| {
+        ["host=", "hostaddr=", "dbname=", "user=", "password=", "port=", "sslmode="]
+            .iter()
+            .any(|key| word.starts_with(key))
+    });
+    scheme_without_slashes || (!url && key_value)
+}
+
 fn default_database() -> String {
     "data/clientele.db".to_owned()
 }
@@ -500,6 +516,15 @@ impl Config {
         let raw: RawConfig = figment
             .extract()
             .map_err(|error| StartupError::Config(one_line(&error)))?;
+        if looks_like_a_broken_postgres_setting(&raw.database) {
+            // Never echoed: it may hold a password.
+            return Err(StartupError::Config(
+                "database: this looks like a PostgreSQL connection setting, but only a URL \
+                 starting postgres:// is read (README, \"More than one machine\"); a libpq \
+                 keyword string, or a URL without its //, would be taken for a file name"
+                    .into(),
+            ));
+        }
         if raw.database.trim().is_empty() {
             return Err(StartupError::Config("database: the path is empty".into()));
         }
@@ -628,4 +653,29 @@ fn one_line(error: &rocket::figment::Error) -> String {
         .map(|e| e.to_string())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_settings_that_are_not_urls_are_refused_not_taken_for_files() {
+        for setting in [
+            "host=127.0.0.1 user=clientele password=S3cret dbname=shop",
+            "postgres:/clientele:pw@127.0.0.1:5432/shop",
+            "postgresql:clientele:pw@host/shop",
+            "  dbname=shop",
+        ] {
+            assert!(looks_like_a_broken_postgres_setting(setting), "{setting}");
+        }
+        for setting in [
+            "data/clientele.db",
+            "/srv/shop=old.db",
+            "postgres://clientele:pw@127.0.0.1/shop?sslmode=disable",
+            "POSTGRESQL://u:p@h/db",
+        ] {
+            assert!(!looks_like_a_broken_postgres_setting(setting), "{setting}");
+        }
+    }
 }

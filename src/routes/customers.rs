@@ -158,6 +158,10 @@ pub struct StreamedList {
     gzipped: bool,
     total: u64,
     body: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+    /// Set by the producer when the list could not be read to the end: the body then ends
+    /// in an error, so that the connection is cut rather than the truncated body ended
+    /// cleanly (a client must never take half a list for the whole one).
+    failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<'r> Responder<'r, 'static> for StreamedList {
@@ -182,6 +186,7 @@ impl<'r> Responder<'r, 'static> for StreamedList {
                     .streamed_body(ChannelReader {
                         receiver,
                         current: Cursor::new(Vec::new()),
+                        failed: self.failed,
                     });
             }
         }
@@ -193,6 +198,7 @@ impl<'r> Responder<'r, 'static> for StreamedList {
 struct ChannelReader {
     receiver: tokio::sync::mpsc::Receiver<Vec<u8>>,
     current: Cursor<Vec<u8>>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl tokio::io::AsyncRead for ChannelReader {
@@ -213,7 +219,12 @@ impl tokio::io::AsyncRead for ChannelReader {
             }
             match this.receiver.poll_recv(context) {
                 Poll::Ready(Some(piece)) => this.current = Cursor::new(piece),
-                // The producer finished (or stopped): the end of the body.
+                // The producer finished (or stopped): the end of the body, unless it failed.
+                Poll::Ready(None) if this.failed.load(std::sync::atomic::Ordering::Acquire) => {
+                    return Poll::Ready(Err(std::io::Error::other(
+                        "the list could not be read to the end",
+                    )))
+                }
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
             }
@@ -258,6 +269,7 @@ async fn stream(
             gzipped,
             total: 0,
             body: None,
+            failed: Arc::default(),
         });
     }
     let permit = Arc::clone(streams)
@@ -268,6 +280,8 @@ async fn stream(
     let totals = db.totals();
     let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed_flag = Arc::clone(&failed);
     let produced = filter.clone();
     rocket::tokio::task::spawn_blocking(move || {
         let filter = produced;
@@ -301,13 +315,19 @@ async fn stream(
             },
             &mut send,
         );
-        if let Some(encoder) = gzip.take() {
-            if let Ok(rest) = encoder.finish() {
-                let _ = sender.blocking_send(rest);
+        match result {
+            Ok(()) => {
+                if let Some(encoder) = gzip.take() {
+                    if let Ok(rest) = encoder.finish() {
+                        let _ = sender.blocking_send(rest);
+                    }
+                }
             }
-        }
-        if let Err(error) = result {
-            log::error!("streaming a list failed: {error}");
+            // No gzip trailer, and the body ends in an error (see `StreamedList::failed`).
+            Err(error) => {
+                failed_flag.store(true, std::sync::atomic::Ordering::Release);
+                log::error!("streaming a list failed, the download is cut: {error}");
+            }
         }
     });
     let (total, seq) = started_rx
@@ -318,6 +338,7 @@ async fn stream(
         gzipped,
         total,
         body: Some(receiver),
+        failed,
     })
 }
 

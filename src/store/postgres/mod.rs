@@ -58,6 +58,11 @@ use watch::Watch;
 /// How long a request waits for a pooled connection: then 503, never a hang (the primary is
 /// down or failing over, or every connection is busy).
 const POOL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest a request waits for PostgreSQL (a connection, then its work) before it is
+/// answered 503: more than a write's lock wait (5 s), so that only a database that does not
+/// answer at all gets there.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 /// How long one connection attempt to one host may take, unless the URL says
 /// (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -234,21 +239,36 @@ impl Pg {
         T: Send + 'static,
         F: FnOnce(&mut PooledClient) -> Result<T, ApiError> + Send + 'static,
     {
+        // A primary that hangs (stopped, overloaded, or waiting for a synchronous standby
+        // that is gone) must not hang the request: past the deadline it is a 503, whatever
+        // the database does later with the work (a write may still commit then, as with
+        // any timeout).
+        let deadline = tokio::time::Instant::now() + ANSWER_DEADLINE;
+        let late = || {
+            ApiError::unavailable(Error::Unavailable(format!(
+                "PostgreSQL did not answer within {} s",
+                ANSWER_DEADLINE.as_secs()
+            )))
+        };
         let pg = self.clone();
-        let permit = Arc::clone(&self.shared.permits)
-            .acquire_owned()
-            .await
-            .map_err(ApiError::internal)?;
+        let permit = tokio::time::timeout_at(
+            deadline,
+            Arc::clone(&self.shared.permits).acquire_owned(),
+        )
+        .await
+        .map_err(|_| late())?
+        .map_err(ApiError::internal)?;
         let task = tokio::task::spawn_blocking(move || {
             // Held by the work, not the request: a client that leaves does not free it early.
             let _permit = permit;
             let mut client = pg.pooled().map_err(ApiError::from)?;
             work(&mut client)
         });
-        match task.await {
-            Ok(result) => result,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(error) => Err(ApiError::internal(error)),
+        match tokio::time::timeout_at(deadline, task).await {
+            Err(_) => Err(late()),
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Ok(Err(error)) => Err(ApiError::internal(error)),
         }
     }
 

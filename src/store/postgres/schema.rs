@@ -458,6 +458,7 @@ fn prepare_locked(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenRe
         .map_err(describe)?;
         tx.commit().map_err(describe)?;
     }
+    check_usable(client)?;
     let passwords_hashed = hash_legacy_passwords(client, hasher)?;
     Ok(OpenReport {
         created,
@@ -531,6 +532,70 @@ fn check_ours(client: &mut Client) -> Result<(usize, bool), String> {
     Err(refuse(format!(
         "is not a clientele database (it holds the tables {named})"
     )))
+}
+
+/// The tables every node writes (logins count failures, sessions, the audit trail...).
+const TABLES: [&str; 12] = [
+    "clientele_meta",
+    "customer",
+    "change_log",
+    "tombstone",
+    "upstream_password",
+    "demo_customer",
+    "reset_token",
+    "session",
+    "customer_id_high",
+    "api_key",
+    "audit",
+    "login_failure",
+];
+
+/// Refuses, at start, a database this role cannot serve from: a table missing (dropped by
+/// hand), or one it may not write (a read-only role), rather than starting healthy and
+/// answering 500 to every login and write.
+fn check_usable(client: &mut Client) -> Result<(), String> {
+    let describe = |e: postgres::Error| super::describe_error(&e);
+    let names: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
+    let row = client
+        .query_one(
+            "SELECT
+                 (SELECT string_agg(t, ', ') FROM unnest($1::text[]) AS t
+                  WHERE to_regclass(t) IS NULL),
+                 (SELECT string_agg(t, ', ') FROM unnest($1::text[]) AS t
+                  WHERE to_regclass(t) IS NOT NULL
+                    AND NOT has_table_privilege(to_regclass(t), 'SELECT, INSERT, UPDATE, DELETE'))",
+            &[&names],
+        )
+        .map_err(describe)?;
+    let missing: Option<String> = row.try_get(0).map_err(describe)?;
+    let read_only: Option<String> = row.try_get(1).map_err(describe)?;
+    if let Some(missing) = missing {
+        return Err(format!(
+            "is a clientele database with tables missing ({missing}): restore it from a \
+             backup (pg_dump), or point `database` at another database"
+        ));
+    }
+    if let Some(tables) = read_only {
+        return Err(format!(
+            "this role may not write {tables}: every node writes (failed logins, sessions, \
+             the audit trail). Grant SELECT, INSERT, UPDATE, DELETE on the tables (and USAGE \
+             on the sequences) to it, or use the role that owns them"
+        ));
+    }
+    let no_sequences: Option<bool> = client
+        .query_one(
+            "SELECT NOT has_sequence_privilege('login_attempt', 'USAGE')
+                 OR NOT has_sequence_privilege(pg_get_serial_sequence('audit', 'id'), 'USAGE')",
+            &[],
+        )
+        .and_then(|row| row.try_get(0))
+        .map_err(describe)?;
+    if no_sequences == Some(true) {
+        return Err("this role may not use the sequences login_attempt and audit_id_seq: \
+                    grant USAGE on them, or use the role that owns them"
+            .into());
+    }
+    Ok(())
 }
 
 /// More legacy passwords than this are hashed on every core at start-up.
