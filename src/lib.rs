@@ -164,6 +164,14 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
                 mirror.upstream.display(),
                 settings.every.as_secs()
             );
+            if db.postgres().is_some() {
+                // Every node must use the same key file: say which one this node reads.
+                log::info!(
+                    "the mirrored passwords' digest key is {} (upstream_key_file; the same \
+                     file on every node)",
+                    key_file.display()
+                );
+            }
             Some(std::sync::Arc::new(mirror))
         }
         None => None,
