@@ -348,12 +348,20 @@ fn default_upstream_key_file() -> String {
 fn looks_like_a_broken_postgres_setting(setting: &str) -> bool {
     let lower = setting.trim().to_ascii_lowercase();
     let url = lower.starts_with("postgres://") || lower.starts_with("postgresql://");
-    let scheme_without_slashes = !url
-        && (lower.starts_with("postgres:") || lower.starts_with("postgresql:"));
+    let scheme_without_slashes =
+        !url && (lower.starts_with("postgres:") || lower.starts_with("postgresql:"));
     let key_value = lower.split_whitespace().any(|word| {
-        ["host=", "hostaddr=", "dbname=", "user=", "password=", "port=", "sslmode="]
-            .iter()
-            .any(|key| word.starts_with(key))
+        [
+            "host=",
+            "hostaddr=",
+            "dbname=",
+            "user=",
+            "password=",
+            "port=",
+            "sslmode=",
+        ]
+        .iter()
+        .any(|key| word.starts_with(key))
     });
     scheme_without_slashes || (!url && key_value)
 }

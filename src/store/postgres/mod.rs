@@ -251,13 +251,11 @@ impl Pg {
             )))
         };
         let pg = self.clone();
-        let permit = tokio::time::timeout_at(
-            deadline,
-            Arc::clone(&self.shared.permits).acquire_owned(),
-        )
-        .await
-        .map_err(|_| late())?
-        .map_err(ApiError::internal)?;
+        let permit =
+            tokio::time::timeout_at(deadline, Arc::clone(&self.shared.permits).acquire_owned())
+                .await
+                .map_err(|_| late())?
+                .map_err(ApiError::internal)?;
         let task = tokio::task::spawn_blocking(move || {
             // Held by the work, not the request: a client that leaves does not free it early.
             let _permit = permit;

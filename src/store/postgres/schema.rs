@@ -591,9 +591,11 @@ fn check_usable(client: &mut Client) -> Result<(), String> {
         .and_then(|row| row.try_get(0))
         .map_err(describe)?;
     if no_sequences == Some(true) {
-        return Err("this role may not use the sequences login_attempt and audit_id_seq: \
+        return Err(
+            "this role may not use the sequences login_attempt and audit_id_seq: \
                     grant USAGE on them, or use the role that owns them"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
