@@ -326,7 +326,12 @@ fn the_first_sync_equals_upstream_minus_passwords_and_every_password_logs_in() {
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     // The key of the password digests lives beside the database, never in it.
-    let key = std::fs::read(clientele::sync::SyncKey::path_for(&db)).unwrap();
+    // (On PostgreSQL, in the file `upstream_key_file` names, relative to the working folder.)
+    let key_file = match on_postgres() {
+        true => root().join("data/upstream.key"),
+        false => clientele::sync::SyncKey::path_for(&db),
+    };
+    let key = std::fs::read(key_file).unwrap();
     assert_eq!(key.len(), 32);
     assert!(!contains_bytes(&database_bytes(&db), &key));
 }
@@ -441,12 +446,7 @@ fn an_empty_or_much_smaller_upstream_is_refused_and_the_data_kept() {
             stderr(output)
         );
     }
-    let count = |db: &std::path::Path| -> i64 {
-        rusqlite::Connection::open(db)
-            .unwrap()
-            .query_row("SELECT count(*) FROM customer", [], |r| r.get(0))
-            .unwrap()
-    };
+    let count = |db: &std::path::Path| -> i64 { query_count(db, "SELECT count(*) FROM customer") };
     assert_eq!(count(&db), 20);
     let allowed = binary()
         .args(["sync", &old.url()])
@@ -1005,14 +1005,7 @@ fn the_first_sync_into_the_quick_starts_demo_database_replaces_the_demo_customer
     let said = stderr(&synced);
     assert!(said.contains("3 inserted"), "{said}");
     assert!(said.contains("removed the 25 demo customers"), "{said}");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let ids: Vec<i64> = conn
-        .prepare("SELECT clcleunik FROM customer ORDER BY clcleunik")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let ids = query_ids(&db, "SELECT clcleunik FROM customer ORDER BY clcleunik");
     assert_eq!(
         ids,
         vec![1, 2, 3],
