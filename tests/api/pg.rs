@@ -871,3 +871,65 @@ fn two_nodes_mirror_one_old_api_one_leads_writes_go_once_and_both_tell_the_same_
         assert!(!log.contains(&url_password(url)), "{log}");
     }
 }
+
+#[test]
+fn a_list_download_cut_by_the_database_ends_in_an_error_never_a_clean_end() {
+    use std::io::{Read, Write};
+    let Some(shop) = shop() else { return };
+    let mut client = postgres::Client::connect(&shop.pg.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO customer (clcleunik, \"lastName\", city)
+             SELECT g, 'Customer ' || g, 'A city with a long enough name ' || g
+             FROM generate_series(1000, 40999) g",
+        )
+        .unwrap();
+    // A small cache budget: the whole list is streamed, from a cursor, as the client reads.
+    let node = Server::start(
+        Path::new(&shop.pg.url),
+        &[("ROCKET_RESPONSE_CACHE_MIB", "1")],
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /CUSTOMER/LIST/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {}\r\n\r\n",
+        shop.write_key
+    )
+    .unwrap();
+    // Read the head and a little of the body, then stop reading: the server's producer
+    // waits on its cursor, mid-list.
+    let mut received = vec![0u8; 64 * 1024];
+    let first = stream.read(&mut received).unwrap();
+    received.truncate(first);
+    let head = String::from_utf8_lossy(&received);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // The database goes away under it (a failover would do the same).
+    let ended: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND query LIKE 'FETCH%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ended >= 1, "no list cursor was open");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    received.extend(rest);
+    // Chunked encoding ends a complete body with a zero-size chunk: a cut one must not.
+    assert!(
+        !received.ends_with(b"0\r\n\r\n"),
+        "a list cut short was ended as if it were whole ({} bytes)",
+        received.len()
+    );
+    assert!(node.stop().contains("streaming a list failed"));
+}
