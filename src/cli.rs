@@ -130,6 +130,21 @@ pub enum Command {
     /// For a shop that takes its customers through registration rather than an import (the
     /// first import removes them by itself). Customers the shop changed are its own and stay.
     RemoveDemo,
+    /// Show the failed-login limits: how many accounts and addresses have failures and how
+    /// many are locked now; with WHO (clcleunik, email or login), that customer's.
+    ///
+    /// On PostgreSQL the counts live in the database, shared by every node. On SQLite they
+    /// live in the running server's memory (one node): restarting it clears them.
+    Limits {
+        /// The customer: clcleunik, email or login.
+        customer: Option<String>,
+    },
+    /// Clear a customer's failed logins and password-reset requests, so that they can log
+    /// in (or reset) again at once (PostgreSQL: every node).
+    Unlock {
+        /// The customer: clcleunik, email or login.
+        customer: String,
+    },
     /// Move this shop from its SQLite file onto PostgreSQL: everything in it (customers with
     /// their password hashes, API keys, the audit trail, the change history, sessions and
     /// reset tokens), so that the same keys work and the same list is served.
@@ -326,6 +341,8 @@ pub fn run(cli: Cli) -> ExitCode {
         } => export(format, output, all_fields),
         Command::Backup { path, force } => backup(&path, force),
         Command::RemoveDemo => remove_demo(),
+        Command::Limits { customer } => limits(customer.as_deref()),
+        Command::Unlock { customer } => unlock(&customer),
         Command::CopyTo { url } => copy_to(&url),
         Command::Sync { url } => sync_once(url.as_deref()),
         Command::LoginRate { seconds } => login_rate(seconds),
@@ -797,11 +814,12 @@ fn keys(command: KeysCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn passwd(who: &str) -> Result<(), String> {
-    let (config, db) = open()?;
-    let mut conn = db.connection().map_err(|e| e.to_string())?;
-    // Find the customer first, so nobody types a password for nothing: by id, then (for a
-    // login made of digits) by login, or by email when it has an @.
+/// The customer `who` names: by id, then (for a login made of digits) by login, or by
+/// email when it has an @.
+fn find_customer(
+    conn: &mut crate::store::Connection,
+    who: &str,
+) -> Result<customer::Customer, String> {
     let mut candidates = Vec::new();
     if let Ok(id) = who.parse::<i64>() {
         candidates.push(customer::Identifier::Id(id));
@@ -826,6 +844,85 @@ fn passwd(who: &str) -> Result<(), String> {
             Err(_) => format!("no customer with login {who:?}; nothing changed"),
         });
     };
+    Ok(found)
+}
+
+/// What the limiter counts for a customer: its logins (and password changes), its resets.
+fn limit_subjects(id: i64) -> [String; 2] {
+    [format!("customer:{id}"), format!("reset:customer:{id}")]
+}
+
+/// The limits' store, or why the tools cannot reach them (SQLite: the server's memory).
+fn shared_limits(store: &Store) -> Result<crate::store::postgres::PooledClient, String> {
+    match store {
+        Store::Postgres(pg) => pg.connection().map_err(|e| e.to_string()),
+        Store::Sqlite(_) => Err("on SQLite the failed-login counts live in the running \
+             server's memory (one node), out of the tools' reach: restarting the server clears \
+             them (`systemctl restart clientele`). On PostgreSQL they live in the database and \
+             `clientele limits` and `unlock` reach them"
+            .into()),
+    }
+}
+
+fn limits(who: Option<&str>) -> Result<(), String> {
+    let (config, store) = open()?;
+    let mut limits = shared_limits(&store)?;
+    let (max, window) = (config.login_max_failures, config.login_window);
+    match who {
+        None => {
+            let (with_failures, locked) = limits
+                .limit_totals(max, window)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{with_failures} account(s) or address(es) with failed logins in the last {} s; \
+                 {locked} locked now ({max} failures lock)",
+                window.as_secs()
+            );
+        }
+        Some(who) => {
+            let mut conn = store.connection().map_err(|e| e.to_string())?;
+            let found = find_customer(&mut conn, who)?;
+            let subjects = limit_subjects(found.clcleunik);
+            let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+            let status = limits
+                .limit_status(&subjects, max, window)
+                .map_err(|e| e.to_string())?;
+            for ((failures, wait), what) in status.iter().zip(["logins", "password resets"]) {
+                let state = match wait {
+                    0 => "not locked".to_owned(),
+                    wait => format!("locked for {wait} s more"),
+                };
+                println!(
+                    "customer {}: {failures} failed {what} in the last {} s, {state}",
+                    found.clcleunik,
+                    window.as_secs()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unlock(who: &str) -> Result<(), String> {
+    let (_, store) = open()?;
+    let mut limits = shared_limits(&store)?;
+    let mut conn = store.connection().map_err(|e| e.to_string())?;
+    let found = find_customer(&mut conn, who)?;
+    let subjects = limit_subjects(found.clcleunik);
+    let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    let cleared = limits.limit_clear(&subjects).map_err(|e| e.to_string())?;
+    eprintln!(
+        "Cleared {cleared} failed attempt(s) of customer {}: they may log in at once.",
+        found.clcleunik
+    );
+    Ok(())
+}
+
+fn passwd(who: &str) -> Result<(), String> {
+    let (config, db) = open()?;
+    let mut conn = db.connection().map_err(|e| e.to_string())?;
+    // Find the customer first, so nobody types a password for nothing.
+    let found = find_customer(&mut conn, who)?;
     let id = found.clcleunik;
     let password = read_new_password()?;
     let context = found.password_context();

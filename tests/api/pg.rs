@@ -287,6 +287,21 @@ fn ten_failed_logins_are_ten_whichever_nodes_they_hit() {
             .status,
         200
     );
+    // The owner sees the lock from any machine, and lifts it for every node.
+    let email = demo["email"].as_str().unwrap();
+    let shown = tool(&shop.pg.url, &["limits", email]);
+    assert!(
+        shown.contains("10 failed logins") && shown.contains("locked for"),
+        "{shown}"
+    );
+    let totals = tool(&shop.pg.url, &["limits"]);
+    assert!(totals.contains("1 locked now"), "{totals}");
+    tool(&shop.pg.url, &["unlock", email]);
+    assert!(tool(&shop.pg.url, &["limits", email]).contains("0 failed logins"));
+    for server in [&a, &b] {
+        let reply = server.request("POST", "/CUSTOMER/LOGIN/", &with_key(key), &right);
+        assert_eq!(reply.status, 200, "after unlock: {}", reply.body);
+    }
 }
 
 #[test]
