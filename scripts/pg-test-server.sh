@@ -25,8 +25,26 @@ pg_install
 pg_workdir
 pg_trap_cleanup
 
-port=$(pg_free_port "${CLIENTELE_TEST_POSTGRES_FROM_PORT:-55432}")
-PG_FSYNC=${PG_FSYNC:-off} pg_start_primary "$PG_WORKDIR/primary" "$port"
+# A port found free may be taken before the server binds it (another run starting at the
+# same moment): then the next free one, a few times.
+from=${CLIENTELE_TEST_POSTGRES_FROM_PORT:-55432}
+for attempt in 1 2 3 4 5; do
+  port=$(pg_free_port "$from")
+  node="$PG_WORKDIR/primary$attempt"
+  set +e
+  (set -e; PG_FSYNC=${PG_FSYNC:-off} pg_start_primary "$node" "$port")
+  started=$?
+  set -e
+  # (Started in a subshell: the exit trap must still know the server, to stop it.)
+  _PG_NODES+=("$node")
+  [ "$started" -eq 0 ] && break
+  if [ "$attempt" -eq 5 ]; then
+    echo "pg: PostgreSQL did not start on 5 ports from ${CLIENTELE_TEST_POSTGRES_FROM_PORT:-55432}" >&2
+    exit 1
+  fi
+  echo "pg: port $port was taken meanwhile; trying the next free one" >&2
+  from=$((port + 1))
+done
 
 CLIENTELE_TEST_POSTGRES=$(pg_url "$port")
 CLIENTELE_TEST_POSTGRES_PORT=$port

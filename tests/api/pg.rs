@@ -48,25 +48,11 @@ pub fn pg_database() -> Option<PgDb> {
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .unwrap();
-    let url = with_database(&admin, &name);
+    let url = crate::helpers::url_with_database(&admin, &name);
     Some(PgDb { url, admin, name })
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// `url` naming database `name` instead of its own (the query string kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let (scheme, rest) = base.split_once("://").unwrap();
-    let authority = rest.split('/').next().unwrap();
-    match query {
-        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
-        None => format!("{scheme}://{authority}/{name}"),
-    }
-}
 
 /// `clientele ARGS` with `ROCKET_DATABASE=database`, required to succeed: its stdout.
 fn tool(database: &str, args: &[&str]) -> String {

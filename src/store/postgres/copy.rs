@@ -116,7 +116,19 @@ pub fn from_sqlite(db: &Db, url: &Secret, hasher: &PasswordHasher) -> Result<Cop
         .map_err(|e| format!("{shown}: cannot connect: {}", super::describe_error(&e)))?;
     super::schema::prepare(&mut client, hasher).map_err(|e| format!("{shown}: {e}"))?;
     let described = |e: postgres::Error| format!("{shown}: {}", super::describe_error(&e));
-    let occupied: i64 = client
+    let mut sqlite = db.connection().map_err(|e| e.to_string())?;
+    // One snapshot of the file: a server writing meanwhile is copied as of one moment.
+    let snapshot = sqlite.transaction().map_err(|e| e.to_string())?;
+    let mut tx = client.transaction().map_err(described)?;
+    // Nobody else writes these tables until the copy commits (a node or a tool that tries
+    // waits), so the database checked empty is the one copied into. ALTER TABLE below
+    // would take the customer table's lock anyway.
+    tx.batch_execute(
+        "LOCK TABLE customer, api_key, audit, session, reset_token, login_failure \
+         IN ACCESS EXCLUSIVE MODE",
+    )
+    .map_err(described)?;
+    let occupied: i64 = tx
         .query_one(
             "SELECT (SELECT count(*) FROM customer) + (SELECT count(*) FROM api_key) \
                   + (SELECT count(*) FROM audit)",
@@ -130,10 +142,6 @@ pub fn from_sqlite(db: &Db, url: &Secret, hasher: &PasswordHasher) -> Result<Cop
              moves a shop into a new database. Nothing was changed"
         ));
     }
-    let mut sqlite = db.connection().map_err(|e| e.to_string())?;
-    // One snapshot of the file: a server writing meanwhile is copied as of one moment.
-    let snapshot = sqlite.transaction().map_err(|e| e.to_string())?;
-    let mut tx = client.transaction().map_err(described)?;
     // The rows arrive with their change numbers, times and ids: nothing may renumber them.
     tx.batch_execute("ALTER TABLE customer DISABLE TRIGGER USER")
         .map_err(described)?;
