@@ -398,10 +398,17 @@ fn serve() -> ExitCode {
 fn open() -> Result<(crate::config::Config, Store), String> {
     let (config, db) = crate::prepare(&crate::figment(), Seed::Never).map_err(|e| e.to_string())?;
     if db.created() {
-        eprintln!(
-            "note: {} did not exist: created it, empty (config key `database`)",
-            config.database
-        );
+        match db {
+            Store::Sqlite(_) => eprintln!(
+                "note: {} did not exist: created it, empty (config key `database`)",
+                config.database
+            ),
+            // The database existed; it had no clientele tables yet.
+            Store::Postgres(_) => eprintln!(
+                "note: {} had no clientele tables: created them, empty (config key `database`)",
+                config.database
+            ),
+        }
     }
     Ok((config, db))
 }

@@ -934,3 +934,21 @@ fn a_list_download_cut_by_the_database_ends_in_an_error_never_a_clean_end() {
     );
     assert!(node.stop().contains("streaming a list failed"));
 }
+
+#[test]
+fn a_tool_on_an_empty_postgresql_database_says_it_made_the_tables_not_the_database() {
+    let Some(pg) = pg_database() else { return };
+    let output = binary()
+        .env("ROCKET_DATABASE", &pg.url)
+        .args(["keys", "list"])
+        .output()
+        .unwrap();
+    let said = stderr(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("had no clientele tables: created them"),
+        "{said}"
+    );
+    assert!(!said.contains("did not exist"), "{said}");
+    assert!(!said.contains("clientele-pw"), "{said}");
+}
