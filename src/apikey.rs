@@ -295,12 +295,11 @@ impl Access {
         presented: &[&str],
     ) -> Result<Caller, ApiError> {
         let mut keys = self.keys(db, generation, false).await?;
-        if !presented.is_empty()
-            && !keys.is_empty()
-            && Self::matching(&keys, presented).is_none()
-            && self.may_reread(db)
-        {
+        // One comparison per request; a second only when an unknown key is looked up again.
+        let mut matched = Self::matching(&keys, presented);
+        if matched.is_none() && !presented.is_empty() && !keys.is_empty() && self.may_reread(db) {
             keys = self.keys(db, generation, true).await?;
+            matched = Self::matching(&keys, presented);
         }
         if keys.is_empty() {
             return if self.anonymous_when_keyless {
@@ -314,7 +313,7 @@ impl Access {
                 Err(ApiError::Unauthorized)
             };
         }
-        Self::matching(&keys, presented).ok_or(ApiError::Unauthorized)
+        matched.ok_or(ApiError::Unauthorized)
     }
 
     /// The most capable stored key among `presented`, if any. Every presented key is
