@@ -581,7 +581,7 @@ async fn caller(request: &Request<'_>) -> Result<Caller, ApiError> {
     };
     let keys = presented_keys(request);
     let keys: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
-    let generation = crate::store::request_generation(request);
+    let generation = crate::store::request_keys_generation(request);
     let mut caller = access.check(db, generation, &keys).await?;
     if caller.name.is_none() {
         keyless_request_allowed(request, access)?;

@@ -23,7 +23,7 @@ use crate::customer::ListFilter;
 use crate::error::ApiError;
 
 /// Bodies below this size are not worth compressing.
-const MIN_GZIP_SIZE: usize = 1024;
+pub const MIN_GZIP_SIZE: usize = 1024;
 /// The most responses kept, whatever their size: each costs bookkeeping besides its body.
 pub const MAX_ENTRIES: usize = 10_000;
 /// What an entry costs besides its body and key: the map slot, the `Arc`s and cells, the
@@ -42,18 +42,10 @@ pub struct CachedList {
 
 impl CachedList {
     pub fn new(body: Vec<u8>, total: u64) -> CachedList {
-        let digest = Sha256::digest(&body);
-        let etag = format!(
-            "\"{}\"",
-            digest[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
         CachedList {
+            etag: etag(&body),
             body: body.into(),
             total,
-            etag,
             gzip: OnceLock::new(),
         }
     }
@@ -107,6 +99,20 @@ impl CachedList {
         .ok()
         .flatten()
     }
+}
+
+/// The strong `ETag` of a list body: a digest of it, so it changes exactly when it does.
+pub fn etag(body: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(body);
+    let mut tag = String::with_capacity(34);
+    tag.push('"');
+    for byte in &digest[..16] {
+        tag.push(char::from(HEX[usize::from(byte >> 4)]));
+        tag.push(char::from(HEX[usize::from(byte & 15)]));
+    }
+    tag.push('"');
+    tag
 }
 
 /// What an entry for `filter` with a `body` of this size weighs in the budget.

@@ -46,7 +46,9 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use crate::config::Config;
 use crate::connections::{Connection, Connections, Tracked};
 use crate::logging::LAUNCH;
-use crate::memo::{Memo, Memoized};
+use crate::customer::ListFilter;
+use crate::memo::{Memo, Memoized, RequestKey};
+use crate::store::versions::{Scope, Stamp};
 use crate::store::Store;
 
 /// The largest request body read. The API's own limit (16 KiB, a 413 naming it) is below.
@@ -155,11 +157,18 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         .state::<Store>()
         .cloned()
         .ok_or("the application has no database")?;
+    let view = client
+        .rocket()
+        .state::<Config>()
+        .map(|config| config.view)
+        .ok_or("the application has no configuration")?;
+    db.watch_in_background();
     // Live as long as the process: every connection task borrows them.
     let app: &'static App = Box::leak(Box::new(App {
         client,
         db,
         memo: Memo::new(bounds.memo_bytes),
+        view,
         body_timeout: bounds.header_timeout,
     }));
     log::info!(
@@ -327,12 +336,14 @@ async fn shutdown_signal() {
 
 type Reply = hyper::Response<ResponseBody>;
 
-/// What every connection answers with: the Rocket app, its database (for the data version)
-/// and the memo of small list responses.
+/// What every connection answers with: the Rocket app, its database (for the versions of
+/// the data and the lane's reads), the memo of small list answers and the lane's templates.
 struct App {
     client: Client,
     db: Store,
     memo: Memo,
+    /// The fields the list sends (the lane writes bodies as the app does).
+    view: crate::customer::View,
     /// How long a request body may take to arrive, once its head has.
     body_timeout: Duration,
 }
@@ -430,14 +441,20 @@ async fn dispatch(
         !bytes.is_empty(),
         peer_ip,
     );
+    // Read before anything the answer is made from: see `store::versions`.
     let before = match memo_key {
         Some(ref key) => {
-            let generation = app.db.generation();
-            if let Some(kept) = app.memo.get(generation, key) {
+            let made = app.db.stamp_seen();
+            let fresh = |made, scope, session| app.db.fresh(made, scope, session);
+            if let Some(kept) = app.memo.get(key, fresh) {
                 log::debug!("{peer} answered from the memo");
                 return memoized_reply(&kept);
             }
-            generation
+            if let Some(reply) = lane(app, key, made, target, &parts.headers) {
+                log::debug!("{peer} answered by the lane");
+                return reply;
+            }
+            made
         }
         None => None,
     };
@@ -451,16 +468,56 @@ async fn dispatch(
         local.set_body(&bytes);
     }
     let response = local.dispatch().await;
-    let reply = into_hyper(response, method == Method::Head).await;
+    let mut reply = into_hyper(response, method == Method::Head).await;
+    let scope = crate::memo::take_scope(reply.headers_mut());
     if let (Some(key), Some(body)) = (memo_key, reply.body().whole_bytes()) {
+        app.memo
+            .learn(before, &key, reply.status(), reply.headers(), scope);
         let kept = Memoized {
             status: reply.status(),
             headers: reply.headers().clone(),
             body,
         };
-        app.memo.keep(before, app.db.generation(), key, kept);
+        app.memo.keep(before, &key, kept, scope);
     }
     reply
+}
+
+/// One customer by id, answered without the app when a request of the same shape was
+/// answered by it (see [`crate::memo`]): the row read here, the headers from the template.
+/// `None` sends the request to the app.
+fn lane(
+    app: &App,
+    key: &RequestKey,
+    made: Option<Stamp>,
+    target: &str,
+    headers: &hyper::HeaderMap,
+) -> Option<Reply> {
+    let id = key.lane_customer()?;
+    let db = app.db.sqlite()?;
+    let made = made?;
+    let template = app
+        .memo
+        .template(key, |made, scope, session| app.db.fresh(made, scope, session))?;
+    let filter = ListFilter::parse(target.split_once('?').map(|(_, query)| query)).ok()?;
+    if filter.id != Some(id) {
+        return None;
+    }
+    let (body, total) = db.read_here(&filter, app.view)?;
+    // The app compresses larger bodies for clients that take gzip: it answers those.
+    let compressible = body.len() >= crate::cache::MIN_GZIP_SIZE
+        && headers.contains_key(hyper::header::ACCEPT_ENCODING);
+    if total != 1 || compressible {
+        return None;
+    }
+    let answer = Memoized {
+        status: StatusCode::OK,
+        headers: template.headers(&crate::cache::etag(&body))?,
+        body: Bytes::from(body),
+    };
+    let reply = memoized_reply(&answer);
+    app.memo.keep(Some(made), key, answer, Scope::Customer(id));
+    Some(reply)
 }
 
 /// A kept response, as the app sent it.

@@ -82,6 +82,8 @@ const CHUNK: usize = 256 * 1024;
 /// A list response from the cache: the full body or its gzip copy, or a 304 (no body).
 pub struct ListResponse {
     entry: Arc<CachedList>,
+    /// The one customer the answer is about (a filter by id), for the memo in front.
+    customer: Option<i64>,
     body: Option<Arc<[u8]>>,
     /// The representation is the gzip copy: its own `ETag`, on a 304 too.
     gzipped: bool,
@@ -94,6 +96,10 @@ impl<'r> Responder<'r, 'static> for ListResponse {
             // Browsers may keep it, but must ask again each time: a 304 costs almost nothing.
             .header(Header::new("Cache-Control", "private, no-cache"))
             .header(Header::new("Vary", "Accept-Encoding"));
+        if let Some(id) = self.customer {
+            // Read and removed by the server in front (`memo::SCOPE_HEADER`).
+            builder.header(Header::new(crate::memo::SCOPE_HEADER, format!("customer={id}")));
+        }
         let etag = if self.gzipped {
             self.entry.gzip_etag()
         } else {
@@ -509,6 +515,7 @@ async fn cached(
         let gzipped = negotiation.gzip && entry.compressible();
         return Ok(ListResponse {
             entry,
+            customer: filter.id,
             body: None,
             gzipped,
         });
@@ -523,6 +530,7 @@ async fn cached(
     };
     Ok(ListResponse {
         entry,
+        customer: filter.id,
         body: Some(body),
         gzipped,
     })

@@ -13,6 +13,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod versions;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -392,13 +393,65 @@ impl Store {
         }
     }
 
-    /// A number that changes whenever anyone commits (this node, another node, a tool):
-    /// caches keep an answer only while it stays the same. `None` when the database cannot
-    /// be watched, in which case nothing cached may be trusted.
+    /// A number that changes whenever anyone (this node, another node, a tool) commits a
+    /// change to a customer: the caches of list bodies keep an answer only while it stays
+    /// the same. `None` when the database cannot be watched, in which case nothing cached
+    /// may be trusted. (On PostgreSQL it moves at every commit to the watched tables.)
     pub fn generation(&self) -> Option<i64> {
         match self {
-            Store::Sqlite(db) => db.generation(),
+            Store::Sqlite(db) => db.versions().customers_generation(),
             Store::Postgres(pg) => pg.generation(),
+        }
+    }
+
+    /// The same for API keys: the cache of keys keeps them while it stays the same.
+    pub fn keys_generation(&self) -> Option<i64> {
+        match self {
+            Store::Sqlite(db) => db.versions().keys_generation(),
+            Store::Postgres(pg) => pg.generation(),
+        }
+    }
+
+    /// The stamp to give an answer about to be made (read before its data), once every
+    /// commit made before now is seen; `None` while changes cannot be seen.
+    pub fn stamp(&self) -> Option<versions::Stamp> {
+        match self {
+            Store::Sqlite(db) => db.versions().stamp(),
+            Store::Postgres(pg) => pg
+                .generation()
+                .and_then(|at| u64::try_from(at).ok())
+                .map(versions::Stamp),
+        }
+    }
+
+    /// [`Store::stamp`] without looking for commits first: for the front layer, which
+    /// relies on every write of this server being looked at before its answer goes and on
+    /// the watch thread for other programs' ([`Store::watch_in_background`]).
+    pub fn stamp_seen(&self) -> Option<versions::Stamp> {
+        match self {
+            Store::Sqlite(db) => db.versions_seen().stamp(),
+            Store::Postgres(_) => self.stamp(),
+        }
+    }
+
+    /// Starts looking for other programs' commits in the background (the server does; on
+    /// PostgreSQL the notifications already do).
+    pub fn watch_in_background(&self) {
+        if let Store::Sqlite(db) = self {
+            db.watch_in_background();
+        }
+    }
+
+    /// Whether an answer made at `made`, depending on `scope` (and on the customer sessions,
+    /// when `session`), still holds. Call it right after [`Store::stamp`], which looked for
+    /// commits. On PostgreSQL any commit ends every answer.
+    pub fn fresh(&self, made: versions::Stamp, scope: versions::Scope, session: bool) -> bool {
+        match self {
+            Store::Sqlite(db) => {
+                let versions = db.versions_seen();
+                versions.fresh(made, scope) && (!session || versions.fresh_for_sessions(made))
+            }
+            Store::Postgres(pg) => pg.generation().and_then(|at| u64::try_from(at).ok()) == Some(made.0),
         }
     }
 
@@ -485,8 +538,8 @@ impl std::ops::DerefMut for Connection {
     }
 }
 
-/// The data version as of this request, asked once per request however many parts need it
-/// (the API-key check and the response cache).
+/// The customers' generation as of this request ([`Store::generation`]), asked once per
+/// request however many parts need it.
 pub fn request_generation(request: &rocket::Request<'_>) -> Option<i64> {
     struct Cached(Option<i64>);
     request
@@ -496,6 +549,21 @@ pub fn request_generation(request: &rocket::Request<'_>) -> Option<i64> {
                     .rocket()
                     .state::<Store>()
                     .and_then(Store::generation),
+            )
+        })
+        .0
+}
+
+/// The keys' generation as of this request ([`Store::keys_generation`]).
+pub fn request_keys_generation(request: &rocket::Request<'_>) -> Option<i64> {
+    struct Cached(Option<i64>);
+    request
+        .local_cache(|| {
+            Cached(
+                request
+                    .rocket()
+                    .state::<Store>()
+                    .and_then(Store::keys_generation),
             )
         })
         .0

@@ -107,6 +107,9 @@ fn for_each_customer_with_total(
     total_known: impl FnOnce(u64) -> bool,
     mut each: impl FnMut(Customer) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<u64> {
+    if filter.id.is_some() {
+        return for_one_customer(conn, filter, total_known, each);
+    }
     // One read transaction: the total and the rows see the same snapshot, even while an
     // import commits between the two statements. (Inside a caller's, it is that one.)
     let snapshot = conn.unchecked_transaction();
@@ -130,6 +133,38 @@ fn for_each_customer_with_total(
     drop(statement);
     if let Ok(snapshot) = snapshot {
         snapshot.commit()?;
+    }
+    Ok(total)
+}
+
+/// [`for_each_customer_with_total`] for a filter by id: one statement reads the one row
+/// that can match, which is the total (0 or 1) and, unless paged past, the page: no count,
+/// no transaction (one statement is one snapshot). The commonest request, and the cold path.
+fn for_one_customer(
+    conn: &Connection,
+    filter: &ListFilter,
+    total_known: impl FnOnce(u64) -> bool,
+    mut each: impl FnMut(Customer) -> rusqlite::Result<()>,
+) -> rusqlite::Result<u64> {
+    let (clause, params) = where_clause(filter);
+    let mut statement = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM customer{clause}"))?;
+    let mut rows = statement.query(params_from_iter(params.iter()))?;
+    let found = match rows.next()? {
+        Some(row) => Some(Customer::from_row(row)?),
+        None => None,
+    };
+    drop(rows);
+    let total = u64::from(found.is_some());
+    if !total_known(total) {
+        return Ok(total);
+    }
+    if let Some(customer) = found {
+        let on_page = filter.offset <= 0
+            && filter.limit != Some(0)
+            && filter.after.is_none_or(|after| customer.clcleunik > after);
+        if on_page {
+            each(customer)?;
+        }
     }
     Ok(total)
 }

@@ -9,6 +9,7 @@ pub mod import;
 pub mod keys;
 pub mod resets;
 pub mod sessions;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use crate::customer::{
     ChangesPage, Customer, FieldSet, Identifier, ListFilter, Page, Totals, View, WriteError,
 };
 use crate::error::{ApiError, StartupError};
+use crate::store::versions::Versions;
 use crate::store::{Backend, ImportTx, StoredCustomer, StoredKey};
 use crate::transfer::Progress;
 
@@ -58,6 +60,13 @@ pub const LEGACY_PASSWORDS_QUERY: &str = concat!(
     "SELECT clcleunik, password_hash FROM customer WHERE ",
     legacy_password!()
 );
+
+/// How long [`Db::read_here`] waits for a lock (rare for a reader in WAL mode) before
+/// giving up and letting the app answer.
+const READ_HERE_BUSY: Duration = Duration::from_millis(50);
+
+/// Numbers the handles opened in this process.
+static NEXT_HANDLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The schema, one entry per version; `PRAGMA user_version` records how many have run.
 /// Append only: a released migration is never edited.
@@ -255,6 +264,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER session_customer_deleted AFTER DELETE ON customer BEGIN
         DELETE FROM session WHERE customer = OLD.clcleunik;
     END;",
+    // 13: what the memo of answers must see of any program's commit besides the customers
+    // (`change_log`): a number that moves when an API key is added, changed or removed, and
+    // one that moves when a session ends or changes (a new session changes no answer).
+    "CREATE TABLE answer_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        keys INTEGER NOT NULL,
+        sessions INTEGER NOT NULL
+    );
+    INSERT INTO answer_version (id, keys, sessions) VALUES (1, 0, 0);
+    CREATE TRIGGER answer_version_key_added AFTER INSERT ON api_key BEGIN
+        UPDATE answer_version SET keys = keys + 1;
+    END;
+    CREATE TRIGGER answer_version_key_changed
+        AFTER UPDATE OF name, digest, scope, forwards_client_address ON api_key BEGIN
+        UPDATE answer_version SET keys = keys + 1;
+    END;
+    CREATE TRIGGER answer_version_key_removed AFTER DELETE ON api_key BEGIN
+        UPDATE answer_version SET keys = keys + 1;
+    END;
+    CREATE TRIGGER answer_version_session_changed AFTER UPDATE ON session BEGIN
+        UPDATE answer_version SET sessions = sessions + 1;
+    END;
+    CREATE TRIGGER answer_version_session_ended AFTER DELETE ON session BEGIN
+        UPDATE answer_version SET sessions = sessions + 1;
+    END;",
 ];
 
 /// The schema version this binary writes.
@@ -265,9 +299,8 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 pub struct Db {
     pool: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
-    /// A connection that never writes, kept to ask `PRAGMA data_version`: its value changes
-    /// whenever any other connection, in this process or another, commits.
-    watch: Arc<Mutex<Connection>>,
+    /// What any connection, in this process or another, committed ([`watch`]).
+    watch: Arc<watch::Watch>,
     /// One permit per pooled connection: database work beyond that waits here, as a cheap
     /// future, rather than as a blocked thread in the blocking pool.
     permits: Arc<Semaphore>,
@@ -275,6 +308,8 @@ pub struct Db {
     created: bool,
     /// List totals already counted (see [`crate::customer::Totals`]).
     totals: Arc<crate::customer::Totals>,
+    /// Tells this handle's connections in [`Db::read_here`] from another's.
+    handle: u64,
     /// The device and inode of the file opened: a file deleted or replaced under the server
     /// (which keeps serving the old one) is told apart from the one it opened.
     identity: Option<(u64, u64)>,
@@ -365,10 +400,11 @@ impl Db {
             Db {
                 pool,
                 path: path.to_owned(),
-                watch: Arc::new(Mutex::new(conn)),
+                watch: Arc::new(watch::Watch::new(conn, path)),
                 permits,
                 created: report.created,
                 totals: Arc::default(),
+                handle: NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 identity: file_identity(path),
                 header_file: std::fs::File::open(path).ok().map(Arc::new),
             },
@@ -402,16 +438,49 @@ impl Db {
         self.created
     }
 
-    /// A number that changes whenever anyone (this server, `clientele import` or `keys` in
-    /// another process) commits to the database. Cheap: it reads shared memory, not the file.
-    /// `None` when the database cannot be read, in which case callers must not trust caches.
-    pub fn generation(&self) -> Option<i64> {
-        let conn = self
-            .watch
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut statement = conn.prepare_cached("PRAGMA data_version").ok()?;
-        statement.query_row([], |row| row.get(0)).ok()
+    /// The versions of the data, brought up to date with every commit made before now by
+    /// anyone (this server, `clientele import` or `keys` in another process). Cheap: it
+    /// reads shared memory, and asks the database only after a commit.
+    pub fn versions(&self) -> &Versions {
+        self.watch.versions()
+    }
+
+    /// The versions as of the last look, without looking: every write of this server is
+    /// looked at before its answer goes, and other programs' within [`watch::POLL`] once
+    /// [`Db::watch_in_background`] runs.
+    pub fn versions_seen(&self) -> &Versions {
+        self.watch.seen()
+    }
+
+    /// The list body for `filter` and its total, read on this thread with a connection of
+    /// its own (one per thread, opened on first use, reading only): for the lane in front
+    /// of the app, which reads one customer without a hand-off to the blocking pool. `None`
+    /// when it cannot be read now (the caller then goes through the app, which says why).
+    pub fn read_here(&self, filter: &ListFilter, view: View) -> Option<(Vec<u8>, u64)> {
+        thread_local! {
+            static HERE: std::cell::RefCell<Option<(u64, Connection)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        HERE.with(|cell| {
+            let mut slot = cell.try_borrow_mut().ok()?;
+            if !matches!(&*slot, Some((handle, _)) if *handle == self.handle) {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .ok()?;
+                conn.busy_timeout(READ_HERE_BUSY).ok()?;
+                conn.pragma_update(None, "query_only", true).ok()?;
+                *slot = Some((self.handle, conn));
+            }
+            let (_, conn) = slot.as_ref()?;
+            customers::list_json(conn, filter, view, Some(&self.totals)).ok()
+        })
+    }
+
+    /// Starts the thread that looks for other programs' commits (the server's).
+    pub fn watch_in_background(&self) {
+        watch::keep_looking(&self.watch);
     }
 
     /// A connection for synchronous work (the command-line tools).
@@ -429,6 +498,7 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let watch = Arc::clone(&self.watch);
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -437,7 +507,13 @@ impl Db {
             // Held by the work, not the request: a client that leaves does not free it early.
             let _permit = permit;
             let mut conn = pool.get().map_err(ApiError::unavailable)?;
-            work(&mut conn).map_err(Into::into)
+            let changes = conn.total_changes();
+            let result = work(&mut conn).map_err(Into::into);
+            // A write is seen by the very next request: published before this answer goes.
+            if conn.total_changes() != changes {
+                watch.look();
+            }
+            result
         });
         match task.await {
             Ok(result) => result,
