@@ -276,9 +276,7 @@ impl Memo {
             session: key.session,
         };
         if let Some(old) = inner.entries.insert(key.bytes.clone(), entry) {
-            inner.weight = inner
-                .weight
-                .saturating_sub(old.response.weight(&key.bytes));
+            inner.weight = inner.weight.saturating_sub(old.response.weight(&key.bytes));
         }
         inner.weight += weight;
     }
@@ -360,7 +358,8 @@ fn id_digits(query: &str) -> Option<(usize, usize, i64)> {
             if found.is_some() {
                 return None;
             }
-            let plain = (1..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit());
+            let plain =
+                (1..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit());
             if !plain {
                 return None;
             }
@@ -426,7 +425,10 @@ mod tests {
             "/CUSTOMER/LIST",
             "/customer/list/?id_client=1",
         ] {
-            assert!(memo.key(&get, target, &none, false, PEER).is_some(), "{target}");
+            assert!(
+                memo.key(&get, target, &none, false, PEER).is_some(),
+                "{target}"
+            );
         }
         assert!(memo
             .key(&get, "/CUSTOMER/LIST/?id_client=1", &none, true, PEER)
@@ -448,8 +450,16 @@ mod tests {
             );
         }
         // A customer session's answer has a key of its own kind: kept for SESSION_TTL.
-        let session = key(&memo, "/CUSTOMER/LIST/", &[("authorization", "Bearer cls_abc")]);
-        let plain = key(&memo, "/CUSTOMER/LIST/", &[("authorization", "Bearer clt_abc")]);
+        let session = key(
+            &memo,
+            "/CUSTOMER/LIST/",
+            &[("authorization", "Bearer cls_abc")],
+        );
+        let plain = key(
+            &memo,
+            "/CUSTOMER/LIST/",
+            &[("authorization", "Bearer clt_abc")],
+        );
         assert!(session.session);
         assert!(!plain.session);
     }
@@ -457,7 +467,11 @@ mod tests {
     #[test]
     fn a_sessions_answer_is_reused_for_at_most_the_session_ttl() {
         let memo = Memo::new(1 << 20);
-        let session = key(&memo, "/CUSTOMER/LIST/", &[("authorization", "Bearer cls_abc")]);
+        let session = key(
+            &memo,
+            "/CUSTOMER/LIST/",
+            &[("authorization", "Bearer cls_abc")],
+        );
         let plain = key(&memo, "/CUSTOMER/LIST/", &[("x-api-key", "clt_a")]);
         for key in [&session, &plain] {
             let ok = response(StatusCode::OK, "{}");
@@ -475,7 +489,11 @@ mod tests {
     #[test]
     fn a_request_differing_in_any_header_or_address_is_another_entry() {
         let memo = Memo::new(1 << 20);
-        let kept = key(&memo, "/CUSTOMER/LIST/?id_client=1", &[("x-api-key", "clt_a")]);
+        let kept = key(
+            &memo,
+            "/CUSTOMER/LIST/?id_client=1",
+            &[("x-api-key", "clt_a")],
+        );
         memo.keep(
             Some(Stamp(3)),
             &kept,
@@ -484,8 +502,16 @@ mod tests {
         );
         assert!(memo.get(&kept, at(3)).is_some());
         for other in [
-            key(&memo, "/CUSTOMER/LIST/?id_client=1", &[("x-api-key", "clt_b")]),
-            key(&memo, "/CUSTOMER/LIST/?id_client=2", &[("x-api-key", "clt_a")]),
+            key(
+                &memo,
+                "/CUSTOMER/LIST/?id_client=1",
+                &[("x-api-key", "clt_b")],
+            ),
+            key(
+                &memo,
+                "/CUSTOMER/LIST/?id_client=2",
+                &[("x-api-key", "clt_a")],
+            ),
             key(&memo, "/CUSTOMER/LIST/?id_client=1", &[]),
             key(
                 &memo,
@@ -511,7 +537,11 @@ mod tests {
     fn an_answer_is_given_only_while_the_store_says_it_holds_with_its_scope() {
         let memo = Memo::new(1 << 20);
         let one = key(&memo, "/CUSTOMER/LIST/?id_client=7", &[]);
-        let session = key(&memo, "/CUSTOMER/LIST/", &[("authorization", "Bearer cls_x")]);
+        let session = key(
+            &memo,
+            "/CUSTOMER/LIST/",
+            &[("authorization", "Bearer cls_x")],
+        );
         memo.keep(
             Some(Stamp(3)),
             &one,
@@ -541,7 +571,12 @@ mod tests {
         assert!(memo.get(&one, at(4)).is_none());
         // Nothing is kept without a stamp (changes could not be seen).
         let other = key(&memo, "/CUSTOMER/LIST/?id_client=8", &[]);
-        memo.keep(None, &other, response(StatusCode::OK, "{}"), Scope::Customer(8));
+        memo.keep(
+            None,
+            &other,
+            response(StatusCode::OK, "{}"),
+            Scope::Customer(8),
+        );
         assert!(memo.get(&other, |_, _, _| true).is_none());
     }
 
@@ -554,7 +589,12 @@ mod tests {
             StatusCode::BAD_REQUEST,
             StatusCode::NOT_FOUND,
         ] {
-            memo.keep(Some(Stamp(3)), &kept, response(status, "{}"), Scope::Customers);
+            memo.keep(
+                Some(Stamp(3)),
+                &kept,
+                response(status, "{}"),
+                Scope::Customers,
+            );
             assert!(memo.get(&kept, at(3)).is_none());
         }
         let not_modified = response(StatusCode::NOT_MODIFIED, "");
@@ -595,7 +635,10 @@ mod tests {
             key(&memo, target, pairs).lane_customer()
         };
         assert_eq!(lane("/CUSTOMER/LIST/?id_client=42", &[]), Some(42));
-        assert_eq!(lane("/CUSTOMER/LIST/?apikey=clt_x&clcleunik=7", &[]), Some(7));
+        assert_eq!(
+            lane("/CUSTOMER/LIST/?apikey=clt_x&clcleunik=7", &[]),
+            Some(7)
+        );
         assert_eq!(lane("/customer/list?id=5&limit=1", &[]), Some(5));
         for target in [
             "/CUSTOMER/LIST/",
@@ -644,10 +687,19 @@ mod tests {
             memo.learn(Some(Stamp(3)), &asked, status, headers, scope);
             assert!(memo.template(&other, at(3)).is_none());
         }
-        memo.learn(Some(Stamp(3)), &asked, StatusCode::OK, &answer, Scope::Customer(1));
+        memo.learn(
+            Some(Stamp(3)),
+            &asked,
+            StatusCode::OK,
+            &answer,
+            Scope::Customer(1),
+        );
         let template = memo.template(&other, at(3)).expect("the same shape");
         let made = template.headers("\"bbbb\"").unwrap();
-        let names: Vec<_> = made.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
+        let names: Vec<_> = made
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
         assert_eq!(
             names,
             [
@@ -659,7 +711,11 @@ mod tests {
             ]
         );
         // Not for another shape, nor once the keys changed.
-        let another_key = key(&memo, "/CUSTOMER/LIST/?id_client=22", &[("x-api-key", "clt_b")]);
+        let another_key = key(
+            &memo,
+            "/CUSTOMER/LIST/?id_client=22",
+            &[("x-api-key", "clt_b")],
+        );
         assert!(memo.template(&another_key, at(3)).is_none());
         assert!(memo.template(&other, at(4)).is_none());
     }

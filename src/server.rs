@@ -45,8 +45,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::connections::{Connection, Connections, Tracked};
-use crate::logging::LAUNCH;
 use crate::customer::ListFilter;
+use crate::logging::LAUNCH;
 use crate::memo::{Memo, Memoized, RequestKey};
 use crate::store::versions::{Scope, Stamp};
 use crate::store::Store;
@@ -496,9 +496,9 @@ fn lane(
     let id = key.lane_customer()?;
     let db = app.db.sqlite()?;
     let made = made?;
-    let template = app
-        .memo
-        .template(key, |made, scope, session| app.db.fresh(made, scope, session))?;
+    let template = app.memo.template(key, |made, scope, session| {
+        app.db.fresh(made, scope, session)
+    })?;
     let filter = ListFilter::parse(target.split_once('?').map(|(_, query)| query)).ok()?;
     if filter.id != Some(id) {
         return None;

@@ -98,7 +98,10 @@ impl<'r> Responder<'r, 'static> for ListResponse {
             .header(Header::new("Vary", "Accept-Encoding"));
         if let Some(id) = self.customer {
             // Read and removed by the server in front (`memo::SCOPE_HEADER`).
-            builder.header(Header::new(crate::memo::SCOPE_HEADER, format!("customer={id}")));
+            builder.header(Header::new(
+                crate::memo::SCOPE_HEADER,
+                format!("customer={id}"),
+            ));
         }
         let etag = if self.gzipped {
             self.entry.gzip_etag()

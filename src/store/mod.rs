@@ -451,7 +451,9 @@ impl Store {
                 let versions = db.versions_seen();
                 versions.fresh(made, scope) && (!session || versions.fresh_for_sessions(made))
             }
-            Store::Postgres(pg) => pg.generation().and_then(|at| u64::try_from(at).ok()) == Some(made.0),
+            Store::Postgres(pg) => {
+                pg.generation().and_then(|at| u64::try_from(at).ok()) == Some(made.0)
+            }
         }
     }
 

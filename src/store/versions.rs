@@ -248,7 +248,10 @@ mod tests {
         versions.publish(&rows(&[7]));
         assert!(!versions.fresh(made, Scope::Customer(7)));
         assert!(versions.fresh(made, Scope::Customer(8)));
-        assert!(!versions.fresh(made, Scope::Customers), "lists hold every customer");
+        assert!(
+            !versions.fresh(made, Scope::Customers),
+            "lists hold every customer"
+        );
         assert!(versions.fresh(made, Scope::Keys));
         // Made after the change: fresh again.
         let later = versions.stamp().unwrap();
@@ -311,7 +314,9 @@ mod tests {
         let versions = live();
         let made = versions.stamp().unwrap();
         versions.publish(&rows(&[1]));
-        let ids: Vec<i64> = (0..(SHARDS * ROWS_PER_SHARD * 2) as i64).map(|i| i * 3 + 2).collect();
+        let ids: Vec<i64> = (0..(SHARDS * ROWS_PER_SHARD * 2) as i64)
+            .map(|i| i * 3 + 2)
+            .collect();
         versions.publish(&rows(&ids));
         assert!(!versions.fresh(made, Scope::Customer(1)));
         assert!(!versions.fresh(made, Scope::Customer(4)), "below the floor");

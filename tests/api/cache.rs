@@ -577,9 +577,13 @@ fn the_memo_follows_every_commit_and_never_answers_another_key() {
     );
     let after_update = get(&read);
     let again = get(&read);
+    // Another program's commits are seen within the watch's bound (README: a millisecond or
+    // two; `freshness` tests it under load).
     run_sql(&db, "UPDATE customer SET city = 'Spa' WHERE clcleunik = 3");
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let after_commit = get(&read);
     let revoked = run(&db, &["keys", "revoke", "reader"], "");
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let after_revoke = get(&read);
     let log = server.stop();
 
@@ -592,10 +596,13 @@ fn the_memo_follows_every_commit_and_never_answers_another_key() {
     assert_eq!(
         city(&after_commit),
         "Spa",
-        "another process's commit shows at once"
+        "another process's commit shows within the bound"
     );
     assert!(revoked.status.success());
-    assert_eq!(after_revoke.status, 401, "a revoked key is refused at once");
+    assert_eq!(
+        after_revoke.status, 401,
+        "a revoked key is refused within the bound"
+    );
     assert!(
         log.matches("answered from the memo").count() >= 2,
         "the repeated requests came from the memo; log:\n{log}"

@@ -8,6 +8,7 @@ mod cache;
 mod changes;
 mod docs;
 mod firstweek;
+mod freshness;
 mod hardening;
 mod keyless;
 mod list;

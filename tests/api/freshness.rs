@@ -1,0 +1,371 @@
+//! The memo and the lane in front of the app, over the real socket: a commit ends exactly the
+//! answers it changed (through this server: before its answer goes; by another program:
+//! within the watch's bound), and the lane answers exactly as the app would.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::tools::run;
+
+/// How long another program's commit may take to be seen: the README's bound (a millisecond
+/// or two) with room for a loaded test machine.
+const WATCH_BOUND: Duration = Duration::from_millis(100);
+
+/// The customers the demo database holds, read by these tests.
+const CUSTOMERS: [i64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+fn city(reply: &Reply) -> String {
+    reply.customers()[0]["city"].as_str().unwrap().to_owned()
+}
+
+/// The round number in a city named `City N` (-1 for any other).
+fn round_of(city: &str) -> i64 {
+    city.strip_prefix("City ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn update(server: &Server, key: &str, id: i64, city: &str) -> Reply {
+    server.request(
+        "POST",
+        "/CUSTOMER/UPDATE/",
+        &[("X-API-Key", key), ("Content-Type", "application/json")],
+        &format!(r#"{{"id_client":"{id}","city":"{city}"}}"#),
+    )
+}
+
+fn lookup(port: u16, key: &str, id: i64) -> Reply {
+    http(
+        port,
+        "GET",
+        &format!("/CUSTOMER/LIST/?id_client={id}"),
+        &[("X-API-Key", key)],
+        "",
+    )
+}
+
+/// How many lines of the log say `what`, once the log has caught up with `at_least`.
+fn count_after(server: &Server, what: &str, at_least: usize) -> usize {
+    eventually(Duration::from_secs(2), || {
+        server.log().matches(what).count() >= at_least
+    });
+    server.log().matches(what).count()
+}
+
+/// Readers of eight customers at once, through the memo and the lane, while writers change
+/// them: a read that starts after an update of its customer returned shows that update (or
+/// a later one), for every customer, under both budgets.
+fn every_read_after_a_write_shows_it(cache_mib: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.db");
+    let server = Server::start(
+        &db,
+        &[
+            ("ROCKET_LOG_LEVEL", "debug"),
+            ("ROCKET_RESPONSE_CACHE_MIB", cache_mib),
+        ],
+    );
+    let read = create_key(&db, "reader");
+    let write = create_write_key(&db, "writer");
+    let port = server.port;
+    // The last round whose update of each customer has returned.
+    let returned: Arc<Vec<AtomicU64>> =
+        Arc::new(CUSTOMERS.iter().map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    for (slot, &id) in CUSTOMERS.iter().enumerate() {
+        assert_eq!(update(&server, &write, id, "City 0").status, 200);
+        returned[slot].store(0, Ordering::SeqCst);
+    }
+
+    let readers: Vec<_> = (0..4)
+        .map(|reader| {
+            let (stop, returned, read) = (Arc::clone(&stop), Arc::clone(&returned), read.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                let mut slot = reader;
+                while !stop.load(Ordering::SeqCst) {
+                    slot = (slot + 3) % CUSTOMERS.len();
+                    let before = returned[slot].load(Ordering::SeqCst) as i64;
+                    let reply = lookup(port, &read, CUSTOMERS[slot]);
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    let seen = round_of(&city(&reply));
+                    assert!(
+                        seen >= before,
+                        "customer {} read as round {seen} after round {before} returned",
+                        CUSTOMERS[slot]
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..2)
+        .map(|writer| {
+            let (returned, write) = (Arc::clone(&returned), write.clone());
+            let server_port = port;
+            std::thread::spawn(move || {
+                for round in 1..=30u64 {
+                    let slot = (writer * 5 + round as usize * 3) % CUSTOMERS.len();
+                    // Writers never update the same customer at once: each takes its own half.
+                    let slot = slot / 2 * 2 + writer;
+                    let body = format!(
+                        r#"{{"id_client":"{}","city":"City {}"}}"#,
+                        CUSTOMERS[slot],
+                        round * 2 + writer as u64
+                    );
+                    let updated = http(
+                        server_port,
+                        "POST",
+                        "/CUSTOMER/UPDATE/",
+                        &[
+                            ("X-API-Key", write.as_str()),
+                            ("Content-Type", "application/json"),
+                        ],
+                        &body,
+                    );
+                    assert_eq!(updated.status, 200, "{}", updated.body);
+                    returned[slot].fetch_max(round * 2 + writer as u64, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let reads: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(
+        reads > 60,
+        "the readers ran beside the writes ({reads} reads)"
+    );
+    // And once the writes are over, every customer reads as its last round.
+    for (slot, &id) in CUSTOMERS.iter().enumerate() {
+        let last = returned[slot].load(Ordering::SeqCst) as i64;
+        assert_eq!(round_of(&city(&lookup(port, &read, id))), last);
+    }
+    let log = server.stop();
+    assert!(
+        log.contains("answered by the lane"),
+        "the lane answered meanwhile"
+    );
+    if cache_mib != "0" {
+        assert!(
+            log.contains("answered from the memo"),
+            "the memo answered meanwhile"
+        );
+    } else {
+        assert!(
+            !log.contains("answered from the memo"),
+            "no memo without a budget"
+        );
+    }
+}
+
+#[test]
+fn under_concurrent_reads_and_writes_of_many_customers_every_read_after_a_write_shows_it() {
+    if !sqlite_only("the lane reads SQLite") {
+        return;
+    }
+    every_read_after_a_write_shows_it("96");
+}
+
+#[test]
+fn with_no_cache_the_lane_still_shows_every_write_to_the_next_read() {
+    if !sqlite_only("the lane reads SQLite") {
+        return;
+    }
+    every_read_after_a_write_shows_it("0");
+}
+
+#[test]
+fn a_commit_ends_only_the_answers_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rows.db");
+    let server = Server::start(&db, &[("ROCKET_LOG_LEVEL", "debug")]);
+    let read = create_key(&db, "reader");
+    let write = create_write_key(&db, "writer");
+    let port = server.port;
+    const HIT: &str = "answered from the memo";
+
+    let four = lookup(port, &read, 4);
+    assert_eq!(lookup(port, &read, 4).body, four.body);
+    let list = http(
+        port,
+        "GET",
+        "/CUSTOMER/LIST/?limit=5",
+        &[("X-API-Key", &read)],
+        "",
+    );
+    http(
+        port,
+        "GET",
+        "/CUSTOMER/LIST/?limit=5",
+        &[("X-API-Key", &read)],
+        "",
+    );
+    lookup(port, &read, 3);
+    let hits = count_after(&server, HIT, 2);
+
+    // Customer 3 changes: 4's answer is still given from the memo; 3's and the page are not.
+    assert_eq!(update(&server, &write, 3, "Namur").status, 200);
+    let four_again = lookup(port, &read, 4);
+    assert_eq!(four_again.body, four.body);
+    assert_eq!(
+        count_after(&server, HIT, hits + 1),
+        hits + 1,
+        "4's answer survived"
+    );
+    assert_eq!(city(&lookup(port, &read, 3)), "Namur");
+    let page = http(
+        port,
+        "GET",
+        "/CUSTOMER/LIST/?limit=5",
+        &[("X-API-Key", &read)],
+        "",
+    );
+    assert_ne!(page.body, list.body, "the page holds customer 3");
+    assert!(page.body.contains("Namur"));
+
+    // A new key is a change to the keys: every answer is made again, then kept again.
+    let front = create_key(&db, "front");
+    run(&db, &["passwd", "2"], "lavande moulin deux rouge\n");
+    std::thread::sleep(WATCH_BOUND);
+    assert_eq!(lookup(port, &read, 4).body, four.body);
+    let email = lookup(port, &read, 2).customers()[0]["email"].clone();
+    let body = serde_json::json!({"email": email, "password": "lavande moulin deux rouge"});
+    std::thread::sleep(Duration::from_millis(200));
+    let hits = count_after(&server, HIT, 0);
+    // A login (a new session, an audit row) changes no answer.
+    let logged_in = server.request(
+        "POST",
+        "/CUSTOMER/LOGIN/",
+        &[("X-API-Key", &front), ("Content-Type", "application/json")],
+        &body.to_string(),
+    );
+    assert_eq!(logged_in.status, 200, "{}", logged_in.body);
+    assert_eq!(lookup(port, &read, 4).body, four.body);
+    assert_eq!(
+        count_after(&server, HIT, hits + 1),
+        hits + 1,
+        "a login ended no answer; log:\n{}",
+        server.log()
+    );
+
+    // A key revoked ends every answer it was given, at once.
+    run(&db, &["keys", "revoke", "reader"], "");
+    std::thread::sleep(WATCH_BOUND);
+    assert_eq!(lookup(port, &read, 4).status, 401);
+    server.stop();
+}
+
+#[test]
+fn another_programs_commits_are_seen_within_the_bound_while_readers_hammer() {
+    if !sqlite_only("another program writing the SQLite file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("foreign.db");
+    let server = Server::start(&db, &[("ROCKET_LOG_LEVEL", "debug")]);
+    let read = create_key(&db, "reader");
+    let port = server.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, read) = (Arc::clone(&stop), read.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    assert_eq!(lookup(port, &read, 5).status, 200);
+                }
+            })
+        })
+        .collect();
+    for round in 0..10 {
+        let city = format!("Foreign {round}");
+        run_sql(
+            &db,
+            &format!("UPDATE customer SET city = '{city}' WHERE clcleunik = 5"),
+        );
+        std::thread::sleep(WATCH_BOUND);
+        assert_eq!(self::city(&lookup(port, &read, 5)), city, "round {round}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    let log = server.stop();
+    assert!(log.contains("answered from the memo"));
+}
+
+#[test]
+fn the_lane_answers_another_customer_exactly_as_the_app_would() {
+    if !sqlite_only("the lane reads SQLite") {
+        return;
+    }
+    for cache_mib in ["96", "0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("lane.db");
+        let server = Server::start(
+            &db,
+            &[
+                ("ROCKET_LOG_LEVEL", "debug"),
+                ("ROCKET_RESPONSE_CACHE_MIB", cache_mib),
+                ("ROCKET_CORS_ORIGINS", "[\"https://shop.example\"]"),
+            ],
+        );
+        let key = create_key(&db, "reader");
+        let port = server.port;
+        for headers in [
+            vec![("X-API-Key", key.as_str())],
+            vec![
+                ("X-API-Key", key.as_str()),
+                ("Origin", "https://shop.example"),
+            ],
+        ] {
+            let target = |id: i64| format!("/CUSTOMER/LIST/?id_client={id}");
+            let raw = |id: i64, extra: &[(&str, &str)]| {
+                let mut raw = format!(
+                    "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
+                    target(id)
+                );
+                for (name, value) in headers.iter().chain(extra) {
+                    raw.push_str(&format!("{name}: {value}\r\n"));
+                }
+                raw.push_str("\r\n");
+                raw_exchange(port, raw.as_bytes())
+                    .lines()
+                    .filter(|line| !line.to_ascii_lowercase().starts_with("date:"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let lane_before = server.log().matches("answered by the lane").count();
+            raw(1, &[]); // the app answers, and the shape is learned
+            for id in [2, 6, 7] {
+                let from_lane = raw(id, &[]);
+                // Another shape (one more header) goes to the app.
+                let from_app = raw(id, &[("X-Probe", "1")]);
+                assert!(from_lane.starts_with("HTTP/1.1 200"), "{from_lane}");
+                assert_eq!(from_lane, from_app, "customer {id}, {headers:?}");
+            }
+            assert!(
+                count_after(&server, "answered by the lane", lane_before + 3) >= lane_before + 3,
+                "{}",
+                server.log()
+            );
+        }
+        // Not for a customer that does not exist, a conditional request or gzip's sake.
+        let missing = lookup(port, &key, 999_999);
+        let probe = http(
+            port,
+            "GET",
+            "/CUSTOMER/LIST/?id_client=999999",
+            &[("X-API-Key", &key), ("X-Probe", "1")],
+            "",
+        );
+        assert_eq!(missing.status, probe.status);
+        assert_eq!(missing.body, probe.body);
+        server.stop();
+    }
+}
