@@ -225,7 +225,10 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .manage(routes::reset::Mailing(mailer))
         .manage(login)
         .manage(cache::ResponseCache::new(config.response_cache_bytes))
-        .manage(routes::customers::ListStreams::default())
+        .manage(routes::customers::ListStreams::new(
+            db.sqlite()
+                .and_then(|db| routes::spool::Spool::open(db.path())),
+        ))
         .manage(config)
         .manage(db)
         // Of Shield's headers only nosniff means anything for a JSON API; the others

@@ -22,6 +22,7 @@
 //! small list responses ([`crate::memo`]) without reaching the app.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
@@ -48,6 +49,7 @@ use crate::connections::{Connection, Connections, Tracked};
 use crate::customer::ListFilter;
 use crate::logging::LAUNCH;
 use crate::memo::{Memo, Memoized, RequestKey};
+use crate::routes::customers::FILE_HEADER;
 use crate::store::versions::{Scope, Stamp};
 use crate::store::Store;
 
@@ -149,6 +151,10 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         .await
         .map_err(|e| format!("could not listen on {address}: {e}"))?;
     let local = listener.local_addr().unwrap_or(address);
+    // Lists copied to disk are sent by this layer, not read through the app.
+    if let Some(streams) = rocket.state::<crate::routes::customers::ListStreams>() {
+        streams.send_copies_in_front();
+    }
     let client = Client::untracked(rocket)
         .await
         .map_err(|e| format!("the application could not start: {}", e.kind()))?;
@@ -444,12 +450,14 @@ async fn dispatch(
     // Read before anything the answer is made from: see `store::versions`.
     let before = match memo_key {
         Some(ref key) => {
-            let made = app.db.stamp_seen();
             let fresh = |made, scope, session| app.db.fresh(made, scope, session);
             if let Some(kept) = app.memo.get(key, fresh) {
                 log::debug!("{peer} answered from the memo");
                 return memoized_reply(&kept);
             }
+            // A miss looks for other programs' commits first (a `pread`): what it makes is
+            // then stamped after them, rather than taken for stale at once.
+            let made = app.db.stamp();
             if let Some(reply) = lane(app, key, made, target, &parts.headers) {
                 log::debug!("{peer} answered by the lane");
                 return reply;
@@ -469,6 +477,9 @@ async fn dispatch(
     }
     let response = local.dispatch().await;
     let mut reply = into_hyper(response, method == Method::Head).await;
+    if let Some(file) = reply.headers_mut().remove(FILE_HEADER) {
+        return file_reply(reply, &file, method == Method::Head).await;
+    }
     let scope = crate::memo::take_scope(reply.headers_mut());
     if let (Some(key), Some(body)) = (memo_key, reply.body().whole_bytes()) {
         app.memo
@@ -518,6 +529,37 @@ fn lane(
     let reply = memoized_reply(&answer);
     app.memo.keep(Some(made), key, answer, Scope::Customer(id));
     Some(reply)
+}
+
+/// The app's answer with the body from the file it named (a list copied to disk,
+/// [`crate::routes::spool`]), read in large pieces on the blocking pool.
+async fn file_reply(mut reply: Reply, file: &HeaderValue, head: bool) -> Reply {
+    if head {
+        return reply;
+    }
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(file.as_bytes()).into_owned());
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let size = file.metadata()?.len();
+        Ok::<_, io::Error>((file, size))
+    })
+    .await;
+    let (file, size) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(error)) => {
+            log::error!("could not read a copy of a list: {error}");
+            return internal_error();
+        }
+        Err(error) => {
+            log::error!("could not read a copy of a list: {error}");
+            return internal_error();
+        }
+    };
+    reply
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(size));
+    *reply.body_mut() = ResponseBody::file(file, size);
+    reply
 }
 
 /// A kept response, as the app sent it.
@@ -645,10 +687,12 @@ fn error_reply(status: StatusCode, message: &str) -> Reply {
     reply
 }
 
-/// A response body: bytes in hand, then (for large bodies) the rest read from the app.
+/// A response body: bytes in hand, then (for large bodies) the rest read from the app, or
+/// a file.
 pub struct ResponseBody {
     first: Option<Bytes>,
     rest: Option<LocalResponse<'static>>,
+    file: Option<FileBody>,
     buffer: BytesMut,
     /// Told when the body is finished (dropped by hyper), so the connection may wait again.
     connection: Option<Arc<Connection>>,
@@ -659,6 +703,7 @@ impl ResponseBody {
         ResponseBody {
             first: (!bytes.is_empty()).then_some(bytes),
             rest: None,
+            file: None,
             buffer: BytesMut::new(),
             connection: None,
         }
@@ -672,9 +717,9 @@ impl ResponseBody {
 
     /// The whole body, when it was read whole (not streamed).
     fn whole_bytes(&self) -> Option<Bytes> {
-        match self.rest {
-            Some(_) => None,
-            None => Some(self.first.clone().unwrap_or_default()),
+        match (&self.rest, &self.file) {
+            (None, None) => Some(self.first.clone().unwrap_or_default()),
+            _ => None,
         }
     }
 
@@ -682,6 +727,21 @@ impl ResponseBody {
         ResponseBody {
             first: Some(first),
             rest: Some(rest),
+            file: None,
+            buffer: BytesMut::new(),
+            connection: None,
+        }
+    }
+
+    fn file(file: std::fs::File, size: u64) -> ResponseBody {
+        ResponseBody {
+            first: None,
+            rest: None,
+            file: Some(FileBody {
+                file: Some(file),
+                reading: None,
+                left: size,
+            }),
             buffer: BytesMut::new(),
             connection: None,
         }
@@ -708,6 +768,13 @@ impl Body for ResponseBody {
         if let Some(first) = this.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
+        if let Some(file) = this.file.as_mut() {
+            let polled = file.poll_piece(context);
+            if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+                this.file = None;
+            }
+            return polled.map(|piece| piece.map(|piece| piece.map(Frame::data)));
+        }
         let Some(rest) = this.rest.as_mut() else {
             return Poll::Ready(None);
         };
@@ -729,13 +796,75 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_none()
+        self.first.is_none() && self.rest.is_none() && self.file.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(file) = &self.file {
+            return SizeHint::with_exact(file.left);
+        }
         match (&self.first, &self.rest) {
             (first, None) => SizeHint::with_exact(first.as_ref().map_or(0, |b| b.len() as u64)),
             _ => SizeHint::default(),
+        }
+    }
+}
+
+/// How much of a file is read at a time.
+const FILE_PIECE: usize = 512 * 1024;
+
+/// A file sent as a body: pieces read on the blocking pool, one at a time.
+struct FileBody {
+    file: Option<std::fs::File>,
+    reading: Option<tokio::task::JoinHandle<io::Result<(std::fs::File, Bytes)>>>,
+    left: u64,
+}
+
+impl FileBody {
+    fn poll_piece(&mut self, context: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        loop {
+            if let Some(reading) = self.reading.as_mut() {
+                let read = match Pin::new(reading).poll(context) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(read) => read,
+                };
+                self.reading = None;
+                let (file, piece) = match read {
+                    Ok(Ok(read)) => read,
+                    Ok(Err(error)) => return Poll::Ready(Some(Err(error))),
+                    Err(error) => return Poll::Ready(Some(Err(io::Error::other(error)))),
+                };
+                if piece.is_empty() {
+                    return Poll::Ready(Some(Err(io::Error::other(
+                        "the file ended before its length",
+                    ))));
+                }
+                self.file = Some(file);
+                self.left = self.left.saturating_sub(piece.len() as u64);
+                return Poll::Ready(Some(Ok(piece)));
+            }
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            let Some(mut file) = self.file.take() else {
+                return Poll::Ready(None);
+            };
+            let want = usize::try_from(self.left).map_or(FILE_PIECE, |left| left.min(FILE_PIECE));
+            self.reading = Some(tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut piece = vec![0; want];
+                let mut filled = 0;
+                while filled < want {
+                    match file.read(&mut piece[filled..]) {
+                        Ok(0) => break,
+                        Ok(read) => filled += read,
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                piece.truncate(filled);
+                Ok((file, Bytes::from(piece)))
+            }));
         }
     }
 }

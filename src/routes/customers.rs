@@ -12,6 +12,7 @@ use rocket::tokio::sync::Semaphore;
 use rocket::{get, Route, State};
 use sha2::Digest;
 
+use super::spool::{Copy, Spool, Writer};
 use crate::apikey::{Acting, ReadOrSession};
 use crate::cache::{CachedList, ResponseCache};
 use crate::config::Config;
@@ -167,6 +168,9 @@ pub struct StreamedList {
     gzipped: bool,
     total: u64,
     body: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+    /// The body from a copy on disk ([`super::spool`]) instead, and whether the server in
+    /// front sends it ([`ListStreams::send_copies_in_front`]).
+    copy: Option<(Copy, bool)>,
     /// Set by the producer when the list could not be read to the end: the body then ends
     /// in an error, so that the connection is cut rather than the truncated body ended
     /// cleanly (a client must never take half a list for the whole one).
@@ -180,6 +184,29 @@ impl<'r> Responder<'r, 'static> for StreamedList {
             .header(Header::new("Cache-Control", "private, no-cache"))
             .header(Header::new("Vary", "Accept-Encoding"))
             .header(Header::new("ETag", self.etag));
+        if let Some((copy, front)) = self.copy {
+            if self.gzipped {
+                builder.header(Header::new("Content-Encoding", "gzip"));
+            }
+            builder
+                .status(Status::Ok)
+                .header(json_content_type())
+                .header(Header::new("X-Total-Count", self.total.to_string()))
+                .header(Header::new("Content-Length", copy.size.to_string()));
+            if front {
+                let path = copy.path.to_string_lossy().into_owned();
+                builder.header(Header::new(FILE_HEADER, path));
+            } else {
+                let file = std::fs::File::open(&copy.path).map_err(|error| {
+                    log::error!("could not read a copy of a list: {error}");
+                    Status::InternalServerError
+                })?;
+                builder
+                    .streamed_body(tokio::fs::File::from_std(file))
+                    .max_chunk_size(CHUNK);
+            }
+            return Ok(builder.finalize());
+        }
         match self.body {
             None => {
                 builder.status(Status::NotModified);
@@ -260,6 +287,7 @@ fn names(if_none_match: &str, etag: &str) -> bool {
 /// Streams the list: a producer on the blocking pool reads rows in one snapshot and sends
 /// pieces of [`CHUNK`] bytes (gzip-compressed as they go when the client takes it) through a
 /// channel of two, so memory stays at a few pieces whatever the list's size.
+#[allow(clippy::too_many_arguments)]
 async fn stream(
     db: &Store,
     filter: ListFilter,
@@ -267,6 +295,8 @@ async fn stream(
     seq: i64,
     negotiation: &Negotiation,
     streams: &Arc<Semaphore>,
+    spool: Option<&Arc<Spool>>,
+    front: bool,
 ) -> Result<StreamedList, ApiError> {
     let gzipped = negotiation.gzip;
     let etag = stream_etag(&filter, view, seq, gzipped);
@@ -278,9 +308,22 @@ async fn stream(
             gzipped,
             total: 0,
             body: None,
+            copy: None,
             failed: Arc::default(),
         });
     }
+    if let Some(copy) = spool.and_then(|spool| spool.ready(&etag)) {
+        return Ok(StreamedList {
+            etag,
+            gzipped,
+            total: copy.total,
+            body: None,
+            copy: Some((copy, front)),
+            failed: Arc::default(),
+        });
+    }
+    let spool = spool.cloned();
+    let slot = format!("{filter:?}|{view:?}|{gzipped}");
     let permit = Arc::clone(streams)
         .acquire_owned()
         .await
@@ -295,6 +338,8 @@ async fn stream(
     rocket::tokio::task::spawn_blocking(move || {
         let filter = produced;
         let _permit = permit;
+        // The copy on disk, written beside the download when this version is asked again.
+        let copy: std::cell::RefCell<Option<(Writer, u64)>> = std::cell::RefCell::default();
         let mut gzip = gzipped.then(|| {
             flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK), flate2::Compression::fast())
         });
@@ -309,6 +354,9 @@ async fn stream(
                     std::mem::take(encoder.get_mut())
                 }
             };
+            if let Some((writer, _)) = copy.borrow_mut().as_mut() {
+                writer.write(&piece);
+            }
             piece.is_empty() || sender.blocking_send(piece).is_ok()
         };
         let mut started_tx = Some(started_tx);
@@ -318,6 +366,10 @@ async fn stream(
             &totals,
             CHUNK,
             &mut |total, seq| {
+                if let Some(spool) = &spool {
+                    let etag = stream_etag(&filter, view, seq, gzipped);
+                    *copy.borrow_mut() = spool.claim(&etag, slot.clone()).map(|w| (w, total));
+                }
                 started_tx
                     .take()
                     .is_some_and(|started| started.send((total, seq)).is_ok())
@@ -328,8 +380,14 @@ async fn stream(
             Ok(()) => {
                 if let Some(encoder) = gzip.take() {
                     if let Ok(rest) = encoder.finish() {
+                        if let Some((writer, _)) = copy.borrow_mut().as_mut() {
+                            writer.write(&rest);
+                        }
                         let _ = sender.blocking_send(rest);
                     }
+                }
+                if let Some((writer, total)) = copy.borrow_mut().take() {
+                    writer.finish(total);
                 }
             }
             // No gzip trailer, and the body ends in an error (see `StreamedList::failed`).
@@ -347,6 +405,7 @@ async fn stream(
         gzipped,
         total,
         body: Some(receiver),
+        copy: None,
         failed,
     })
 }
@@ -429,7 +488,17 @@ async fn get_customers(
             }
         };
         if rows.saturating_mul(ROW_BYTES) > keepable {
-            let streamed = stream(db, filter, view, seq, &negotiation, &streams.permits).await?;
+            let streamed = stream(
+                db,
+                filter,
+                view,
+                seq,
+                &negotiation,
+                &streams.permits,
+                streams.spool.as_ref(),
+                streams.front.load(std::sync::atomic::Ordering::Relaxed),
+            )
+            .await?;
             return Ok(ListAnswer::Streamed(streamed));
         }
     }
@@ -444,7 +513,15 @@ async fn get_customers(
 pub struct ListStreams {
     permits: Arc<Semaphore>,
     sizes: Mutex<Sizes>,
+    /// Copies on disk, per version (SQLite: beside the database file).
+    spool: Option<Arc<Spool>>,
+    /// Set by the server in front of the app ([`crate::server`]): a copy on disk is then
+    /// sent by it (named in [`FILE_HEADER`]) rather than read through the app.
+    front: std::sync::atomic::AtomicBool,
 }
+
+/// The header naming the file the server in front sends as the body; never sent on.
+pub const FILE_HEADER: &str = "x-clientele-file";
 
 /// Rows sent and change number per filter, valid for one data version.
 #[derive(Default)]
@@ -481,12 +558,20 @@ impl ListStreams {
     }
 }
 
-impl Default for ListStreams {
-    fn default() -> Self {
+impl ListStreams {
+    /// With copies on disk in `spool`, if any.
+    pub fn new(spool: Option<Arc<Spool>>) -> ListStreams {
         ListStreams {
             permits: Arc::new(Semaphore::new(STREAMS)),
             sizes: Mutex::default(),
+            spool,
+            front: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The server in front sends copies on disk itself.
+    pub fn send_copies_in_front(&self) {
+        self.front.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod health;
 pub mod login;
 pub mod reset;
+pub mod spool;
 pub mod writes;
 
 use rocket::fairing::{Fairing, Info, Kind};

@@ -424,16 +424,6 @@ impl Store {
         }
     }
 
-    /// [`Store::stamp`] without looking for commits first: for the front layer, which
-    /// relies on every write of this server being looked at before its answer goes and on
-    /// the watch thread for other programs' ([`Store::watch_in_background`]).
-    pub fn stamp_seen(&self) -> Option<versions::Stamp> {
-        match self {
-            Store::Sqlite(db) => db.versions_seen().stamp(),
-            Store::Postgres(_) => self.stamp(),
-        }
-    }
-
     /// Starts looking for other programs' commits in the background (the server does; on
     /// PostgreSQL the notifications already do).
     pub fn watch_in_background(&self) {

@@ -369,3 +369,103 @@ fn the_lane_answers_another_customer_exactly_as_the_app_would() {
         server.stop();
     }
 }
+
+/// The whole list, streamed (no cache budget), three times over the socket at one version,
+/// then after a change: the third answer comes from the copy on disk, the same body and
+/// headers as the streamed ones (but sized), and a change is never answered from an old copy.
+#[test]
+fn a_streamed_list_is_sent_from_its_copy_on_disk_and_never_after_a_change() {
+    if !sqlite_only("the copies live beside the SQLite file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("spool.db");
+    let server = Server::start(&db, &[("ROCKET_RESPONSE_CACHE_MIB", "0")]);
+    let read = create_key(&db, "reader");
+    let write = create_write_key(&db, "writer");
+    let port = server.port;
+    let copies = dir.path().join("spool.db.lists");
+    for encoding in ["identity", "gzip"] {
+        let get = || {
+            let raw = {
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                use std::io::{Read, Write};
+                write!(
+                    stream,
+                    "GET /CUSTOMER/LIST/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                     X-API-Key: {read}\r\nAccept-Encoding: {encoding}\r\n\r\n"
+                )
+                .unwrap();
+                let mut raw = Vec::new();
+                stream.read_to_end(&mut raw).unwrap();
+                raw
+            };
+            let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let mut body = raw[split + 4..].to_vec();
+            if head.contains("transfer-encoding: chunked") {
+                body = dechunk_bytes(&body);
+            }
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .map(str::to_owned)
+            };
+            (
+                header("etag"),
+                header("x-total-count"),
+                header("content-length"),
+                body,
+            )
+        };
+        let streamed = get();
+        let second = get();
+        let from_copy = get();
+        assert_eq!(streamed.0, from_copy.0, "{encoding}");
+        assert_eq!(streamed.1, from_copy.1);
+        assert_eq!(streamed.3, second.3);
+        assert_eq!(streamed.3, from_copy.3, "{encoding}: the copy is the body");
+        assert_eq!(
+            from_copy.2,
+            Some(from_copy.3.len().to_string()),
+            "sized from the file"
+        );
+        let files: Vec<_> = std::fs::read_dir(&copies).unwrap().flatten().collect();
+        assert!(!files.is_empty());
+        for file in &files {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(file.metadata().unwrap().permissions().mode() & 0o077, 0);
+        }
+
+        let city = format!("Copyville {encoding}");
+        assert_eq!(update(&server, &write, 4, &city).status, 200);
+        let changed = get();
+        assert_ne!(changed.0, streamed.0, "a new version");
+        let body = if encoding == "gzip" {
+            let mut text = String::new();
+            use std::io::Read;
+            flate2::read::GzDecoder::new(changed.3.as_slice())
+                .read_to_string(&mut text)
+                .unwrap();
+            text
+        } else {
+            String::from_utf8(changed.3.clone()).unwrap()
+        };
+        assert!(body.contains(&city), "{encoding}: the change shows");
+    }
+    server.stop();
+}
+
+fn dechunk_bytes(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[end + 2..end + 2 + size]);
+        rest = &rest[end + 2 + size + 2..];
+    }
+    out
+}

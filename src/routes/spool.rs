@@ -1,0 +1,297 @@
+//! Lists too large to keep in memory, kept on disk: one copy per version, so that the whole
+//! list at a million customers is read from the database once per change, not once per
+//! download.
+//!
+//! A streamed list's `ETag` names the data's change number, the query, the view and the
+//! encoding, so a file named after it holds exactly the body any request with that tag gets.
+//! The second download of the same version writes the file as it streams (the first only
+//! streams: under a stream of writes most versions are downloaded once, and copying each to
+//! disk would cost more than it saves); later ones are sent from it. The files live in
+//! `<database>.lists/`, readable by the server's user alone, at most [`KEPT`] of them; the
+//! folder is emptied at start-up, and a copy left by a download that did not finish is
+//! removed. They hold what the list sends (never a password or its hash).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Copies kept at most (each a whole list, or its gzip copy).
+pub const KEPT: usize = 4;
+/// Versions whose downloads are counted at most; past that the counts start over.
+const COUNTED: usize = 1024;
+
+/// A finished copy.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub path: PathBuf,
+    pub size: u64,
+    /// The list's `X-Total-Count`.
+    pub total: u64,
+}
+
+/// The folder of copies (one per server), and what is in it.
+pub struct Spool {
+    dir: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    asked: HashMap<String, u32>,
+    writing: HashSet<String>,
+    /// Finished copies, oldest first: the query and encoding they are for, their tag.
+    ready: Vec<(String, String, Copy)>,
+}
+
+impl Spool {
+    /// The folder beside the database file `db`, created (owner only) or emptied. `None`
+    /// (lists are then always streamed from the database) when it cannot be made.
+    pub fn open(db: &Path) -> Option<Arc<Spool>> {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".lists");
+        let dir = PathBuf::from(name);
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode_owner_only()
+            .create(&dir);
+        if let Err(error) = made {
+            log::warn!(
+                "lists too large for memory will be read from the database for every download: \
+                 could not make {}: {error}",
+                dir.display()
+            );
+            return None;
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Some(Arc::new(Spool {
+            dir,
+            state: Mutex::default(),
+        }))
+    }
+
+    /// The finished copy for `etag`, if there is one.
+    pub fn ready(&self, etag: &str) -> Option<Copy> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .ready
+            .iter()
+            .find(|(_, tag, _)| tag == etag)
+            .map(|(_, _, copy)| copy.clone())
+    }
+
+    /// A writer for `etag`'s copy, when this version was downloaded before and nobody is
+    /// writing it; `slot` names the query and encoding, whose older copy it replaces.
+    pub fn claim(self: &Arc<Self>, etag: &str, slot: String) -> Option<Writer> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.ready.iter().any(|(_, tag, _)| tag == etag) || state.writing.contains(etag) {
+            return None;
+        }
+        if state.asked.len() >= COUNTED {
+            state.asked.clear();
+        }
+        let asked = state.asked.entry(etag.to_owned()).or_insert(0);
+        *asked += 1;
+        if *asked < 2 {
+            return None;
+        }
+        let name: String = etag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let path = self.dir.join(format!("{name}.list"));
+        let temp = self.dir.join(format!("{name}.part"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode_owner_only()
+            .open(&temp)
+            .ok()?;
+        state.writing.insert(etag.to_owned());
+        Some(Writer {
+            spool: Arc::clone(self),
+            etag: etag.to_owned(),
+            slot,
+            path,
+            temp,
+            file: Some(BufWriter::with_capacity(256 * 1024, file)),
+            size: 0,
+        })
+    }
+
+    fn finished(&self, writer: &Writer, total: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.writing.remove(&writer.etag);
+        let copy = Copy {
+            path: writer.path.clone(),
+            size: writer.size,
+            total,
+        };
+        // The older copy of the same query goes, and the oldest past the bound.
+        let mut gone = Vec::new();
+        state.ready.retain(|(slot, _, old)| {
+            let keep = *slot != writer.slot;
+            if !keep {
+                gone.push(old.path.clone());
+            }
+            keep
+        });
+        state
+            .ready
+            .push((writer.slot.clone(), writer.etag.clone(), copy));
+        while state.ready.len() > KEPT {
+            let (_, _, old) = state.ready.remove(0);
+            gone.push(old.path);
+        }
+        drop(state);
+        // A download reading one of them keeps its open file.
+        for path in gone {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn abandoned(&self, etag: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.writing.remove(etag);
+    }
+}
+
+/// A copy being written as its list streams.
+pub struct Writer {
+    spool: Arc<Spool>,
+    etag: String,
+    slot: String,
+    path: PathBuf,
+    temp: PathBuf,
+    file: Option<BufWriter<File>>,
+    size: u64,
+}
+
+impl Writer {
+    /// Adds a piece of the body; a failure abandons the copy (the download goes on).
+    pub fn write(&mut self, piece: &[u8]) {
+        let written = self.file.as_mut().map(|file| file.write_all(piece));
+        match written {
+            Some(Ok(())) => self.size += piece.len() as u64,
+            Some(Err(error)) => {
+                log::warn!("could not keep a copy of a list on disk: {error}");
+                self.file = None;
+            }
+            None => {}
+        }
+    }
+
+    /// The body is whole: the copy is kept.
+    pub fn finish(mut self, total: u64) {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        let done = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|_| std::fs::rename(&self.temp, &self.path));
+        match done {
+            Ok(()) => self.spool.finished(&self, total),
+            Err(error) => log::warn!("could not keep a copy of a list on disk: {error}"),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Not finished (or finished): the temporary file goes either way.
+        let _ = std::fs::remove_file(&self.temp);
+        self.spool.abandoned(&self.etag);
+    }
+}
+
+/// Owner-only modes for what the spool makes.
+trait OwnerOnly {
+    fn mode_owner_only(&mut self) -> &mut Self;
+}
+
+impl OwnerOnly for std::fs::DirBuilder {
+    fn mode_owner_only(&mut self) -> &mut Self {
+        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
+    }
+}
+
+impl OwnerOnly for std::fs::OpenOptions {
+    fn mode_owner_only(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_second_download_of_a_version_writes_its_copy_and_a_newer_one_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("shop.db")).unwrap();
+        assert!(
+            spool.claim("\"s1\"", "all".into()).is_none(),
+            "first: stream only"
+        );
+        let mut writer = spool.claim("\"s1\"", "all".into()).expect("second: copy");
+        assert!(spool.claim("\"s1\"", "all".into()).is_none(), "one writer");
+        writer.write(b"[1,2,");
+        writer.write(b"3]");
+        assert!(spool.ready("\"s1\"").is_none(), "not before it is whole");
+        writer.finish(3);
+        let copy = spool.ready("\"s1\"").unwrap();
+        assert_eq!(std::fs::read(&copy.path).unwrap(), b"[1,2,3]");
+        assert_eq!((copy.size, copy.total), (7, 3));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "owner only");
+
+        // A newer version of the same list replaces it.
+        spool.claim("\"s2\"", "all".into());
+        let writer = spool.claim("\"s2\"", "all".into()).unwrap();
+        writer.finish(0);
+        assert!(spool.ready("\"s1\"").is_none());
+        assert!(!copy.path.exists());
+        assert!(spool.ready("\"s2\"").is_some());
+    }
+
+    #[test]
+    fn an_unfinished_copy_is_removed_and_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("shop.db")).unwrap();
+        spool.claim("\"s9\"", "all".into());
+        let mut writer = spool.claim("\"s9\"", "all".into()).unwrap();
+        writer.write(b"[1,");
+        drop(writer);
+        assert!(spool.ready("\"s9\"").is_none());
+        let left = std::fs::read_dir(dir.path().join("shop.db.lists"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0);
+        // And it may be written again.
+        assert!(spool.claim("\"s9\"", "all".into()).is_some());
+    }
+
+    #[test]
+    fn at_most_kept_copies_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("shop.db")).unwrap();
+        for n in 0..KEPT + 3 {
+            let tag = format!("\"s{n}\"");
+            spool.claim(&tag, format!("page {n}"));
+            spool.claim(&tag, format!("page {n}")).unwrap().finish(1);
+        }
+        let files = std::fs::read_dir(dir.path().join("shop.db.lists"))
+            .unwrap()
+            .count();
+        assert_eq!(files, KEPT);
+        assert!(spool.ready("\"s0\"").is_none());
+        assert!(spool.ready(&format!("\"s{}\"", KEPT + 2)).is_some());
+    }
+}
