@@ -5,8 +5,13 @@ and the report table. Used by run.py, mixed.py and pg.py (limits.py and lockout.
 same names through run.py). Load goes to 127.0.0.1 only, and every run here is bounded in time.
 """
 import hashlib
+import http.client
 import json
+import math
+import multiprocessing
 import os
+import queue
+import random
 import re
 import socket
 import subprocess
@@ -121,20 +126,32 @@ def parse_duration_ms(text):
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
+def parse_bytes(text):
+    """wrk's sizes ("812.34KB", "1.02GB": powers of 1024) in bytes."""
+    value, unit = re.match(r"([\d.]+)([KMGT]?)B", text).groups()
+    return float(value) * 1024 ** " KMGT".index(unit or " ")
+
+
 def parse_wrk(out):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = parse_duration_ms(re.search(r"\n\s+50%\s+(\S+)", out).group(1))
     p99 = parse_duration_ms(re.search(r"\n\s+99%\s+(\S+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    transfer = re.search(r"Transfer/sec:\s+(\S+)", out)
+    done = re.search(r"(\d+) requests in ([\d.]+\w+), (\S+) read", out)
     return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": errors.group(1) if errors else "", "raw": out}
+            "socket_errors": errors.group(1) if errors else "",
+            # wrk counts every byte read, of whole answers and of those cut by the end of the
+            # run alike: the figure for answers too large to complete many of.
+            "bytes_per_s": parse_bytes(transfer.group(1)) if transfer else 0.0,
+            "requests": int(done.group(1)) if done else 0, "raw": out}
 
 
-def wrk_command(port, path, connections, duration, script=None, headers=()):
+def wrk_command(port, path, connections, duration, script=None, headers=(), timeout="10s"):
     threads = min(2, connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-           "--timeout", "10s"]
+           "--timeout", timeout]
     for header in headers:
         cmd += ["-H", header]
     if script:
@@ -143,9 +160,18 @@ def wrk_command(port, path, connections, duration, script=None, headers=()):
     return cmd
 
 
-def wrk(port, path, connections, duration, script=None, headers=()):
-    cmd = wrk_command(port, path, connections, duration, script, headers)
-    return parse_wrk(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+def wrk_bound(cmd):
+    """Seconds after which a wrk command is overdue (its duration, plus its request timeout,
+    plus slack): wrk is killed then rather than left to hang the benchmark."""
+    duration = float(next(a for a in cmd if a.startswith("-d"))[2:-1])
+    timeout = parse_duration_ms(cmd[cmd.index("--timeout") + 1]) / 1000
+    return duration + timeout + 30
+
+
+def wrk(port, path, connections, duration, script=None, headers=(), timeout="10s"):
+    cmd = wrk_command(port, path, connections, duration, script, headers, timeout)
+    return parse_wrk(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                    timeout=wrk_bound(cmd)).stdout)
 
 
 def wrk_beside(command):
@@ -155,7 +181,12 @@ def wrk_beside(command):
     class Running:
         @staticmethod
         def result():
-            return parse_wrk(proc.communicate()[0])
+            try:
+                return parse_wrk(proc.communicate(timeout=wrk_bound(command))[0])
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise SystemExit(f"wrk overran its duration: {' '.join(command)}")
     return Running
 
 
@@ -309,3 +340,159 @@ http {{
         nginx.wait()
         raise SystemExit("nginx did not start: " + (Path(work) / "nginx.log").read_text())
     return nginx
+
+
+def random_ids(n, count=100_000, seed=18):
+    """min(n, count) distinct ids drawn from all of 1..n, the same for the same arguments."""
+    return sorted(random.Random(seed).sample(range(1, n + 1), min(n, count)))
+
+
+def lua_random_file(path, ids_file, key, query="id_client={}"):
+    """GET one customer per request, uniformly at random among the ids listed one a line in
+    `ids_file` (read by each wrk thread: a table of 100,000 is too long for a lua literal).
+    Each thread draws its own sequence, from a fixed seed."""
+    before, after = query.split("{}")
+    path.write_text(
+        "local ids = {}\n"
+        f"for line in io.lines('{Path(ids_file).resolve()}') do ids[#ids + 1] = line end\n"
+        "local threads = 0\n"
+        "function setup(thread)\n"
+        "  threads = threads + 1\n"
+        "  thread:set('seed', threads)\n"
+        "end\n"
+        "function init(args)\n"
+        "  math.randomseed(42 + (seed or 0))\n"
+        "end\n"
+        "request = function()\n"
+        "  local id = ids[math.random(#ids)]\n"
+        f"  return wrk.format('GET', '/CUSTOMER/LIST/?{before}' .. id .. '{after}&apikey={key}')\n"
+        "end\n")
+
+
+def fetch_to_files(port, items, threads=8):
+    """GETs each (path, file) of `items` once over keep-alive connections, `threads` at a
+    time, writing each 200 answer's exact bytes to its file; any other answer stops the run."""
+    work = queue.SimpleQueue()
+    for item in items:
+        work.put(item)
+    failed = []
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            while not failed:
+                try:
+                    path, dest = work.get_nowait()
+                except queue.Empty:
+                    return
+                conn.request("GET", path)
+                response = conn.getresponse()
+                body = response.read()
+                if response.status != 200:
+                    failed.append(f"{path}: HTTP {response.status} {body[:200]!r}")
+                    return
+                Path(dest).write_bytes(body)
+        finally:
+            conn.close()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if failed:
+        raise SystemExit("fetching the answers for nginx failed: " + failed[0])
+
+
+def percentile(values, p):
+    """The p-th percentile (nearest rank) of `values`, 0.0 when there are none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def _write_at_rate(port, key, ids, per_second, stop, results):
+    """The rate-limited writer's process: one keep-alive connection, one account update
+    (POST /CUSTOMER/UPDATE/, a new city for a random customer of `ids`, as lua_updates) every
+    1/per_second s on a fixed schedule. An update that comes back late delays the next ones,
+    which then go at once until the schedule is caught up (at most a second behind: past that
+    the missed slots are dropped). Sends back (start, seconds, status) for each update, status
+    0 for a connection error."""
+    rng = random.Random(7)
+    period = 1.0 / per_second
+    records, errors = [], []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    path = f"/CUSTOMER/UPDATE/?apikey={key}"
+    headers = {"Content-Type": "application/json"}
+    due, count = time.monotonic(), 0
+    while True:
+        wait = due - time.monotonic()
+        if wait > 0 and stop.wait(wait):
+            break
+        if stop.is_set():
+            break
+        count += 1
+        body = json.dumps({"id_client": str(rng.choice(ids)), "city": f"City {count}"})
+        start = time.monotonic()
+        try:
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            answer = response.read()
+            status = response.status
+            if status >= 300 and len(errors) < 5:
+                errors.append(f"HTTP {status}: {answer[:200]!r}")
+        except (OSError, http.client.HTTPException) as error:
+            status = 0
+            if len(errors) < 5:
+                errors.append(repr(error))
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        records.append((start, time.monotonic() - start, status))
+        due += period
+        if due < time.monotonic() - 1.0:
+            due = time.monotonic()
+    conn.close()
+    results.put({"records": records, "errors": errors})
+
+
+class RateWriter:
+    """Account updates at a fixed rate, in a process of its own (so that its timings do not
+    wait on this one's threads), until .stop(), which returns what .window() summarises."""
+
+    def __init__(self, port, key, ids, per_second):
+        context = multiprocessing.get_context("spawn")
+        self.stop_event = context.Event()
+        self.queue = context.Queue()
+        self.per_second = per_second
+        self.proc = context.Process(target=_write_at_rate, daemon=True,
+                                    args=(port, key, list(ids), per_second, self.stop_event,
+                                          self.queue))
+        self.proc.start()
+        self.records, self.errors = [], []
+
+    def stop(self):
+        self.stop_event.set()
+        try:
+            got = self.queue.get(timeout=60)
+        except queue.Empty:
+            self.proc.kill()
+            raise SystemExit("the rate-limited writer did not stop")
+        self.proc.join(timeout=10)
+        self.records, self.errors = got["records"], got["errors"]
+        return self
+
+    def window(self, begin=None, end=None):
+        """Updates started within [begin, end] (all when not given): how many, the rate
+        achieved, p50 and p99 in ms, and the errors (non-2xx answers and connection errors)."""
+        chosen = [r for r in self.records
+                  if (begin is None or r[0] >= begin) and (end is None or r[0] <= end)]
+        if begin is None and chosen:
+            begin = chosen[0][0]
+        if end is None and chosen:
+            end = chosen[-1][0]
+        span = (end - begin) if chosen and end > begin else 0
+        latencies = [r[1] * 1000 for r in chosen]
+        bad = sum(1 for r in chosen if not 200 <= r[2] < 300)
+        return {"count": len(chosen), "rate": len(chosen) / span if span else 0.0,
+                "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+                "max": max(latencies, default=0.0), "errors": bad, "examples": self.errors}
