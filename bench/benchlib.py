@@ -253,8 +253,9 @@ def sample_ids(n, count=2000):
 class Report:
     """Each figure with what it is compared with, the ratio and the target."""
 
-    def __init__(self):
+    def __init__(self, measured="clientele"):
         self.rows = []
+        self.measured = measured
 
     def add(self, figure, measured, against="", ratio=None, target="", ok=None):
         self.rows.append({"figure": figure, "measured": measured, "against": against,
@@ -265,7 +266,7 @@ class Report:
         return [r["figure"] for r in self.rows if r["result"] == "MISSED"]
 
     def markdown(self):
-        lines = ["| figure | clientele | compared with | ratio | target | result |",
+        lines = [f"| figure | {self.measured} | compared with | ratio | target | result |",
                  "|---|---|---|---:|---|---|"]
         lines += [f"| {r['figure']} | {r['measured']} | {r['against']} | {r['ratio']} | "
                   f"{r['target']} | {r['result']} |" for r in self.rows]
