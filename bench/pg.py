@@ -11,15 +11,19 @@ CLIENTELE_TEST_POSTGRES. For each size given to --customers (default 10,000):
      ports) and check that they answer the same bytes for the same customers, and the same
      total;
   3. one customer by id at 64 connections, 2,000 sampled ids (the memo answers both), in
-     alternating rounds: the PostgreSQL node must reach 0.8x the SQLite node;
+     alternating rounds: the PostgreSQL node must reach 0.8x the SQLite node; then the
+     PostgreSQL node against nginx serving the same bytes (saved from it, served as files as
+     bench/run.py does), one after the other: by id at 64 connections, the same ids, at least
+     1.0x nginx with a p99 at most 1.5x nginx's; the whole list's 304 at 16 connections, at
+     least 1.0x nginx (issue 18: the memo paths on PostgreSQL serve from memory);
   4. by id at random ids over all N with the response cache and memo off
      (ROCKET_RESPONSE_CACHE_MIB=0), 64 connections: every request reaches the database;
   5. updates per second (POST /CUSTOMER/UPDATE/, a new city for a random customer, 4
      connections), then logins per second (right password, 16 connections; Argon2id
      dominates), each node alone, against the raw Argon2id rate (`clientele login-rate`);
 and once, at the end: scripts/pg-cluster-demo.sh with the same binary (its failover time).
-Prints one table per size (figure, SQLite, PostgreSQL, ratio, target, result) and exits 1
-when a target is missed or a node answered errors. Load goes to 127.0.0.1 only, and every wrk
+Prints two tables per size (figure, SQLite, PostgreSQL, ratio, target, result; then the
+PostgreSQL node against nginx) and exits 1 when a target is missed or a node answered errors. Load goes to 127.0.0.1 only, and every wrk
 run is bounded by --duration.
 """
 import argparse
@@ -36,11 +40,12 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as base  # noqa: E402  (bench/run.py: wrk, lua, wait_http, generate, sample_ids)
+import benchlib as base  # noqa: E402  (wrk, lua, nginx, wait_http, generate, sample_ids)
 
 ROOT = base.ROOT
 SQLITE_PORT = 18090
 PG_PORT = 18091
+NGINX_PORT = 18092
 ROUNDS = 3          # rounds of the by-id comparison (the target), alternating who goes first
 UNCACHED_ROUNDS = 2
 TARGET = 0.8
@@ -185,8 +190,55 @@ class Nodes:
         return [node for node, proc in self.procs.items() if proc.poll() is not None]
 
 
-def one_size(n, binary, pg_root_url, duration, work, table):
-    """Everything at N customers; fills `table`, returns raw results."""
+def against_nginx(n, port, key, ids, ids_lua, duration, work, report):
+    """The PostgreSQL node (memo on, warm) against nginx serving the bytes it answers: by id at
+    64 connections and the whole list's 304 at 16, each pair one after the other, who goes
+    first alternating. Fills `report`, returns the raw results."""
+    www = work / f"www-{n}"
+    (www / "by_id").mkdir(parents=True)
+    for i in ids:
+        body, _ = base.fetch(port, f"/CUSTOMER/LIST/?id_client={i}&apikey={key}")
+        (www / "by_id" / f"{i}.json").write_bytes(body)
+    whole_path = f"/CUSTOMER/LIST/?apikey={key}"
+    _, _, headers, whole_sha = base.download(port, whole_path, save=www / "all.json")
+    base.download(port, whole_path, {"Accept-Encoding": "gzip"}, www / "all.json.gz")
+    etags = {"clientele": headers["ETag"]}
+    nginx = base.start_nginx(work, [(NGINX_PORT, www)])
+    raw = {}
+    try:
+        _, _, nginx_headers, nginx_sha = base.download(NGINX_PORT, whole_path)
+        if nginx_sha != whole_sha:
+            raise SystemExit("nginx does not serve the bytes saved from the PostgreSQL node")
+        etags["nginx"] = nginx_headers["ETag"]
+        phases = [("one customer by id, 64 conn, memo on", "/", 64, ids_lua, False),
+                  ("whole list revalidation (304), 16 conn", whole_path, 16, None, True)]
+        for index, (name, path, connections, script, conditional) in enumerate(phases):
+            row = {}
+            for server in (("clientele", "nginx") if index % 2 == 0 else ("nginx", "clientele")):
+                revalidate = [f"If-None-Match: {etags[server]}"] if conditional else []
+                row[server] = base.wrk(port if server == "clientele" else NGINX_PORT, path,
+                                       connections, duration, script, revalidate)
+            raw[name] = row
+            ours, theirs = row["clientele"], row["nginx"]
+            bad = errors_of(ours)
+            ratio = ours["rps"] / theirs["rps"]
+            report.add(name, rate(ours), "nginx " + rate(theirs), ratio,
+                       ">= 1.0x nginx" + (", no errors" if bad else ""),
+                       ratio >= 1.0 and not bad)
+            if not conditional:
+                p99 = ours["p99"] / theirs["p99"]
+                report.add("  its p99", f"{ours['p99']:.2f} ms", f"nginx {theirs['p99']:.2f} ms",
+                           p99, "<= 1.5x nginx's", p99 <= 1.5)
+    finally:
+        nginx.terminate()
+        nginx.wait()
+        shutil.rmtree(www, ignore_errors=True)
+    return raw
+
+
+def one_size(n, binary, pg_root_url, duration, work, table, versus):
+    """Everything at N customers; fills `table` (SQLite against PostgreSQL) and `versus`
+    (the PostgreSQL node against nginx), returns raw results."""
     raw = {}
     db = work / "shop.db"
     env = dict(os.environ, ROCKET_ADDRESS="127.0.0.1", ROCKET_LOG_LEVEL="critical",
@@ -281,6 +333,8 @@ def one_size(n, binary, pg_root_url, duration, work, table):
         table.add(f"one customer by id, 64 conn, memo on (mean of {ROUNDS}, alternating)",
                   cell("sqlite"), cell("pg"), ratio, f">= {TARGET}x SQLite",
                   ratio >= TARGET and not any(bad.values()))
+        raw["pg_against_nginx"] = against_nginx(n, PG_PORT, key, ids, ids_lua, duration, work,
+                                                versus)
         nodes.stop()
 
         # 4. Uncached: every request reaches the database.
@@ -389,9 +443,10 @@ def main():
     began = time.monotonic()
     binary = base.release_binary()
     # Another run (a test, a demo) may hold the usual ports: wait_http would then time it.
-    global SQLITE_PORT, PG_PORT
+    global SQLITE_PORT, PG_PORT, NGINX_PORT
     SQLITE_PORT = free_port(SQLITE_PORT)
     PG_PORT = free_port(max(PG_PORT, SQLITE_PORT + 1))
+    NGINX_PORT = free_port(max(NGINX_PORT, PG_PORT + 1))
     server_version = psql(pg_root_url, "SHOW server_version")
     fsync = psql(pg_root_url, "SHOW fsync")
     sync_commit = psql(pg_root_url, "SHOW synchronous_commit")
@@ -406,11 +461,11 @@ def main():
                     if free_gib(path) < 10:
                         raise SystemExit(f"only {free_gib(path):.1f} GiB free on {path}: "
                                          f"{n:,} customers needs about 10")
-            table = Table()
+            table, versus = Table(), base.Report("PostgreSQL node")
             size_began = time.monotonic()
             # Others' builds and tests on this machine skew every figure: say how busy it was.
             load_before = os.getloadavg()[0]
-            results[n] = one_size(n, binary, pg_root_url, args.duration, work, table)
+            results[n] = one_size(n, binary, pg_root_url, args.duration, work, table, versus)
             took = time.monotonic() - size_began
             text = "\n".join([
                 f"**SQLite node against PostgreSQL node at {n:,} customers, same data; wrk "
@@ -418,10 +473,12 @@ def main():
                 f"{time.strftime('%Y-%m-%d')}, PostgreSQL {server_version} on 127.0.0.1 "
                 f"(fsync {fsync}, synchronous_commit {sync_commit}), {took / 60:.1f} min, "
                 f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after**", "",
-                table.markdown()])
+                table.markdown(), "",
+                f"**The PostgreSQL node against nginx serving the same bytes, {n:,} customers, "
+                f"memo on (issue 18)**", "", versus.markdown()])
             print(text + "\n", flush=True)
             texts.append(text)
-            failed += [f"{row} at {n:,}" for row in table.failed()]
+            failed += [f"{row} at {n:,}" for row in table.failed() + versus.missed()]
         if not args.no_failover:
             print("failover demo (scripts/pg-cluster-demo.sh)...", file=sys.stderr)
             seconds, status, out = failover(binary)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed benchmark: clientele against nginx serving the same bytes, on this machine.
-#   bench/run.sh                         # 10,000 customers (about 3 minutes after the build)
-#   bench/run.sh --customers 1000000     # a million (about 5 minutes after the build)
+#   bench/run.sh                         # 10,000 customers (about 5 minutes after the build)
+#   bench/run.sh --customers 1000000     # a million (about 8 minutes after the build)
 # Installs wrk and nginx from Debian's packages if they are missing. Exits non-zero when a
 # target is missed. Results: docs/benchmarks.md.
 set -euo pipefail
