@@ -85,7 +85,7 @@ pub struct ListResponse {
     entry: Arc<CachedList>,
     /// The one customer the answer is about (a filter by id), for the memo in front.
     customer: Option<i64>,
-    body: Option<Arc<[u8]>>,
+    body: Option<bytes::Bytes>,
     /// The representation is the gzip copy: its own `ETag`, on a 304 too.
     gzipped: bool,
 }
@@ -194,10 +194,10 @@ impl<'r> Responder<'r, 'static> for StreamedList {
                 .header(Header::new("X-Total-Count", self.total.to_string()))
                 .header(Header::new("Content-Length", copy.size.to_string()));
             if front {
-                let path = copy.path.to_string_lossy().into_owned();
-                builder.header(Header::new(FILE_HEADER, path));
+                let named = format!("{} {}", copy.size, copy.path.to_string_lossy());
+                builder.header(Header::new(FILE_HEADER, named));
             } else {
-                let file = std::fs::File::open(&copy.path).map_err(|error| {
+                let file = super::spool::open_copy(&copy).map_err(|error| {
                     log::error!("could not read a copy of a list: {error}");
                     Status::InternalServerError
                 })?;
@@ -312,7 +312,7 @@ async fn stream(
             failed: Arc::default(),
         });
     }
-    if let Some(copy) = spool.and_then(|spool| spool.ready(&etag)) {
+    if let Some(copy) = spool.and_then(|spool| spool.usable(&etag)) {
         return Ok(StreamedList {
             etag,
             gzipped,
@@ -335,68 +335,92 @@ async fn stream(
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failed_flag = Arc::clone(&failed);
     let produced = filter.clone();
-    rocket::tokio::task::spawn_blocking(move || {
-        let filter = produced;
-        let _permit = permit;
-        // The copy on disk, written beside the download when this version is asked again.
-        let copy: std::cell::RefCell<Option<(Writer, u64)>> = std::cell::RefCell::default();
-        let mut gzip = gzipped.then(|| {
-            flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK), flate2::Compression::fast())
-        });
-        let mut send = |piece: Vec<u8>| -> bool {
-            let piece = match gzip.as_mut() {
-                None => piece,
-                Some(encoder) => {
-                    use std::io::Write;
-                    if encoder.write_all(&piece).is_err() {
-                        return false;
-                    }
-                    std::mem::take(encoder.get_mut())
-                }
-            };
-            if let Some((writer, _)) = copy.borrow_mut().as_mut() {
-                writer.write(&piece);
-            }
-            piece.is_empty() || sender.blocking_send(piece).is_ok()
-        };
-        let mut started_tx = Some(started_tx);
-        let result = conn.stream_list(
-            &filter,
-            view,
-            &totals,
-            CHUNK,
-            &mut |total, seq| {
-                if let Some(spool) = &spool {
-                    let etag = stream_etag(&filter, view, seq, gzipped);
-                    *copy.borrow_mut() = spool.claim(&etag, slot.clone()).map(|w| (w, total));
-                }
-                started_tx
-                    .take()
-                    .is_some_and(|started| started.send((total, seq)).is_ok())
-            },
-            &mut send,
-        );
-        match result {
-            Ok(()) => {
-                if let Some(encoder) = gzip.take() {
-                    if let Ok(rest) = encoder.finish() {
-                        if let Some((writer, _)) = copy.borrow_mut().as_mut() {
-                            writer.write(&rest);
+    // A thread of its own, at a lower priority: a download of the whole list is bulk work,
+    // and must not take the cores from the many small requests beside it.
+    let spawned = std::thread::Builder::new()
+        .name("clientele-list".into())
+        .spawn(move || {
+            lower_priority();
+            let filter = produced;
+            let _permit = permit;
+            // The copy on disk, written beside the download when this version is asked again.
+            let copy: std::cell::RefCell<Option<(Writer, u64)>> = std::cell::RefCell::default();
+            let mut gzip = gzipped.then(|| {
+                flate2::write::GzEncoder::new(
+                    Vec::with_capacity(CHUNK),
+                    flate2::Compression::fast(),
+                )
+            });
+            let mut send = |piece: Vec<u8>| -> bool {
+                let piece = match gzip.as_mut() {
+                    None => piece,
+                    Some(encoder) => {
+                        use std::io::Write;
+                        if encoder.write_all(&piece).is_err() {
+                            return false;
                         }
-                        let _ = sender.blocking_send(rest);
+                        std::mem::take(encoder.get_mut())
+                    }
+                };
+                if let Some((writer, _)) = copy.borrow_mut().as_mut() {
+                    writer.write(&piece);
+                }
+                let sent = piece.is_empty() || sender.blocking_send(piece).is_ok();
+                // The reader left (or it was a HEAD): the copy would be cut short.
+                if !sent {
+                    copy.borrow_mut().take();
+                }
+                sent
+            };
+            let mut started_tx = Some(started_tx);
+            let result = conn.stream_list(
+                &filter,
+                view,
+                &totals,
+                CHUNK,
+                &mut |total, seq| {
+                    if let Some(spool) = &spool {
+                        let etag = stream_etag(&filter, view, seq, gzipped);
+                        *copy.borrow_mut() = spool.claim(&etag, slot.clone()).map(|w| (w, total));
+                    }
+                    started_tx
+                        .take()
+                        .is_some_and(|started| started.send((total, seq)).is_ok())
+                },
+                &mut send,
+            );
+            match result {
+                Ok(()) => {
+                    if let Some(encoder) = gzip.take() {
+                        match encoder.finish() {
+                            Ok(rest) => {
+                                if let Some((writer, _)) = copy.borrow_mut().as_mut() {
+                                    writer.write(&rest);
+                                }
+                                if sender.blocking_send(rest).is_err() {
+                                    copy.borrow_mut().take();
+                                }
+                            }
+                            Err(_) => {
+                                copy.borrow_mut().take();
+                            }
+                        }
+                    }
+                    // Kept only when the whole body reached the reader: every piece was sent.
+                    if let Some((writer, total)) = copy.borrow_mut().take() {
+                        writer.finish(total);
                     }
                 }
-                if let Some((writer, total)) = copy.borrow_mut().take() {
-                    writer.finish(total);
+                // No gzip trailer, and the body ends in an error (see `StreamedList::failed`).
+                Err(error) => {
+                    failed_flag.store(true, std::sync::atomic::Ordering::Release);
+                    log::error!("streaming a list failed, the download is cut: {error}");
                 }
             }
-            // No gzip trailer, and the body ends in an error (see `StreamedList::failed`).
-            Err(error) => {
-                failed_flag.store(true, std::sync::atomic::Ordering::Release);
-                log::error!("streaming a list failed, the download is cut: {error}");
-            }
-        }
-    });
+        });
+    if let Err(error) = spawned {
+        return Err(ApiError::unavailable(error));
+    }
     let (total, seq) = started_rx
         .await
         .map_err(|_| ApiError::unavailable(std::io::Error::other("the list could not be read")))?;
@@ -408,6 +432,34 @@ async fn stream(
         copy: None,
         failed,
     })
+}
+
+/// The priority of the threads that stream lists, on thread-priority's scale from 0 (the
+/// lowest) to 99, which it maps to niceness 19 to -20: 22 is niceness 10, under load about a
+/// tenth of the share of a request worker (at 0).
+const BULK_PRIORITY: u8 = 22;
+
+/// Lowers the calling thread (a list producer's own) to [`BULK_PRIORITY`]. Where that is not
+/// allowed, it runs at normal priority.
+fn lower_priority() {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+    let lowered = ThreadPriorityValue::try_from(BULK_PRIORITY)
+        .map_err(|error| format!("{error:?}"))
+        .and_then(|value| {
+            set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Crossplatform(value),
+                policy,
+            )
+            .map_err(|error| format!("{error:?}"))
+        });
+    if let Err(error) = lowered {
+        log::debug!("could not lower a list stream's priority: {error}");
+    }
 }
 
 /// Holds a customer session's list to its own customer: an id, email or login filter naming
@@ -467,7 +519,14 @@ async fn get_customers(
     let view = config.view;
     // A list that may be too large to keep, and is not kept already: stream it if it is.
     // (A page of up to 10,000 never is, with the default budget: no count is needed.)
-    let keepable = (cache.budget() / 2) as u64;
+    // While the customers change more than once a second, a list of a megabyte or more is
+    // streamed rather than built whole and kept: each version would be built for one or two
+    // downloads, holding its body and gzip copy in memory meanwhile.
+    let churning = streams.churning(negotiation.generation);
+    let keepable = match churning {
+        true => (cache.budget() / 2).min(CHURN_KEPT) as u64,
+        false => (cache.budget() / 2) as u64,
+    };
     let could_be_large = filter.id.is_none()
         && filter.email.is_none()
         && filter.login.is_none()
@@ -518,9 +577,11 @@ pub struct ListStreams {
     /// Set by the server in front of the app ([`crate::server`]): a copy on disk is then
     /// sent by it (named in [`FILE_HEADER`]) rather than read through the app.
     front: std::sync::atomic::AtomicBool,
+    churn: Mutex<Churn>,
 }
 
-/// The header naming the file the server in front sends as the body; never sent on.
+/// The header naming the file the server in front sends as the body (`<length> <path>`);
+/// never sent on.
 pub const FILE_HEADER: &str = "x-clientele-file";
 
 /// Rows sent and change number per filter, valid for one data version.
@@ -529,6 +590,19 @@ struct Sizes {
     generation: Option<i64>,
     known: HashMap<ListFilter, (u64, i64)>,
 }
+
+/// When the customers' generation last moved, and how long the one before lasted.
+#[derive(Default)]
+struct Churn {
+    generation: Option<i64>,
+    since: Option<std::time::Instant>,
+    lasted: Option<std::time::Duration>,
+}
+
+/// A generation lasting less than this means the customers are changing all the time.
+const CHURN: std::time::Duration = std::time::Duration::from_secs(1);
+/// The largest list body built whole and kept while they are.
+const CHURN_KEPT: usize = 1024 * 1024;
 
 /// Filters remembered at most (each a few dozen bytes); past that the memo starts over.
 const SIZES_KEPT: usize = 256;
@@ -566,7 +640,23 @@ impl ListStreams {
             sizes: Mutex::default(),
             spool,
             front: std::sync::atomic::AtomicBool::new(false),
+            churn: Mutex::default(),
         }
+    }
+
+    /// Whether the customers change more than once a second ([`CHURN`]), as seen from the
+    /// generations requests bring (`generation` is this request's).
+    fn churning(&self, generation: Option<i64>) -> bool {
+        let mut churn = self.churn.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if generation.is_some() && churn.generation != generation {
+            churn.lasted = churn.since.map(|since| now - since);
+            churn.since = Some(now);
+            churn.generation = generation;
+        }
+        // Calm again once the current generation has lasted a while.
+        let current = churn.since.map_or(CHURN, |since| now - since);
+        churn.lasted.is_some_and(|lasted| lasted < CHURN) && current < CHURN
     }
 
     /// The server in front sends copies on disk itself.
@@ -614,7 +704,7 @@ async fn cached(
     };
     let (body, gzipped) = match gzip {
         Some(gzip) => (gzip, true),
-        None => (Arc::clone(&entry.body), false),
+        None => (entry.body.clone(), false),
     };
     Ok(ListResponse {
         entry,
@@ -636,6 +726,25 @@ pub fn routes() -> Vec<Route> {
 #[cfg(test)]
 mod tests {
     use super::accepts_gzip;
+
+    #[test]
+    fn a_list_streams_thread_runs_at_niceness_10() {
+        let niceness = std::thread::spawn(|| {
+            super::lower_priority();
+            // Field 19 of /proc/thread-self/stat, after the command name in parentheses.
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let after = stat.rsplit_once(')').unwrap().1;
+            after
+                .split_whitespace()
+                .nth(16)
+                .unwrap()
+                .parse::<i32>()
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(niceness, 10);
+    }
 
     #[test]
     fn accept_encoding_is_read_with_its_weights() {

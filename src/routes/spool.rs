@@ -46,33 +46,86 @@ struct State {
 }
 
 impl Spool {
-    /// The folder beside the database file `db`, created (owner only) or emptied. `None`
-    /// (lists are then always streamed from the database) when it cannot be made.
+    /// The folder beside the database file `db`, made (owner only) if missing; copies left
+    /// by servers no longer running are removed. `None` (lists are then always streamed from
+    /// the database) when it cannot be used: not a folder of its own (a symbolic link, a
+    /// file), or not made.
     pub fn open(db: &Path) -> Option<Arc<Spool>> {
         let mut name = db.as_os_str().to_owned();
         name.push(".lists");
         let dir = PathBuf::from(name);
-        let made = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode_owner_only()
-            .create(&dir);
-        if let Err(error) = made {
+        let refuse = |why: String| {
             log::warn!(
                 "lists too large for memory will be read from the database for every download: \
-                 could not make {}: {error}",
+                 {}: {why}",
                 dir.display()
             );
-            return None;
+            None
+        };
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if !meta.file_type().is_dir() => {
+                return refuse("is not a folder (a symbolic link or a file)".into())
+            }
+            Ok(meta) => {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    let owner_only = std::fs::Permissions::from_mode(0o700);
+                    if let Err(error) = std::fs::set_permissions(&dir, owner_only) {
+                        return refuse(format!(
+                            "could not make it readable by its owner alone: {error}"
+                        ));
+                    }
+                }
+            }
+            Err(_) => {
+                let made = std::fs::DirBuilder::new().mode_owner_only().create(&dir);
+                if let Err(error) = made {
+                    return refuse(format!("could not make it: {error}"));
+                }
+            }
         }
+        // Copies are named `<pid>-<tag>.list` (`.part` while written): a second server on the
+        // same file keeps its own, and a server that is gone leaves its copies to the next.
+        let own = std::process::id();
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let ours = name.ends_with(".list") || name.ends_with(".part");
+                let writer = name
+                    .split('-')
+                    .next()
+                    .and_then(|pid| pid.parse::<u32>().ok());
+                let alive = writer
+                    .is_some_and(|pid| pid != own && Path::new(&format!("/proc/{pid}")).exists());
+                if ours && writer.is_some() && !alive {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
         Some(Arc::new(Spool {
             dir,
             state: Mutex::default(),
         }))
+    }
+
+    /// The finished copy for `etag`, if there is one and it is still the file written (a
+    /// regular file of its length): one removed or changed behind the server's back is
+    /// forgotten, and the list streamed again.
+    pub fn usable(&self, etag: &str) -> Option<Copy> {
+        let copy = self.ready(etag)?;
+        let intact = std::fs::symlink_metadata(&copy.path)
+            .is_ok_and(|meta| meta.file_type().is_file() && meta.len() == copy.size);
+        if intact {
+            return Some(copy);
+        }
+        log::warn!(
+            "a copy of a list was removed or changed behind the server's back: {}; the list \
+             is read from the database again",
+            copy.path.display()
+        );
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.ready.retain(|(_, tag, _)| tag != etag);
+        None
     }
 
     /// The finished copy for `etag`, if there is one.
@@ -104,8 +157,9 @@ impl Spool {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let path = self.dir.join(format!("{name}.list"));
-        let temp = self.dir.join(format!("{name}.part"));
+        let pid = std::process::id();
+        let path = self.dir.join(format!("{pid}-{name}.list"));
+        let temp = self.dir.join(format!("{pid}-{name}.part"));
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -210,6 +264,30 @@ impl Drop for Writer {
     }
 }
 
+/// Opens a copy to send it: the regular file itself (never through a symbolic link, never
+/// a FIFO or a device, which could hang the reader), of the length written.
+pub fn open_checked(path: &Path, size: u64) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() || meta.len() != size {
+        return Err(std::io::Error::other(format!(
+            "{} is no longer the copy written ({} bytes)",
+            path.display(),
+            size
+        )));
+    }
+    Ok(file)
+}
+
+/// [`open_checked`] for a finished copy.
+pub fn open_copy(copy: &Copy) -> std::io::Result<File> {
+    open_checked(&copy.path, copy.size)
+}
+
 /// Owner-only modes for what the spool makes.
 trait OwnerOnly {
     fn mode_owner_only(&mut self) -> &mut Self;
@@ -276,6 +354,68 @@ mod tests {
         assert_eq!(left, 0);
         // And it may be written again.
         assert!(spool.claim("\"s9\"", "all".into()).is_some());
+    }
+
+    #[test]
+    fn a_copy_changed_or_replaced_behind_the_servers_back_is_forgotten_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("shop.db")).unwrap();
+        for (n, damage) in ["truncate", "remove", "symlink"].into_iter().enumerate() {
+            let tag = format!("\"s{n}\"");
+            spool.claim(&tag, format!("slot {n}"));
+            let mut writer = spool.claim(&tag, format!("slot {n}")).unwrap();
+            writer.write(b"[1,2,3]");
+            writer.finish(3);
+            let copy = spool.usable(&tag).unwrap();
+            assert!(open_copy(&copy).is_ok());
+            match damage {
+                "truncate" => std::fs::write(&copy.path, b"[1").unwrap(),
+                "remove" => std::fs::remove_file(&copy.path).unwrap(),
+                _ => {
+                    let other = dir.path().join("secret");
+                    std::fs::write(&other, b"TOPSECRET").unwrap();
+                    std::fs::remove_file(&copy.path).unwrap();
+                    std::os::unix::fs::symlink(&other, &copy.path).unwrap();
+                }
+            }
+            assert!(open_copy(&copy).is_err(), "{damage}");
+            assert!(spool.usable(&tag).is_none(), "{damage}");
+            assert!(spool.ready(&tag).is_none(), "{damage}: forgotten");
+        }
+    }
+
+    #[test]
+    fn a_folder_that_is_a_link_is_not_used_and_only_dead_servers_copies_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("keep.txt"), b"x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("linked.db.lists")).unwrap();
+        assert!(Spool::open(&dir.path().join("linked.db")).is_none());
+        assert!(elsewhere.join("keep.txt").exists());
+
+        let lists = dir.path().join("shop.db.lists");
+        std::fs::create_dir(&lists).unwrap();
+        let live = std::process::id();
+        for name in [
+            "999999999-sdead.list".to_owned(),
+            format!("{live}-sold.part"),
+            "notes.txt".to_owned(),
+        ] {
+            std::fs::write(lists.join(name), b"x").unwrap();
+        }
+        // A copy of another running server (pid 1 runs as long as this machine).
+        std::fs::write(lists.join("1-sother.list"), b"x").unwrap();
+        Spool::open(&dir.path().join("shop.db")).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&lists)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["1-sother.list", "notes.txt"]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&lists).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "made owner-only");
     }
 
     #[test]

@@ -469,3 +469,116 @@ fn dechunk_bytes(mut rest: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn a_customer_renumbered_by_another_program_is_gone_under_its_old_id() {
+    if !sqlite_only("another program writing the SQLite file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("renumbered.db");
+    let server = Server::start(&db, &[]);
+    let read = create_key(&db, "reader");
+    let port = server.port;
+    let before = lookup(port, &read, 2);
+    assert_eq!(lookup(port, &read, 2).body, before.body, "kept by the memo");
+    let since = http(
+        port,
+        "GET",
+        "/CUSTOMER/CHANGES/?since=0&limit=1000",
+        &[("X-API-Key", &read)],
+        "",
+    );
+    let cursor = since.json()["result"]["next"].as_str().unwrap().to_owned();
+    run_sql(
+        &db,
+        "UPDATE customer SET clcleunik = 60 WHERE clcleunik = 2",
+    );
+    std::thread::sleep(WATCH_BOUND);
+    let after = lookup(port, &read, 2);
+    assert!(after.customers().is_empty(), "{}", after.body);
+    assert_eq!(lookup(port, &read, 60).customers().len(), 1);
+    let changes = http(
+        port,
+        "GET",
+        &format!("/CUSTOMER/CHANGES/?since={cursor}"),
+        &[("X-API-Key", &read)],
+        "",
+    );
+    assert!(changes.body.contains("\"deleted\""), "{}", changes.body);
+    let deleted = &changes.json()["result"]["deleted"];
+    assert!(
+        deleted
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|id| id.to_string().trim_matches('"') == "2"),
+        "{}",
+        changes.body
+    );
+    server.stop();
+}
+
+/// A HEAD, or a client that stops reading, never leaves a cut copy that later downloads get.
+#[test]
+fn a_head_or_a_download_cut_short_never_leaves_a_copy_that_is_sent() {
+    if !sqlite_only("the copies live beside the SQLite file") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cut.db");
+    let server = Server::start(&db, &[("ROCKET_RESPONSE_CACHE_MIB", "0")]);
+    let read = create_key(&db, "reader");
+    let port = server.port;
+    // Enough customers that a body is more than the sockets' buffers hold (about 18 MB).
+    let rows: Vec<String> = (1000..41000)
+        .map(|i| format!("({i}, 'user{i}@example.be', '{}')", "x".repeat(300)))
+        .collect();
+    run_sql(
+        &db,
+        &format!(
+            "INSERT INTO customer (clcleunik, email, address) VALUES {}",
+            rows.join(",")
+        ),
+    );
+    std::thread::sleep(WATCH_BOUND);
+    let whole = || http(port, "GET", "/CUSTOMER/LIST/", &[("X-API-Key", &read)], "").body;
+    let first = whole();
+    assert!(first.len() > 16_000_000, "{}", first.len());
+    // Read a little of the next downloads, then hang up.
+    for _ in 0..2 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "GET /CUSTOMER/LIST/ HTTP/1.1\r\nHost: x\r\nX-API-Key: {read}\r\n\r\n"
+        )
+        .unwrap();
+        let mut some = [0u8; 4096];
+        let _ = stream.read(&mut some).unwrap();
+        // Stop reading while the server is still writing, then hang up.
+        std::thread::sleep(Duration::from_millis(300));
+        drop(stream);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for round in 0..4 {
+        assert_eq!(
+            whole(),
+            first,
+            "download {round} after the cut ones is whole"
+        );
+    }
+    // A new version, then a HEAD as its second request.
+    run_sql(
+        &db,
+        "UPDATE customer SET city = 'Headville' WHERE clcleunik = 1000",
+    );
+    std::thread::sleep(WATCH_BOUND);
+    let changed = whole();
+    let head = http(port, "HEAD", "/CUSTOMER/LIST/", &[("X-API-Key", &read)], "");
+    assert_eq!(head.status, 200);
+    for round in 0..3 {
+        assert_eq!(whole(), changed, "download {round} after the HEAD is whole");
+    }
+    server.stop();
+}

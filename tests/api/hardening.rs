@@ -358,6 +358,7 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
         "PRAGMA application_id = 0; DROP TABLE audit;
          DROP TRIGGER answer_version_key_added; DROP TRIGGER answer_version_key_changed;
          DROP TRIGGER answer_version_key_removed; DROP TABLE answer_version;
+         DROP TRIGGER customer_renumbered;
          DROP TRIGGER session_password_changed; DROP TRIGGER session_customer_deleted;
          DROP TABLE session; ALTER TABLE api_key DROP COLUMN scope;
          ALTER TABLE api_key DROP COLUMN forwards_client_address;

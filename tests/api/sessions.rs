@@ -692,7 +692,7 @@ fn public_keys_are_made_and_listed_by_the_cli_and_old_keys_survive_the_migration
         let conn = rusqlite::Connection::open(&app.db).unwrap();
         conn.execute_batch(
             "DROP TRIGGER session_password_changed; DROP TRIGGER session_customer_deleted;
-             DROP TABLE session; DROP TABLE answer_version;
+             DROP TABLE session; DROP TABLE answer_version; DROP TRIGGER customer_renumbered;
              DROP TRIGGER reset_token_customer_deleted; DROP TRIGGER reset_token_password_changed;
              DROP TABLE reset_token;
              DROP TRIGGER customer_id_high_insert; DROP TABLE customer_id_high;

@@ -266,7 +266,8 @@ const MIGRATIONS: &[&str] = &[
     END;",
     // 13: what the memo of answers must see of any program's commit besides the customers
     // (`change_log`): a number that moves when an API key is added, changed or removed, and
-    // one that moves when a session ends or changes (a new session changes no answer).
+    // one that moves when a session ends or changes (a new session changes no answer); and a
+    // customer's old id, when another program renumbers one, counted as deleted.
     "CREATE TABLE answer_version (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         keys INTEGER NOT NULL,
@@ -288,6 +289,13 @@ const MIGRATIONS: &[&str] = &[
     END;
     CREATE TRIGGER answer_version_session_ended AFTER DELETE ON session BEGIN
         UPDATE answer_version SET sessions = sessions + 1;
+    END;
+    -- Another program giving a customer another id: the old id is gone, for the changes
+    -- feed and for every answer about it (the new id is a change, by `customer_changed`).
+    CREATE TRIGGER customer_renumbered AFTER UPDATE OF clcleunik ON customer
+        WHEN OLD.clcleunik IS NOT NEW.clcleunik BEGIN
+        UPDATE change_log SET seq = seq + 1;
+        INSERT INTO tombstone (seq, clcleunik) SELECT seq, OLD.clcleunik FROM change_log;
     END;",
 ];
 
