@@ -207,6 +207,10 @@ def main():
         # the run cuts as well, where requests/s would count only the few that completed.
         if n > WRK_WHOLE_LIST_MAX:
             name, long = "whole list, 16 conn", max(duration, 15)
+            # The steady state of one version: its first download (above, saving nginx's
+            # file) streamed from the database, the second writes the copy on disk that
+            # the later ones are sent from (README, "Copies on disk").
+            download(CLIENTELE_PORT, whole_path)
             row = {}
             for server in (["clientele", "nginx"] if pairs % 2 == 0 else ["nginx", "clientele"]):
                 port = CLIENTELE_PORT if server == "clientele" else NGINX_PORT
