@@ -345,8 +345,12 @@ def main():
         report.add("one If-None-Match on the whole list", f"HTTP {status} in {took:.1f} ms",
                    target="304, no rebuild (< 50 ms)", ok=status == 304 and took < 50)
 
-        # Walking every customer by pages of 10,000, against one whole download.
-        one, _, _, _ = download(CLIENTELE_PORT, whole_path)
+        # Walking every customer by pages of 10,000, against one whole download read from
+        # the database, as when the target was set (issue 12): the plain whole list is now
+        # sent from its copy on disk (the rows above), so the download timed here asks for
+        # the same customers under another query (`after=0`: every id is above 0), which is read
+        # from the database the first time it is asked.
+        one, _, _, _ = download(CLIENTELE_PORT, whole_path + "&after=0")
         for name, path in (("after", "/CUSTOMER/LIST/?after={}&limit=10000&apikey=" + key),
                            ("offset", "/CUSTOMER/LIST/?offset={}&limit=10000&apikey=" + key)):
             begin, cursor, pages = time.monotonic(), 0, 0
@@ -362,7 +366,8 @@ def main():
             # comes from the response cache and its single page does not.
             goal = name == "after" and n > WRK_WHOLE_LIST_MAX
             report.add(f"walk every customer by pages of 10,000 with {name}",
-                       f"{pages} pages in {walk:.2f} s", f"one download {one:.2f} s",
+                       f"{pages} pages in {walk:.2f} s",
+                       f"one download from the database {one:.2f} s",
                        walk / one, "<= 3x one download" if goal else "",
                        walk <= 3 * one if goal else None)
 

@@ -182,6 +182,9 @@ fn with_no_cache_the_lane_still_shows_every_write_to_the_next_read() {
 
 #[test]
 fn a_commit_ends_only_the_answers_it_changed() {
+    if !sqlite_only("per-customer versions: on PostgreSQL any commit ends every answer") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rows.db");
     let server = Server::start(&db, &[("ROCKET_LOG_LEVEL", "debug")]);
