@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What the benchmarks in bench/ share: building, starting and timing clientele, wrk and its
 output, the lua scripts, nginx serving the same bytes, a rate-limited writer, RSS sampling,
-and the report table. Used by run.py, mixed.py and pg.py (limits.py and lockout.py import the
+and the report table. Used by run.py, mixed.py and pg.py (limits.py and lockout.py import shutil
+import the
 same names through run.py). Load goes to 127.0.0.1 only, and every run here is bounded in time.
 """
 import hashlib
@@ -497,3 +498,30 @@ class RateWriter:
         return {"count": len(chosen), "rate": len(chosen) / span if span else 0.0,
                 "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
                 "max": max(latencies, default=0.0), "errors": bad, "examples": self.errors}
+
+
+def conclude(report, text, work, results, keep):
+    """Prints the table, keeps it and the raw results in `work`, names the targets missed:
+    the exit status (1 when any was)."""
+    print(text)
+    (work / "report.md").write_text(text + "\n")
+    (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    missed = report.missed()
+    if missed:
+        print("\nmissed: " + "; ".join(missed))
+    if keep:
+        print(f"\n(raw wrk output and logs in {work})")
+    return 1 if missed else 0
+
+
+def clean_up(procs, log, work, keep):
+    """Stops every process still running, closes the log, removes `work` unless kept."""
+    for p in procs:
+        p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    log.close()
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)

@@ -40,7 +40,8 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (RateWriter, Report, RssSampler, download, generate,  # noqa: E402
+from benchlib import (RateWriter, Report, RssSampler, clean_up, conclude,  # noqa: E402
+                      download, generate,
                       lua_login, lua_random_file, random_ids, rate, release_binary,
                       run_sampled, sh, start_clientele, wrk, wrk_beside)
 
@@ -301,27 +302,11 @@ def main():
             f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after",
             f"response sizes: whole list {whole_size / 1e6:.1f} MB ({gz_size / 1e6:.1f} MB gzip)",
             "", report.markdown()])
-        print(text)
-        (work / "report.md").write_text(text + "\n")
-        (work / "results.json").write_text(json.dumps(
-            {"alone": alone, "mixed": mixed, "logins": logged, "updates": written,
-             "downloads": fetched}, indent=1, default=str))
-        missed = report.missed()
-        if missed:
-            print("\nmissed: " + "; ".join(missed))
-        if args.keep:
-            print(f"\n(raw wrk output and logs in {work})")
-        return 1 if missed else 0
+        results = {"alone": alone, "mixed": mixed, "logins": logged, "updates": written,
+                   "downloads": fetched}
+        return conclude(report, text, work, results, args.keep)
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        log.close()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(procs, log, work, args.keep)
 
 
 if __name__ == "__main__":

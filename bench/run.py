@@ -39,7 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The helpers live in benchlib.py, shared with mixed.py and pg.py; limits.py and lockout.py
 # import them from here.
-from benchlib import (MIB, ROOT, RateWriter, Report, RssSampler, download,  # noqa: E402,F401
+from benchlib import (MIB, ROOT, RateWriter, Report, RssSampler,  # noqa: E402,F401
+                      clean_up, conclude, download,
                       fetch, fetch_to_files, generate, lua_ids, lua_login, lua_lookup,
                       lua_random_file, lua_updates, parse_wrk, random_ids, rate, release_binary,
                       rss_kib, run_sampled, sample_ids, sh, start_nginx, stop, wait_http, wrk,
@@ -522,25 +523,9 @@ def main():
             f"response sizes: one customer ~{sample.stat().st_size} B, whole list "
             f"{whole_size / 1e6:.1f} MB ({gz_size / 1e6:.1f} MB gzip)", "",
             report.markdown()])
-        print(text)
-        (work / "report.md").write_text(text + "\n")
-        (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
-        missed = report.missed()
-        if missed:
-            print("\nmissed: " + "; ".join(missed))
-        if args.keep:
-            print(f"\n(raw wrk output and logs in {work})")
-        return 1 if missed else 0
+        return conclude(report, text, work, results, args.keep)
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        log.close()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(procs, log, work, args.keep)
 
 
 if __name__ == "__main__":

@@ -184,15 +184,19 @@ impl<'r> Responder<'r, 'static> for StreamedList {
             .header(Header::new("Cache-Control", "private, no-cache"))
             .header(Header::new("Vary", "Accept-Encoding"))
             .header(Header::new("ETag", self.etag));
-        if let Some((copy, front)) = self.copy {
+        // A 200's headers, whichever way its body comes.
+        let ok = |builder: &mut response::Builder<'static>| {
             if self.gzipped {
                 builder.header(Header::new("Content-Encoding", "gzip"));
             }
             builder
                 .status(Status::Ok)
                 .header(json_content_type())
-                .header(Header::new("X-Total-Count", self.total.to_string()))
-                .header(Header::new("Content-Length", copy.size.to_string()));
+                .header(Header::new("X-Total-Count", self.total.to_string()));
+        };
+        if let Some((copy, front)) = self.copy {
+            ok(&mut builder);
+            builder.header(Header::new("Content-Length", copy.size.to_string()));
             if front {
                 let named = format!("{} {}", copy.size, copy.path.to_string_lossy());
                 builder.header(Header::new(FILE_HEADER, named));
@@ -212,18 +216,12 @@ impl<'r> Responder<'r, 'static> for StreamedList {
                 builder.status(Status::NotModified);
             }
             Some(receiver) => {
-                if self.gzipped {
-                    builder.header(Header::new("Content-Encoding", "gzip"));
-                }
-                builder
-                    .status(Status::Ok)
-                    .header(json_content_type())
-                    .header(Header::new("X-Total-Count", self.total.to_string()))
-                    .streamed_body(ChannelReader {
-                        receiver,
-                        current: Cursor::new(Vec::new()),
-                        failed: self.failed,
-                    });
+                ok(&mut builder);
+                builder.streamed_body(ChannelReader {
+                    receiver,
+                    current: Cursor::new(Vec::new()),
+                    failed: self.failed,
+                });
             }
         }
         Ok(builder.finalize())

@@ -535,14 +535,7 @@ impl std::ops::DerefMut for Connection {
 pub fn request_generation(request: &rocket::Request<'_>) -> Option<i64> {
     struct Cached(Option<i64>);
     request
-        .local_cache(|| {
-            Cached(
-                request
-                    .rocket()
-                    .state::<Store>()
-                    .and_then(Store::generation),
-            )
-        })
+        .local_cache(|| Cached(asked(request, Store::generation)))
         .0
 }
 
@@ -550,13 +543,10 @@ pub fn request_generation(request: &rocket::Request<'_>) -> Option<i64> {
 pub fn request_keys_generation(request: &rocket::Request<'_>) -> Option<i64> {
     struct Cached(Option<i64>);
     request
-        .local_cache(|| {
-            Cached(
-                request
-                    .rocket()
-                    .state::<Store>()
-                    .and_then(Store::keys_generation),
-            )
-        })
+        .local_cache(|| Cached(asked(request, Store::keys_generation)))
         .0
+}
+
+fn asked(request: &rocket::Request<'_>, generation: fn(&Store) -> Option<i64>) -> Option<i64> {
+    request.rocket().state::<Store>().and_then(generation)
 }
