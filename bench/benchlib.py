@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """What the benchmarks in bench/ share: building, starting and timing clientele, wrk and its
 output, the lua scripts, nginx serving the same bytes, a rate-limited writer, RSS sampling,
-and the report table. Used by run.py, mixed.py and pg.py (limits.py and lockout.py import shutil
-import the
+and the report table. Used by run.py, mixed.py and pg.py (limits.py and lockout.py import the
 same names through run.py). Load goes to 127.0.0.1 only, and every run here is bounded in time.
 """
 import hashlib
@@ -14,6 +13,7 @@ import os
 import queue
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
