@@ -168,7 +168,6 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         .state::<Config>()
         .map(|config| config.view)
         .ok_or("the application has no configuration")?;
-    db.watch_in_background();
     // Live as long as the process: every connection task borrows them.
     let app: &'static App = Box::leak(Box::new(App {
         client,
@@ -539,12 +538,10 @@ async fn file_reply(mut reply: Reply, file: &HeaderValue, head: bool) -> Reply {
     }
     let named = String::from_utf8_lossy(file.as_bytes()).into_owned();
     let opened = tokio::task::spawn_blocking(move || {
-        let (size, path) = named
-            .split_once(' ')
-            .and_then(|(size, path)| Some((size.parse::<u64>().ok()?, path)))
+        let (expected, path) = crate::routes::spool::FileId::parse_named(&named)
             .ok_or_else(|| io::Error::other("the app named no file"))?;
-        let file = crate::routes::spool::open_checked(std::path::Path::new(path), size)?;
-        Ok::<_, io::Error>((file, size))
+        let file = crate::routes::spool::open_checked(std::path::Path::new(path), &expected)?;
+        Ok::<_, io::Error>((file, expected.len))
     })
     .await;
     let (file, size) = match opened {

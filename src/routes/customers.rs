@@ -198,7 +198,7 @@ impl<'r> Responder<'r, 'static> for StreamedList {
             ok(&mut builder);
             builder.header(Header::new("Content-Length", copy.size.to_string()));
             if front {
-                let named = format!("{} {}", copy.size, copy.path.to_string_lossy());
+                let named = format!("{} {}", copy.file.named(), copy.path.to_string_lossy());
                 builder.header(Header::new(FILE_HEADER, named));
             } else {
                 let file = super::spool::open_copy(&copy).map_err(|error| {
@@ -578,8 +578,8 @@ pub struct ListStreams {
     churn: Mutex<Churn>,
 }
 
-/// The header naming the file the server in front sends as the body (`<length> <path>`);
-/// never sent on.
+/// The header naming the file the server in front sends as the body (which file it must be,
+/// [`super::spool::FileId::named`], then its path); never sent on.
 pub const FILE_HEADER: &str = "x-clientele-file";
 
 /// Rows sent and change number per filter, valid for one data version.

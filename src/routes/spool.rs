@@ -29,6 +29,47 @@ pub struct Copy {
     pub size: u64,
     /// The list's `X-Total-Count`.
     pub total: u64,
+    /// Which file it is: a copy replaced or rewritten behind the server's back, even with
+    /// the same length, is another file or has another modification time.
+    pub file: FileId,
+}
+
+/// A file's device, inode, length and modification time (nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub modified: i128,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            modified: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+
+    /// As named in the header to the server in front: `dev ino len modified`.
+    pub fn named(&self) -> String {
+        format!("{} {} {} {}", self.dev, self.ino, self.len, self.modified)
+    }
+
+    /// Reads [`FileId::named`] back, with the path after it.
+    pub fn parse_named(text: &str) -> Option<(FileId, &str)> {
+        let mut parts = text.splitn(5, ' ');
+        let id = FileId {
+            dev: parts.next()?.parse().ok()?,
+            ino: parts.next()?.parse().ok()?,
+            len: parts.next()?.parse().ok()?,
+            modified: parts.next()?.parse().ok()?,
+        };
+        Some((id, parts.next()?))
+    }
 }
 
 /// The folder of copies (one per server), and what is in it.
@@ -113,8 +154,9 @@ impl Spool {
     /// forgotten, and the list streamed again.
     pub fn usable(&self, etag: &str) -> Option<Copy> {
         let copy = self.ready(etag)?;
-        let intact = std::fs::symlink_metadata(&copy.path)
-            .is_ok_and(|meta| meta.file_type().is_file() && meta.len() == copy.size);
+        let intact = self.folder_is_ours()
+            && std::fs::symlink_metadata(&copy.path)
+                .is_ok_and(|meta| meta.file_type().is_file() && FileId::of(&meta) == copy.file);
         if intact {
             return Some(copy);
         }
@@ -126,6 +168,30 @@ impl Spool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.ready.retain(|(_, tag, _)| tag != etag);
         None
+    }
+
+    /// Whether the folder is still a folder of its own (not swapped for a link or a file
+    /// while the server runs), made owner-only again if someone opened it to others.
+    fn folder_is_ours(&self) -> bool {
+        match std::fs::symlink_metadata(&self.dir) {
+            Ok(meta) if meta.file_type().is_dir() => {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    let owner_only = std::fs::Permissions::from_mode(0o700);
+                    if std::fs::set_permissions(&self.dir, owner_only).is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
+            _ => {
+                log::warn!(
+                    "{} is no longer a folder of its own: lists are read from the database",
+                    self.dir.display()
+                );
+                false
+            }
+        }
     }
 
     /// The finished copy for `etag`, if there is one.
@@ -141,6 +207,9 @@ impl Spool {
     /// A writer for `etag`'s copy, when this version was downloaded before and nobody is
     /// writing it; `slot` names the query and encoding, whose older copy it replaces.
     pub fn claim(self: &Arc<Self>, etag: &str, slot: String) -> Option<Writer> {
+        if !self.folder_is_ours() {
+            return None;
+        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.ready.iter().any(|(_, tag, _)| tag == etag) || state.writing.contains(etag) {
             return None;
@@ -178,13 +247,14 @@ impl Spool {
         })
     }
 
-    fn finished(&self, writer: &Writer, total: u64) {
+    fn finished(&self, writer: &Writer, total: u64, file: FileId) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.writing.remove(&writer.etag);
         let copy = Copy {
             path: writer.path.clone(),
             size: writer.size,
             total,
+            file,
         };
         // The older copy of the same query goes, and the oldest past the bound.
         let mut gone = Vec::new();
@@ -248,9 +318,14 @@ impl Writer {
         let done = file
             .into_inner()
             .map_err(|e| e.into_error())
-            .and_then(|_| std::fs::rename(&self.temp, &self.path));
+            .and_then(|file| file.metadata())
+            .and_then(|meta| {
+                std::fs::rename(&self.temp, &self.path)?;
+                Ok(FileId::of(&meta))
+            });
         match done {
-            Ok(()) => self.spool.finished(&self, total),
+            Ok(file) if file.len == self.size => self.spool.finished(&self, total, file),
+            Ok(_) => log::warn!("could not keep a copy of a list on disk: its length changed"),
             Err(error) => log::warn!("could not keep a copy of a list on disk: {error}"),
         }
     }
@@ -266,18 +341,18 @@ impl Drop for Writer {
 
 /// Opens a copy to send it: the regular file itself (never through a symbolic link, never
 /// a FIFO or a device, which could hang the reader), of the length written.
-pub fn open_checked(path: &Path, size: u64) -> std::io::Result<File> {
+pub fn open_checked(path: &Path, expected: &FileId) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     let meta = file.metadata()?;
-    if !meta.file_type().is_file() || meta.len() != size {
+    if !meta.file_type().is_file() || FileId::of(&meta) != *expected {
         return Err(std::io::Error::other(format!(
             "{} is no longer the copy written ({} bytes)",
             path.display(),
-            size
+            expected.len
         )));
     }
     Ok(file)
@@ -285,7 +360,7 @@ pub fn open_checked(path: &Path, size: u64) -> std::io::Result<File> {
 
 /// [`open_checked`] for a finished copy.
 pub fn open_copy(copy: &Copy) -> std::io::Result<File> {
-    open_checked(&copy.path, copy.size)
+    open_checked(&copy.path, &copy.file)
 }
 
 /// Owner-only modes for what the spool makes.
@@ -360,7 +435,10 @@ mod tests {
     fn a_copy_changed_or_replaced_behind_the_servers_back_is_forgotten_never_sent() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(&dir.path().join("shop.db")).unwrap();
-        for (n, damage) in ["truncate", "remove", "symlink"].into_iter().enumerate() {
+        for (n, damage) in ["truncate", "remove", "symlink", "same length", "replaced"]
+            .into_iter()
+            .enumerate()
+        {
             let tag = format!("\"s{n}\"");
             spool.claim(&tag, format!("slot {n}"));
             let mut writer = spool.claim(&tag, format!("slot {n}")).unwrap();
@@ -371,6 +449,15 @@ mod tests {
             match damage {
                 "truncate" => std::fs::write(&copy.path, b"[1").unwrap(),
                 "remove" => std::fs::remove_file(&copy.path).unwrap(),
+                "same length" => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::fs::write(&copy.path, b"[9,9,9]").unwrap();
+                }
+                "replaced" => {
+                    let other = dir.path().join("other");
+                    std::fs::write(&other, b"[7,7,7]").unwrap();
+                    std::fs::rename(&other, &copy.path).unwrap();
+                }
                 _ => {
                     let other = dir.path().join("secret");
                     std::fs::write(&other, b"TOPSECRET").unwrap();
@@ -416,6 +503,31 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&lists).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "made owner-only");
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_link_while_serving_is_neither_read_nor_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("shop.db")).unwrap();
+        spool.claim("\"s1\"", "all".into());
+        let mut writer = spool.claim("\"s1\"", "all".into()).unwrap();
+        writer.write(b"[1]");
+        writer.finish(1);
+        let copy = spool.usable("\"s1\"").unwrap();
+        let lists = dir.path().join("shop.db.lists");
+        let decoy = dir.path().join("decoy");
+        std::fs::create_dir(&decoy).unwrap();
+        std::fs::write(decoy.join(copy.path.file_name().unwrap()), b"[2]").unwrap();
+        std::fs::rename(&lists, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&decoy, &lists).unwrap();
+        assert!(spool.usable("\"s1\"").is_none());
+        spool.claim("\"s2\"", "all".into());
+        assert!(spool.claim("\"s2\"", "all".into()).is_none());
+        assert_eq!(
+            std::fs::read_dir(&decoy).unwrap().count(),
+            1,
+            "nothing written there"
+        );
     }
 
     #[test]

@@ -424,17 +424,9 @@ impl Store {
         }
     }
 
-    /// Starts looking for other programs' commits in the background (the server does; on
-    /// PostgreSQL the notifications already do).
-    pub fn watch_in_background(&self) {
-        if let Store::Sqlite(db) = self {
-            db.watch_in_background();
-        }
-    }
-
     /// Whether an answer made at `made`, depending on `scope` (and on the customer sessions,
-    /// when `session`), still holds. Call it right after [`Store::stamp`], which looked for
-    /// commits. On PostgreSQL any commit ends every answer.
+    /// when `session`), still holds, as of a look for commits at most a millisecond old. On
+    /// PostgreSQL any commit ends every answer.
     pub fn fresh(&self, made: versions::Stamp, scope: versions::Scope, session: bool) -> bool {
         match self {
             Store::Sqlite(db) => {

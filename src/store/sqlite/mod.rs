@@ -453,11 +453,10 @@ impl Db {
         self.watch.versions()
     }
 
-    /// The versions as of the last look, without looking: every write of this server is
-    /// looked at before its answer goes, and other programs' within [`watch::POLL`] once
-    /// [`Db::watch_in_background`] runs.
+    /// The versions, looked at again only if the last look is more than [`watch::POLL`] old
+    /// (every write of this server is looked at before its answer goes).
     pub fn versions_seen(&self) -> &Versions {
-        self.watch.seen()
+        self.watch.recent()
     }
 
     /// The list body for `filter` and its total, read on this thread with a connection of
@@ -484,11 +483,6 @@ impl Db {
             let (_, conn) = slot.as_ref()?;
             customers::list_json(conn, filter, view, Some(&self.totals)).ok()
         })
-    }
-
-    /// Starts the thread that looks for other programs' commits (the server's).
-    pub fn watch_in_background(&self) {
-        watch::keep_looking(&self.watch);
     }
 
     /// A connection for synchronous work (the command-line tools).

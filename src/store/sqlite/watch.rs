@@ -5,11 +5,13 @@
 //! - after each piece of database work of this server ([`super::Db::run`]) that changed
 //!   anything, the watch looks at once, before the request's answer is sent: a commit
 //!   through this server is seen by the very next request;
-//! - a thread looks every [`POLL`] for the others (an import or `keys revoke` from the
-//!   command line, a sync, another server on the same file): it reads the change counter
-//!   SQLite keeps in the WAL index (the `-shm` file), bytes 8 to 11 of its header,
+//! - every request looks for the others (an import or `keys revoke` from the command line,
+//!   a sync, another server on the same file) when the last look is more than [`POLL`] old,
+//!   and every request the memo does not answer looks anyway: a look reads the change
+//!   counter SQLite keeps in the WAL index (the `-shm` file), bytes 8 to 11 of its header,
 //!   "incremented with each transaction" (<https://sqlite.org/walformat.html>), with one
-//!   `pread`; requests that go through the app look too;
+//!   `pread`. An idle server does nothing (no thread polls), and under load it is one
+//!   `pread` a millisecond;
 //! - only when that counter moved does the watch connection ask what changed, from what the
 //!   triggers keep: `change_log.seq` with each customer's `change_seq` and the tombstones
 //!   (which customers), and `answer_version` (API keys changed, sessions ended).
@@ -20,8 +22,8 @@
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -29,7 +31,8 @@ use crate::store::versions::{Change, Rows, Versions};
 
 /// Customers listed per change at most; more count as all of them.
 const ROWS_LISTED: usize = 1024;
-/// How often the thread looks for other programs' commits (the bound the README states).
+/// How old the last look may be when a request is answered from memory (the bound the
+/// README states for other programs' commits).
 pub const POLL: Duration = Duration::from_millis(1);
 
 /// The watch on one database.
@@ -39,6 +42,9 @@ pub struct Watch {
     /// The WAL index's change counter as of the last look that found everything published,
     /// tagged (bit 32) so that 0 means never.
     seen: AtomicU64,
+    /// When the last look started, in nanoseconds since `epoch`.
+    looked: AtomicU64,
+    epoch: Instant,
     versions: Versions,
 }
 
@@ -66,6 +72,8 @@ impl Watch {
             }),
             shm: Shm::open(path),
             seen: AtomicU64::new(0),
+            looked: AtomicU64::new(0),
+            epoch: Instant::now(),
             versions: Versions::default(),
         };
         watch.look();
@@ -78,13 +86,22 @@ impl Watch {
         &self.versions
     }
 
-    /// The versions as last seen, without looking (for checks made right after a stamp).
-    pub fn seen(&self) -> &Versions {
+    /// The versions, looked at again only if the last look is more than [`POLL`] old.
+    pub fn recent(&self) -> &Versions {
+        let now = self.nanos();
+        if now.saturating_sub(self.looked.load(Ordering::Acquire)) > POLL.as_nanos() as u64 {
+            self.look();
+        }
         &self.versions
+    }
+
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Publishes whatever was committed since the last look.
     pub fn look(&self) {
+        self.looked.store(self.nanos(), Ordering::Release);
         let counter = self.shm.as_ref().and_then(Shm::change_counter);
         if counter.is_some_and(|counter| self.seen.load(Ordering::Acquire) == tag(counter)) {
             return;
@@ -192,22 +209,5 @@ impl Shm {
         let mut bytes = [0u8; 4];
         self.file.read_exact_at(&mut bytes, 8).ok()?;
         Some(u32::from_ne_bytes(bytes))
-    }
-}
-
-/// Looks every [`POLL`] until the watch is dropped (the database handle closed).
-pub fn keep_looking(watch: &Arc<Watch>) {
-    let weak: Weak<Watch> = Arc::downgrade(watch);
-    let spawned = std::thread::Builder::new()
-        .name("clientele-watch".into())
-        .spawn(move || {
-            while let Some(watch) = weak.upgrade() {
-                watch.look();
-                drop(watch);
-                std::thread::sleep(POLL);
-            }
-        });
-    if let Err(error) = spawned {
-        log::warn!("could not start watching the database for other programs' commits: {error}");
     }
 }
