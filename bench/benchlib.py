@@ -525,3 +525,13 @@ def clean_up(procs, log, work, keep):
     log.close()
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def errors_of(result):
+    """'' when every answer was 2xx/3xx and no socket error; else what went wrong."""
+    parts = []
+    if result["non2xx"]:
+        parts.append(f"{result['non2xx']} non-2xx")
+    if result["socket_errors"]:
+        parts.append("socket errors: " + result["socket_errors"])
+    return "; ".join(parts)

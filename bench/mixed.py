@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (RateWriter, Report, RssSampler, clean_up, conclude,  # noqa: E402
-                      download, generate,
+                      download, errors_of, generate,
                       lua_login, lua_random_file, random_ids, rate, release_binary,
                       run_sampled, sh, start_clientele, wrk, wrk_beside)
 
@@ -160,16 +160,6 @@ class Downloads:
         stats["elapsed"] = time.monotonic() - self.began
         self.proc.join(timeout=10)
         return stats
-
-
-def errors_of(result):
-    """'' when every wrk answer was 2xx/3xx and no socket error; else what went wrong."""
-    parts = []
-    if result["non2xx"]:
-        parts.append(f"{result['non2xx']} non-2xx")
-    if result["socket_errors"]:
-        parts.append("socket errors: " + result["socket_errors"])
-    return "; ".join(parts)
 
 
 def main():

@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as base  # noqa: E402  (wrk, lua, nginx, wait_http, generate, sample_ids)
+from benchlib import errors_of  # noqa: E402
 
 ROOT = base.ROOT
 SQLITE_PORT = 18090
@@ -137,16 +138,6 @@ class Table:
         lines += [f"| {r['figure']} | {r['sqlite']} | {r['pg']} | {r['ratio']} | {r['target']} "
                   f"| {r['result']} |" for r in self.rows]
         return "\n".join(lines)
-
-
-def errors_of(result):
-    """'' when every answer was 2xx/3xx and no socket error; else what went wrong."""
-    parts = []
-    if result["non2xx"]:
-        parts.append(f"{result['non2xx']} non-2xx")
-    if result["socket_errors"]:
-        parts.append("socket errors: " + result["socket_errors"])
-    return "; ".join(parts)
 
 
 def rate(r):

@@ -196,7 +196,7 @@ impl<'r> Responder<'r, 'static> for StreamedList {
         };
         if let Some((copy, front)) = self.copy {
             ok(&mut builder);
-            builder.header(Header::new("Content-Length", copy.size.to_string()));
+            builder.header(Header::new("Content-Length", copy.file.len.to_string()));
             if front {
                 let named = format!("{} {}", copy.file.named(), copy.path.to_string_lossy());
                 builder.header(Header::new(FILE_HEADER, named));
@@ -520,14 +520,12 @@ async fn get_customers(
     // While the customers change more than once a second, a list of a megabyte or more is
     // streamed rather than built whole and kept: each version would be built for one or two
     // downloads, holding its body and gzip copy in memory meanwhile.
-    let churning = streams.churning(negotiation.generation);
-    let keepable = match churning {
+    let unfiltered = filter.id.is_none() && filter.email.is_none() && filter.login.is_none();
+    let keepable = match unfiltered && streams.churning(negotiation.generation) {
         true => (cache.budget() / 2).min(CHURN_KEPT) as u64,
         false => (cache.budget() / 2) as u64,
     };
-    let could_be_large = filter.id.is_none()
-        && filter.email.is_none()
-        && filter.login.is_none()
+    let could_be_large = unfiltered
         && filter
             .limit
             .is_none_or(|limit| u64::from(limit) * ROW_BYTES > keepable);

@@ -26,7 +26,6 @@ const COUNTED: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Copy {
     pub path: PathBuf,
-    pub size: u64,
     /// The list's `X-Total-Count`.
     pub total: u64,
     /// Which file it is: a copy replaced or rewritten behind the server's back, even with
@@ -34,7 +33,8 @@ pub struct Copy {
     pub file: FileId,
 }
 
-/// A file's device, inode, length and modification time (nanoseconds).
+/// A file's device, inode, length (the copy's `Content-Length`) and modification time
+/// (nanoseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
     pub dev: u64,
@@ -252,7 +252,6 @@ impl Spool {
         state.writing.remove(&writer.etag);
         let copy = Copy {
             path: writer.path.clone(),
-            size: writer.size,
             total,
             file,
         };
@@ -400,7 +399,7 @@ mod tests {
         writer.finish(3);
         let copy = spool.ready("\"s1\"").unwrap();
         assert_eq!(std::fs::read(&copy.path).unwrap(), b"[1,2,3]");
-        assert_eq!((copy.size, copy.total), (7, 3));
+        assert_eq!((copy.file.len, copy.total), (7, 3));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&copy.path).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "owner only");

@@ -450,23 +450,21 @@ pub fn create_forwarding_key(db: &Path, name: &str) -> String {
     let options = clientele::apikey::KeyOptions {
         forwards_client_address: true,
     };
-    let create = |conn: &mut dyn clientele::store::Backend| {
-        clientele::apikey::create_with(conn, name, clientele::apikey::Scope::Read, options)
-            .unwrap()
-            .expose()
-            .to_owned()
-    };
-    let key = match postgres_url(db) {
-        Some(url) => with_store(Path::new(&url), create),
-        None => create(&mut rusqlite::Connection::open(db).unwrap()),
-    };
-    settle();
-    key
+    create_key_with_options(db, name, clientele::apikey::Scope::Read, options)
 }
 
 fn create_key_with(db: &Path, name: &str, scope: clientele::apikey::Scope) -> String {
+    create_key_with_options(db, name, scope, clientele::apikey::KeyOptions::default())
+}
+
+fn create_key_with_options(
+    db: &Path,
+    name: &str,
+    scope: clientele::apikey::Scope,
+    options: clientele::apikey::KeyOptions,
+) -> String {
     let create = |conn: &mut dyn clientele::store::Backend| {
-        clientele::apikey::create(conn, name, scope)
+        clientele::apikey::create_with(conn, name, scope, options)
             .unwrap()
             .expose()
             .to_owned()
