@@ -104,7 +104,8 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE session (digest BLOB PRIMARY KEY, customer INTEGER NOT NULL, \
-             created TEXT NOT NULL DEFAULT '', expires TEXT NOT NULL) WITHOUT ROWID",
+             created TEXT NOT NULL DEFAULT '', expires TEXT NOT NULL, \
+             opened INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
         )
         .unwrap();
         conn

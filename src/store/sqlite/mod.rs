@@ -267,7 +267,8 @@ const MIGRATIONS: &[&str] = &[
     // 13: what the memo of answers must see of any program's commit besides the customers
     // (`change_log`): a number that moves when an API key is added, changed or removed, and
     // one that moves when a session ends or changes (a new session changes no answer); and a
-    // customer's old id, when another program renumbers one, counted as deleted.
+    // customer's old id, when another program renumbers one, counted as deleted; and the
+    // order sessions were opened in.
     "CREATE TABLE answer_version (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         keys INTEGER NOT NULL,
@@ -296,7 +297,11 @@ const MIGRATIONS: &[&str] = &[
         WHEN OLD.clcleunik IS NOT NEW.clcleunik BEGIN
         UPDATE change_log SET seq = seq + 1;
         INSERT INTO tombstone (seq, clcleunik) SELECT seq, OLD.clcleunik FROM change_log;
-    END;",
+    END;
+    -- The order sessions were opened in: two opened in the same millisecond have the same
+    -- `created`, and the cap per customer must still end the older one.
+    ALTER TABLE session ADD COLUMN opened INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX session_opened ON session (opened);",
 ];
 
 /// The schema version this binary writes.

@@ -17,9 +17,10 @@ pub fn open(
 ) -> rusqlite::Result<String> {
     conn.execute(&format!("DELETE FROM session WHERE expires <= {NOW}"), [])?;
     let expires: String = conn.query_row(
-        "INSERT INTO session (digest, customer, created, expires) \
+        "INSERT INTO session (digest, customer, created, expires, opened) \
          VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
-                 strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3)) RETURNING expires",
+                 strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3), \
+                 (SELECT COALESCE(MAX(opened), 0) + 1 FROM session)) RETURNING expires",
         rusqlite::params![digest, id, format!("+{days} days")],
         |row| row.get(0),
     )?;
@@ -27,7 +28,7 @@ pub fn open(
     conn.execute(
         "DELETE FROM session WHERE customer = ?1 AND digest != ?3 AND digest NOT IN \
          (SELECT digest FROM session WHERE customer = ?1 AND digest != ?3 \
-          ORDER BY created DESC, expires DESC LIMIT ?2)",
+          ORDER BY created DESC, opened DESC, expires DESC LIMIT ?2)",
         rusqlite::params![id, max_per_customer - 1, digest],
     )?;
     Ok(expires)
