@@ -239,7 +239,7 @@ fn since_at(value: &str, now: u64) -> Result<String, String> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for `seconds` since 1970 (UTC), as the audit trail writes times.
-fn utc_timestamp(seconds: u64) -> String {
+pub fn utc_timestamp(seconds: u64) -> String {
     let days = i64::try_from(seconds / 86_400).unwrap_or(0);
     let rest = seconds % 86_400;
     // Howard Hinnant's days-to-civil algorithm.

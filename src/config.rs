@@ -76,6 +76,220 @@ struct RawConfig {
     session_days: u32,
     #[serde(default)]
     public_registration: bool,
+    #[serde(flatten)]
+    operations: RawOperations,
+}
+
+/// The keys for running the server for a long time: HTTPS, metrics, scheduled backups.
+#[derive(Debug, Deserialize)]
+struct RawOperations {
+    #[serde(default)]
+    tls_certs: Option<String>,
+    #[serde(default)]
+    tls_key: Option<String>,
+    #[serde(default)]
+    acme_domains: Vec<String>,
+    #[serde(default)]
+    acme_email: Option<String>,
+    #[serde(default = "default_acme_directory")]
+    acme_directory: String,
+    #[serde(default)]
+    acme_ca_root: Option<String>,
+    #[serde(default)]
+    metrics_address: Option<String>,
+    #[serde(default)]
+    backup_dir: Option<String>,
+    #[serde(default = "default_backup_every_hours")]
+    backup_every_hours: u32,
+    #[serde(default = "default_backup_keep")]
+    backup_keep: u32,
+}
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+fn default_acme_directory() -> String {
+    LETS_ENCRYPT.to_owned()
+}
+fn default_backup_every_hours() -> u32 {
+    24
+}
+fn default_backup_keep() -> u32 {
+    7
+}
+
+/// Where the server's certificate comes from (`tls_*` or `acme_*`).
+#[derive(Debug, Clone)]
+pub enum TlsSettings {
+    /// PEM files, read again when they change.
+    Files { certs: PathBuf, key: PathBuf },
+    /// An ACME certificate authority; `cache` holds the account and certificates.
+    Acme {
+        domains: Vec<String>,
+        email: Option<String>,
+        directory: String,
+        ca_root: Option<PathBuf>,
+        cache: PathBuf,
+    },
+}
+
+/// Backups taken by the server itself (`backup_dir`, `backup_every_hours`, `backup_keep`).
+#[derive(Debug, Clone)]
+pub struct BackupSchedule {
+    pub folder: PathBuf,
+    pub every: Duration,
+    pub keep: usize,
+}
+
+/// HTTPS, the metrics listener and scheduled backups, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Operations {
+    pub tls: Option<TlsSettings>,
+    /// A listener of its own for `/metrics`, without a key (loopback only).
+    pub metrics_address: Option<std::net::SocketAddr>,
+    pub backups: Option<BackupSchedule>,
+}
+
+impl Operations {
+    fn from_raw(raw: RawOperations, database: &Location) -> Result<Operations, StartupError> {
+        let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let files = match (set(raw.tls_certs), set(raw.tls_key)) {
+            (None, None) => None,
+            (Some(certs), Some(key)) => Some(TlsSettings::Files {
+                certs: PathBuf::from(certs),
+                key: PathBuf::from(key),
+            }),
+            _ => {
+                return Err(StartupError::Config(
+                    "tls_certs and tls_key go together: set both (PEM files: the certificate                      chain, and its private key), or neither"
+                        .into(),
+                ))
+            }
+        };
+        let acme = match raw.acme_domains.is_empty() {
+            true => None,
+            false => Some(acme_settings(
+                raw.acme_domains,
+                set(raw.acme_email),
+                raw.acme_directory,
+                set(raw.acme_ca_root),
+                database,
+            )?),
+        };
+        let tls = match (files, acme) {
+            (Some(_), Some(_)) => {
+                return Err(StartupError::Config(
+                    "tls_certs/tls_key and acme_domains: choose one, the certificate from                      files or from an ACME authority"
+                        .into(),
+                ))
+            }
+            (files, acme) => files.or(acme),
+        };
+        let metrics_address = match set(raw.metrics_address) {
+            None => None,
+            Some(text) => {
+                let address: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+                    StartupError::Config(format!(
+                        "metrics_address: {text:?} is not an address and port like                          \"127.0.0.1:9464\""
+                    ))
+                })?;
+                if !address.ip().is_loopback() {
+                    return Err(StartupError::Config(format!(
+                        "metrics_address: {address} is not a loopback address; this listener                          answers /metrics without a key, so it only listens on this machine                          (127.0.0.1 or ::1). To scrape from another machine, scrape /metrics                          on the main port with a read key"
+                    )));
+                }
+                Some(address)
+            }
+        };
+        let backups = match set(raw.backup_dir) {
+            None => None,
+            Some(folder) => {
+                if matches!(database, Location::Postgres(_)) {
+                    return Err(StartupError::Config(
+                        "backup_dir: scheduled backups copy a SQLite file; this database is                          PostgreSQL. Back it up with pg_dump on a schedule of its own (a                          systemd timer or cron; `clientele backup` prints the command), or                          rely on the standby (README, \"More than one machine\")"
+                            .into(),
+                    ));
+                }
+                if raw.backup_every_hours == 0 || raw.backup_keep == 0 {
+                    return Err(StartupError::Config(
+                        "backup_every_hours and backup_keep: must be at least 1".into(),
+                    ));
+                }
+                Some(BackupSchedule {
+                    folder: PathBuf::from(folder),
+                    every: Duration::from_secs(u64::from(raw.backup_every_hours) * 3600),
+                    keep: raw.backup_keep as usize,
+                })
+            }
+        };
+        Ok(Operations {
+            tls,
+            metrics_address,
+            backups,
+        })
+    }
+}
+
+/// `acme_*`, checked: names a certificate authority can validate over TLS-ALPN-01.
+fn acme_settings(
+    domains: Vec<String>,
+    email: Option<String>,
+    directory: String,
+    ca_root: Option<String>,
+    database: &Location,
+) -> Result<TlsSettings, StartupError> {
+    for domain in &domains {
+        let valid = !domain.is_empty()
+            && domain.len() <= 253
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !valid {
+            return Err(StartupError::Config(format!(
+                "acme_domains: {domain:?} is not a host name like \"shop.example\" (no scheme, \
+                 port, path or wildcard: each name is validated on this server's HTTPS port)"
+            )));
+        }
+    }
+    if let Some(email) = &email {
+        if !email.contains('@') || email.contains(char::is_whitespace) {
+            return Err(StartupError::Config(format!(
+                "acme_email: {email:?} is not an email address"
+            )));
+        }
+    }
+    if !directory.starts_with("https://") {
+        return Err(StartupError::Config(format!(
+            "acme_directory: {directory:?} is not an https:// URL (Let's Encrypt's is {LETS_ENCRYPT})"
+        )));
+    }
+    let ca_root = ca_root.map(PathBuf::from);
+    if let Some(path) = &ca_root {
+        if !path.is_file() {
+            return Err(StartupError::Config(format!(
+                "acme_ca_root: {} does not exist or is not a file",
+                path.display()
+            )));
+        }
+    }
+    // Beside the database: its folder for a file, `data/` for PostgreSQL.
+    let cache = match database {
+        Location::File(path) => path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .join("acme"),
+        Location::Postgres(_) => PathBuf::from("data/acme"),
+    };
+    Ok(TlsSettings::Acme {
+        domains,
+        email,
+        directory,
+        ca_root,
+        cache,
+    })
 }
 
 /// The settings clientele itself reads (Rocket reads its own: address, port, log_level...).
@@ -111,6 +325,16 @@ const APP_KEYS: &[&str] = &[
     "upstream_key_file",
     "session_days",
     "public_registration",
+    "tls_certs",
+    "tls_key",
+    "acme_domains",
+    "acme_email",
+    "acme_directory",
+    "acme_ca_root",
+    "metrics_address",
+    "backup_dir",
+    "backup_every_hours",
+    "backup_keep",
 ];
 
 /// The configuration sources, lowest priority first: Rocket's built-in defaults, then
@@ -429,6 +653,8 @@ pub struct Config {
     pub session_days: u32,
     /// A public key may register customers through ADD (`public_registration`, false).
     pub public_registration: bool,
+    /// HTTPS, the metrics listener, scheduled backups.
+    pub operations: Operations,
 }
 
 /// The longest `session_days` accepted: ten years.
@@ -622,8 +848,11 @@ impl Config {
         } else {
             raw.login_workers
         };
+        let database = Location::parse(&raw.database);
+        let operations = Operations::from_raw(raw.operations, &database)?;
         Ok(Config {
-            database: Location::parse(&raw.database),
+            database,
+            operations,
             seed_demo: raw.seed_demo,
             view: View {
                 redaction,

@@ -7,6 +7,7 @@
 pub mod apikey;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod export;
 pub mod logging;
 pub mod mail;
 pub mod memo;
+pub mod metrics;
 pub mod ratelimit;
 pub mod reset;
 pub mod routes;
@@ -24,6 +26,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod transfer;
 
 use std::net::IpAddr;
@@ -229,6 +232,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
             db.sqlite()
                 .and_then(|db| routes::spool::Spool::open(db.path())),
         ))
+        .manage(std::sync::Arc::new(metrics::Metrics::new()))
         .manage(config)
         .manage(db)
         // Of Shield's headers only nosniff means anything for a JSON API; the others
@@ -242,5 +246,6 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .mount("/", routes::changes::routes())
         .mount("/", routes::docs::routes())
         .mount("/", routes::health::routes())
+        .mount("/", routes::metrics::routes())
         .register("/", error::catchers()))
 }

@@ -26,6 +26,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -49,9 +50,11 @@ use crate::connections::{Connection, Connections, Tracked};
 use crate::customer::ListFilter;
 use crate::logging::LAUNCH;
 use crate::memo::{Memo, Memoized, RequestKey};
+use crate::metrics::{Answered, Metrics};
 use crate::routes::customers::FILE_HEADER;
 use crate::store::versions::{Scope, Stamp};
 use crate::store::Store;
+use crate::tls::Tls;
 
 /// The largest request body read. The API's own limit (16 KiB, a 413 naming it) is below.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -163,17 +166,29 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         .state::<Store>()
         .cloned()
         .ok_or("the application has no database")?;
-    let view = client
+    let config = client
         .rocket()
         .state::<Config>()
-        .map(|config| config.view)
         .ok_or("the application has no configuration")?;
+    let (view, operations) = (config.view, config.operations.clone());
+    let mirroring = client
+        .rocket()
+        .state::<crate::sync::Mirroring>()
+        .map(|mirroring| crate::sync::Mirroring(mirroring.0.clone()))
+        .ok_or("the application has no mirroring state")?;
+    let metrics = client
+        .rocket()
+        .state::<Arc<Metrics>>()
+        .cloned()
+        .ok_or("the application has no metrics")?;
     // Live as long as the process: every connection task borrows them.
     let app: &'static App = Box::leak(Box::new(App {
         client,
         db,
         memo: Memo::new(bounds.memo_bytes),
         view,
+        metrics,
+        mirroring,
         body_timeout: bounds.header_timeout,
     }));
     log::info!(
@@ -181,7 +196,22 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
          bodies, must each arrive within {} s",
         bounds.header_timeout.as_secs()
     );
-    log::warn!(target: LAUNCH, "clientele launched from http://{local}");
+    let tls = match &operations.tls {
+        Some(settings) => Some(Arc::new(Tls::start(settings, &app.metrics)?)),
+        None => None,
+    };
+    if let Some(address) = operations.metrics_address {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("metrics_address: could not listen on {address}: {e}"))?;
+        log::info!("metrics at http://{address}/metrics, without a key");
+        tokio::spawn(serve_metrics(app, listener));
+    }
+    if let Some(schedule) = operations.backups.clone() {
+        crate::backup::start(schedule, app.db.clone(), Arc::clone(&app.metrics))?;
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    log::warn!(target: LAUNCH, "clientele launched from {scheme}://{local}");
 
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = Arc::new(Connections::new());
@@ -233,42 +263,38 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         let registration = connections.open();
         let connection = Arc::clone(registration.connection());
         let mut stop = stop_rx.clone();
+        let tls = tls.clone();
+        app.metrics.connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(bounds.header_timeout)
-                .keep_alive(true)
-                // Without max_header_size, hyper counts a head against its read buffer, which
-                // may grow past max_buf_size in one read: heads of 100 KB and more got through.
-                .max_header_size(MAX_HEAD)
-                .max_buf_size(MAX_HEAD.max(8192))
-                .max_headers(MAX_HEADERS);
-            let for_requests = Arc::clone(&connection);
-            let service =
-                service_fn(move |request| handle(app, peer, Arc::clone(&for_requests), request));
-            let io = TokioIo::new(Tracked::new(stream, Arc::clone(&connection)));
-            let mut served = Box::pin(http.serve_connection(io, service));
-            let result = loop {
-                tokio::select! {
-                    result = served.as_mut() => break result,
-                    () = connection.asked_to_give_way() => {
-                        if connection.should_close() {
-                            log::debug!("closed the connection from {peer}, waiting for a \
-                                request head, to make room for a new client");
-                            break Ok(());
+            match tls {
+                None => {
+                    let tracked = Tracked::new(stream, Arc::clone(&connection));
+                    serve_connection(app, peer, &connection, tracked, &mut stop, bounds).await;
+                }
+                Some(tls) => {
+                    // The handshake is part of the request head: it has as long, and a
+                    // connection still in it may be closed to make room.
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(
+                            bounds.header_timeout,
+                            tls.accept(stream, Arc::clone(&connection), peer),
+                        ) => done,
+                        () = connection.asked_to_give_way() => Ok(Ok(None)),
+                        _ = stop.changed() => Ok(Ok(None)),
+                    };
+                    match handshake {
+                        Ok(Ok(Some(secured))) => {
+                            serve_connection(app, peer, &connection, secured, &mut stop, bounds)
+                                .await;
                         }
-                    }
-                    _ = stop.changed() => {
-                        served.as_mut().graceful_shutdown();
-                        break served.as_mut().await;
+                        Ok(Ok(None)) => {}
+                        Ok(Err(error)) => log::debug!("TLS handshake with {peer} failed: {error}"),
+                        Err(_) => log::debug!("TLS handshake with {peer} timed out"),
                     }
                 }
-            };
-            if let Err(error) = result {
-                log::debug!("connection from {peer} ended: {error}");
             }
+            app.metrics.connections.fetch_sub(1, Relaxed);
             // The socket closes before the slot is given back.
-            drop(served);
             drop(registration);
             drop(slot);
         });
@@ -284,6 +310,93 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         log::warn!("closing connections still open after the grace period");
     }
     Ok(())
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it ends, it is closed to make room,
+/// or the server stops. The socket is closed when this returns.
+async fn serve_connection<IO>(
+    app: &'static App,
+    peer: SocketAddr,
+    connection: &Arc<Connection>,
+    io: IO,
+    stop: &mut watch::Receiver<bool>,
+    bounds: Bounds,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(bounds.header_timeout)
+        .keep_alive(true)
+        // Without max_header_size, hyper counts a head against its read buffer, which
+        // may grow past max_buf_size in one read: heads of 100 KB and more got through.
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(MAX_HEAD.max(8192))
+        .max_headers(MAX_HEADERS);
+    let for_requests = Arc::clone(connection);
+    let service = service_fn(move |request| handle(app, peer, Arc::clone(&for_requests), request));
+    let mut served = Box::pin(http.serve_connection(TokioIo::new(io), service));
+    let result = loop {
+        tokio::select! {
+            result = served.as_mut() => break result,
+            () = connection.asked_to_give_way() => {
+                if connection.should_close() {
+                    log::debug!("closed the connection from {peer}, waiting for a request \
+                        head, to make room for a new client");
+                    break Ok(());
+                }
+            }
+            _ = stop.changed() => {
+                served.as_mut().graceful_shutdown();
+                break served.as_mut().await;
+            }
+        }
+    };
+    if let Err(error) = result {
+        log::debug!("connection from {peer} ended: {error}");
+    }
+}
+
+/// The `metrics_address` listener: `GET /metrics` (and `HEAD`) without a key; anything else
+/// is a 404. One request at a time per connection, with the same header timeout.
+async fn serve_metrics(app: &'static App, listener: TcpListener) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(GIVE_WAY_WAIT).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let service = service_fn(move |request: hyper::Request<Incoming>| async move {
+                let path = request.uri().path();
+                let reply = match (request.method(), path) {
+                    (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => {
+                        let text =
+                            crate::routes::metrics::scrape(&app.db, &app.mirroring, &app.metrics)
+                                .await;
+                        let mut reply =
+                            hyper::Response::new(ResponseBody::whole(Bytes::from(text)));
+                        reply.headers_mut().insert(
+                            CONTENT_TYPE,
+                            HeaderValue::from_static(crate::routes::metrics::CONTENT_TYPE),
+                        );
+                        reply
+                    }
+                    _ => error_reply(
+                        StatusCode::NOT_FOUND,
+                        "Not found: this listener serves /metrics only",
+                    ),
+                };
+                Ok::<_, Infallible>(reply)
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .max_buf_size(MAX_HEAD.max(8192));
+            if let Err(error) = http.serve_connection(TokioIo::new(stream), service).await {
+                log::debug!("metrics connection from {peer} ended: {error}");
+            }
+        });
+    }
 }
 
 /// A connection slot: a free one, or one made by closing the connection that has waited
@@ -351,6 +464,10 @@ struct App {
     view: crate::customer::View,
     /// How long a request body may take to arrive, once its head has.
     body_timeout: Duration,
+    /// The counters `/metrics` reads.
+    metrics: Arc<Metrics>,
+    /// The mirror, whose last sync's age `/metrics` tells.
+    mirroring: crate::sync::Mirroring,
 }
 
 /// Answers one request: the checks only this layer can make, then the memo or the Rocket app.
@@ -369,7 +486,10 @@ async fn handle(
         .path_and_query()
         .map_or("/", |target| target.as_str())
         .to_owned();
+    let route = crate::metrics::route_of(&target);
     let reply = dispatch(app, peer, parts, body, &target).await;
+    app.metrics
+        .request(route, reply.status().as_u16(), started.elapsed());
     // The logger masks the value of `apikey`; headers are never logged.
     log::info!(
         "{} {method} {target} {} {:.1}ms",
@@ -451,6 +571,7 @@ async fn dispatch(
         Some(ref key) => {
             let fresh = |made, scope, session| app.db.fresh(made, scope, session);
             if let Some(kept) = app.memo.get(key, fresh) {
+                app.metrics.answered(Answered::Memo);
                 log::debug!("{peer} answered from the memo");
                 return memoized_reply(&kept);
             }
@@ -458,6 +579,7 @@ async fn dispatch(
             // then stamped after them, rather than taken for stale at once.
             let made = app.db.stamp();
             if let Some(reply) = lane(app, key, made, target, &parts.headers) {
+                app.metrics.answered(Answered::Lane);
                 log::debug!("{peer} answered by the lane");
                 return reply;
             }
@@ -465,6 +587,9 @@ async fn dispatch(
         }
         None => None,
     };
+    if crate::metrics::route_of(target) == crate::metrics::LIST {
+        app.metrics.answered(Answered::App);
+    }
     let mut local = app.client.req(method, target.to_owned());
     local.set_remote(peer);
     for (name, value) in &parts.headers {

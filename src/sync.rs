@@ -934,6 +934,20 @@ impl Mirror {
         self.nodes.is_some()
     }
 
+    /// On PostgreSQL, the last good sync's age from the audit trail every node shares (one
+    /// node syncs for all), so that each tells the same age; `None` on SQLite, or when it
+    /// cannot be read (logged). Pass it to [`Mirror::report`] and [`Mirror::stale`].
+    pub async fn shared_age(&self, db: &crate::store::Store) -> Option<Option<u64>> {
+        if !self.shares_its_age() {
+            return None;
+        }
+        db.run(|conn| conn.last_sync_age())
+            .await
+            .inspect_err(|error| log::warn!("the last sync's age could not be read: {error}"))
+            .ok()
+            .map(|age| age.map(|secs| u64::try_from(secs).unwrap_or(0)))
+    }
+
     /// How old the last good sync is: `shared` when read from the audit trail (see
     /// [`Mirror::shares_its_age`]), else as this server saw it.
     fn age(&self, shared: Option<Option<u64>>) -> Option<Duration> {

@@ -9,7 +9,11 @@ use crate::store::Store;
 use crate::sync::Mirroring;
 
 #[get("/health")]
-async fn get_health(db: &State<Store>, mirroring: &State<Mirroring>) -> JsonResponse {
+async fn get_health(
+    db: &State<Store>,
+    mirroring: &State<Mirroring>,
+    metrics: &State<std::sync::Arc<crate::metrics::Metrics>>,
+) -> JsonResponse {
     if let Err(error) = db.check_health().await {
         // The file itself is at fault: say so (the log names the file and what is wrong;
         // /health needs no key, so no path is sent).
@@ -31,39 +35,42 @@ async fn get_health(db: &State<Store>, mirroring: &State<Mirroring>) -> JsonResp
         };
         return JsonResponse::message(Status::ServiceUnavailable, false, &message);
     }
-    let Some(mirror) = &mirroring.0 else {
-        return JsonResponse::message(Status::Ok, true, "ok");
-    };
-    // On PostgreSQL, from the audit trail every node shares (one node syncs for all), so
-    // that each tells the same age.
-    let shared = match mirror.shares_its_age() {
-        true => db
-            .run(|conn| conn.last_sync_age())
-            .await
-            .inspect_err(|error| log::warn!("the last sync's age could not be read: {error}"))
-            .ok()
-            .map(|age| age.map(|secs| u64::try_from(secs).unwrap_or(0))),
-        false => None,
-    };
-    let report = mirror.report(shared);
-    if mirror.stale(shared) {
-        let message = match report.last_good_sync_age_secs {
-            Some(age) => format!(
-                "The data is {age} s old: the last good sync from the old API is older than \
-                 upstream_max_age_secs"
-            ),
-            None => "No good sync from the old API yet".to_owned(),
-        };
-        let body = serde_json::json!({
-            "success": "false", "message": message, "result": {"upstream": report}
-        });
-        return JsonResponse {
-            status: Status::ServiceUnavailable,
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-            headers: Vec::new(),
-        };
+    let mut result = serde_json::Map::new();
+    if let Some(backup) = crate::backup::report(metrics) {
+        // Reported, not a 503: a failed copy does not stop the service (alert on it from
+        // `clientele_backup_last_failed` in /metrics, or on `ok` here).
+        result.insert("backup".into(), backup);
     }
-    JsonResponse::success("ok", serde_json::json!({ "upstream": report }))
+    if let Some(mirror) = &mirroring.0 {
+        let shared = mirror.shared_age(db).await;
+        let report = mirror.report(shared);
+        let stale = mirror.stale(shared);
+        result.insert(
+            "upstream".into(),
+            serde_json::to_value(&report).unwrap_or_default(),
+        );
+        if stale {
+            let message = match report.last_good_sync_age_secs {
+                Some(age) => format!(
+                    "The data is {age} s old: the last good sync from the old API is older \
+                     than upstream_max_age_secs"
+                ),
+                None => "No good sync from the old API yet".to_owned(),
+            };
+            let body = serde_json::json!({
+                "success": "false", "message": message, "result": result
+            });
+            return JsonResponse {
+                status: Status::ServiceUnavailable,
+                body: serde_json::to_vec(&body).unwrap_or_default(),
+                headers: Vec::new(),
+            };
+        }
+    }
+    if result.is_empty() {
+        return JsonResponse::message(Status::Ok, true, "ok");
+    }
+    JsonResponse::success("ok", serde_json::Value::Object(result))
 }
 
 pub fn routes() -> Vec<Route> {

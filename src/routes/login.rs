@@ -14,6 +14,7 @@ use crate::auth::{PasswordHasher, Secret, Verdict};
 use crate::config::Config;
 use crate::customer::{Customer, CustomerList, Identifier};
 use crate::error::{ApiError, JsonResponse};
+use crate::metrics::{Login, Metrics};
 use crate::ratelimit::Limits;
 use crate::session;
 use crate::store::Store;
@@ -275,6 +276,7 @@ async fn post_login(
     db: &State<Store>,
     config: &State<Config>,
     service: &State<LoginService>,
+    metrics: &State<std::sync::Arc<Metrics>>,
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
     let LoginRequest {
@@ -287,7 +289,12 @@ async fn post_login(
         rehash,
     } = service
         .authenticate(db, identifier, &password, key.0.end_user)
-        .await?;
+        .await
+        .inspect_err(|error| match error {
+            ApiError::InvalidCredentials => metrics.login(Login::Failed),
+            ApiError::TooManyAttempts { .. } => metrics.login(Login::Limited),
+            _ => {}
+        })?;
     if let (true, Some(old)) = (rehash, stored) {
         upgrade_hash(db, service, customer.clcleunik, old, password).await;
     }
@@ -300,6 +307,7 @@ async fn post_login(
         },
         session: &session,
     };
+    metrics.login(Login::Ok);
     Ok(JsonResponse::success("Login successful", result))
 }
 

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod docs;
 pub mod health;
 pub mod login;
+pub mod metrics;
 pub mod reset;
 pub mod spool;
 pub mod writes;

@@ -213,6 +213,9 @@ pub trait Backend {
     ) -> Result<()>;
     /// How many customers there are.
     fn customer_count(&mut self) -> Result<u64>;
+    /// How many bytes the database takes (SQLite: the file and its write-ahead log;
+    /// PostgreSQL: `pg_database_size`), for `/metrics`.
+    fn database_bytes(&mut self) -> Result<u64>;
     /// The stored bcrypt hash of highest cost, if any (the login failure floor).
     fn slowest_hash(&mut self) -> Result<Option<String>>;
 

@@ -718,6 +718,14 @@ impl Backend for PooledClient {
         customers::count_all(self.conn()?)
     }
 
+    fn database_bytes(&mut self) -> Result<u64> {
+        let row = self
+            .conn()?
+            .one("SELECT pg_database_size(current_database())", &[])?;
+        let bytes: i64 = get(&row, 0)?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
     fn slowest_hash(&mut self) -> Result<Option<String>> {
         customers::slowest_hash(self.conn()?)
     }

@@ -962,6 +962,16 @@ impl Backend for Connection {
         Ok(customers::count_all(self)?)
     }
 
+    fn database_bytes(&mut self) -> crate::store::Result<u64> {
+        let pages: i64 = self.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+        let size: i64 = self.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let wal = self
+            .path()
+            .and_then(|path| std::fs::metadata(format!("{path}-wal")).ok())
+            .map_or(0, |meta| meta.len());
+        Ok(u64::try_from(pages * size).unwrap_or(0) + wal)
+    }
+
     fn slowest_hash(&mut self) -> crate::store::Result<Option<String>> {
         Ok(customers::slowest_hash(self)?)
     }
