@@ -32,7 +32,8 @@ use crate::connections::{Connection, Tracked};
 use crate::metrics::Metrics;
 
 /// What a plain HTTP request to the HTTPS port gets before the connection is closed.
-const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
+const PLAIN_HTTP_ANSWER: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n\
 Content-Length: 75\r\nConnection: close\r\n\r\n\
 {\"success\":\"false\",\"message\":\"This server speaks HTTPS only: use https://\"}";
 

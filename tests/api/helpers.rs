@@ -239,7 +239,8 @@ impl Server {
             let port_tx = port_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("launched from http://").nth(1) {
+                    let launched = line.split("launched from http").nth(1);
+                    if let Some(rest) = launched.map(|rest| rest.trim_start_matches('s')) {
                         let port = rest
                             .rsplit(':')
                             .next()
@@ -347,7 +348,7 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
     parse_http(&raw, method == "HEAD")
 }
 
-fn parse_http(raw: &[u8], head: bool) -> Reply {
+pub fn parse_http(raw: &[u8], head: bool) -> Reply {
     let text = String::from_utf8_lossy(raw);
     let (head_part, rest) = text.split_once("\r\n\r\n").expect("a complete response");
     let mut lines = head_part.lines();

@@ -15,6 +15,7 @@ mod list;
 mod lockout;
 mod login;
 mod mirror;
+mod operations;
 mod pg;
 mod reset;
 mod secrets;
