@@ -18,6 +18,8 @@ replace_line() {
     END { if (n != 1) { printf "debian/sync.sh: expected one line \"%s\" in %s, found %d\n", old, source, n > "/dev/stderr"; exit 1 } }'
 }
 
+# (replace_line's first argument only names the file in its message: SC2094 does not apply.)
+# shellcheck disable=SC2094
 config() {
   cat <<'HEAD'
 # clientele's configuration, as the Debian package installs it: /etc/clientele/clientele.toml.
@@ -39,6 +41,7 @@ HEAD
       '# upstream_key_file = "/var/lib/clientele/upstream.key"'
 }
 
+# shellcheck disable=SC2016  # the backquotes are the comment's, not the shell's
 unit() {
   cat <<'HEAD'
 # clientele as a systemd service, installed by the Debian package (README, "Install on a

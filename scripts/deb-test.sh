@@ -17,7 +17,6 @@
 # happened. Exits non-zero, saying what failed, on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 
 fail() { echo "deb-test: FAILED: $*" >&2; exit 1; }
 step() { echo "== deb-test: $*"; }
@@ -153,8 +152,9 @@ service_group=$(unit_value Group)
 workdir=$(unit_value WorkingDirectory)
 umask_value=$(unit_value UMask)
 exec_start=$(unit_value ExecStart)
-[ "$service_user" = clientele ] && [ "$service_group" = clientele ] ||
+if [ "$service_user" != clientele ] || [ "$service_group" != clientele ]; then
   fail "the unit runs as $service_user:$service_group, not clientele:clientele"
+fi
 [ "$(unit_value StateDirectory)" = clientele ] || fail "the unit has no StateDirectory=clientele"
 # Only plain values are read here: no quotes, no ExecStart= prefixes, no specifiers.
 if grep -E '^(Environment|ExecStart|WorkingDirectory)=' "$unit" | grep -q "[\"'%\\]"; then

@@ -35,7 +35,6 @@
 # file: a system nginx or Caddy is never touched. Everything started is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 
 fail() { echo "proxy-test: FAILED: $*" >&2; exit 1; }
 step() { echo "== proxy-test: $*"; }
