@@ -31,14 +31,16 @@ config() {
 # changes on upgrades. It listens on 127.0.0.1:8000, for a proxy on this machine that serves
 # HTTPS (examples in /usr/share/doc/clientele/examples/; behind one, set ip_header below).
 # Made from the repository's Rocket.toml by debian/sync.sh: it differs only in these lines,
-# seed_demo (off: a real shop) and the paths under /var/lib/clientele.
+# seed_demo (off: a real shop), the paths under /var/lib/clientele, and daily backups on.
 
 HEAD
   replace_line Rocket.toml 'seed_demo = true' 'seed_demo = false' <Rocket.toml |
     replace_line Rocket.toml 'database = "data/clientele.db"' \
       'database = "/var/lib/clientele/clientele.db"' |
     replace_line Rocket.toml '# upstream_key_file = "data/upstream.key"' \
-      '# upstream_key_file = "/var/lib/clientele/upstream.key"'
+      '# upstream_key_file = "/var/lib/clientele/upstream.key"' |
+    replace_line Rocket.toml '# backup_dir = "data/backups"' \
+      'backup_dir = "/var/lib/clientele/backups"'
 }
 
 # shellcheck disable=SC2016  # the backquotes are the comment's, not the shell's

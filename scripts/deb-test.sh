@@ -104,6 +104,7 @@ expect_entry -rw-r----- etc/clientele/clientele.toml
 expect_entry -rw-r--r-- usr/lib/systemd/system/clientele.service
 expect_entry -rw-r--r-- usr/share/doc/clientele/examples/nginx/clientele.conf
 expect_entry -rw-r--r-- usr/share/doc/clientele/examples/Caddyfile
+expect_entry -rw-r--r-- usr/share/doc/clientele/examples/https-on-443.conf
 if grep -q '\./var/lib' "$work/contents"; then
   fail "the package ships files in /var/lib: dpkg would remove them with it"
 fi
@@ -143,6 +144,13 @@ fi
 unit=/usr/lib/systemd/system/clientele.service
 step "systemd-analyze verify $unit"
 systemd-analyze verify "$unit"
+# With the README's drop-in for HTTPS on port 443 (step 6) as well.
+dropin_dir=/etc/systemd/system/clientele.service.d
+mkdir -p "$dropin_dir"
+cp /usr/share/doc/clientele/examples/https-on-443.conf "$dropin_dir/"
+systemd-analyze verify "$unit"
+rm -r "$dropin_dir"
+echo "the unit with the https-on-443.conf drop-in verifies too"
 
 # --- The binary started as the unit starts it ----------------------------------------------
 # The unit's last value for KEY (systemd's rule for single-valued settings).
@@ -247,6 +255,16 @@ status=$(curl -sS -o "$work/login.json" -w '%{http_code}' -H "X-API-Key: $key" \
 [ "$status" = 200 ] || fail "the imported customer's login answered $status: $(cat "$work/login.json")"
 echo "POST /CUSTOMER/LOGIN/ with the imported password: 200"
 if grep -qF "$key" "$work/server.log"; then fail "the key appears in the service's log"; fi
+# The packaged configuration takes a backup at start (then daily), private to the service.
+backup=
+for _ in $(seq 1 100); do
+  backup=$(find /var/lib/clientele/backups -name 'clientele-*Z.db' 2>/dev/null | head -1)
+  [ -n "$backup" ] && break
+  sleep 0.1
+done
+[ -n "$backup" ] || fail "no scheduled backup in /var/lib/clientele/backups"
+expect_stat "$backup" clientele:clientele 600
+expect_stat /var/lib/clientele/backups clientele:clientele 700
 stop_service
 
 step "dpkg -r: the database stays"
