@@ -708,29 +708,39 @@ fn a_csv_header_with_several_unknown_columns_names_them_all_with_the_likely_fiel
 fn the_readmes_install_steps_make_the_key_before_the_service_and_keep_the_config_private() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let section = readme.split("## Install on a server").nth(1).unwrap();
-    let steps = section
+    let section = section.split("\n## ").next().unwrap();
+    // The shell blocks: the package's steps, its HTTPS/metrics/backups steps, from source.
+    let blocks: Vec<&str> = section
         .split("```sh\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .unwrap();
-    let line_of = |needle: &str| {
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    let line_of = |steps: &str, needle: &str| {
         steps
             .lines()
             .position(|line| line.contains(needle) && !line.trim_start().starts_with('#'))
-            .unwrap_or_else(|| panic!("no step with {needle:?}"))
+            .unwrap_or_else(|| panic!("no step with {needle:?} in:\n{steps}"))
     };
-    assert!(
-        line_of("keys create") < line_of("systemctl enable"),
-        "the key comes first"
-    );
-    assert!(line_of("run import") < line_of("systemctl enable"));
-    let config = &steps.lines().collect::<Vec<_>>()[line_of("/etc/clientele/clientele.toml")];
+    let package = blocks[1];
+    let from_source = blocks.last().unwrap();
+    for steps in [package, from_source] {
+        assert!(
+            line_of(steps, "keys create") < line_of(steps, "systemctl enable"),
+            "the key comes first"
+        );
+        assert!(line_of(steps, "run import") < line_of(steps, "systemctl enable"));
+    }
+    let lines: Vec<&str> = from_source.lines().collect();
+    let config = lines[line_of(from_source, "/etc/clientele/clientele.toml")];
     assert!(
         config.contains("-m 0640") && config.contains("-g clientele"),
         "{config}"
     );
-    let state = &steps.lines().collect::<Vec<_>>()[line_of("install -d -m 0700")];
+    let state = lines[line_of(from_source, "install -d -m 0700")];
     assert!(state.contains("/var/lib/clientele"), "{state}");
+    // The package's configuration file is private too (debian/postinst sets it).
+    let postinst = std::fs::read_to_string(root().join("debian/postinst")).unwrap();
+    assert!(postinst.contains("0640"), "{postinst}");
     // The unit does not restart on a configuration mistake (exit 78): no restart loop.
     let unit = std::fs::read_to_string(root().join("contrib/clientele.service")).unwrap();
     assert!(unit.contains("RestartPreventExitStatus=78"), "{unit}");
