@@ -149,7 +149,8 @@ def parse_wrk(out):
             "requests": int(done.group(1)) if done else 0, "raw": out}
 
 
-def wrk_command(port, path, connections, duration, script=None, headers=(), timeout="10s"):
+def wrk_command(port, path, connections, duration, script=None, headers=(), timeout="10s",
+                scheme="http"):
     threads = min(2, connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
            "--timeout", timeout]
@@ -157,7 +158,7 @@ def wrk_command(port, path, connections, duration, script=None, headers=(), time
         cmd += ["-H", header]
     if script:
         cmd += ["-s", str(script)]
-    cmd.append(f"http://127.0.0.1:{port}{path}")
+    cmd.append(f"{scheme}://127.0.0.1:{port}{path}")
     return cmd
 
 

@@ -526,12 +526,20 @@ fn end_user_address(request: &Request<'_>, caller: &Caller) -> Option<IpAddr> {
     } else if caller.scope == Scope::Public {
         // A browser: behind the operator's proxy its header, else the peer (unless the peer
         // is a proxy on this machine, the same address for every visitor).
-        match request.rocket().config().ip_header {
-            Some(_) => request.client_ip(),
-            None => request
+        let peer = || {
+            request
                 .remote()
                 .map(|peer| peer.ip())
-                .filter(|ip| !ip.is_loopback()),
+                .filter(|ip| !ip.is_loopback())
+        };
+        match &request.rocket().config().ip_header {
+            Some(header) => request.real_ip().or_else(|| {
+                // A proxy that does not set the header (misconfigured, or a second way in)
+                // would make every visitor one address, locking all of them out together.
+                warn_missing_header(header.as_str());
+                peer()
+            }),
+            None => peer(),
         }
     } else {
         // A read or write key is a shop's server calling for all its visitors, even through
@@ -539,6 +547,19 @@ fn end_user_address(request: &Request<'_>, caller: &Caller) -> Option<IpAddr> {
         None
     };
     address.map(limit_unit)
+}
+
+/// Says once per process that requests arrive without the `ip_header` header: their
+/// visitors are then limited per account only (or per peer, if it is not on this machine).
+fn warn_missing_header(header: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::warn!(
+            "ip_header = {header:?}, but a request with a public key came without a valid \
+             {header} header: check that the proxy sets it (README, \"Install on a server\"). \
+             Such requests are limited per account only, not per visitor address"
+        );
+    }
 }
 
 /// The unit a per-address limit counts: an IPv4 address (an IPv4-mapped IPv6 one too), or an

@@ -291,3 +291,49 @@ fn behind_the_operators_proxy_a_shops_key_still_never_locks_out_another_customer
     }
     assert_eq!(from_proxy("jdoe@example.com", "password123"), 200);
 }
+
+#[test]
+fn a_proxy_that_does_not_set_ip_header_does_not_lock_every_visitor_out_together() {
+    // ip_header names X-Real-IP, but requests come (from this machine) without it: each is
+    // then limited per account only, and the log says the proxy is not setting the header.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(
+        &db,
+        &[
+            ("ROCKET_IP_HEADER", "X-Real-IP"),
+            ("ROCKET_LOGIN_MAX_FAILURES", "3"),
+        ],
+    );
+    let public = key(&db, "web", &["--public"]);
+    let attempt = |email: &str, visitor: Option<&str>| {
+        let body = json!({"email": email, "password": "wrong"}).to_string();
+        let mut headers = vec![("Content-Type", "application/json"), ("X-API-Key", &public)];
+        if let Some(visitor) = visitor {
+            headers.push(("X-Real-IP", visitor));
+        }
+        server
+            .request("POST", "/CUSTOMER/LOGIN/", &headers, &body)
+            .status
+    };
+    let emails = other_emails();
+
+    let without: Vec<u16> = emails.iter().take(6).map(|e| attempt(e, None)).collect();
+    assert_eq!(
+        without,
+        vec![401; 6],
+        "one failure per account: none is limited"
+    );
+    assert!(
+        server.log().contains("without a valid X-Real-IP header"),
+        "{}",
+        server.log()
+    );
+
+    // The control: with the header, one visitor's failures over accounts are limited.
+    let with: Vec<u16> = emails[6..10]
+        .iter()
+        .map(|e| attempt(e, Some("203.0.113.9")))
+        .collect();
+    assert_eq!(with, vec![401, 401, 401, 429]);
+}
