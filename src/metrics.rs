@@ -104,9 +104,15 @@ pub struct BackupRecord {
     pub last_ok: AtomicU64,
     /// Seconds since 1970 of the last failed one (0: none).
     pub last_failed: AtomicU64,
-    pub last_error: std::sync::Mutex<Option<String>>,
     /// Whether backups are scheduled at all.
     pub scheduled: std::sync::atomic::AtomicBool,
+}
+
+impl BackupRecord {
+    /// Whether the last backup taken failed.
+    pub fn failing(&self) -> bool {
+        self.last_failed.load(Relaxed) > self.last_ok.load(Relaxed)
+    }
 }
 
 /// Every counter of one server. Shared by the socket layer and the app (Rocket state).
@@ -365,8 +371,11 @@ impl Metrics {
                 "gauge",
                 "1 when the last scheduled backup failed (the log and /health say why), else 0.",
             );
-            let failed = backups.last_failed.load(Relaxed) > backups.last_ok.load(Relaxed);
-            let _ = writeln!(out, "clientele_backup_last_failed {}", u8::from(failed));
+            let _ = writeln!(
+                out,
+                "clientele_backup_last_failed {}",
+                u8::from(backups.failing())
+            );
         }
         let expires = self.certificate_expires.load(Relaxed);
         if expires > 0 {
