@@ -201,7 +201,7 @@ fn since_at(value: &str, now: u64) -> Result<String, String> {
         }),
     };
     if let Some(at) = relative {
-        return Ok(utc_timestamp(at));
+        return Ok(crate::clock::utc_seconds(at));
     }
     let date = value.get(..10).ok_or_else(refuse)?;
     let mut check = crate::customer::Customer::default();
@@ -236,28 +236,6 @@ fn since_at(value: &str, now: u64) -> Result<String, String> {
     } else {
         Err(refuse())
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for `seconds` since 1970 (UTC), as the audit trail writes times.
-fn utc_timestamp(seconds: u64) -> String {
-    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-    let rest = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    )
 }
 
 fn parse_seconds(value: &str) -> Result<f64, String> {
@@ -993,8 +971,6 @@ mod tests {
     fn since_takes_dates_times_and_spans_and_refuses_anything_else() {
         // 2026-11-29T17:30:00Z
         let now = 1_795_973_400;
-        assert_eq!(super::utc_timestamp(now), "2026-11-29T17:30:00Z");
-        assert_eq!(super::utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(
             super::since_at("today", now).unwrap(),
             "2026-11-29T00:00:00Z"

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod customer;
@@ -58,12 +59,18 @@ pub fn prepare(figment: &Figment, seed: Seed) -> Result<(Config, Store), Startup
     Ok((config, db))
 }
 
-/// Installs the logger at the configured `log_level`.
+/// Installs the logger at the configured `log_level`, in the configured `log_format`. A
+/// misspelled format writes text until [`Config::from_figment`] stops start-up over it.
 fn init_logging(figment: &Figment) {
     let log_level: String = figment
         .extract_inner("log_level")
         .unwrap_or_else(|_| "normal".into());
-    logging::init(&log_level);
+    let log_format = figment
+        .extract_inner::<String>("log_format")
+        .ok()
+        .and_then(|format| config::LogFormat::parse(&format).ok())
+        .unwrap_or_default();
+    logging::init(&log_level, log_format);
 }
 
 /// Opens the configured database, seeding it if it is new and `seed` allows (a new SQLite

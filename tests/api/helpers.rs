@@ -240,10 +240,13 @@ impl Server {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(rest) = line.split("launched from http://").nth(1) {
-                        let port = rest
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.trim().parse::<u16>().ok());
+                        // The port ends the text line; a JSON line closes its string.
+                        let port = rest.rsplit(':').next().and_then(|p| {
+                            p.trim()
+                                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                                .parse::<u16>()
+                                .ok()
+                        });
                         let _ = port_tx.send(port);
                     }
                     let mut log = log.lock().unwrap();

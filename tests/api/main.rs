@@ -13,6 +13,7 @@ mod hardening;
 mod keyless;
 mod list;
 mod lockout;
+mod logs;
 mod login;
 mod mirror;
 mod pg;
