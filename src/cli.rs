@@ -77,6 +77,11 @@ pub enum Command {
         delimiter: Option<u8>,
     },
     /// Write every customer to standard output or a file, never with passwords.
+    ///
+    /// For a spreadsheet in a European Excel, which opens ';' and Windows-1252 with the
+    /// accents right: `clientele export --format csv --delimiter ';' --encoding windows-1252
+    /// -o customers.csv`. A value Windows-1252 cannot hold (an emoji, a Greek letter) stops
+    /// the export, naming the customer and the field, and nothing is written.
     Export {
         /// json (the list's envelope, which `clientele import` reads back) or csv.
         #[arg(long, value_enum, default_value = "json")]
@@ -87,6 +92,12 @@ pub enum Command {
         /// Include the fields that `redact` withholds (passwords are never exported).
         #[arg(long)]
         all_fields: bool,
+        /// With --format csv: how the text is encoded, utf-8 (the default) or windows-1252.
+        #[arg(long, value_enum)]
+        encoding: Option<TextEncoding>,
+        /// With --format csv: the separator, ',' (the default), ';' or tab.
+        #[arg(long, value_parser = parse_delimiter)]
+        delimiter: Option<u8>,
     },
     /// Make the local customers equal to the old API's list, once (see `upstream`).
     ///
@@ -316,7 +327,10 @@ pub fn run(cli: Cli) -> ExitCode {
             format,
             output,
             all_fields,
-        } => export(format, output, all_fields),
+            encoding,
+            delimiter,
+        } => export_options(format, encoding, delimiter)
+            .and_then(|csv| export(format, output, all_fields, csv)),
         Command::Backup { path, force } => backup(&path, force),
         Command::RemoveDemo => remove_demo(),
         Command::Limits { customer } => limits(customer.as_deref()),
@@ -575,7 +589,39 @@ fn login_rate(seconds: f64) -> Result<(), String> {
     Ok(())
 }
 
-fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(), String> {
+/// How a CSV export is written, from `--encoding` and `--delimiter`; both are refused with
+/// JSON (always UTF-8, no separator), and `--encoding auto` (it is for reading files).
+fn export_options(
+    format: Format,
+    encoding: Option<TextEncoding>,
+    delimiter: Option<u8>,
+) -> Result<export::CsvOptions, String> {
+    if format == Format::Json && (encoding.is_some() || delimiter.is_some()) {
+        return Err("--encoding and --delimiter are for --format csv: JSON is always UTF-8, \
+             with no separator to choose; nothing was exported"
+            .into());
+    }
+    let windows_1252 = match encoding {
+        None | Some(TextEncoding::Utf8) => false,
+        Some(TextEncoding::Windows1252) => true,
+        Some(TextEncoding::Auto) => {
+            return Err("--encoding auto is for reading files; an export is written in \
+                 utf-8 (the default) or windows-1252; nothing was exported"
+                .into())
+        }
+    };
+    Ok(export::CsvOptions {
+        delimiter: delimiter.unwrap_or(b','),
+        windows_1252,
+    })
+}
+
+fn export(
+    format: Format,
+    output: Option<PathBuf>,
+    all_fields: bool,
+    csv: export::CsvOptions,
+) -> Result<(), String> {
     let (config, db) = open()?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let view = if all_fields {
@@ -587,7 +633,8 @@ fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(
         config.view
     };
     let mut buffer = Vec::new();
-    let count = export::export(&mut *conn, format, view, &mut buffer).map_err(|e| e.to_string())?;
+    let count =
+        export::export(&mut *conn, format, view, csv, &mut buffer).map_err(|e| e.to_string())?;
     match output {
         Some(path) => {
             // Write beside, then rename: a reader never sees half a file.
