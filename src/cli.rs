@@ -144,14 +144,15 @@ pub enum Command {
     /// Show the failed-login limits: how many accounts and addresses have failures and how
     /// many are locked now; with WHO (clcleunik, email or login), that customer's.
     ///
-    /// On PostgreSQL the counts live in the database, shared by every node. On SQLite they
-    /// live in the running server's memory (one node): restarting it clears them.
+    /// The counts live in the database, so this works while the server runs: on PostgreSQL
+    /// shared by every node, on SQLite written by the server as each attempt fails (and kept
+    /// across a restart).
     Limits {
         /// The customer: clcleunik, email or login.
         customer: Option<String>,
     },
     /// Clear a customer's failed logins and password-reset requests, so that they can log
-    /// in (or reset) again at once (PostgreSQL: every node).
+    /// in (or reset) again at once, while the server runs (PostgreSQL: every node).
     Unlock {
         /// The customer: clcleunik, email or login.
         customer: String,
@@ -884,25 +885,13 @@ fn limit_subjects(id: i64) -> [String; 2] {
     [format!("customer:{id}"), format!("reset:customer:{id}")]
 }
 
-/// The limits' store, or why the tools cannot reach them (SQLite: the server's memory).
-fn shared_limits(store: &Store) -> Result<crate::store::postgres::PooledClient, String> {
-    match store {
-        Store::Postgres(pg) => pg.connection().map_err(|e| e.to_string()),
-        Store::Sqlite(_) => Err("on SQLite the failed-login counts live in the running \
-             server's memory (one node), out of the tools' reach: restarting the server clears \
-             them (`systemctl restart clientele`). On PostgreSQL they live in the database and \
-             `clientele limits` and `unlock` reach them"
-            .into()),
-    }
-}
-
 fn limits(who: Option<&str>) -> Result<(), String> {
     let (config, store) = open()?;
-    let mut limits = shared_limits(&store)?;
+    let mut conn = store.connection().map_err(|e| e.to_string())?;
     let (max, window) = (config.login_max_failures, config.login_window);
     match who {
         None => {
-            let (with_failures, locked) = limits
+            let (with_failures, locked) = conn
                 .limit_totals(max, window)
                 .map_err(|e| e.to_string())?;
             println!(
@@ -912,11 +901,10 @@ fn limits(who: Option<&str>) -> Result<(), String> {
             );
         }
         Some(who) => {
-            let mut conn = store.connection().map_err(|e| e.to_string())?;
             let found = find_customer(&mut conn, who)?;
             let subjects = limit_subjects(found.clcleunik);
             let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
-            let status = limits
+            let status = conn
                 .limit_status(&subjects, max, window)
                 .map_err(|e| e.to_string())?;
             for ((failures, wait), what) in status.iter().zip(["logins", "password resets"]) {
@@ -936,13 +924,14 @@ fn limits(who: Option<&str>) -> Result<(), String> {
 }
 
 fn unlock(who: &str) -> Result<(), String> {
-    let (_, store) = open()?;
-    let mut limits = shared_limits(&store)?;
+    let (config, store) = open()?;
     let mut conn = store.connection().map_err(|e| e.to_string())?;
     let found = find_customer(&mut conn, who)?;
     let subjects = limit_subjects(found.clcleunik);
     let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
-    let cleared = limits.limit_clear(&subjects).map_err(|e| e.to_string())?;
+    let cleared = conn
+        .limit_clear(&subjects, config.login_window)
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "Cleared {cleared} failed attempt(s) of customer {}: they may log in at once.",
         found.clcleunik

@@ -234,6 +234,7 @@ impl LoginService {
             }
         };
         let (Some(customer), Verdict::Valid { rehash }) = (customer, verdict) else {
+            self.limiter.failed(attempt).await;
             return Err(ApiError::InvalidCredentials);
         };
         self.limiter.succeeded(attempt, &account).await;

@@ -18,6 +18,7 @@ pub mod versions;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::apikey::{KeyInfo, KeyOptions, Scope};
 use crate::audit::{Action, Entry};
@@ -336,6 +337,21 @@ pub trait Backend {
     /// Seconds since the last good sync from the old API, from the audit trail (shared by
     /// every node of a database); `None` before the first.
     fn last_sync_age(&mut self) -> Result<Option<i64>>;
+
+    // Failed logins and reset requests, for `clientele limits` and `unlock` (the server
+    // counts them through `crate::ratelimit`).
+    /// Of `subjects` (`customer:12`, `reset:customer:12`...), each one's failures in the last
+    /// `window` and the seconds until its next attempt is allowed (0: not locked).
+    fn limit_status(
+        &mut self,
+        subjects: &[&str],
+        max_failures: u32,
+        window: Duration,
+    ) -> Result<Vec<(i64, u64)>>;
+    /// How many subjects have failures in the last `window`, and how many are locked.
+    fn limit_totals(&mut self, max_failures: u32, window: Duration) -> Result<(i64, i64)>;
+    /// Forgets every failure of `subjects`, for running servers too; how many were forgotten.
+    fn limit_clear(&mut self, subjects: &[&str], window: Duration) -> Result<u64>;
 
     /// One cheap query: does the database answer?
     fn ping(&mut self) -> Result<()>;

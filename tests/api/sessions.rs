@@ -691,7 +691,8 @@ fn public_keys_are_made_and_listed_by_the_cli_and_old_keys_survive_the_migration
         let read = create_key(&app.db, "old-reader");
         let conn = rusqlite::Connection::open(&app.db).unwrap();
         conn.execute_batch(
-            "DROP TRIGGER session_password_changed; DROP TRIGGER session_customer_deleted;
+            "DROP TABLE login_failure; DROP TABLE login_unlock;
+             DROP TRIGGER session_password_changed; DROP TRIGGER session_customer_deleted;
              DROP TABLE session; DROP TABLE answer_version; DROP TRIGGER customer_renumbered;
              DROP TRIGGER reset_token_customer_deleted; DROP TRIGGER reset_token_password_changed;
              DROP TABLE reset_token;

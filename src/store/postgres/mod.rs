@@ -885,6 +885,28 @@ impl Backend for PooledClient {
         import::last_sync_age(self.conn()?)
     }
 
+    fn limit_status(
+        &mut self,
+        subjects: &[&str],
+        max_failures: u32,
+        window: std::time::Duration,
+    ) -> Result<Vec<(i64, u64)>> {
+        limits::status(self.conn()?, subjects, max_failures, window)
+    }
+
+    fn limit_totals(
+        &mut self,
+        max_failures: u32,
+        window: std::time::Duration,
+    ) -> Result<(i64, i64)> {
+        limits::totals(self.conn()?, max_failures, window)
+    }
+
+    fn limit_clear(&mut self, subjects: &[&str], _window: std::time::Duration) -> Result<u64> {
+        // No notification: the limits are read from this table on every attempt.
+        limits::clear(self.conn()?, subjects)
+    }
+
     fn ping(&mut self) -> Result<()> {
         self.conn()?.one("SELECT 1", &[]).map(|_| ())
     }

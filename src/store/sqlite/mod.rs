@@ -7,6 +7,7 @@ pub mod audit;
 pub mod customers;
 pub mod import;
 pub mod keys;
+pub mod limits;
 pub mod resets;
 pub mod sessions;
 mod watch;
@@ -302,6 +303,21 @@ const MIGRATIONS: &[&str] = &[
     -- `created`, and the cap per customer must still end the older one.
     ALTER TABLE session ADD COLUMN opened INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX session_opened ON session (opened);",
+    // 14: failed logins and reset requests (`limits.rs`), so that `clientele limits` and
+    // `unlock` reach them from their own process and a restart keeps them: the SHA-256 digest
+    // of each subject an attempt failed against, and when (milliseconds since 1970); and
+    // when `unlock` last cleared a subject, for a running server, which counts in memory
+    // first. No trigger: these writes change no answer.
+    "CREATE TABLE login_failure (
+        subject BLOB NOT NULL CHECK (length(subject) = 32),
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX login_failure_subject ON login_failure (subject, at);
+    CREATE INDEX login_failure_at ON login_failure (at);
+    CREATE TABLE login_unlock (
+        subject BLOB PRIMARY KEY CHECK (length(subject) = 32),
+        at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this binary writes.
@@ -900,6 +916,11 @@ pub fn scrub(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
 }
 
+/// A window in milliseconds, as `login_failure` counts time.
+pub fn window_millis(window: Duration) -> i64 {
+    i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Deletes a database file and its WAL side files, ignoring those that do not exist.
 pub fn remove_files(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
@@ -1125,6 +1146,46 @@ impl Backend for Connection {
 
     fn last_sync_age(&mut self) -> crate::store::Result<Option<i64>> {
         Ok(import::last_sync_age(self)?)
+    }
+
+    fn limit_status(
+        &mut self,
+        subjects: &[&str],
+        max_failures: u32,
+        window: Duration,
+    ) -> crate::store::Result<Vec<(i64, u64)>> {
+        let now = crate::clock::millis(std::time::SystemTime::now());
+        Ok(limits::status(
+            self,
+            subjects,
+            max_failures,
+            window_millis(window),
+            i64::try_from(now).unwrap_or(i64::MAX),
+        )?)
+    }
+
+    fn limit_totals(
+        &mut self,
+        max_failures: u32,
+        window: Duration,
+    ) -> crate::store::Result<(i64, i64)> {
+        let now = crate::clock::millis(std::time::SystemTime::now());
+        Ok(limits::totals(
+            self,
+            max_failures,
+            window_millis(window),
+            i64::try_from(now).unwrap_or(i64::MAX),
+        )?)
+    }
+
+    fn limit_clear(&mut self, subjects: &[&str], window: Duration) -> crate::store::Result<u64> {
+        let now = crate::clock::millis(std::time::SystemTime::now());
+        Ok(limits::clear(
+            self,
+            subjects,
+            window_millis(window),
+            i64::try_from(now).unwrap_or(i64::MAX),
+        )?)
     }
 
     fn ping(&mut self) -> crate::store::Result<()> {
