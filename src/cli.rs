@@ -113,7 +113,9 @@ pub enum Command {
     ///
     /// One line per write through the API or `passwd`, and per import or sync (with its
     /// counts), oldest first: time (UTC), key name (or cli, sync, anonymous), action,
-    /// customer, the names of the fields that changed.
+    /// customer, the names of the fields that changed. With --logins, the login attempts
+    /// instead: ok, failed or limited, the customer (an account that does not exist is
+    /// "unknown account", never the email typed), the key, the end user's address if known.
     Audit {
         /// Only this customer's entries.
         #[arg(long)]
@@ -125,6 +127,9 @@ pub enum Command {
         /// At most this many entries, the newest.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Show login attempts (ok, failed, limited) instead of writes.
+        #[arg(long)]
+        logins: bool,
     },
     /// Measure the most logins per second this machine can check, and print it.
     ///
@@ -343,7 +348,14 @@ pub fn run(cli: Cli) -> ExitCode {
             customer,
             since,
             limit,
-        } => show_audit(customer, since.as_deref(), limit),
+            logins,
+        } => {
+            let kind = match logins {
+                true => audit::Kind::Logins,
+                false => audit::Kind::Writes,
+            };
+            show_audit(kind, customer, since.as_deref(), limit)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -598,17 +610,21 @@ fn export_options(
     delimiter: Option<u8>,
 ) -> Result<export::CsvOptions, String> {
     if format == Format::Json && (encoding.is_some() || delimiter.is_some()) {
-        return Err("--encoding and --delimiter are for --format csv: JSON is always UTF-8, \
+        return Err(
+            "--encoding and --delimiter are for --format csv: JSON is always UTF-8, \
              with no separator to choose; nothing was exported"
-            .into());
+                .into(),
+        );
     }
     let windows_1252 = match encoding {
         None | Some(TextEncoding::Utf8) => false,
         Some(TextEncoding::Windows1252) => true,
         Some(TextEncoding::Auto) => {
-            return Err("--encoding auto is for reading files; an export is written in \
+            return Err(
+                "--encoding auto is for reading files; an export is written in \
                  utf-8 (the default) or windows-1252; nothing was exported"
-                .into())
+                    .into(),
+            )
         }
     };
     Ok(export::CsvOptions {
@@ -774,11 +790,16 @@ fn sync_once(url: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-fn show_audit(customer: Option<i64>, since: Option<&str>, limit: usize) -> Result<(), String> {
+fn show_audit(
+    kind: audit::Kind,
+    customer: Option<i64>,
+    since: Option<&str>,
+    limit: usize,
+) -> Result<(), String> {
     let (_, db) = open()?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let entries = conn
-        .audit(customer, since, limit)
+        .audit(kind, customer, since, limit)
         .map_err(|e| e.to_string())?;
     if entries.is_empty() {
         eprintln!("No audit entries match.");
@@ -891,9 +912,8 @@ fn limits(who: Option<&str>) -> Result<(), String> {
     let (max, window) = (config.login_max_failures, config.login_window);
     match who {
         None => {
-            let (with_failures, locked) = conn
-                .limit_totals(max, window)
-                .map_err(|e| e.to_string())?;
+            let (with_failures, locked) =
+                conn.limit_totals(max, window).map_err(|e| e.to_string())?;
             println!(
                 "{with_failures} account(s) or address(es) with failed logins in the last {} s; \
                  {locked} locked now ({max} failures lock)",

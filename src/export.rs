@@ -71,7 +71,9 @@ pub fn export(
     csv: CsvOptions,
     out: &mut dyn Write,
 ) -> Result<usize, ExportError> {
-    let page = conn.list(&ListFilter::default()).map_err(|e| ExportError::Other(e.into()))?;
+    let page = conn
+        .list(&ListFilter::default())
+        .map_err(|e| ExportError::Other(e.into()))?;
     match format {
         Format::Json => {
             // Exactly the list endpoint's body, so `clientele import` reads it back.
@@ -127,11 +129,7 @@ pub fn export(
 
 /// Refuses a cell holding a character Windows-1252 has no byte for, naming the customer and
 /// the field (and the character, not the value).
-fn check_windows_1252(
-    cell: &str,
-    customer: i64,
-    field: &'static str,
-) -> Result<(), ExportError> {
+fn check_windows_1252(cell: &str, customer: i64, field: &'static str) -> Result<(), ExportError> {
     let mut encoder = encoding_rs::WINDOWS_1252.new_encoder();
     let mut buffer = [0u8; 8];
     for character in cell.chars().filter(|c| !c.is_ascii()) {
@@ -243,7 +241,14 @@ mod tests {
 
     #[test]
     fn windows_1252_holds_western_accents_and_the_euro_but_not_greek_or_emoji() {
-        for fine in ["Zoé Lefèvre", "Müller", "Garçon", "€ 12,50", "Œuvre", "plain"] {
+        for fine in [
+            "Zoé Lefèvre",
+            "Müller",
+            "Garçon",
+            "€ 12,50",
+            "Œuvre",
+            "plain",
+        ] {
             assert!(check_windows_1252(fine, 1, "lastName").is_ok(), "{fine}");
         }
         for (refused, character) in [("Ωmega", 'Ω'), ("Łódź", 'Ł'), ("shop 🛒", '🛒')] {

@@ -292,7 +292,12 @@ mod tests {
             "2026-11-30T01:02:03.456Z clientele launched from http://127.0.0.1:8000"
         );
         assert_eq!(
-            line(LogFormat::Text, Level::Info, "clientele::server", "GET / 200"),
+            line(
+                LogFormat::Text,
+                Level::Info,
+                "clientele::server",
+                "GET / 200"
+            ),
             "2026-11-30T01:02:03.456Z GET / 200"
         );
     }
@@ -307,8 +312,14 @@ mod tests {
         let written = line(LogFormat::Json, Level::Info, "clientele::server", &message);
 
         assert!(!written.contains('\n'));
-        assert!(!written.contains(key) && !written.contains("PGa9x2"), "{written}");
-        assert!(!written.contains("hunter2") && !written.contains("S3cret"), "{written}");
+        assert!(
+            !written.contains(key) && !written.contains("PGa9x2"),
+            "{written}"
+        );
+        assert!(
+            !written.contains("hunter2") && !written.contains("S3cret"),
+            "{written}"
+        );
         assert!(!written.contains("OLDKEY"), "{written}");
         let json: serde_json::Value = serde_json::from_str(&written).unwrap();
         assert_eq!(json["time"], "2026-11-30T01:02:03.456Z");
@@ -325,7 +336,9 @@ mod tests {
         let launch: serde_json::Value = serde_json::from_str(&launch).unwrap();
         assert_eq!(launch["level"], "info", "the launch line is no warning");
         let error = line(LogFormat::Json, Level::Error, "rocket::x_", "boom");
-        assert!(error.contains("\"level\":\"error\"") && error.contains("\"target\":\"rocket::x\""));
+        assert!(
+            error.contains("\"level\":\"error\"") && error.contains("\"target\":\"rocket::x\"")
+        );
     }
 
     #[test]

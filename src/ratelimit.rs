@@ -253,13 +253,11 @@ impl Limits {
             crate::store::Store::Postgres(pg) => Kind::Shared(pg.clone()),
             crate::store::Store::Sqlite(db) => {
                 let memory = FailureLimiter::new(max_failures, window);
-                let since = now_millis().saturating_sub(crate::store::sqlite::window_millis(window));
-                let stored = db
-                    .connection()
-                    .map_err(|e| e.to_string())
-                    .and_then(|conn| {
-                        crate::store::sqlite::limits::since(&conn, since).map_err(|e| e.to_string())
-                    });
+                let since =
+                    now_millis().saturating_sub(crate::store::sqlite::window_millis(window));
+                let stored = db.connection().map_err(|e| e.to_string()).and_then(|conn| {
+                    crate::store::sqlite::limits::since(&conn, since).map_err(|e| e.to_string())
+                });
                 match stored {
                     Ok(failures) => {
                         let (now, now_ms) = (Instant::now(), now_millis());
@@ -448,7 +446,10 @@ mod tests {
         assert!(limiter.begin(&["ip"], now).is_err());
         limiter.refund(second);
         let third = limiter.begin(&["account", "ip"], now).unwrap();
-        assert!(limiter.succeeded(third, "account"), "it had a failure to forgive");
+        assert!(
+            limiter.succeeded(third, "account"),
+            "it had a failure to forgive"
+        );
         assert!(limiter.begin(&["account"], now).is_ok());
         assert!(limiter.begin(&["account"], now).is_ok());
         // The address keeps its one real failure.
@@ -466,11 +467,17 @@ mod tests {
         assert!(limiter.begin(&["customer:1"], at(3)).is_err());
 
         assert!(limiter.forget_until(key("customer:1"), at(3)));
-        assert!(!limiter.forget_until(key("customer:1"), at(3)), "nothing left");
+        assert!(
+            !limiter.forget_until(key("customer:1"), at(3)),
+            "nothing left"
+        );
 
         limiter.begin(&["customer:1"], at(4)).unwrap();
         limiter.restore(key("customer:1"), at(5), at(5));
-        assert!(limiter.begin(&["customer:1"], at(6)).is_err(), "restored counts");
+        assert!(
+            limiter.begin(&["customer:1"], at(6)).is_err(),
+            "restored counts"
+        );
         assert!(!limiter.forget_until(key("customer:1"), at(3)));
         assert!(limiter.begin(&["customer:1"], at(6)).is_err());
     }

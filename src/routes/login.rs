@@ -10,6 +10,7 @@ use rocket::tokio::sync::Semaphore;
 use rocket::{post, Route, State};
 
 use crate::apikey::AnyKey;
+use crate::audit::{login_detail, Action, LoginOutcome};
 use crate::auth::{PasswordHasher, Secret, Verdict};
 use crate::config::Config;
 use crate::customer::{Customer, CustomerList, Identifier};
@@ -61,6 +62,8 @@ fn parse_fields(fields: Fields) -> Result<LoginRequest, ApiError> {
 /// What logins share: the failure counts and the bounded pool of password verifiers.
 pub struct LoginService {
     limiter: Limits,
+    /// When each subject (account, address) last had a `limited` row in the audit trail.
+    limited_written: LimitedRows,
     /// Each verification takes ~19 MiB and a core for tens of milliseconds; this bounds how
     /// many run at once, so a burst of logins cannot starve list requests or exhaust memory.
     verifiers: Semaphore,
@@ -116,6 +119,7 @@ impl LoginService {
     pub fn new(config: &Config, store: &Store) -> LoginService {
         LoginService {
             limiter: Limits::new(store, config.login_max_failures, config.login_window),
+            limited_written: LimitedRows::new(config.login_window),
             verifiers: Semaphore::new(config.login_workers),
             hasher: config.hasher.clone(),
             floor: std::sync::Arc::new(FailureFloor::new()),
@@ -171,6 +175,53 @@ pub struct Authenticated {
     pub rehash: bool,
 }
 
+/// Who a login attempt was about, as far as it got: for its audit row.
+#[derive(Debug, Default)]
+struct Trace {
+    /// The account's customer, when it exists.
+    customer: Option<i64>,
+    /// What the limits count the attempt against (the account, the end user's address).
+    subjects: Vec<String>,
+}
+
+/// When each subject last had a `limited` row: a flood of refused attempts writes one row per
+/// account or address per window, not one per attempt. Bounded like the failure counts.
+struct LimitedRows {
+    window: Duration,
+    written: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl LimitedRows {
+    fn new(window: Duration) -> LimitedRows {
+        LimitedRows {
+            window,
+            written: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether a refused attempt against `subjects` gets a row: one of them had none in the
+    /// window. All of them are then marked.
+    fn first_in_window(&self, subjects: &[String]) -> bool {
+        let now = Instant::now();
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = |at: &Instant| now.duration_since(*at) < self.window;
+        let first = subjects
+            .iter()
+            .any(|subject| !written.get(subject).is_some_and(fresh));
+        if first {
+            if written.len() >= crate::ratelimit::MAX_SUBJECTS {
+                written.retain(|_, at| fresh(at));
+            }
+            if written.len() < crate::ratelimit::MAX_SUBJECTS {
+                for subject in subjects {
+                    written.insert(subject.clone(), now);
+                }
+            }
+        }
+        first
+    }
+}
+
 impl LoginService {
     /// Checks `password` for the account `identifier` names, under the failure limits: the
     /// attempt is counted (for the account, and for the end user's address `client` when it
@@ -184,6 +235,20 @@ impl LoginService {
         password: &Secret,
         client: Option<IpAddr>,
     ) -> Result<Authenticated, ApiError> {
+        let mut trace = Trace::default();
+        self.check(db, identifier, password, client, &mut trace)
+            .await
+    }
+
+    /// [`LoginService::authenticate`], telling `trace` who the attempt was about.
+    async fn check(
+        &self,
+        db: &Store,
+        identifier: Identifier,
+        password: &Secret,
+        client: Option<IpAddr>,
+        trace: &mut Trace,
+    ) -> Result<Authenticated, ApiError> {
         let lookup = identifier.clone();
         let found = db.run(move |conn| conn.find_for_login(&lookup)).await?;
         let account = match &found {
@@ -195,6 +260,11 @@ impl LoginService {
         let address = client.map(|ip| format!("address:{ip}"));
         let mut subjects = vec![account.as_str()];
         subjects.extend(address.as_deref());
+        trace.customer = found.as_ref().map(|(customer, _)| customer.clcleunik);
+        trace.subjects = subjects
+            .iter()
+            .map(|subject| (*subject).to_owned())
+            .collect();
         // Counted before the (slow) check, so that parallel attempts cannot all slip through.
         let attempt = self.limiter.begin(&subjects).await?;
 
@@ -245,6 +315,37 @@ impl LoginService {
         })
     }
 
+    /// Writes a login attempt's row in the audit trail: `ok`, `failed` or `limited` (the
+    /// first refusal of its account or address in the window only), the key, the customer
+    /// when the account exists, the end user's address when known. Never the password or
+    /// the email or login typed. A row that cannot be written is logged; the answer stands.
+    async fn audit(
+        &self,
+        db: &Store,
+        config: &Config,
+        caller: &crate::apikey::Caller,
+        trace: &Trace,
+        outcome: Option<LoginOutcome>,
+    ) {
+        let Some(outcome) = outcome else {
+            return;
+        };
+        if matches!(outcome, LoginOutcome::Limited { .. })
+            && !self.limited_written.first_in_window(&trace.subjects)
+        {
+            return;
+        }
+        let detail = login_detail(outcome, trace.customer.is_some(), caller.end_user);
+        let (actor, customer, retention) =
+            (caller.actor().to_owned(), trace.customer, config.retention);
+        let written = db
+            .run(move |conn| conn.audit_event(&actor, Action::Login, customer, &detail, retention))
+            .await;
+        if let Err(error) = written {
+            log::warn!("a login attempt could not be written to the audit trail: {error}");
+        }
+    }
+
     /// Hashes `password` on the bounded pool of password workers.
     pub async fn hash(&self, password: Secret) -> Result<String, ApiError> {
         self.with_hasher(move |hasher| hasher.hash(&password))
@@ -282,18 +383,35 @@ async fn post_login(
         identifier,
         password,
     } = parse_fields(body?)?;
+    let mut trace = Trace::default();
+    let checked = service
+        .check(db, identifier, &password, key.0.end_user, &mut trace)
+        .await;
+    let refused = match &checked {
+        Ok(_) => None,
+        Err(ApiError::InvalidCredentials) => Some(LoginOutcome::Failed),
+        Err(ApiError::TooManyAttempts { retry_after }) => Some(LoginOutcome::Limited {
+            retry_after: *retry_after,
+        }),
+        // Not checked (busy, the database unavailable): no outcome to record.
+        Err(_) => None,
+    };
+    if refused.is_some() {
+        service.audit(db, config, &key.0, &trace, refused).await;
+    }
     let Authenticated {
         customer,
         stored,
         rehash,
-    } = service
-        .authenticate(db, identifier, &password, key.0.end_user)
-        .await?;
+    } = checked?;
     if let (true, Some(old)) = (rehash, stored) {
         upgrade_hash(db, service, customer.clcleunik, old, password).await;
     }
     let (id, days) = (customer.clcleunik, config.session_days);
     let session = db.run(move |conn| session::open(conn, id, days)).await?;
+    service
+        .audit(db, config, &key.0, &trace, Some(LoginOutcome::Ok))
+        .await;
     let result = LoginResult {
         customers: CustomerList {
             customers: std::slice::from_ref(&customer),

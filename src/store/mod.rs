@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apikey::{KeyInfo, KeyOptions, Scope};
-use crate::audit::{Action, Entry};
+use crate::audit::{Action, Entry, Kind as AuditKind};
 use crate::auth::{PasswordHasher, Secret};
 use crate::config::Retention;
 use crate::customer::{
@@ -302,12 +302,24 @@ pub trait Backend {
     ) -> Result<Option<i64>>;
 
     // The audit trail.
+    /// The newest `limit` rows of `kind`, oldest first, of one customer and/or since a date.
     fn audit(
         &mut self,
+        kind: AuditKind,
         customer: Option<i64>,
         since: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Entry>>;
+    /// Records a row that goes with no write (a login attempt), pruning what `retention` no
+    /// longer keeps on the way. It tells no cache anything: no answer depends on the trail.
+    fn audit_event(
+        &mut self,
+        actor: &str,
+        action: Action,
+        customer: Option<i64>,
+        detail: &str,
+        retention: Retention,
+    ) -> Result<()>;
 
     // The demo customers.
     fn demo_left(&mut self) -> Result<usize>;

@@ -302,7 +302,10 @@ fn tool(db: &Path, args: &[&str]) -> String {
 fn limits_shows_a_lockout_made_through_the_running_server_and_unlock_ends_it_at_once() {
     let (_dir, db, server, shop) = shop_server(&[]);
     for _ in 0..10 {
-        assert_eq!(login(&server, &shop, "jdoe@example.com", "wrong", None), 401);
+        assert_eq!(
+            login(&server, &shop, "jdoe@example.com", "wrong", None),
+            401
+        );
     }
     assert_eq!(
         login(&server, &shop, "jdoe@example.com", "password123", None),
@@ -329,8 +332,14 @@ fn limits_shows_a_lockout_made_through_the_running_server_and_unlock_ends_it_at_
         shown.contains("customer 1: 0 failed password resets in the last 300 s, not locked"),
         "{shown}"
     );
-    assert!(unlocked.contains("Cleared 10 failed attempt(s) of customer 1"), "{unlocked}");
-    assert_eq!(after, 200, "the right password logs in at once after unlock");
+    assert!(
+        unlocked.contains("Cleared 10 failed attempt(s) of customer 1"),
+        "{unlocked}"
+    );
+    assert_eq!(
+        after, 200,
+        "the right password logs in at once after unlock"
+    );
     assert!(
         shown_after.contains("customer 1: 0 failed logins in the last 300 s, not locked"),
         "{shown_after}"
@@ -341,10 +350,16 @@ fn limits_shows_a_lockout_made_through_the_running_server_and_unlock_ends_it_at_
 fn a_lockout_survives_a_restart_and_a_success_clears_the_accounts_failures() {
     let (_dir, db, server, shop) = shop_server(&[]);
     for _ in 0..10 {
-        assert_eq!(login(&server, &shop, "jdoe@example.com", "wrong", None), 401);
+        assert_eq!(
+            login(&server, &shop, "jdoe@example.com", "wrong", None),
+            401
+        );
     }
     for _ in 0..3 {
-        assert_eq!(login(&server, &shop, "jan.peeters@example.be", "wrong", None), 401);
+        assert_eq!(
+            login(&server, &shop, "jan.peeters@example.be", "wrong", None),
+            401
+        );
     }
     assert_eq!(
         login(&server, &shop, "jan.peeters@example.be", "Fietsen#88", None),
@@ -360,5 +375,8 @@ fn a_lockout_survives_a_restart_and_a_success_clears_the_accounts_failures() {
         "a restart keeps the lock"
     );
     let jan = tool(&db, &["limits", "jan.peeters@example.be"]);
-    assert!(jan.contains(": 0 failed logins"), "a success forgave them: {jan}");
+    assert!(
+        jan.contains(": 0 failed logins"),
+        "a success forgave them: {jan}"
+    );
 }

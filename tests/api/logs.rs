@@ -35,8 +35,14 @@ fn every_log_line_starts_with_its_utc_time_and_the_launch_line_is_still_found() 
         assert!(starts_with_a_utc_time(line), "no time first: {line:?}");
         assert_eq!(&line[24..25], " ", "{line:?}");
     }
-    assert!(log.contains(" clientele launched from http://127.0.0.1:"), "{log}");
-    assert!(log.contains("GET /CUSTOMER/LIST/?id_client=1&apikey=*** 200"), "{log}");
+    assert!(
+        log.contains(" clientele launched from http://127.0.0.1:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("GET /CUSTOMER/LIST/?id_client=1&apikey=*** 200"),
+        "{log}"
+    );
     assert!(!log.contains("not-a-key-of-ours"), "{log}");
 }
 
@@ -60,7 +66,10 @@ fn json_log_lines_are_one_object_each_with_secrets_masked() {
     assert_eq!(listed.status, 200, "{log}");
     assert_eq!(login.status, 200, "{log}");
     assert!(!log.contains(&key) && !log.contains(&key[4..12]), "{log}");
-    assert!(!log.contains("hunter2") && !log.contains("password123"), "{log}");
+    assert!(
+        !log.contains("hunter2") && !log.contains("password123"),
+        "{log}"
+    );
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|line| {
@@ -72,23 +81,34 @@ fn json_log_lines_are_one_object_each_with_secrets_masked() {
         let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
         fields.sort_unstable();
         assert_eq!(fields, ["level", "message", "target", "time"], "{line}");
-        assert!(starts_with_a_utc_time(line["time"].as_str().unwrap()), "{line}");
+        assert!(
+            starts_with_a_utc_time(line["time"].as_str().unwrap()),
+            "{line}"
+        );
         assert!(
             ["error", "warn", "info", "debug", "trace"].contains(&line["level"].as_str().unwrap()),
             "{line}"
         );
     }
-    let messages: Vec<&str> = lines.iter().map(|l| l["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
     let launch = lines
         .iter()
-        .find(|l| l["message"].as_str().unwrap().contains("clientele launched from http://"))
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .unwrap()
+                .contains("clientele launched from http://")
+        })
         .expect("the launch line");
     assert_eq!(launch["level"], "info", "{launch}");
     assert!(
-        messages
-            .iter()
-            .any(|m| m.ends_with("GET /CUSTOMER/LIST/?id_client=1&apikey=*** 200")
-                || m.contains("GET /CUSTOMER/LIST/?id_client=1&apikey=*** 200 ")),
+        messages.iter().any(
+            |m| m.ends_with("GET /CUSTOMER/LIST/?id_client=1&apikey=*** 200")
+                || m.contains("GET /CUSTOMER/LIST/?id_client=1&apikey=*** 200 ")
+        ),
         "{messages:?}"
     );
     assert!(
@@ -116,7 +136,13 @@ fn a_misspelled_log_format_stops_start_up_naming_the_setting_and_its_values() {
     let said = stderr(&output);
     assert_eq!(output.status.code(), Some(78), "{said}");
     assert_eq!(said.trim().lines().count(), 1, "{said}");
-    assert!(said.contains("log_format") && said.contains("\"jsn\""), "{said}");
-    assert!(said.contains("\"text\"") && said.contains("\"json\""), "{said}");
+    assert!(
+        said.contains("log_format") && said.contains("\"jsn\""),
+        "{said}"
+    );
+    assert!(
+        said.contains("\"text\"") && said.contains("\"json\""),
+        "{said}"
+    );
     assert!(!dir.path().join("never.db").exists());
 }

@@ -840,11 +840,31 @@ impl Backend for PooledClient {
 
     fn audit(
         &mut self,
+        kind: crate::audit::Kind,
         customer: Option<i64>,
         since: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Entry>> {
-        audit::list(self.conn()?, customer, since, limit)
+        audit::list(self.conn()?, kind, customer, since, limit)
+    }
+
+    fn audit_event(
+        &mut self,
+        actor: &str,
+        action: Action,
+        customer: Option<i64>,
+        detail: &str,
+        retention: Retention,
+    ) -> Result<()> {
+        // Not `write`: the audit table notifies no node, and a login must not end the
+        // caches of this one either.
+        let conn = self.conn()?;
+        retrying(conn, |conn| {
+            let mut tx = conn.begin(conn::Begin::Write)?;
+            audit::prune(&mut tx, retention)?;
+            audit::record(&mut tx, actor, action, customer, &[], detail)?;
+            tx.commit()
+        })
     }
 
     fn demo_left(&mut self) -> Result<usize> {

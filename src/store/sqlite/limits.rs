@@ -70,8 +70,8 @@ pub fn unlocks(conn: &Connection, digests: &[[u8; 32]]) -> rusqlite::Result<Vec<
 
 /// Every failure since `since`, oldest first: what a starting server counts again.
 pub fn since(conn: &Connection, since: i64) -> rusqlite::Result<Vec<([u8; 32], i64)>> {
-    let mut statement = conn
-        .prepare("SELECT subject, at FROM login_failure WHERE at > ?1 ORDER BY at, rowid")?;
+    let mut statement =
+        conn.prepare("SELECT subject, at FROM login_failure WHERE at > ?1 ORDER BY at, rowid")?;
     let rows = statement.query_map([since], |row| {
         let subject: Vec<u8> = row.get(0)?;
         Ok((subject, row.get::<_, i64>(1)?))
@@ -97,9 +97,8 @@ pub fn status(
 ) -> rusqlite::Result<Vec<(i64, u64)>> {
     let max = i64::from(max_failures.max(1));
     let from = now.saturating_sub(window_ms);
-    let mut count = conn.prepare_cached(
-        "SELECT count(*) FROM login_failure WHERE subject = ?1 AND at > ?2",
-    )?;
+    let mut count =
+        conn.prepare_cached("SELECT count(*) FROM login_failure WHERE subject = ?1 AND at > ?2")?;
     // The oldest of the newest `max` failures: the attempt waits until it leaves the window.
     let mut oldest_counted = conn.prepare_cached(
         "SELECT at FROM login_failure WHERE subject = ?1 AND at > ?2 \
@@ -137,7 +136,10 @@ pub fn totals(
         "SELECT count(*), COALESCE(sum(failures >= ?1), 0) FROM (
              SELECT subject, count(*) AS failures FROM login_failure WHERE at > ?2
              GROUP BY subject)",
-        rusqlite::params![i64::from(max_failures.max(1)), now.saturating_sub(window_ms)],
+        rusqlite::params![
+            i64::from(max_failures.max(1)),
+            now.saturating_sub(window_ms)
+        ],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )
 }

@@ -1105,11 +1105,25 @@ impl Backend for Connection {
 
     fn audit(
         &mut self,
+        kind: crate::audit::Kind,
         customer: Option<i64>,
         since: Option<&str>,
         limit: usize,
     ) -> crate::store::Result<Vec<Entry>> {
-        Ok(audit::list(self, customer, since, limit)?)
+        Ok(audit::list(self, kind, customer, since, limit)?)
+    }
+
+    fn audit_event(
+        &mut self,
+        actor: &str,
+        action: Action,
+        customer: Option<i64>,
+        detail: &str,
+        retention: Retention,
+    ) -> crate::store::Result<()> {
+        let tx = self.transaction()?;
+        audit::record(&tx, actor, action, customer, &[], detail, retention)?;
+        Ok(tx.commit()?)
     }
 
     fn demo_left(&mut self) -> crate::store::Result<usize> {
