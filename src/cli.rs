@@ -297,7 +297,11 @@ pub enum KeysCommand {
         #[arg(long, conflicts_with = "public")]
         forwards_client_address: bool,
     },
-    /// List key names, scopes (read, write or public) and creation times (never the keys).
+    /// List key names, scopes (read, write or public), creation times and last uses (never
+    /// the keys).
+    ///
+    /// A key's last use is when a server last accepted it (UTC), or "never". Servers write
+    /// it at most once a minute and when they stop, so it may be up to a minute behind.
     List,
     /// Revoke a key by name; a running server refuses it from its next request.
     Revoke {
@@ -848,10 +852,11 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             }
             for key in keys {
                 println!(
-                    "{}\t{}\tcreated {}{}",
+                    "{}\t{}\tcreated {}\tlast used {}{}",
                     key.name,
                     key.scope.as_str(),
                     key.created_at,
+                    key.last_used.as_deref().unwrap_or("never"),
                     if key.forwards_client_address {
                         "\tforwards client address"
                     } else {

@@ -15,6 +15,7 @@ pub mod connections;
 pub mod customer;
 pub mod error;
 pub mod export;
+pub mod keyuse;
 pub mod logging;
 pub mod mail;
 pub mod memo;
@@ -194,7 +195,18 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     let cors = (!config.cors_origins.is_empty()).then(|| routes::Cors {
         origins: config.cors_origins.clone(),
     });
+    let key_uses = std::sync::Arc::new(keyuse::KeyUses::default());
     let rocket = rocket::custom(figment);
+    // The keys' last uses are written now and then, from lift-off on (and by the server in
+    // front when it stops).
+    let rocket = {
+        let (uses, db) = (std::sync::Arc::clone(&key_uses), db.clone());
+        rocket.attach(rocket::fairing::AdHoc::on_liftoff("key uses", move |_| {
+            Box::pin(async move {
+                rocket::tokio::spawn(uses.flush_every_minute(db));
+            })
+        }))
+    };
     // The sync loop runs on the server's runtime, from lift-off on.
     let rocket = match &mirror {
         Some(mirror) => {
@@ -225,7 +237,9 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
             anonymous,
             address,
             config.cors_origins.clone(),
+            std::sync::Arc::clone(&key_uses),
         ))
+        .manage(key_uses)
         .manage(sync::Mirroring(mirror))
         .manage(routes::docs::OpenApi::for_view(config.view))
         .manage(routes::reset::ResetLimiter::new(&config, &db))

@@ -112,6 +112,8 @@ impl From<Error> for ApiError {
 
 /// A key as the server checks requests against it (its digest, never the key).
 pub struct StoredKey {
+    /// The key's row: what its last use is recorded by (a rowid on SQLite).
+    pub id: i64,
     pub digest: Vec<u8>,
     pub name: String,
     pub scope: Scope,
@@ -265,6 +267,9 @@ pub trait Backend {
     /// `false` when no key has that name.
     fn revoke_key(&mut self, name: &str) -> Result<bool>;
     fn key_count(&mut self) -> Result<usize>;
+    /// Writes when keys were last used (`(key id, UTC time)`), keeping the later time; keys
+    /// revoked meanwhile are skipped. It tells no cache anything: no answer depends on it.
+    fn record_key_uses(&mut self, uses: &[(i64, String)]) -> Result<()>;
 
     // Customer sessions, by digest.
     /// Opens a session for `id` for `days`, sweeping expired ones and ending the customer's

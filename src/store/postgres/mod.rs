@@ -795,6 +795,11 @@ impl Backend for PooledClient {
         keys::count(self.conn()?)
     }
 
+    fn record_key_uses(&mut self, uses: &[(i64, String)]) -> Result<()> {
+        // Not `write`: `api_key_use` notifies no node, and no answer depends on it.
+        keys::record_uses(self.conn()?, uses)
+    }
+
     fn open_session(
         &mut self,
         digest: &[u8],

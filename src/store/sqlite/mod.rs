@@ -318,6 +318,17 @@ const MIGRATIONS: &[&str] = &[
         subject BLOB PRIMARY KEY CHECK (length(subject) = 32),
         at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 15: when each API key was last used (`clientele keys list`), by the key's rowid. Not a
+    // column of `api_key`: its triggers (migration 13) would end every cached answer at each
+    // write. The server keeps last uses in memory and writes them at most once a minute and
+    // at shutdown; a key's deletion takes its row with it.
+    "CREATE TABLE api_key_use (
+        key_id INTEGER PRIMARY KEY,
+        last_used TEXT NOT NULL
+    );
+    CREATE TRIGGER api_key_use_key_removed AFTER DELETE ON api_key BEGIN
+        DELETE FROM api_key_use WHERE key_id = OLD.rowid;
+    END;",
 ];
 
 /// The schema version this binary writes.
@@ -1058,6 +1069,10 @@ impl Backend for Connection {
 
     fn key_count(&mut self) -> crate::store::Result<usize> {
         Ok(keys::count(self)?)
+    }
+
+    fn record_key_uses(&mut self, uses: &[(i64, String)]) -> crate::store::Result<()> {
+        Ok(keys::record_uses(self, uses)?)
     }
 
     fn open_session(
