@@ -445,7 +445,8 @@ fn prepare_locked(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenRe
     if current > SCHEMA_VERSION {
         return Err(format!(
             "was written by a newer clientele (schema {current}; this one knows up to \
-             {SCHEMA_VERSION})"
+             {SCHEMA_VERSION}) and was not changed: run that newer version, or restore the \
+             dump taken before the upgrade (README, \"Upgrading\")"
         ));
     }
     for (version, sql) in MIGRATIONS

@@ -775,6 +775,27 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<(), StartupError> {
     )))
 }
 
+/// The schema version of the clientele database at `path` when this binary would migrate
+/// it (an existing file of ours, older than [`SCHEMA_VERSION`]); `None` otherwise (no file,
+/// a new or current one, a newer or a foreign one, which opening then refuses). Reads only.
+pub fn schema_behind(path: &Path) -> Option<usize> {
+    if !path.is_file() {
+        return None;
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    conn.busy_timeout(BUSY_TIMEOUT).ok()?;
+    check_ours(&conn, path).ok()?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .ok()?;
+    let version = usize::try_from(version).ok()?;
+    (1..SCHEMA_VERSION).contains(&version).then_some(version)
+}
+
 /// Brings the schema up to [`SCHEMA_VERSION`], each step in its own transaction.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
     let current: i64 = conn
@@ -784,7 +805,13 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
     if current > SCHEMA_VERSION {
         return Err(StartupError::database(
             path,
-            format!("was written by a newer clientele (schema {current}; this one knows up to {SCHEMA_VERSION})"),
+            format!(
+                "was written by a newer clientele (schema {current}; this one knows up to \
+                 {SCHEMA_VERSION}) and was not changed: run that newer version, or restore \
+                 the copy taken before the upgrade ({}.before-v{current}; README, \
+                 \"Upgrading\")",
+                path.display()
+            ),
         ));
     }
     for (version, sql) in MIGRATIONS
