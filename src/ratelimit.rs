@@ -380,7 +380,8 @@ impl Limits {
     pub async fn succeeded(&self, attempt: Counted, subject: &str) {
         match (&self.kind, attempt) {
             (Kind::Local { memory, db }, Counted::Local(attempt)) => {
-                if memory.succeeded(attempt, subject) {
+                let had_failures = memory.succeeded(attempt, subject);
+                if had_failures {
                     let digest = digest(subject);
                     let forgiven = db
                         .run(move |conn| crate::store::sqlite::limits::forgive(conn, &digest))
