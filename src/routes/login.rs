@@ -200,7 +200,9 @@ impl LimitedRows {
     }
 
     /// Whether a refused attempt against `subjects` gets a row: one of them had none in the
-    /// window. All of them are then marked.
+    /// window. All of them are then marked. With [`crate::ratelimit::MAX_SUBJECTS`] subjects
+    /// marked in the window (an attack from that many addresses), no more rows are written
+    /// until some leave it: the bound holds whatever the flood.
     fn first_in_window(&self, subjects: &[String]) -> bool {
         let now = Instant::now();
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
@@ -208,17 +210,19 @@ impl LimitedRows {
         let first = subjects
             .iter()
             .any(|subject| !written.get(subject).is_some_and(fresh));
-        if first {
-            if written.len() >= crate::ratelimit::MAX_SUBJECTS {
-                written.retain(|_, at| fresh(at));
-            }
-            if written.len() < crate::ratelimit::MAX_SUBJECTS {
-                for subject in subjects {
-                    written.insert(subject.clone(), now);
-                }
+        if !first {
+            return false;
+        }
+        if written.len() + subjects.len() > crate::ratelimit::MAX_SUBJECTS {
+            written.retain(|_, at| fresh(at));
+            if written.len() + subjects.len() > crate::ratelimit::MAX_SUBJECTS {
+                return false;
             }
         }
-        first
+        for subject in subjects {
+            written.insert(subject.clone(), now);
+        }
+        true
     }
 }
 
@@ -497,6 +501,19 @@ pub fn routes() -> Vec<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_subject_gets_one_limited_row_per_window() {
+        let rows = LimitedRows::new(Duration::from_millis(200));
+        let account = vec!["customer:1".to_owned()];
+        let both = vec!["customer:1".to_owned(), "address:192.0.2.1".to_owned()];
+        assert!(rows.first_in_window(&account));
+        assert!(!rows.first_in_window(&account));
+        assert!(rows.first_in_window(&both), "the address had none");
+        assert!(!rows.first_in_window(&both));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(rows.first_in_window(&account), "a new window");
+    }
 
     #[test]
     fn the_primed_floor_outlasts_a_quiet_spell_and_recent_checks_raise_it() {
