@@ -138,9 +138,12 @@ pub struct KeyInfo {
     pub scope: Scope,
     pub created_at: String,
     pub forwards_client_address: bool,
+    /// When a server last accepted it (UTC, as the audit trail writes times), as written
+    /// so far (see [`crate::keyuse`]); `None`: never.
+    pub last_used: Option<String>,
 }
 
-/// Every key's name, scope and creation time, oldest first. Never the keys.
+/// Every key's name, scope, creation time and last use, oldest first. Never the keys.
 pub fn list(conn: &mut dyn Backend) -> Result<Vec<KeyInfo>, KeyError> {
     Ok(conn.keys()?)
 }
@@ -173,6 +176,7 @@ fn load_keys(conn: &mut dyn Backend) -> store::Result<Vec<KnownKey>> {
             Some(KnownKey {
                 digest,
                 caller: Caller {
+                    key_id: Some(stored.id),
                     name: Some(stored.name.into()),
                     scope: stored.scope,
                     forwards_client_address: stored.forwards_client_address,
@@ -187,6 +191,8 @@ fn load_keys(conn: &mut dyn Backend) -> store::Result<Vec<KnownKey>> {
 /// `allow_anonymous`), who may do everything, as the contract says for demos.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The key's row (for its last use), or `None` without a key.
+    pub key_id: Option<i64>,
     pub name: Option<Arc<str>>,
     pub scope: Scope,
     /// The key may name the end user's address in `X-Forwarded-For` (see [`KeyOptions`]).
@@ -221,6 +227,8 @@ pub struct Access {
     /// Browser origins the owner allowed (`cors_origins`).
     cors_origins: Vec<String>,
     cache: RwLock<Option<(i64, Arc<[KnownKey]>)>>,
+    /// When each key was last used, written to the database now and then.
+    uses: Arc<crate::keyuse::KeyUses>,
     /// When keys were last read again because a presented key was not among those cached
     /// (see [`Access::check`]).
     reread: std::sync::Mutex<Option<std::time::Instant>>,
@@ -232,13 +240,19 @@ pub struct Access {
 const REREAD_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Access {
-    pub fn new(anonymous_when_keyless: bool, address: IpAddr, cors_origins: Vec<String>) -> Access {
+    pub fn new(
+        anonymous_when_keyless: bool,
+        address: IpAddr,
+        cors_origins: Vec<String>,
+        uses: Arc<crate::keyuse::KeyUses>,
+    ) -> Access {
         Access {
             anonymous_when_keyless,
             keyless_on_loopback: anonymous_when_keyless && address.is_loopback(),
             address,
             cors_origins,
             cache: RwLock::new(None),
+            uses,
             reread: std::sync::Mutex::new(None),
         }
     }
@@ -304,6 +318,7 @@ impl Access {
         if keys.is_empty() {
             return if self.anonymous_when_keyless {
                 Ok(Caller {
+                    key_id: None,
                     name: None,
                     scope: Scope::Write,
                     forwards_client_address: false,
@@ -313,7 +328,11 @@ impl Access {
                 Err(ApiError::Unauthorized)
             };
         }
-        matched.ok_or(ApiError::Unauthorized)
+        let caller = matched.ok_or(ApiError::Unauthorized)?;
+        if let Some(id) = caller.key_id {
+            self.uses.touch(id);
+        }
+        Ok(caller)
     }
 
     /// The most capable stored key among `presented`, if any. Every presented key is
@@ -607,6 +626,8 @@ async fn caller(request: &Request<'_>) -> Result<Caller, ApiError> {
     if caller.name.is_none() {
         keyless_request_allowed(request, access)?;
     }
+    // For the answer's header: the memo in front touches the key when it answers again.
+    request.local_cache(|| crate::keyuse::UsedKey(caller.key_id));
     caller.end_user = end_user_address(request, &caller);
     Ok(caller)
 }
@@ -851,7 +872,7 @@ mod tests {
     #[test]
     fn keys_are_long_random_and_url_safe() {
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE api_key (name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT 'read', forwards_client_address INTEGER NOT NULL DEFAULT 0)").unwrap();
+        conn.execute_batch("CREATE TABLE api_key (name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT 'read', forwards_client_address INTEGER NOT NULL DEFAULT 0); CREATE TABLE api_key_use (key_id INTEGER PRIMARY KEY, last_used TEXT NOT NULL)").unwrap();
         let a = create(&mut conn, "shop", Scope::Read).unwrap();
         let b = create(&mut conn, "shop-2", Scope::Write).unwrap();
         assert_ne!(a, b);

@@ -161,7 +161,7 @@ fn prune(folder: &Path, keep: usize) -> Result<(), String> {
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since 1970.
 fn compact_utc(seconds: u64) -> String {
-    crate::cli::utc_timestamp(seconds).replace(['-', ':'], "")
+    crate::clock::utc_seconds(seconds).replace(['-', ':'], "")
 }
 
 /// What `/health` says of the schedule, when there is one. `/health` needs no key: the

@@ -77,6 +77,11 @@ pub enum Command {
         delimiter: Option<u8>,
     },
     /// Write every customer to standard output or a file, never with passwords.
+    ///
+    /// For a spreadsheet in a European Excel, which opens ';' and Windows-1252 with the
+    /// accents right: `clientele export --format csv --delimiter ';' --encoding windows-1252
+    /// -o customers.csv`. A value Windows-1252 cannot hold (an emoji, a Greek letter) stops
+    /// the export, naming the customer and the field, and nothing is written.
     Export {
         /// json (the list's envelope, which `clientele import` reads back) or csv.
         #[arg(long, value_enum, default_value = "json")]
@@ -87,6 +92,12 @@ pub enum Command {
         /// Include the fields that `redact` withholds (passwords are never exported).
         #[arg(long)]
         all_fields: bool,
+        /// With --format csv: how the text is encoded, utf-8 (the default) or windows-1252.
+        #[arg(long, value_enum)]
+        encoding: Option<TextEncoding>,
+        /// With --format csv: the separator, ',' (the default), ';' or tab.
+        #[arg(long, value_parser = parse_delimiter)]
+        delimiter: Option<u8>,
     },
     /// Make the local customers equal to the old API's list, once (see `upstream`).
     ///
@@ -102,7 +113,9 @@ pub enum Command {
     ///
     /// One line per write through the API or `passwd`, and per import or sync (with its
     /// counts), oldest first: time (UTC), key name (or cli, sync, anonymous), action,
-    /// customer, the names of the fields that changed.
+    /// customer, the names of the fields that changed. With --logins, the login attempts
+    /// instead: ok, failed or limited, the customer (an account that does not exist is
+    /// "unknown account", never the email typed), the key, the end user's address if known.
     Audit {
         /// Only this customer's entries.
         #[arg(long)]
@@ -114,6 +127,9 @@ pub enum Command {
         /// At most this many entries, the newest.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Show login attempts (ok, failed, limited) instead of writes.
+        #[arg(long)]
+        logins: bool,
     },
     /// Measure the most logins per second this machine can check, and print it.
     ///
@@ -133,14 +149,15 @@ pub enum Command {
     /// Show the failed-login limits: how many accounts and addresses have failures and how
     /// many are locked now; with WHO (clcleunik, email or login), that customer's.
     ///
-    /// On PostgreSQL the counts live in the database, shared by every node. On SQLite they
-    /// live in the running server's memory (one node): restarting it clears them.
+    /// The counts live in the database, so this works while the server runs: on PostgreSQL
+    /// shared by every node, on SQLite written by the server as each attempt fails (and kept
+    /// across a restart).
     Limits {
         /// The customer: clcleunik, email or login.
         customer: Option<String>,
     },
     /// Clear a customer's failed logins and password-reset requests, so that they can log
-    /// in (or reset) again at once (PostgreSQL: every node).
+    /// in (or reset) again at once, while the server runs (PostgreSQL: every node).
     Unlock {
         /// The customer: clcleunik, email or login.
         customer: String,
@@ -201,7 +218,7 @@ fn since_at(value: &str, now: u64) -> Result<String, String> {
         }),
     };
     if let Some(at) = relative {
-        return Ok(utc_timestamp(at));
+        return Ok(crate::clock::utc_seconds(at));
     }
     let date = value.get(..10).ok_or_else(refuse)?;
     let mut check = crate::customer::Customer::default();
@@ -236,28 +253,6 @@ fn since_at(value: &str, now: u64) -> Result<String, String> {
     } else {
         Err(refuse())
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for `seconds` since 1970 (UTC), as the audit trail writes times.
-pub fn utc_timestamp(seconds: u64) -> String {
-    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-    let rest = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    )
 }
 
 fn parse_seconds(value: &str) -> Result<f64, String> {
@@ -302,7 +297,11 @@ pub enum KeysCommand {
         #[arg(long, conflicts_with = "public")]
         forwards_client_address: bool,
     },
-    /// List key names, scopes (read, write or public) and creation times (never the keys).
+    /// List key names, scopes (read, write or public), creation times and last uses (never
+    /// the keys).
+    ///
+    /// A key's last use is when a server last accepted it (UTC), or "never". Servers write
+    /// it at most once a minute and when they stop, so it may be up to a minute behind.
     List,
     /// Revoke a key by name; a running server refuses it from its next request.
     Revoke {
@@ -338,7 +337,10 @@ pub fn run(cli: Cli) -> ExitCode {
             format,
             output,
             all_fields,
-        } => export(format, output, all_fields),
+            encoding,
+            delimiter,
+        } => export_options(format, encoding, delimiter)
+            .and_then(|csv| export(format, output, all_fields, csv)),
         Command::Backup { path, force } => backup(&path, force),
         Command::RemoveDemo => remove_demo(),
         Command::Limits { customer } => limits(customer.as_deref()),
@@ -350,7 +352,14 @@ pub fn run(cli: Cli) -> ExitCode {
             customer,
             since,
             limit,
-        } => show_audit(customer, since.as_deref(), limit),
+            logins,
+        } => {
+            let kind = match logins {
+                true => audit::Kind::Logins,
+                false => audit::Kind::Writes,
+            };
+            show_audit(kind, customer, since.as_deref(), limit)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -597,7 +606,43 @@ fn login_rate(seconds: f64) -> Result<(), String> {
     Ok(())
 }
 
-fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(), String> {
+/// How a CSV export is written, from `--encoding` and `--delimiter`; both are refused with
+/// JSON (always UTF-8, no separator), and `--encoding auto` (it is for reading files).
+fn export_options(
+    format: Format,
+    encoding: Option<TextEncoding>,
+    delimiter: Option<u8>,
+) -> Result<export::CsvOptions, String> {
+    if format == Format::Json && (encoding.is_some() || delimiter.is_some()) {
+        return Err(
+            "--encoding and --delimiter are for --format csv: JSON is always UTF-8, \
+             with no separator to choose; nothing was exported"
+                .into(),
+        );
+    }
+    let windows_1252 = match encoding {
+        None | Some(TextEncoding::Utf8) => false,
+        Some(TextEncoding::Windows1252) => true,
+        Some(TextEncoding::Auto) => {
+            return Err(
+                "--encoding auto is for reading files; an export is written in \
+                 utf-8 (the default) or windows-1252; nothing was exported"
+                    .into(),
+            )
+        }
+    };
+    Ok(export::CsvOptions {
+        delimiter: delimiter.unwrap_or(b','),
+        windows_1252,
+    })
+}
+
+fn export(
+    format: Format,
+    output: Option<PathBuf>,
+    all_fields: bool,
+    csv: export::CsvOptions,
+) -> Result<(), String> {
     let (config, db) = open()?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let view = if all_fields {
@@ -609,7 +654,8 @@ fn export(format: Format, output: Option<PathBuf>, all_fields: bool) -> Result<(
         config.view
     };
     let mut buffer = Vec::new();
-    let count = export::export(&mut *conn, format, view, &mut buffer).map_err(|e| e.to_string())?;
+    let count =
+        export::export(&mut *conn, format, view, csv, &mut buffer).map_err(|e| e.to_string())?;
     match output {
         Some(path) => {
             // Write beside, then rename: a reader never sees half a file.
@@ -748,11 +794,16 @@ fn sync_once(url: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-fn show_audit(customer: Option<i64>, since: Option<&str>, limit: usize) -> Result<(), String> {
+fn show_audit(
+    kind: audit::Kind,
+    customer: Option<i64>,
+    since: Option<&str>,
+    limit: usize,
+) -> Result<(), String> {
     let (_, db) = open()?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let entries = conn
-        .audit(customer, since, limit)
+        .audit(kind, customer, since, limit)
         .map_err(|e| e.to_string())?;
     if entries.is_empty() {
         eprintln!("No audit entries match.");
@@ -801,10 +852,11 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             }
             for key in keys {
                 println!(
-                    "{}\t{}\tcreated {}{}",
+                    "{}\t{}\tcreated {}\tlast used {}{}",
                     key.name,
                     key.scope.as_str(),
                     key.created_at,
+                    key.last_used.as_deref().unwrap_or("never"),
                     if key.forwards_client_address {
                         "\tforwards client address"
                     } else {
@@ -859,27 +911,14 @@ fn limit_subjects(id: i64) -> [String; 2] {
     [format!("customer:{id}"), format!("reset:customer:{id}")]
 }
 
-/// The limits' store, or why the tools cannot reach them (SQLite: the server's memory).
-fn shared_limits(store: &Store) -> Result<crate::store::postgres::PooledClient, String> {
-    match store {
-        Store::Postgres(pg) => pg.connection().map_err(|e| e.to_string()),
-        Store::Sqlite(_) => Err("on SQLite the failed-login counts live in the running \
-             server's memory (one node), out of the tools' reach: restarting the server clears \
-             them (`systemctl restart clientele`). On PostgreSQL they live in the database and \
-             `clientele limits` and `unlock` reach them"
-            .into()),
-    }
-}
-
 fn limits(who: Option<&str>) -> Result<(), String> {
     let (config, store) = open()?;
-    let mut limits = shared_limits(&store)?;
+    let mut conn = store.connection().map_err(|e| e.to_string())?;
     let (max, window) = (config.login_max_failures, config.login_window);
     match who {
         None => {
-            let (with_failures, locked) = limits
-                .limit_totals(max, window)
-                .map_err(|e| e.to_string())?;
+            let (with_failures, locked) =
+                conn.limit_totals(max, window).map_err(|e| e.to_string())?;
             println!(
                 "{with_failures} account(s) or address(es) with failed logins in the last {} s; \
                  {locked} locked now ({max} failures lock)",
@@ -887,11 +926,10 @@ fn limits(who: Option<&str>) -> Result<(), String> {
             );
         }
         Some(who) => {
-            let mut conn = store.connection().map_err(|e| e.to_string())?;
             let found = find_customer(&mut conn, who)?;
             let subjects = limit_subjects(found.clcleunik);
             let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
-            let status = limits
+            let status = conn
                 .limit_status(&subjects, max, window)
                 .map_err(|e| e.to_string())?;
             for ((failures, wait), what) in status.iter().zip(["logins", "password resets"]) {
@@ -911,13 +949,14 @@ fn limits(who: Option<&str>) -> Result<(), String> {
 }
 
 fn unlock(who: &str) -> Result<(), String> {
-    let (_, store) = open()?;
-    let mut limits = shared_limits(&store)?;
+    let (config, store) = open()?;
     let mut conn = store.connection().map_err(|e| e.to_string())?;
     let found = find_customer(&mut conn, who)?;
     let subjects = limit_subjects(found.clcleunik);
     let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
-    let cleared = limits.limit_clear(&subjects).map_err(|e| e.to_string())?;
+    let cleared = conn
+        .limit_clear(&subjects, config.login_window)
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "Cleared {cleared} failed attempt(s) of customer {}: they may log in at once.",
         found.clcleunik
@@ -993,8 +1032,6 @@ mod tests {
     fn since_takes_dates_times_and_spans_and_refuses_anything_else() {
         // 2026-11-29T17:30:00Z
         let now = 1_795_973_400;
-        assert_eq!(super::utc_timestamp(now), "2026-11-29T17:30:00Z");
-        assert_eq!(super::utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(
             super::since_at("today", now).unwrap(),
             "2026-11-29T00:00:00Z"

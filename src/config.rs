@@ -76,6 +76,8 @@ struct RawConfig {
     session_days: u32,
     #[serde(default)]
     public_registration: bool,
+    #[serde(default = "default_log_format")]
+    log_format: String,
     #[serde(flatten)]
     operations: RawOperations,
 }
@@ -335,6 +337,7 @@ const APP_KEYS: &[&str] = &[
     "backup_dir",
     "backup_every_hours",
     "backup_keep",
+    "log_format",
 ];
 
 /// The configuration sources, lowest priority first: Rocket's built-in defaults, then
@@ -562,6 +565,9 @@ fn default_upstream_timeout_secs() -> u64 {
 fn default_upstream_max_mib() -> u64 {
     512
 }
+fn default_log_format() -> String {
+    "text".to_owned()
+}
 fn default_upstream_key_file() -> String {
     "data/upstream.key".to_owned()
 }
@@ -655,6 +661,32 @@ pub struct Config {
     pub public_registration: bool,
     /// HTTPS, the metrics listener, scheduled backups.
     pub operations: Operations,
+    /// How log lines are written (`log_format`, "text").
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`log_format`): every line starts with its UTC time either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `2026-11-30T01:02:03.456Z warning: the message`, for people and `journalctl`.
+    #[default]
+    Text,
+    /// One JSON object per line (`{"time":...,"level":...,"target":...,"message":...}`), for
+    /// log shippers (Vector, promtail, Fluent Bit).
+    Json,
+}
+
+impl LogFormat {
+    /// The setting's value, or an error naming the setting and the values it takes.
+    pub fn parse(value: &str) -> Result<LogFormat, String> {
+        match value {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "log_format: {other:?} is not a log format; use \"text\" or \"json\""
+            )),
+        }
+    }
 }
 
 /// The longest `session_days` accepted: ten years.
@@ -762,6 +794,7 @@ impl Config {
         if raw.database.trim().is_empty() {
             return Err(StartupError::Config("database: the path is empty".into()));
         }
+        let log_format = LogFormat::parse(&raw.log_format).map_err(StartupError::Config)?;
         let redaction = Redaction::from_names(&raw.redact).map_err(StartupError::Config)?;
         let string_ids = match raw.clcleunik_type.as_str() {
             "number" => false,
@@ -878,6 +911,7 @@ impl Config {
             upstream_key_file: PathBuf::from(raw.upstream_key_file),
             session_days: raw.session_days,
             public_registration: raw.public_registration,
+            log_format,
         })
     }
 }
@@ -895,6 +929,17 @@ fn one_line(error: &rocket::figment::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelled_log_format_is_named_with_the_values_it_takes() {
+        assert_eq!(LogFormat::parse("json"), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::parse("text"), Ok(LogFormat::Text));
+        let error = LogFormat::parse("jsn").unwrap_err();
+        assert!(
+            error.starts_with("log_format: \"jsn\"") && error.contains("\"text\" or \"json\""),
+            "{error}"
+        );
+    }
 
     #[test]
     fn postgres_settings_that_are_not_urls_are_refused_not_taken_for_files() {

@@ -11,15 +11,69 @@ use crate::customer::{CustomerJson, CustomerList, Field, ListFilter, View};
 use crate::error::JsonResponse;
 use crate::transfer::Format;
 
-/// Writes every customer to `out` in `format`, as `view` says; passwords and hashes
-/// are never part of a [`customer::Customer`], so they cannot be exported. Returns the count.
+/// How a CSV export is written: its separator and its text encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// `,` (the default), `;` (what a European Excel expects) or a tab.
+    pub delimiter: u8,
+    /// Windows-1252 (what a European Excel reads without asking) instead of UTF-8.
+    pub windows_1252: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> CsvOptions {
+        CsvOptions {
+            delimiter: b',',
+            windows_1252: false,
+        }
+    }
+}
+
+/// Why an export wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A value Windows-1252 has no byte for (an emoji, a Greek or Polish letter...).
+    #[error(
+        "customer {customer} (clcleunik): field {field} holds {character:?} (U+{code:04X}), \
+         which Windows-1252 cannot hold; nothing was exported. Export with --encoding utf-8 \
+         (Excel opens it with Data > From Text/CSV), or change that value"
+    )]
+    NotWindows1252 {
+        customer: i64,
+        field: &'static str,
+        character: char,
+        code: u32,
+    },
+    #[error(transparent)]
+    Other(#[from] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(error: std::io::Error) -> Self {
+        ExportError::Other(error.into())
+    }
+}
+
+impl From<csv::Error> for ExportError {
+    fn from(error: csv::Error) -> Self {
+        ExportError::Other(error.into())
+    }
+}
+
+/// Writes every customer to `out` in `format`, as `view` says (`csv` says how, for CSV);
+/// passwords and hashes are never part of a [`customer::Customer`], so they cannot be
+/// exported. Returns the count. On an error, `out` may hold part of the export: write it to a
+/// buffer, and keep it only on success.
 pub fn export(
     conn: &mut dyn crate::store::Backend,
     format: Format,
     view: View,
+    csv: CsvOptions,
     out: &mut dyn Write,
-) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let page = conn.list(&ListFilter::default())?;
+) -> Result<usize, ExportError> {
+    let page = conn
+        .list(&ListFilter::default())
+        .map_err(|e| ExportError::Other(e.into()))?;
     match format {
         Format::Json => {
             // Exactly the list endpoint's body, so `clientele import` reads it back.
@@ -35,19 +89,66 @@ pub fn export(
                 .into_iter()
                 .filter(|field| !view.redaction.withholds(*field))
                 .collect();
-            let mut writer = csv::Writer::from_writer(out);
-            writer.write_record(columns.iter().map(|field| field.name()))?;
-            for customer in &page.customers {
-                let json = serde_json::to_value(CustomerJson { customer, view })?;
-                writer.write_record(columns.iter().map(|field| match &json[field.name()] {
-                    Value::String(text) => spreadsheet_safe(text),
-                    other => other.to_string(),
-                }))?;
+            // Written as UTF-8, every cell checked first when the file is to be Windows-1252,
+            // then converted whole: a value it cannot hold is named before anything is kept.
+            let mut text = Vec::new();
+            {
+                let mut writer = csv::WriterBuilder::new()
+                    .delimiter(csv.delimiter)
+                    .from_writer(&mut text);
+                writer.write_record(columns.iter().map(|field| field.name()))?;
+                for customer in &page.customers {
+                    let json = serde_json::to_value(CustomerJson { customer, view })
+                        .map_err(|e| ExportError::Other(e.into()))?;
+                    let mut cells = Vec::with_capacity(columns.len());
+                    for field in &columns {
+                        let cell = match &json[field.name()] {
+                            Value::String(text) => spreadsheet_safe(text),
+                            other => other.to_string(),
+                        };
+                        if csv.windows_1252 {
+                            check_windows_1252(&cell, customer.clcleunik, field.name())?;
+                        }
+                        cells.push(cell);
+                    }
+                    writer.write_record(&cells)?;
+                }
+                writer.flush()?;
             }
-            writer.flush()?;
+            if csv.windows_1252 {
+                let utf8 = String::from_utf8(text).map_err(|e| ExportError::Other(e.into()))?;
+                let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&utf8);
+                out.write_all(&bytes)?;
+            } else {
+                out.write_all(&text)?;
+            }
         }
     }
     Ok(page.customers.len())
+}
+
+/// Refuses a cell holding a character Windows-1252 has no byte for, naming the customer and
+/// the field (and the character, not the value).
+fn check_windows_1252(cell: &str, customer: i64, field: &'static str) -> Result<(), ExportError> {
+    let mut encoder = encoding_rs::WINDOWS_1252.new_encoder();
+    let mut buffer = [0u8; 8];
+    for character in cell.chars().filter(|c| !c.is_ascii()) {
+        let mut one = [0u8; 4];
+        let (result, _, _) = encoder.encode_from_utf8_without_replacement(
+            character.encode_utf8(&mut one),
+            &mut buffer,
+            false,
+        );
+        if matches!(result, encoding_rs::EncoderResult::Unmappable(_)) {
+            return Err(ExportError::NotWindows1252 {
+                customer,
+                field,
+                character,
+                code: u32::from(character),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A text cell a spreadsheet will not run: one starting with `=`, `+`, `-`, `@`, a tab or a
@@ -132,4 +233,34 @@ pub fn backup(conn: &Connection, dest: &Path, force: bool) -> Result<(), String>
         let _ = std::fs::remove_file(&partial);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_1252_holds_western_accents_and_the_euro_but_not_greek_or_emoji() {
+        for fine in [
+            "Zoé Lefèvre",
+            "Müller",
+            "Garçon",
+            "€ 12,50",
+            "Œuvre",
+            "plain",
+        ] {
+            assert!(check_windows_1252(fine, 1, "lastName").is_ok(), "{fine}");
+        }
+        for (refused, character) in [("Ωmega", 'Ω'), ("Łódź", 'Ł'), ("shop 🛒", '🛒')] {
+            match check_windows_1252(refused, 7, "city") {
+                Err(ExportError::NotWindows1252 {
+                    customer: 7,
+                    field: "city",
+                    character: found,
+                    ..
+                }) => assert_eq!(found, character),
+                other => panic!("{refused}: {other:?}"),
+            }
+        }
+    }
 }

@@ -10,11 +10,13 @@ pub mod auth;
 pub mod backup;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod customer;
 pub mod error;
 pub mod export;
+pub mod keyuse;
 pub mod logging;
 pub mod mail;
 pub mod memo;
@@ -61,18 +63,27 @@ pub fn prepare(figment: &Figment, seed: Seed) -> Result<(Config, Store), Startup
     Ok((config, db))
 }
 
-/// Installs the logger at the configured `log_level`.
+/// Installs the logger at the configured `log_level`, in the configured `log_format`. A
+/// misspelled format writes text until [`Config::from_figment`] stops start-up over it.
 fn init_logging(figment: &Figment) {
     let log_level: String = figment
         .extract_inner("log_level")
         .unwrap_or_else(|_| "normal".into());
-    logging::init(&log_level);
+    let log_format = figment
+        .extract_inner::<String>("log_format")
+        .ok()
+        .and_then(|format| config::LogFormat::parse(&format).ok())
+        .unwrap_or_default();
+    logging::init(&log_level, log_format);
 }
 
 /// Opens the configured database, seeding it if it is new and `seed` allows (a new SQLite
 /// file only: a PostgreSQL database is a production one, and gets the shop's customers by
 /// `clientele copy-to` or `import`).
 fn open_store(config: &Config, seed: Seed) -> Result<Store, StartupError> {
+    if let Some(path) = config.database.file() {
+        copy_before_upgrade(path)?;
+    }
     let (store, report) = Store::open(&config.database, &config.hasher)?;
     let Some(db) = store.sqlite() else {
         if report.created {
@@ -104,6 +115,72 @@ fn open_store(config: &Config, seed: Seed) -> Result<Store, StartupError> {
         }
     }
     Ok(store)
+}
+
+/// The largest SQLite file copied before a schema upgrade; a larger one is upgraded with a
+/// warning to back it up first (copying it would hold up the start for long).
+pub const UPGRADE_COPY_MAX_BYTES: u64 = 1 << 30;
+
+/// Before this binary migrates an existing SQLite file to its schema, a consistent copy of
+/// it (as `clientele backup` makes, mode 0600, checked) beside it, at
+/// `<database>.before-v<schema this binary writes>`: what an owner restores to go back to
+/// the previous version. A file over [`UPGRADE_COPY_MAX_BYTES`] is not copied (a warning
+/// says to run `clientele backup` first); a copy that fails stops start-up, nothing changed.
+fn copy_before_upgrade(path: &std::path::Path) -> Result<(), StartupError> {
+    let Some(from) = store::sqlite::schema_behind(path) else {
+        return Ok(());
+    };
+    let to = store::sqlite::SCHEMA_VERSION;
+    let size: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(name).ok().map(|meta| meta.len())
+        })
+        .sum();
+    if size > UPGRADE_COPY_MAX_BYTES {
+        log::warn!(
+            "upgrading {} from schema {from} to {to} without a copy: it is over 1 GiB. Stop \
+             now and run `clientele backup` with the previous version if you have no recent \
+             backup (README, \"Upgrading\")",
+            path.display()
+        );
+        return Ok(());
+    }
+    let mut copy = path.as_os_str().to_owned();
+    copy.push(format!(".before-v{to}"));
+    let copy = std::path::PathBuf::from(copy);
+    let conn = store::sqlite::open_connection(path).map_err(|e| StartupError::database(path, e))?;
+    // Schemas before 5 have no changes feed to renumber: a plain snapshot.
+    let copied = if from >= 5 {
+        export::backup(&conn, &copy, true)
+    } else {
+        let _ = std::fs::remove_file(&copy);
+        store::sqlite::create_private_file(&copy)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+    };
+    copied.map_err(|why| {
+        StartupError::database(
+            path,
+            format!(
+                "could not be copied before upgrading its schema from {from} to {to}, so it \
+                 was not upgraded: {why}"
+            ),
+        )
+    })?;
+    log::warn!(
+        "copied {} to {} before upgrading its schema from {from} to {to}: to go back to the \
+         previous version, restore that copy (README, \"Upgrading\")",
+        path.display(),
+        copy.display()
+    );
+    Ok(())
 }
 
 /// Builds the application: config checked, database ready, access mode decided, routes and
@@ -190,7 +267,18 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     let cors = (!config.cors_origins.is_empty()).then(|| routes::Cors {
         origins: config.cors_origins.clone(),
     });
+    let key_uses = std::sync::Arc::new(keyuse::KeyUses::default());
     let rocket = rocket::custom(figment);
+    // The keys' last uses are written now and then, from lift-off on (and by the server in
+    // front when it stops).
+    let rocket = {
+        let (uses, db) = (std::sync::Arc::clone(&key_uses), db.clone());
+        rocket.attach(rocket::fairing::AdHoc::on_liftoff("key uses", move |_| {
+            Box::pin(async move {
+                rocket::tokio::spawn(uses.flush_every_minute(db));
+            })
+        }))
+    };
     // The sync loop runs on the server's runtime, from lift-off on.
     let rocket = match &mirror {
         Some(mirror) => {
@@ -221,7 +309,9 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
             anonymous,
             address,
             config.cors_origins.clone(),
+            std::sync::Arc::clone(&key_uses),
         ))
+        .manage(key_uses)
         .manage(sync::Mirroring(mirror))
         .manage(routes::docs::OpenApi::for_view(config.view))
         .manage(routes::reset::ResetLimiter::new(&config, &db))

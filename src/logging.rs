@@ -5,16 +5,28 @@
 //! status, time). Rocket's own request-level output, and at `debug` the HTTP stack's, would
 //! print request headers, where `X-API-Key` and `Authorization` live: below warnings, only
 //! clientele's own lines and Rocket's launch summary are let through.
+//!
+//! Every line starts with its time, UTC, to the millisecond (`2026-11-30T01:02:03.456Z`).
+//! With `log_format = "json"` each line is one JSON object instead, for log shippers:
+//! `{"time":"2026-11-30T01:02:03.456Z","level":"info","target":"clientele::server",
+//! "message":"127.0.0.1 GET /CUSTOMER/LIST/?apikey=*** 200 0.4ms"}`. The message is masked
+//! the same way in both formats.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use log::{Level, LevelFilter, Metadata, Record};
+
+use crate::config::LogFormat;
 
 struct Logger;
 
 /// The log target of the start-up lines that show at every level but `off`.
 pub const LAUNCH: &str = "clientele::launch";
+
+/// Whether lines are written as JSON (`log_format = "json"`).
+static JSON: AtomicBool = AtomicBool::new(false);
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -39,31 +51,86 @@ impl log::Log for Logger {
         if !ours && !launch && (record.level() > Level::Warn || detail) {
             return;
         }
-        // Rocket marks indented lines with a target ending in `_`.
-        let indent = if record.target().ends_with('_') {
-            "   >> "
-        } else {
-            ""
+        let format = match JSON.load(Ordering::Relaxed) {
+            true => LogFormat::Json,
+            false => LogFormat::Text,
         };
-        let prefix = match record.level() {
-            Level::Error => "error: ",
-            Level::Warn if !launch => "warning: ",
-            _ => "",
-        };
-        let line = mask_secrets(&format!("{indent}{prefix}{}", record.args()));
+        let line = render(
+            format,
+            &crate::clock::now_utc_millis(),
+            record,
+            launch,
+            &record.args().to_string(),
+        );
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
     fn flush(&self) {}
 }
 
+/// One log line: the time, then the masked message, as text or as one JSON object.
+fn render(
+    format: LogFormat,
+    time: &str,
+    record: &Record<'_>,
+    launch: bool,
+    message: &str,
+) -> String {
+    let message = mask_secrets(message);
+    match format {
+        LogFormat::Text => {
+            // Rocket marks indented lines with a target ending in `_`.
+            let indent = if record.target().ends_with('_') {
+                "   >> "
+            } else {
+                ""
+            };
+            let prefix = match record.level() {
+                Level::Error => "error: ",
+                Level::Warn if !launch => "warning: ",
+                _ => "",
+            };
+            format!("{time} {indent}{prefix}{message}")
+        }
+        LogFormat::Json => {
+            // The launch lines are warnings only so that they show at every level.
+            let level = match record.level() {
+                Level::Warn if launch => "info",
+                Level::Error => "error",
+                Level::Warn => "warn",
+                Level::Info => "info",
+                Level::Debug => "debug",
+                Level::Trace => "trace",
+            };
+            let line = JsonLine {
+                time,
+                level,
+                target: record.target().trim_end_matches('_'),
+                message: &message,
+            };
+            serde_json::to_string(&line).unwrap_or_default()
+        }
+    }
+}
+
+/// A line of `log_format = "json"`: these four fields, always, in this order.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    time: &'a str,
+    level: &'a str,
+    target: &'a str,
+    message: &'a str,
+}
+
 /// Installs the logger once per process and sets its level from Rocket's `log_level` names:
-/// `off`, `critical` (warnings and errors), `normal` (requests too) or `debug`.
-pub fn init(level: &str) {
+/// `off`, `critical` (warnings and errors), `normal` (requests too) or `debug`, and its
+/// format (`log_format`).
+pub fn init(level: &str, format: LogFormat) {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
         let _ = log::set_logger(&Logger);
     });
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
     log::set_max_level(match level {
         "off" => LevelFilter::Off,
         "critical" => LevelFilter::Warn,
@@ -191,7 +258,88 @@ fn is_secret_name(raw: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::mask_secrets;
+    use super::*;
+
+    fn line(format: LogFormat, level: Level, target: &str, message: &str) -> String {
+        let args = format_args!("");
+        let record = Record::builder()
+            .level(level)
+            .target(target)
+            .args(args)
+            .build();
+        render(
+            format,
+            "2026-11-30T01:02:03.456Z",
+            &record,
+            target == LAUNCH,
+            message,
+        )
+    }
+
+    #[test]
+    fn text_lines_start_with_the_utc_time_then_the_level_word() {
+        assert_eq!(
+            line(LogFormat::Text, Level::Warn, "clientele::x", "slow"),
+            "2026-11-30T01:02:03.456Z warning: slow"
+        );
+        assert_eq!(
+            line(
+                LogFormat::Text,
+                Level::Warn,
+                LAUNCH,
+                "clientele launched from http://127.0.0.1:8000"
+            ),
+            "2026-11-30T01:02:03.456Z clientele launched from http://127.0.0.1:8000"
+        );
+        assert_eq!(
+            line(
+                LogFormat::Text,
+                Level::Info,
+                "clientele::server",
+                "GET / 200"
+            ),
+            "2026-11-30T01:02:03.456Z GET / 200"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_each_with_the_message_masked() {
+        let key = "clt_PGa9x2Lk0Qe4FbGh7sT1uVwXyZaBcDeFgHiJkLmNoPq";
+        let message = format!(
+            "127.0.0.1 GET /CUSTOMER/LIST/?apikey={key}&password=hunter2 \"quoted\" 200; \
+             upstream https://erp:S3cret@old-api.example/?apikey=OLDKEY failed"
+        );
+        let written = line(LogFormat::Json, Level::Info, "clientele::server", &message);
+
+        assert!(!written.contains('\n'));
+        assert!(
+            !written.contains(key) && !written.contains("PGa9x2"),
+            "{written}"
+        );
+        assert!(
+            !written.contains("hunter2") && !written.contains("S3cret"),
+            "{written}"
+        );
+        assert!(!written.contains("OLDKEY"), "{written}");
+        let json: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(json["time"], "2026-11-30T01:02:03.456Z");
+        assert_eq!(json["level"], "info");
+        assert_eq!(json["target"], "clientele::server");
+        assert_eq!(
+            json["message"],
+            "127.0.0.1 GET /CUSTOMER/LIST/?apikey=***&password=*** \"quoted\" 200; \
+             upstream https://erp:***@old-api.example/?apikey=*** failed"
+        );
+        let fields: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["level", "message", "target", "time"]);
+        let launch = line(LogFormat::Json, Level::Warn, LAUNCH, "clientele launched");
+        let launch: serde_json::Value = serde_json::from_str(&launch).unwrap();
+        assert_eq!(launch["level"], "info", "the launch line is no warning");
+        let error = line(LogFormat::Json, Level::Error, "rocket::x_", "boom");
+        assert!(
+            error.contains("\"level\":\"error\"") && error.contains("\"target\":\"rocket::x\"")
+        );
+    }
 
     #[test]
     fn api_keys_in_query_strings_are_masked() {

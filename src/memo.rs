@@ -35,9 +35,15 @@
 //! body large enough to compress, a conditional request, a session) goes to the app. A
 //! template holds no customer data; templates are kept even when `response_cache_mib` is 0,
 //! and end at any change to the keys.
+//!
+//! An answer given here skips the app, and so its check of the key: the app tells the key's
+//! row id in [`KEY_HEADER`] (removed before the answer is sent), kept with the entry and the
+//! template, so that the server counts the key as used ([`crate::keyuse`]): at most once a
+//! second per memo entry.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -55,6 +61,10 @@ pub const SESSION_TTL: Duration = Duration::from_secs(1);
 /// The header through which the app tells this layer that an answer is about one customer
 /// (`customer=ID`); removed before the answer is sent.
 pub const SCOPE_HEADER: &str = "x-clientele-scope";
+
+/// The header through which the app tells this layer which API key (its row id) a request
+/// was checked against; removed before the answer is sent.
+pub const KEY_HEADER: &str = "x-clientele-key";
 
 /// The header the lane fills in with the number of customers found (always 1).
 const TOTAL_HEADER: &str = "x-total-count";
@@ -104,14 +114,39 @@ struct Entry {
     session: bool,
 }
 
-/// An answer as it was sent: status, headers (hyper's, after conversion), body.
+/// An answer as it was sent: status, headers (hyper's, after conversion), body; and the
+/// key it was made for.
 pub struct Memoized {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The API key's row id (see [`KEY_HEADER`]).
+    key: Option<i64>,
+    /// When the key was last counted as used through this answer, in seconds since 1970.
+    touched: AtomicU64,
 }
 
 impl Memoized {
+    /// An answer made for a request checked against key `key` (if any).
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, key: Option<i64>) -> Memoized {
+        Memoized {
+            status,
+            headers,
+            body,
+            key,
+            touched: AtomicU64::new(0),
+        }
+    }
+
+    /// The key to count as used for giving this answer again, at most once a second.
+    pub fn key_to_touch(&self) -> Option<i64> {
+        let key = self.key?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (self.touched.swap(now, Ordering::Relaxed) != now).then_some(key)
+    }
+
     /// Bytes counted against the budget: the body, the headers and bookkeeping.
     fn weight(&self, key: &[u8]) -> usize {
         let headers: usize = self
@@ -127,6 +162,8 @@ impl Memoized {
 pub struct Template {
     made: Stamp,
     headers: Vec<(HeaderName, Slot)>,
+    /// The API key the shape's requests carry (its row id, see [`KEY_HEADER`]).
+    pub key: Option<i64>,
 }
 
 enum Slot {
@@ -303,6 +340,7 @@ impl Memo {
         status: StatusCode,
         headers: &HeaderMap,
         scope: Scope,
+        api_key: Option<i64>,
     ) {
         let (Some(made), Some(id), Some(shape)) = (made, key.lane_customer(), key.shape()) else {
             return;
@@ -332,6 +370,7 @@ impl Memo {
         let template = Arc::new(Template {
             made,
             headers: slots,
+            key: api_key,
         });
         let mut shapes = self.shapes.write().unwrap_or_else(|e| e.into_inner());
         if shapes.len() >= MAX_SHAPES {
@@ -371,6 +410,13 @@ fn id_digits(query: &str) -> Option<(usize, usize, i64)> {
     found
 }
 
+/// The key the app told in [`KEY_HEADER`] (removed from `headers`), if any.
+pub fn take_key(headers: &mut HeaderMap) -> Option<i64> {
+    headers
+        .remove(KEY_HEADER)
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+}
+
 /// The scope the app told in [`SCOPE_HEADER`] (removed from `headers`): one customer's
 /// answer, or any other list answer.
 pub fn take_scope(headers: &mut HeaderMap) -> Scope {
@@ -398,11 +444,12 @@ mod tests {
     }
 
     fn response(status: StatusCode, body: &'static str) -> Memoized {
-        Memoized {
+        Memoized::new(
             status,
-            headers: headers(&[("content-type", "application/json")]),
-            body: Bytes::from_static(body.as_bytes()),
-        }
+            headers(&[("content-type", "application/json")]),
+            Bytes::from_static(body.as_bytes()),
+            None,
+        )
     }
 
     fn key(memo: &Memo, target: &str, pairs: &[(&'static str, &'static str)]) -> RequestKey {
@@ -684,7 +731,7 @@ mod tests {
             (StatusCode::OK, &gzipped, Scope::Customer(1)),
             (StatusCode::OK, &two, Scope::Customer(1)),
         ] {
-            memo.learn(Some(Stamp(3)), &asked, status, headers, scope);
+            memo.learn(Some(Stamp(3)), &asked, status, headers, scope, None);
             assert!(memo.template(&other, at(3)).is_none());
         }
         memo.learn(
@@ -693,8 +740,10 @@ mod tests {
             StatusCode::OK,
             &answer,
             Scope::Customer(1),
+            Some(5),
         );
         let template = memo.template(&other, at(3)).expect("the same shape");
+        assert_eq!(template.key, Some(5), "the key its requests carry");
         let made = template.headers("\"bbbb\"").unwrap();
         let names: Vec<_> = made
             .iter()
@@ -718,6 +767,22 @@ mod tests {
         );
         assert!(memo.template(&another_key, at(3)).is_none());
         assert!(memo.template(&other, at(4)).is_none());
+    }
+
+    #[test]
+    fn the_key_header_is_read_and_removed_and_a_hit_touches_its_key_once_a_second() {
+        let mut told = headers(&[(KEY_HEADER, "42"), ("etag", "\"x\"")]);
+        assert_eq!(take_key(&mut told), Some(42));
+        assert!(!told.contains_key(KEY_HEADER));
+        assert_eq!(take_key(&mut told), None);
+
+        let kept = Memoized::new(StatusCode::OK, told, Bytes::new(), Some(42));
+        assert_eq!(kept.key_to_touch(), Some(42));
+        assert_eq!(kept.key_to_touch(), None, "once a second");
+        kept.touched.store(1, Ordering::Relaxed);
+        assert_eq!(kept.key_to_touch(), Some(42));
+        let keyless = Memoized::new(StatusCode::OK, HeaderMap::new(), Bytes::new(), None);
+        assert_eq!(keyless.key_to_touch(), None);
     }
 
     #[test]

@@ -181,11 +181,16 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         .state::<Arc<Metrics>>()
         .cloned()
         .ok_or("the application has no metrics")?;
+    let key_uses = client
+        .rocket()
+        .state::<Arc<crate::keyuse::KeyUses>>()
+        .cloned();
     // Live as long as the process: every connection task borrows them.
     let app: &'static App = Box::leak(Box::new(App {
         client,
         db,
         memo: Memo::new(bounds.memo_bytes),
+        key_uses,
         view,
         metrics,
         mirroring,
@@ -308,6 +313,9 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         .is_err()
     {
         log::warn!("closing connections still open after the grace period");
+    }
+    if let Some(uses) = &app.key_uses {
+        uses.flush(&app.db).await;
     }
     Ok(())
 }
@@ -460,6 +468,8 @@ struct App {
     client: Client,
     db: Store,
     memo: Memo,
+    /// When each API key was last used: answers given without the app count too.
+    key_uses: Option<Arc<crate::keyuse::KeyUses>>,
     /// The fields the list sends (the lane writes bodies as the app does).
     view: crate::customer::View,
     /// How long a request body may take to arrive, once its head has.
@@ -573,6 +583,7 @@ async fn dispatch(
             if let Some(kept) = app.memo.get(key, fresh) {
                 app.metrics.answered(Answered::Memo);
                 log::debug!("{peer} answered from the memo");
+                touch_key(app, kept.key_to_touch());
                 return memoized_reply(&kept);
             }
             // A miss looks for other programs' commits first (a `pread`): what it makes is
@@ -601,18 +612,21 @@ async fn dispatch(
     }
     let response = local.dispatch().await;
     let mut reply = into_hyper(response, method == Method::Head).await;
+    let api_key = crate::memo::take_key(reply.headers_mut());
     if let Some(file) = reply.headers_mut().remove(FILE_HEADER) {
         return file_reply(reply, &file, method == Method::Head).await;
     }
     let scope = crate::memo::take_scope(reply.headers_mut());
     if let (Some(key), Some(body)) = (memo_key, reply.body().whole_bytes()) {
-        app.memo
-            .learn(before, &key, reply.status(), reply.headers(), scope);
-        let kept = Memoized {
-            status: reply.status(),
-            headers: reply.headers().clone(),
-            body,
-        };
+        app.memo.learn(
+            before,
+            &key,
+            reply.status(),
+            reply.headers(),
+            scope,
+            api_key,
+        );
+        let kept = Memoized::new(reply.status(), reply.headers().clone(), body, api_key);
         app.memo.keep(before, &key, kept, scope);
     }
     reply
@@ -645,14 +659,23 @@ fn lane(
     if total != 1 || compressible {
         return None;
     }
-    let answer = Memoized {
-        status: StatusCode::OK,
-        headers: template.headers(&crate::cache::etag(&body))?,
-        body: Bytes::from(body),
-    };
+    let answer = Memoized::new(
+        StatusCode::OK,
+        template.headers(&crate::cache::etag(&body))?,
+        Bytes::from(body),
+        template.key,
+    );
+    touch_key(app, answer.key_to_touch());
     let reply = memoized_reply(&answer);
     app.memo.keep(Some(made), key, answer, Scope::Customer(id));
     Some(reply)
+}
+
+/// Counts API key `key` (if any) as used by an answer given without the app.
+fn touch_key(app: &App, key: Option<i64>) {
+    if let (Some(key), Some(uses)) = (key, &app.key_uses) {
+        uses.touch(key);
+    }
 }
 
 /// The app's answer with the body from the file it named (a list copied to disk,

@@ -218,7 +218,7 @@ impl FileCertificate {
         log::info!(
             "HTTPS with the certificate in {} (expires {})",
             certs.display(),
-            crate::cli::utc_timestamp(expires)
+            crate::clock::utc_seconds(expires)
         );
         Ok(FileCertificate {
             certs: certs.to_owned(),
@@ -263,7 +263,7 @@ impl FileCertificate {
                 log::info!(
                     "reloaded the certificate in {} (expires {})",
                     self.certs.display(),
-                    crate::cli::utc_timestamp(expires)
+                    crate::clock::utc_seconds(expires)
                 );
             }
             Err(error) => log::warn!(

@@ -91,7 +91,7 @@ pub struct ListResponse {
 }
 
 impl<'r> Responder<'r, 'static> for ListResponse {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
         let mut builder = Response::build();
         builder
             // Browsers may keep it, but must ask again each time: a 304 costs almost nothing.
@@ -103,6 +103,11 @@ impl<'r> Responder<'r, 'static> for ListResponse {
                 crate::memo::SCOPE_HEADER,
                 format!("customer={id}"),
             ));
+        }
+        if let Some(key) = request.local_cache(|| crate::keyuse::UsedKey(None)).0 {
+            // Read and removed by the server in front, which keeps it with the answer
+            // (`memo::KEY_HEADER`), to count the key as used when it answers again.
+            builder.header(Header::new(crate::memo::KEY_HEADER, key.to_string()));
         }
         let etag = if self.gzipped {
             self.entry.gzip_etag()

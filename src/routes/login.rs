@@ -10,6 +10,7 @@ use rocket::tokio::sync::Semaphore;
 use rocket::{post, Route, State};
 
 use crate::apikey::AnyKey;
+use crate::audit::{login_detail, Action, LoginOutcome};
 use crate::auth::{PasswordHasher, Secret, Verdict};
 use crate::config::Config;
 use crate::customer::{Customer, CustomerList, Identifier};
@@ -62,6 +63,8 @@ fn parse_fields(fields: Fields) -> Result<LoginRequest, ApiError> {
 /// What logins share: the failure counts and the bounded pool of password verifiers.
 pub struct LoginService {
     limiter: Limits,
+    /// When each subject (account, address) last had a `limited` row in the audit trail.
+    limited_written: LimitedRows,
     /// Each verification takes ~19 MiB and a core for tens of milliseconds; this bounds how
     /// many run at once, so a burst of logins cannot starve list requests or exhaust memory.
     verifiers: Semaphore,
@@ -117,6 +120,7 @@ impl LoginService {
     pub fn new(config: &Config, store: &Store) -> LoginService {
         LoginService {
             limiter: Limits::new(store, config.login_max_failures, config.login_window),
+            limited_written: LimitedRows::new(config.login_window),
             verifiers: Semaphore::new(config.login_workers),
             hasher: config.hasher.clone(),
             floor: std::sync::Arc::new(FailureFloor::new()),
@@ -172,6 +176,57 @@ pub struct Authenticated {
     pub rehash: bool,
 }
 
+/// Who a login attempt was about, as far as it got: for its audit row.
+#[derive(Debug, Default)]
+struct Trace {
+    /// The account's customer, when it exists.
+    customer: Option<i64>,
+    /// What the limits count the attempt against (the account, the end user's address).
+    subjects: Vec<String>,
+}
+
+/// When each subject last had a `limited` row: a flood of refused attempts writes one row per
+/// account or address per window, not one per attempt. Bounded like the failure counts.
+struct LimitedRows {
+    window: Duration,
+    written: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl LimitedRows {
+    fn new(window: Duration) -> LimitedRows {
+        LimitedRows {
+            window,
+            written: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether a refused attempt against `subjects` gets a row: one of them had none in the
+    /// window. All of them are then marked. With [`crate::ratelimit::MAX_SUBJECTS`] subjects
+    /// marked in the window (an attack from that many addresses), no more rows are written
+    /// until some leave it: the bound holds whatever the flood.
+    fn first_in_window(&self, subjects: &[String]) -> bool {
+        let now = Instant::now();
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = |at: &Instant| now.duration_since(*at) < self.window;
+        let first = subjects
+            .iter()
+            .any(|subject| !written.get(subject).is_some_and(fresh));
+        if !first {
+            return false;
+        }
+        if written.len() + subjects.len() > crate::ratelimit::MAX_SUBJECTS {
+            written.retain(|_, at| fresh(at));
+            if written.len() + subjects.len() > crate::ratelimit::MAX_SUBJECTS {
+                return false;
+            }
+        }
+        for subject in subjects {
+            written.insert(subject.clone(), now);
+        }
+        true
+    }
+}
+
 impl LoginService {
     /// Checks `password` for the account `identifier` names, under the failure limits: the
     /// attempt is counted (for the account, and for the end user's address `client` when it
@@ -185,6 +240,20 @@ impl LoginService {
         password: &Secret,
         client: Option<IpAddr>,
     ) -> Result<Authenticated, ApiError> {
+        let mut trace = Trace::default();
+        self.check(db, identifier, password, client, &mut trace)
+            .await
+    }
+
+    /// [`LoginService::authenticate`], telling `trace` who the attempt was about.
+    async fn check(
+        &self,
+        db: &Store,
+        identifier: Identifier,
+        password: &Secret,
+        client: Option<IpAddr>,
+        trace: &mut Trace,
+    ) -> Result<Authenticated, ApiError> {
         let lookup = identifier.clone();
         let found = db.run(move |conn| conn.find_for_login(&lookup)).await?;
         let account = match &found {
@@ -196,6 +265,11 @@ impl LoginService {
         let address = client.map(|ip| format!("address:{ip}"));
         let mut subjects = vec![account.as_str()];
         subjects.extend(address.as_deref());
+        trace.customer = found.as_ref().map(|(customer, _)| customer.clcleunik);
+        trace.subjects = subjects
+            .iter()
+            .map(|subject| (*subject).to_owned())
+            .collect();
         // Counted before the (slow) check, so that parallel attempts cannot all slip through.
         let attempt = self.limiter.begin(&subjects).await?;
 
@@ -235,6 +309,7 @@ impl LoginService {
             }
         };
         let (Some(customer), Verdict::Valid { rehash }) = (customer, verdict) else {
+            self.limiter.failed(attempt).await;
             return Err(ApiError::InvalidCredentials);
         };
         self.limiter.succeeded(attempt, &account).await;
@@ -243,6 +318,37 @@ impl LoginService {
             stored,
             rehash,
         })
+    }
+
+    /// Writes a login attempt's row in the audit trail: `ok`, `failed` or `limited` (the
+    /// first refusal of its account or address in the window only), the key, the customer
+    /// when the account exists, the end user's address when known. Never the password or
+    /// the email or login typed. A row that cannot be written is logged; the answer stands.
+    async fn audit(
+        &self,
+        db: &Store,
+        config: &Config,
+        caller: &crate::apikey::Caller,
+        trace: &Trace,
+        outcome: Option<LoginOutcome>,
+    ) {
+        let Some(outcome) = outcome else {
+            return;
+        };
+        if matches!(outcome, LoginOutcome::Limited { .. })
+            && !self.limited_written.first_in_window(&trace.subjects)
+        {
+            return;
+        }
+        let detail = login_detail(outcome, trace.customer.is_some(), caller.end_user);
+        let (actor, customer, retention) =
+            (caller.actor().to_owned(), trace.customer, config.retention);
+        let written = db
+            .run(move |conn| conn.audit_event(&actor, Action::Login, customer, &detail, retention))
+            .await;
+        if let Err(error) = written {
+            log::warn!("a login attempt could not be written to the audit trail: {error}");
+        }
     }
 
     /// Hashes `password` on the bounded pool of password workers.
@@ -283,23 +389,40 @@ async fn post_login(
         identifier,
         password,
     } = parse_fields(body?)?;
+    let mut trace = Trace::default();
+    let checked = service
+        .check(db, identifier, &password, key.0.end_user, &mut trace)
+        .await;
+    let refused = match &checked {
+        Ok(_) => None,
+        Err(ApiError::InvalidCredentials) => Some(LoginOutcome::Failed),
+        Err(ApiError::TooManyAttempts { retry_after }) => Some(LoginOutcome::Limited {
+            retry_after: *retry_after,
+        }),
+        // Not checked (busy, the database unavailable): no outcome to record.
+        Err(_) => None,
+    };
+    match &refused {
+        Some(LoginOutcome::Failed) => metrics.login(Login::Failed),
+        Some(LoginOutcome::Limited { .. }) => metrics.login(Login::Limited),
+        Some(LoginOutcome::Ok) | None => {}
+    }
+    if refused.is_some() {
+        service.audit(db, config, &key.0, &trace, refused).await;
+    }
     let Authenticated {
         customer,
         stored,
         rehash,
-    } = service
-        .authenticate(db, identifier, &password, key.0.end_user)
-        .await
-        .inspect_err(|error| match error {
-            ApiError::InvalidCredentials => metrics.login(Login::Failed),
-            ApiError::TooManyAttempts { .. } => metrics.login(Login::Limited),
-            _ => {}
-        })?;
+    } = checked?;
     if let (true, Some(old)) = (rehash, stored) {
         upgrade_hash(db, service, customer.clcleunik, old, password).await;
     }
     let (id, days) = (customer.clcleunik, config.session_days);
     let session = db.run(move |conn| session::open(conn, id, days)).await?;
+    service
+        .audit(db, config, &key.0, &trace, Some(LoginOutcome::Ok))
+        .await;
     let result = LoginResult {
         customers: CustomerList {
             customers: std::slice::from_ref(&customer),
@@ -386,6 +509,19 @@ pub fn routes() -> Vec<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_subject_gets_one_limited_row_per_window() {
+        let rows = LimitedRows::new(Duration::from_millis(200));
+        let account = vec!["customer:1".to_owned()];
+        let both = vec!["customer:1".to_owned(), "address:192.0.2.1".to_owned()];
+        assert!(rows.first_in_window(&account));
+        assert!(!rows.first_in_window(&account));
+        assert!(rows.first_in_window(&both), "the address had none");
+        assert!(!rows.first_in_window(&both));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(rows.first_in_window(&account), "a new window");
+    }
 
     #[test]
     fn the_primed_floor_outlasts_a_quiet_spell_and_recent_checks_raise_it() {

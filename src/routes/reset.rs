@@ -34,7 +34,9 @@ impl ResetLimiter {
 
     /// Counts one attempt against each of `subjects` for good; 429 once an allowance is used.
     pub async fn count(&self, subjects: &[&str]) -> Result<(), ApiError> {
-        self.0.begin(subjects).await.map(drop)
+        let attempt = self.0.begin(subjects).await?;
+        self.0.failed(attempt).await;
+        Ok(())
     }
 }
 

@@ -18,9 +18,10 @@ pub mod versions;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::apikey::{KeyInfo, KeyOptions, Scope};
-use crate::audit::{Action, Entry};
+use crate::audit::{Action, Entry, Kind as AuditKind};
 use crate::auth::{PasswordHasher, Secret};
 use crate::config::Retention;
 use crate::customer::{
@@ -111,6 +112,8 @@ impl From<Error> for ApiError {
 
 /// A key as the server checks requests against it (its digest, never the key).
 pub struct StoredKey {
+    /// The key's row: what its last use is recorded by (a rowid on SQLite).
+    pub id: i64,
     pub digest: Vec<u8>,
     pub name: String,
     pub scope: Scope,
@@ -267,6 +270,9 @@ pub trait Backend {
     /// `false` when no key has that name.
     fn revoke_key(&mut self, name: &str) -> Result<bool>;
     fn key_count(&mut self) -> Result<usize>;
+    /// Writes when keys were last used (`(key id, UTC time)`), keeping the later time; keys
+    /// revoked meanwhile are skipped. It tells no cache anything: no answer depends on it.
+    fn record_key_uses(&mut self, uses: &[(i64, String)]) -> Result<()>;
 
     // Customer sessions, by digest.
     /// Opens a session for `id` for `days`, sweeping expired ones and ending the customer's
@@ -304,12 +310,24 @@ pub trait Backend {
     ) -> Result<Option<i64>>;
 
     // The audit trail.
+    /// The newest `limit` rows of `kind`, oldest first, of one customer and/or since a date.
     fn audit(
         &mut self,
+        kind: AuditKind,
         customer: Option<i64>,
         since: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Entry>>;
+    /// Records a row that goes with no write (a login attempt), pruning what `retention` no
+    /// longer keeps on the way. It tells no cache anything: no answer depends on the trail.
+    fn audit_event(
+        &mut self,
+        actor: &str,
+        action: Action,
+        customer: Option<i64>,
+        detail: &str,
+        retention: Retention,
+    ) -> Result<()>;
 
     // The demo customers.
     fn demo_left(&mut self) -> Result<usize>;
@@ -339,6 +357,21 @@ pub trait Backend {
     /// Seconds since the last good sync from the old API, from the audit trail (shared by
     /// every node of a database); `None` before the first.
     fn last_sync_age(&mut self) -> Result<Option<i64>>;
+
+    // Failed logins and reset requests, for `clientele limits` and `unlock` (the server
+    // counts them through `crate::ratelimit`).
+    /// Of `subjects` (`customer:12`, `reset:customer:12`...), each one's failures in the last
+    /// `window` and the seconds until its next attempt is allowed (0: not locked).
+    fn limit_status(
+        &mut self,
+        subjects: &[&str],
+        max_failures: u32,
+        window: Duration,
+    ) -> Result<Vec<(i64, u64)>>;
+    /// How many subjects have failures in the last `window`, and how many are locked.
+    fn limit_totals(&mut self, max_failures: u32, window: Duration) -> Result<(i64, i64)>;
+    /// Forgets every failure of `subjects`, for running servers too; how many were forgotten.
+    fn limit_clear(&mut self, subjects: &[&str], window: Duration) -> Result<u64>;
 
     /// One cheap query: does the database answer?
     fn ping(&mut self) -> Result<()>;

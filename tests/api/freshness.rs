@@ -256,6 +256,22 @@ fn a_commit_ends_only_the_answers_it_changed() {
         "a login ended no answer; log:\n{}",
         server.log()
     );
+    // Nor a failed one (an audit row, a failure written for `clientele limits`).
+    let wrong = serde_json::json!({"email": email, "password": "not the password"});
+    let failed = server.request(
+        "POST",
+        "/CUSTOMER/LOGIN/",
+        &[("X-API-Key", &front), ("Content-Type", "application/json")],
+        &wrong.to_string(),
+    );
+    assert_eq!(failed.status, 401, "{}", failed.body);
+    assert_eq!(lookup(port, &read, 4).body, four.body);
+    assert_eq!(
+        count_after(&server, HIT, hits + 2),
+        hits + 2,
+        "a failed login ended no answer; log:\n{}",
+        server.log()
+    );
 
     // A key revoked ends every answer it was given, at once.
     run(&db, &["keys", "revoke", "reader"], "");

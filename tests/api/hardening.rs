@@ -356,6 +356,8 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(
         "PRAGMA application_id = 0; DROP TABLE audit;
+         DROP TABLE login_failure; DROP TABLE login_unlock;
+         DROP TRIGGER api_key_use_key_removed; DROP TABLE api_key_use;
          DROP TRIGGER answer_version_key_added; DROP TRIGGER answer_version_key_changed;
          DROP TRIGGER answer_version_key_removed; DROP TABLE answer_version;
          DROP TRIGGER customer_renumbered;

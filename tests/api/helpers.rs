@@ -241,10 +241,13 @@ impl Server {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let launched = line.split("launched from http").nth(1);
                     if let Some(rest) = launched.map(|rest| rest.trim_start_matches('s')) {
-                        let port = rest
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.trim().parse::<u16>().ok());
+                        // The port ends the text line; a JSON line closes its string.
+                        let port = rest.rsplit(':').next().and_then(|p| {
+                            p.trim()
+                                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                                .parse::<u16>()
+                                .ok()
+                        });
                         let _ = port_tx.send(port);
                     }
                     let mut log = log.lock().unwrap();

@@ -337,3 +337,92 @@ fn a_proxy_that_does_not_set_ip_header_does_not_lock_every_visitor_out_together(
         .collect();
     assert_eq!(with, vec![401, 401, 401, 429]);
 }
+
+/// Runs `clientele ARGS` on `db` and returns what it printed (standard output, then error).
+fn tool(db: &Path, args: &[&str]) -> String {
+    let output = crate::tools::run(db, args, "");
+    String::from_utf8_lossy(&output.stdout).into_owned() + &stderr(&output)
+}
+
+#[test]
+fn limits_shows_a_lockout_made_through_the_running_server_and_unlock_ends_it_at_once() {
+    let (_dir, db, server, shop) = shop_server(&[]);
+    for _ in 0..10 {
+        assert_eq!(
+            login(&server, &shop, "jdoe@example.com", "wrong", None),
+            401
+        );
+    }
+    assert_eq!(
+        login(&server, &shop, "jdoe@example.com", "password123", None),
+        429,
+        "locked, even with the right password"
+    );
+
+    let totals = tool(&db, &["limits"]);
+    let shown = tool(&db, &["limits", "jdoe@example.com"]);
+    let unlocked = tool(&db, &["unlock", "jdoe@example.com"]);
+    let after = login(&server, &shop, "jdoe@example.com", "password123", None);
+    let shown_after = tool(&db, &["limits", "1"]);
+
+    assert!(
+        totals.contains("1 account(s) or address(es) with failed logins")
+            && totals.contains("1 locked now"),
+        "{totals}"
+    );
+    assert!(
+        shown.contains("customer 1: 10 failed logins in the last 300 s, locked for "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("customer 1: 0 failed password resets in the last 300 s, not locked"),
+        "{shown}"
+    );
+    assert!(
+        unlocked.contains("Cleared 10 failed attempt(s) of customer 1"),
+        "{unlocked}"
+    );
+    assert_eq!(
+        after, 200,
+        "the right password logs in at once after unlock"
+    );
+    assert!(
+        shown_after.contains("customer 1: 0 failed logins in the last 300 s, not locked"),
+        "{shown_after}"
+    );
+}
+
+#[test]
+fn a_lockout_survives_a_restart_and_a_success_clears_the_accounts_failures() {
+    let (_dir, db, server, shop) = shop_server(&[]);
+    for _ in 0..10 {
+        assert_eq!(
+            login(&server, &shop, "jdoe@example.com", "wrong", None),
+            401
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            login(&server, &shop, "jan.peeters@example.be", "wrong", None),
+            401
+        );
+    }
+    assert_eq!(
+        login(&server, &shop, "jan.peeters@example.be", "Fietsen#88", None),
+        200
+    );
+    drop(server);
+
+    let restarted = Server::start(&db, &[]);
+
+    assert_eq!(
+        login(&restarted, &shop, "jdoe@example.com", "password123", None),
+        429,
+        "a restart keeps the lock"
+    );
+    let jan = tool(&db, &["limits", "jan.peeters@example.be"]);
+    assert!(
+        jan.contains(": 0 failed logins"),
+        "a success forgave them: {jan}"
+    );
+}

@@ -213,3 +213,150 @@ fn a_customer_without_a_password_cannot_log_in() {
         .assert_error(401);
     app.login("jdoe@example.com", "").assert_error(400);
 }
+
+/// `clientele audit ARGS` on `db`: the lines it printed.
+fn audit_lines(db: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    let output = crate::tools::run(db, &all, "");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn login_with(app: &TestApp, key: &str, from: &str, email: &str, password: &str) -> u16 {
+    Reply::from_local(
+        app.client
+            .post("/CUSTOMER/LOGIN/")
+            .header(rocket::http::ContentType::JSON)
+            .header(rocket::http::Header::new("X-API-Key", key.to_owned()))
+            .header(rocket::http::Header::new(
+                "X-Forwarded-For",
+                from.to_owned(),
+            ))
+            .body(json!({"email": email, "password": password}).to_string())
+            .dispatch(),
+    )
+    .status
+}
+
+#[test]
+fn each_login_attempt_is_in_the_audit_trail_without_a_password_or_the_unknown_email_typed() {
+    let app = spawn_app();
+    let shop = create_forwarding_key(&app.db, "shop");
+    let write = create_write_key(&app.db, "office");
+
+    let ok = login_with(
+        &app,
+        &shop,
+        "198.51.100.7",
+        "jdoe@example.com",
+        "password123",
+    );
+    let wrong = login_with(
+        &app,
+        &shop,
+        "198.51.100.8",
+        "jdoe@example.com",
+        "S3cret-guess",
+    );
+    let unknown = login_with(
+        &app,
+        &shop,
+        "2001:db8:1:2::9",
+        "nobody-typed-this@example.com",
+        "S3cret-typed",
+    );
+    let updated = app
+        .client
+        .post("/CUSTOMER/UPDATE/")
+        .header(rocket::http::ContentType::JSON)
+        .header(rocket::http::Header::new("X-API-Key", write))
+        .body(json!({"id_client": 2, "city": "Namur"}).to_string())
+        .dispatch()
+        .status()
+        .code;
+
+    assert_eq!((ok, wrong, unknown, updated), (200, 401, 401, 200));
+    let logins = audit_lines(&app.db, &["--logins"]);
+    assert_eq!(logins.len(), 3, "{logins:?}");
+    assert!(
+        logins[0].ends_with("  shop  login  customer 1  ok from 198.51.100.7"),
+        "{logins:?}"
+    );
+    assert!(
+        logins[1].ends_with("  shop  login  customer 1  failed from 198.51.100.8"),
+        "{logins:?}"
+    );
+    assert!(
+        logins[2].ends_with("  shop  login  failed: unknown account from 2001:db8:1:2::/64"),
+        "{logins:?}"
+    );
+    let writes = audit_lines(&app.db, &[]);
+    assert!(
+        writes.iter().all(|line| !line.contains("  login  ")),
+        "{writes:?}"
+    );
+    assert!(
+        writes
+            .iter()
+            .any(|line| line.contains("  office  update  customer 2")),
+        "{writes:?}"
+    );
+    assert_eq!(
+        audit_lines(&app.db, &["--logins", "--customer", "1"]).len(),
+        2
+    );
+    assert_eq!(
+        audit_lines(&app.db, &["--logins", "--limit", "1"]),
+        logins[2..],
+        "the newest"
+    );
+    assert!(audit_lines(&app.db, &["--logins", "--since", "2999-01-01"]).is_empty());
+    let stored = database_bytes(&app.db);
+    for secret in [
+        "nobody-typed-this",
+        "S3cret-typed",
+        "S3cret-guess",
+        "password123",
+    ] {
+        assert!(
+            !contains_bytes(&stored, secret.as_bytes()),
+            "{secret} is stored"
+        );
+    }
+}
+
+#[test]
+fn a_flood_of_refused_logins_writes_one_limited_row_per_account_per_window() {
+    let app = spawn_app();
+
+    for _ in 0..10 {
+        assert_eq!(app.login("jdoe@example.com", "wrong").status, 401);
+    }
+    for _ in 0..40 {
+        app.login("jdoe@example.com", "password123")
+            .assert_error(429);
+    }
+
+    let logins = audit_lines(&app.db, &["--logins", "--limit", "1000"]);
+    assert_eq!(logins.len(), 11, "{logins:?}");
+    assert_eq!(
+        logins
+            .iter()
+            .filter(|l| l.contains("  anonymous  login  customer 1  failed"))
+            .count(),
+        10
+    );
+    assert!(
+        logins[10].contains("  anonymous  login  customer 1  limited (")
+            && logins[10].contains("further refused attempts in this window are not written"),
+        "{logins:?}"
+    );
+    assert_eq!(
+        app.sql_count("SELECT count(*) FROM audit WHERE action = 'login'"),
+        11
+    );
+}

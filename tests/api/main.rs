@@ -14,6 +14,7 @@ mod keyless;
 mod list;
 mod lockout;
 mod login;
+mod logs;
 mod mirror;
 mod operations;
 mod pg;

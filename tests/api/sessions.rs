@@ -691,7 +691,9 @@ fn public_keys_are_made_and_listed_by_the_cli_and_old_keys_survive_the_migration
         let read = create_key(&app.db, "old-reader");
         let conn = rusqlite::Connection::open(&app.db).unwrap();
         conn.execute_batch(
-            "DROP TRIGGER session_password_changed; DROP TRIGGER session_customer_deleted;
+            "DROP TABLE login_failure; DROP TABLE login_unlock;
+             DROP TRIGGER api_key_use_key_removed; DROP TABLE api_key_use;
+             DROP TRIGGER session_password_changed; DROP TRIGGER session_customer_deleted;
              DROP TABLE session; DROP TABLE answer_version; DROP TRIGGER customer_renumbered;
              DROP TRIGGER reset_token_customer_deleted; DROP TRIGGER reset_token_password_changed;
              DROP TABLE reset_token;
@@ -741,7 +743,7 @@ fn public_keys_are_made_and_listed_by_the_cli_and_old_keys_survive_the_migration
     );
     assert!(
         listed
-            .contains("old-backend\twrite\tcreated 2024-05-02T10:00:00Z\tforwards client address"),
+            .contains("old-backend\twrite\tcreated 2024-05-02T10:00:00Z\tlast used never\tforwards client address"),
         "{listed}"
     );
     assert!(listed.contains("webshop\tpublic\tcreated "), "{listed}");

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use crate::helpers::*;
 
@@ -193,4 +194,98 @@ fn login_rate_measures_the_configured_parameters_on_the_login_workers_and_opens_
         "{}",
         stderr(&misspelled)
     );
+}
+
+/// The `keys list` line of key `name` on `db`.
+fn listed_key(db: &std::path::Path, name: &str) -> String {
+    let listed = String::from_utf8(run(db, &["keys", "list"], "").stdout).unwrap();
+    listed
+        .lines()
+        .find(|line| line.starts_with(&format!("{name}\t")))
+        .unwrap_or_else(|| panic!("{name} is not listed: {listed}"))
+        .to_owned()
+}
+
+/// The time after "last used " in a `keys list` line, or "never".
+fn last_used(line: &str) -> &str {
+    line.split('\t')
+        .find_map(|column| column.strip_prefix("last used "))
+        .unwrap_or_else(|| panic!("no last use in {line:?}"))
+}
+
+#[test]
+fn keys_list_shows_when_a_server_last_accepted_each_key_and_never_for_an_unused_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("uses.db");
+    let mut server = Server::start(&db, &[]);
+    let used = String::from_utf8(run(&db, &["keys", "create", "webshop"], "").stdout).unwrap();
+    run(&db, &["keys", "create", "spare", "--write"], "");
+    let before = clientele::clock::now_utc_millis();
+
+    let reply = server.request(
+        "GET",
+        "/CUSTOMER/CHANGES/?since=0&limit=1",
+        &[("X-API-Key", used.trim())],
+        "",
+    );
+    let not_yet = listed_key(&db, "webshop");
+    assert!(
+        server.terminate(Duration::from_secs(10)).is_some(),
+        "stopped"
+    );
+    let after = clientele::clock::now_utc_millis();
+
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        last_used(&not_yet),
+        "never",
+        "written at most once a minute"
+    );
+    let webshop = listed_key(&db, "webshop");
+    let when = last_used(&webshop);
+    assert!(
+        before.as_str() <= when && when <= after.as_str(),
+        "{before} <= {when} <= {after}"
+    );
+    assert!(webshop.starts_with("webshop\tread\tcreated "), "{webshop}");
+    assert_eq!(last_used(&listed_key(&db, "spare")), "never");
+}
+
+#[test]
+fn a_key_answered_only_from_the_memo_or_the_lane_still_counts_as_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("memo-uses.db");
+    let mut server = Server::start(&db, &[("ROCKET_LOG_LEVEL", "debug")]);
+    let memo_key = String::from_utf8(run(&db, &["keys", "create", "memo"], "").stdout).unwrap();
+    let lane_key = String::from_utf8(run(&db, &["keys", "create", "lane"], "").stdout).unwrap();
+    let get = |path: &str, key: &str| {
+        let reply = server.request("GET", path, &[("X-API-Key", key.trim())], "");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    // The app answers (and counts) each key once...
+    get("/CUSTOMER/LIST/?id_client=1", &memo_key);
+    get("/CUSTOMER/LIST/?id_client=1", &lane_key);
+    std::thread::sleep(Duration::from_millis(1100));
+    // ...then, more than a second later, only the memo and the lane answer them.
+    let later = clientele::clock::now_utc_millis();
+    get("/CUSTOMER/LIST/?id_client=1", &memo_key);
+    get("/CUSTOMER/LIST/?id_client=2", &lane_key);
+    assert!(
+        server.terminate(Duration::from_secs(10)).is_some(),
+        "stopped"
+    );
+
+    // (The log is read from a pipe by another thread: it may lag behind the answers.)
+    let said = |what: &str| eventually(Duration::from_secs(5), || server.log().contains(what));
+    assert!(said("answered from the memo"), "{}", server.log());
+    if !on_postgres() {
+        assert!(said("answered by the lane"), "{}", server.log());
+    }
+    for name in ["memo", "lane"] {
+        let line = listed_key(&db, name);
+        assert!(
+            last_used(&line) >= later.as_str(),
+            "{name}: the answer given without the app counted: {line} (after {later})"
+        );
+    }
 }

@@ -677,3 +677,164 @@ fn importing_into_a_new_file_says_so_and_a_dry_run_or_a_failure_leaves_no_file()
     assert!(told.contains("1 inserted"), "{told}");
     assert!(db.exists());
 }
+
+/// The JSON export of `db`, as the customers it lists.
+fn exported_customers(db: &Path) -> Vec<Value> {
+    let exported = run(db, &["export"], "");
+    let json: Value = serde_json::from_slice(&exported.stdout).unwrap();
+    json["result"]["customer"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_csv_export_for_a_european_excel_uses_semicolons_and_windows_1252_and_imports_back() {
+    let app = spawn_app();
+    run_sql(
+        &app.db,
+        "UPDATE customer SET firstName = 'Zoé', lastName = 'Lefèvre; Garçon', \
+         city = 'Liège', address = 'Rue de l''Église 3 € 12,5' WHERE clcleunik = 2",
+    );
+    let file = app.dir.path().join("excel.csv");
+    let file_arg = file.to_str().unwrap();
+
+    run(
+        &app.db,
+        &[
+            "export",
+            "--format",
+            "csv",
+            "--delimiter",
+            ";",
+            "--encoding",
+            "windows-1252",
+            "-o",
+            file_arg,
+        ],
+        "",
+    );
+    let copy = app.dir.path().join("copy.db");
+    let imported = run(
+        &copy,
+        &[
+            "import",
+            file_arg,
+            "--delimiter",
+            ";",
+            "--encoding",
+            "windows-1252",
+        ],
+        "",
+    );
+
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(std::str::from_utf8(&bytes).is_err(), "not UTF-8");
+    assert!(bytes.starts_with(b"clcleunik;customerNumber;groupePrice;login;"));
+    assert!(
+        contains_bytes(&bytes, b";Zo\xe9;"),
+        "é is the one byte 0xE9"
+    );
+    assert!(!contains_bytes(&bytes, "é".as_bytes()), "no UTF-8 é");
+    assert!(
+        contains_bytes(&bytes, b";\"Lef\xe8vre; Gar\xe7on\";"),
+        "a value holding the separator is quoted"
+    );
+    assert!(
+        contains_bytes(&bytes, b"Rue de l'\xc9glise 3 \x80 12,5"),
+        "€ is 0x80"
+    );
+    assert!(stderr(&imported).contains(&format!("{} inserted", demo_customers().len())));
+    assert_eq!(exported_customers(&copy), exported_customers(&app.db));
+    let zoe = &exported_customers(&copy)[1];
+    assert_eq!(zoe["firstName"], "Zoé");
+    assert_eq!(zoe["lastName"], "Lefèvre; Garçon");
+}
+
+#[test]
+fn a_csv_export_takes_a_tab_and_stays_utf8_with_commas_by_default() {
+    let app = spawn_app();
+    run_sql(
+        &app.db,
+        "UPDATE customer SET city = 'Liège' WHERE clcleunik = 1",
+    );
+
+    let default = run(&app.db, &["export", "--format", "csv"], "");
+    let tabbed = run(
+        &app.db,
+        &["export", "--format", "csv", "--delimiter", "tab"],
+        "",
+    );
+
+    let default = String::from_utf8(default.stdout).expect("UTF-8 by default");
+    assert!(
+        default.starts_with("clcleunik,customerNumber,"),
+        "{default}"
+    );
+    assert!(default.contains(",Liège,"), "{default}");
+    let tabbed = String::from_utf8(tabbed.stdout).unwrap();
+    assert!(
+        tabbed.starts_with("clcleunik\tcustomerNumber\t"),
+        "{tabbed}"
+    );
+    assert!(tabbed.contains("\tLiège\t"), "{tabbed}");
+}
+
+#[test]
+fn a_value_windows_1252_cannot_hold_stops_the_export_naming_the_customer_and_field() {
+    let app = spawn_app();
+    run_sql(
+        &app.db,
+        "UPDATE customer SET city = 'Αθήνα' WHERE clcleunik = 3",
+    );
+    let file = app.dir.path().join("never.csv");
+
+    let refused = run_expecting_failure(
+        &app.db,
+        &[
+            "export",
+            "--format",
+            "csv",
+            "--encoding",
+            "windows-1252",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+        "",
+    );
+    let to_stdout = run_expecting_failure(
+        &app.db,
+        &["export", "--format", "csv", "--encoding", "windows-1252"],
+        "",
+    );
+
+    let said = stderr(&refused);
+    assert!(
+        said.contains("customer 3") && said.contains("field city"),
+        "{said}"
+    );
+    assert!(
+        said.contains("Windows-1252") && said.contains("nothing was exported"),
+        "{said}"
+    );
+    assert!(!file.exists(), "nothing written");
+    assert!(!app.dir.path().join("never.csv.partial").exists());
+    assert!(
+        to_stdout.stdout.is_empty(),
+        "nothing written to standard output"
+    );
+}
+
+#[test]
+fn json_exports_refuse_a_delimiter_or_an_encoding() {
+    let app = spawn_app();
+
+    for args in [
+        vec!["export", "--delimiter", ";"],
+        vec!["export", "--format", "json", "--encoding", "windows-1252"],
+        vec!["export", "--format", "csv", "--encoding", "auto"],
+    ] {
+        let refused = run_expecting_failure(&app.db, &args, "");
+        let said = stderr(&refused);
+        assert!(said.contains("--encoding"), "{args:?}: {said}");
+        assert!(said.contains("nothing was exported"), "{args:?}: {said}");
+        assert!(refused.stdout.is_empty(), "{args:?}");
+    }
+}

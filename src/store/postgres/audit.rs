@@ -4,7 +4,7 @@
 
 use super::conn::Conn;
 use super::get;
-use crate::audit::{Action, Entry};
+use crate::audit::{Action, Entry, Kind};
 use crate::config::Retention;
 use crate::store::Result;
 
@@ -57,9 +57,11 @@ pub fn record(
     Ok(())
 }
 
-/// The newest `limit` rows, oldest first, of one customer and/or since a date or time.
+/// The newest `limit` rows of `kind`, oldest first, of one customer and/or since a date or
+/// time.
 pub fn list(
     conn: &mut Conn,
+    kind: Kind,
     customer: Option<i64>,
     since: Option<&str>,
     limit: usize,
@@ -69,9 +71,10 @@ pub fn list(
         "SELECT at, actor, action, customer, fields, detail FROM (
              SELECT * FROM audit
              WHERE ($1::bigint IS NULL OR customer = $1) AND ($2::text IS NULL OR at >= $2)
+               AND (action = 'login') = $4
              ORDER BY id DESC LIMIT $3
          ) newest ORDER BY id",
-        &[&customer, &since, &limit],
+        &[&customer, &since, &limit, &kind.logins()],
     )?;
     rows.iter()
         .map(|row| {

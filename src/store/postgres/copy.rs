@@ -1,13 +1,14 @@
 //! `clientele copy-to URL`: moving a shop from its SQLite file onto PostgreSQL with
 //! everything in it, in one PostgreSQL transaction read from one SQLite snapshot: customers
 //! with their password hashes, change numbers and update times; API keys (digests, names,
-//! scopes, creation times); the audit trail; the changes feed's counter and tombstones; the
+//! scopes, creation times, last uses); the audit trail; the changes feed's counter and tombstones; the
 //! id high-water mark; demo marks; live sessions and reset tokens. The same keys then work,
 //! the same list bytes are served, and a back office's changes token goes on.
 //!
 //! The mirror's password digests (`upstream_password`) are not copied: their key lives in a
 //! file beside the SQLite database, not in `upstream_key_file`; the first sync on PostgreSQL
-//! hashes every password once and keeps digests under that key.
+//! hashes every password once and keeps digests under that key. Nor are failed logins: a
+//! lockout in progress does not move with the shop.
 
 use std::fmt;
 use std::io::Write;
@@ -157,6 +158,27 @@ pub fn from_sqlite(db: &Db, url: &Secret, hasher: &PasswordHasher) -> Result<Cop
             _ => copied.reset_tokens = rows,
         }
     }
+    // When each key was last used, matched by name: the keys get new ids here.
+    let (names, last_used): (Vec<String>, Vec<String>) = snapshot
+        .prepare(
+            "SELECT api_key.name, api_key_use.last_used FROM api_key_use \
+             JOIN api_key ON api_key.rowid = api_key_use.key_id",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()
+        })
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .unzip();
+    tx.execute(
+        "INSERT INTO api_key_use (key_id, last_used) \
+         SELECT api_key.id, used.at FROM unnest($1::text[], $2::text[]) AS used (name, at) \
+         JOIN api_key ON api_key.name = used.name",
+        &[&names, &last_used],
+    )
+    .map_err(described)?;
     let (seq, pruned_through): (i64, i64) = snapshot
         .query_row("SELECT seq, pruned_through FROM change_log", [], |row| {
             Ok((row.get(0)?, row.get(1)?))

@@ -38,7 +38,8 @@ pub fn create(
 /// Every key's name, scope and creation time, oldest first. Never the keys.
 pub fn list(conn: &mut Conn) -> Result<Vec<KeyInfo>> {
     conn.query(
-        "SELECT name, scope, created_at, forwards_client_address FROM api_key \
+        "SELECT name, scope, created_at, forwards_client_address, api_key_use.last_used \
+         FROM api_key LEFT JOIN api_key_use ON api_key_use.key_id = api_key.id \
          ORDER BY created_at, name",
         &[],
     )?
@@ -49,6 +50,7 @@ pub fn list(conn: &mut Conn) -> Result<Vec<KeyInfo>> {
             scope: scope(&get::<String>(row, 1)?),
             created_at: get(row, 2)?,
             forwards_client_address: get(row, 3)?,
+            last_used: get(row, 4)?,
         })
     })
     .collect()
@@ -57,19 +59,36 @@ pub fn list(conn: &mut Conn) -> Result<Vec<KeyInfo>> {
 /// The keys as the server checks requests against them.
 pub fn stored(conn: &mut Conn) -> Result<Vec<StoredKey>> {
     conn.query(
-        "SELECT digest, name, scope, forwards_client_address FROM api_key",
+        "SELECT id, digest, name, scope, forwards_client_address FROM api_key",
         &[],
     )?
     .iter()
     .map(|row| {
         Ok(StoredKey {
-            digest: get(row, 0)?,
-            name: get(row, 1)?,
-            scope: scope(&get::<String>(row, 2)?),
-            forwards_client_address: get(row, 3)?,
+            id: get(row, 0)?,
+            digest: get(row, 1)?,
+            name: get(row, 2)?,
+            scope: scope(&get::<String>(row, 3)?),
+            forwards_client_address: get(row, 4)?,
         })
     })
     .collect()
+}
+
+/// Writes when keys were last used (`(key id, time)`), keeping the later of the stored time
+/// and this one (every node writes its own); a key revoked meanwhile is skipped.
+pub fn record_uses(conn: &mut Conn, uses: &[(i64, String)]) -> Result<()> {
+    let ids: Vec<i64> = uses.iter().map(|(id, _)| *id).collect();
+    let times: Vec<&str> = uses.iter().map(|(_, at)| at.as_str()).collect();
+    conn.exec(
+        "INSERT INTO api_key_use (key_id, last_used)
+         SELECT api_key.id, used.at FROM unnest($1::bigint[], $2::text[]) AS used (id, at)
+         JOIN api_key ON api_key.id = used.id
+         ON CONFLICT (key_id) DO UPDATE
+             SET last_used = GREATEST(api_key_use.last_used, excluded.last_used)",
+        &[&ids, &times],
+    )?;
+    Ok(())
 }
 
 /// Removes the key named `name`; `false` when there is none.

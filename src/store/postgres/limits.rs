@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::conn::Begin;
+use super::conn::{Begin, Conn};
 use super::{get, PooledClient};
 use crate::store::Result;
 
@@ -129,68 +129,66 @@ impl PooledClient {
     }
 }
 
-impl PooledClient {
-    /// For `clientele limits`: of `subjects`, each one's failures in the last `window` and
-    /// the seconds until its next attempt is allowed (0: not locked).
-    pub fn limit_status(
-        &mut self,
-        subjects: &[&str],
-        max_failures: u32,
-        window: Duration,
-    ) -> Result<Vec<(i64, u64)>> {
-        let max = i64::from(max_failures.max(1));
-        let window = micros(window);
-        let conn = self.conn()?;
-        let mut status = Vec::new();
-        for subject in subjects {
-            let row = conn.one(
-                "SELECT count(*),
-                        COALESCE((SELECT (extract(epoch FROM at - (statement_timestamp() \
-                              - $3::bigint * interval '1 microsecond')) * 1000000)::bigint
-                          FROM login_failure
-                          WHERE subject = $1
-                            AND at > statement_timestamp() - $3::bigint * interval '1 microsecond'
-                          ORDER BY at DESC OFFSET $2::bigint - 1 LIMIT 1), 0)
-                 FROM login_failure
-                 WHERE subject = $1 AND at > statement_timestamp() - $3::bigint * interval '1 microsecond'",
-                &[&digest(subject), &max, &window],
-            )?;
-            let failures: i64 = get(&row, 0)?;
-            let wait: i64 = get(&row, 1)?;
-            status.push((
-                failures,
-                u64::try_from(wait.max(0)).unwrap_or(0).div_ceil(1_000_000),
-            ));
-        }
-        Ok(status)
-    }
-
-    /// For `clientele limits`: how many subjects (accounts, addresses) have failures in the
-    /// last `window`, and how many of them are locked.
-    pub fn limit_totals(&mut self, max_failures: u32, window: Duration) -> Result<(i64, i64)> {
-        let max = i64::from(max_failures.max(1));
-        let window = micros(window);
-        let row = self.conn()?.one(
-            "SELECT count(*), count(*) FILTER (WHERE failures >= $1::bigint) FROM (
-                 SELECT subject, count(*) AS failures FROM login_failure
-                 WHERE at > statement_timestamp() - $2::bigint * interval '1 microsecond'
-                 GROUP BY subject) counted",
-            &[&max, &window],
+/// For `clientele limits`: of `subjects`, each one's failures in the last `window` and the
+/// seconds until its next attempt is allowed (0: not locked).
+pub fn status(
+    conn: &mut Conn,
+    subjects: &[&str],
+    max_failures: u32,
+    window: Duration,
+) -> Result<Vec<(i64, u64)>> {
+    let max = i64::from(max_failures.max(1));
+    let window = micros(window);
+    let mut status = Vec::new();
+    for subject in subjects {
+        let row = conn.one(
+            "SELECT count(*),
+                    COALESCE((SELECT (extract(epoch FROM at - (statement_timestamp() \
+                          - $3::bigint * interval '1 microsecond')) * 1000000)::bigint
+                      FROM login_failure
+                      WHERE subject = $1
+                        AND at > statement_timestamp() - $3::bigint * interval '1 microsecond'
+                      ORDER BY at DESC OFFSET $2::bigint - 1 LIMIT 1), 0)
+             FROM login_failure
+             WHERE subject = $1 AND at > statement_timestamp() - $3::bigint * interval '1 microsecond'",
+            &[&digest(subject), &max, &window],
         )?;
-        Ok((get(&row, 0)?, get(&row, 1)?))
+        let failures: i64 = get(&row, 0)?;
+        let wait: i64 = get(&row, 1)?;
+        status.push((
+            failures,
+            u64::try_from(wait.max(0)).unwrap_or(0).div_ceil(1_000_000),
+        ));
     }
+    Ok(status)
+}
 
-    /// For `clientele unlock`: forgets every failure of `subjects`; how many were forgotten.
-    pub fn limit_clear(&mut self, subjects: &[&str]) -> Result<u64> {
-        let digests: Vec<Vec<u8>> = subjects.iter().map(|subject| digest(subject)).collect();
-        let row = self.conn()?.one(
-            "WITH gone AS (DELETE FROM login_failure WHERE subject = ANY ($1) RETURNING 1)
-             SELECT count(*) FROM gone",
-            &[&digests],
-        )?;
-        let cleared: i64 = get(&row, 0)?;
-        Ok(u64::try_from(cleared).unwrap_or(0))
-    }
+/// For `clientele limits`: how many subjects (accounts, addresses) have failures in the last
+/// `window`, and how many of them are locked.
+pub fn totals(conn: &mut Conn, max_failures: u32, window: Duration) -> Result<(i64, i64)> {
+    let max = i64::from(max_failures.max(1));
+    let window = micros(window);
+    let row = conn.one(
+        "SELECT count(*), count(*) FILTER (WHERE failures >= $1::bigint) FROM (
+             SELECT subject, count(*) AS failures FROM login_failure
+             WHERE at > statement_timestamp() - $2::bigint * interval '1 microsecond'
+             GROUP BY subject) counted",
+        &[&max, &window],
+    )?;
+    Ok((get(&row, 0)?, get(&row, 1)?))
+}
+
+/// For `clientele unlock`: forgets every failure of `subjects` (every node counts from this
+/// table alone); how many were forgotten.
+pub fn clear(conn: &mut Conn, subjects: &[&str]) -> Result<u64> {
+    let digests: Vec<Vec<u8>> = subjects.iter().map(|subject| digest(subject)).collect();
+    let row = conn.one(
+        "WITH gone AS (DELETE FROM login_failure WHERE subject = ANY ($1) RETURNING 1)
+         SELECT count(*) FROM gone",
+        &[&digests],
+    )?;
+    let cleared: i64 = get(&row, 0)?;
+    Ok(u64::try_from(cleared).unwrap_or(0))
 }
 
 #[cfg(test)]

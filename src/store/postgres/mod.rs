@@ -803,6 +803,11 @@ impl Backend for PooledClient {
         keys::count(self.conn()?)
     }
 
+    fn record_key_uses(&mut self, uses: &[(i64, String)]) -> Result<()> {
+        // Not `write`: `api_key_use` notifies no node, and no answer depends on it.
+        keys::record_uses(self.conn()?, uses)
+    }
+
     fn open_session(
         &mut self,
         digest: &[u8],
@@ -848,11 +853,31 @@ impl Backend for PooledClient {
 
     fn audit(
         &mut self,
+        kind: crate::audit::Kind,
         customer: Option<i64>,
         since: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Entry>> {
-        audit::list(self.conn()?, customer, since, limit)
+        audit::list(self.conn()?, kind, customer, since, limit)
+    }
+
+    fn audit_event(
+        &mut self,
+        actor: &str,
+        action: Action,
+        customer: Option<i64>,
+        detail: &str,
+        retention: Retention,
+    ) -> Result<()> {
+        // Not `write`: the audit table notifies no node, and a login must not end the
+        // caches of this one either.
+        let conn = self.conn()?;
+        retrying(conn, |conn| {
+            let mut tx = conn.begin(conn::Begin::Write)?;
+            audit::prune(&mut tx, retention)?;
+            audit::record(&mut tx, actor, action, customer, &[], detail)?;
+            tx.commit()
+        })
     }
 
     fn demo_left(&mut self) -> Result<usize> {
@@ -891,6 +916,28 @@ impl Backend for PooledClient {
 
     fn last_sync_age(&mut self) -> Result<Option<i64>> {
         import::last_sync_age(self.conn()?)
+    }
+
+    fn limit_status(
+        &mut self,
+        subjects: &[&str],
+        max_failures: u32,
+        window: std::time::Duration,
+    ) -> Result<Vec<(i64, u64)>> {
+        limits::status(self.conn()?, subjects, max_failures, window)
+    }
+
+    fn limit_totals(
+        &mut self,
+        max_failures: u32,
+        window: std::time::Duration,
+    ) -> Result<(i64, i64)> {
+        limits::totals(self.conn()?, max_failures, window)
+    }
+
+    fn limit_clear(&mut self, subjects: &[&str], _window: std::time::Duration) -> Result<u64> {
+        // No notification: the limits are read from this table on every attempt.
+        limits::clear(self.conn()?, subjects)
     }
 
     fn ping(&mut self) -> Result<()> {

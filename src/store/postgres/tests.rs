@@ -629,7 +629,9 @@ fn writes_record_their_audit_rows_and_refuse_what_is_taken() {
         Err(WriteError::NotFound(2))
     ));
 
-    let trail = client.audit(None, None, 100).unwrap();
+    let trail = client
+        .audit(crate::audit::Kind::Writes, None, None, 100)
+        .unwrap();
     let lines: Vec<(String, String, Option<i64>, String)> = trail
         .iter()
         .map(|e| {
@@ -665,10 +667,22 @@ fn writes_record_their_audit_rows_and_refuse_what_is_taken() {
     assert!(trail
         .iter()
         .all(|e| e.at.len() == 24 && e.at.ends_with('Z')));
-    assert_eq!(client.audit(Some(1), None, 10).unwrap().len(), 1);
-    assert_eq!(client.audit(None, Some("2000-01-01"), 2).unwrap().len(), 2);
+    assert_eq!(
+        client
+            .audit(crate::audit::Kind::Writes, Some(1), None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        client
+            .audit(crate::audit::Kind::Writes, None, Some("2000-01-01"), 2)
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(client
-        .audit(None, Some("2999-01-01"), 10)
+        .audit(crate::audit::Kind::Writes, None, Some("2999-01-01"), 10)
         .unwrap()
         .is_empty());
     assert_eq!(client.customer_count().unwrap(), 1);
@@ -942,7 +956,7 @@ fn twelve_concurrent_spends_of_one_reset_token_let_exactly_one_through() {
     assert_eq!(outcomes.iter().filter(|o| o.is_none()).count(), 11);
     assert_eq!(client.reset_holder(&token).unwrap(), None);
     let resets = client
-        .audit(Some(4), None, 10)
+        .audit(crate::audit::Kind::Writes, Some(4), None, 10)
         .unwrap()
         .into_iter()
         .filter(|e| e.action == "password-reset")
@@ -1516,7 +1530,10 @@ fn observe(store: &crate::store::Store) -> Vec<String> {
     ));
     seen.push(format!("{:?}", backend.slowest_hash()));
     seen.push(format!("{:?}", backend.demo_left()));
-    for entry in backend.audit(None, None, 100).unwrap() {
+    for entry in backend
+        .audit(crate::audit::Kind::Writes, None, None, 100)
+        .unwrap()
+    {
         seen.push(format!(
             "audit {} {} {:?} {} {}",
             entry.actor, entry.action, entry.customer, entry.fields, entry.detail
@@ -1786,7 +1803,10 @@ fn observe_imports(store: &crate::store::Store, mark_demo: &dyn Fn()) -> Vec<Str
     seen.extend(run(backend, bad, replace));
     // An empty file with --replace is refused unless allowed.
     seen.extend(run(backend, "[]", replace));
-    for entry in backend.audit(None, None, 100).unwrap() {
+    for entry in backend
+        .audit(crate::audit::Kind::Writes, None, None, 100)
+        .unwrap()
+    {
         seen.push(format!(
             "audit {} {} {:?} {} {}",
             entry.actor, entry.action, entry.customer, entry.fields, entry.detail

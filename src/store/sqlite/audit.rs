@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-use crate::audit::{Action, Entry};
+use crate::audit::{Action, Entry, Kind};
 use crate::config::Retention;
 
 /// Records one write; call it inside the write's transaction, so both commit or neither.
@@ -33,10 +33,11 @@ pub fn record(
     Ok(())
 }
 
-/// The newest `limit` rows, oldest first, of one customer and/or since a date or time
-/// (`2026-11-01`, or an ISO time), for `clientele audit`.
+/// The newest `limit` rows of `kind` (writes, or login attempts), oldest first, of one
+/// customer and/or since a date or time (`2026-11-01`, or an ISO time), for `clientele audit`.
 pub fn list(
     conn: &Connection,
+    kind: Kind,
     customer: Option<i64>,
     since: Option<&str>,
     limit: usize,
@@ -45,11 +46,13 @@ pub fn list(
         "SELECT at, actor, action, customer, fields, detail FROM (
              SELECT * FROM audit
              WHERE (?1 IS NULL OR customer = ?1) AND (?2 IS NULL OR at >= ?2)
+               AND (action = 'login') = ?4
              ORDER BY id DESC LIMIT ?3
          ) ORDER BY id",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = statement.query_map(rusqlite::params![customer, since, limit], |row| {
+    let params = rusqlite::params![customer, since, limit, kind.logins()];
+    let rows = statement.query_map(params, |row| {
         Ok(Entry {
             at: row.get(0)?,
             actor: row.get(1)?,

@@ -26,11 +26,12 @@ pub fn create(
     Ok(inserted > 0)
 }
 
-/// Every key's name, scope and creation time, oldest first.
+/// Every key's name, scope, creation time and last use, oldest first.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<KeyInfo>> {
     let mut statement = conn.prepare(
-        "SELECT name, scope, created_at, forwards_client_address FROM api_key \
-             ORDER BY created_at, name",
+        "SELECT name, scope, created_at, forwards_client_address, api_key_use.last_used \
+         FROM api_key LEFT JOIN api_key_use ON api_key_use.key_id = api_key.rowid \
+         ORDER BY created_at, name",
     )?;
     let rows = statement.query_map([], |row| {
         Ok(KeyInfo {
@@ -38,24 +39,46 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<KeyInfo>> {
             scope: Scope::from_stored(&row.get::<_, String>(1)?),
             created_at: row.get(2)?,
             forwards_client_address: row.get(3)?,
+            last_used: row.get(4)?,
         })
     })?;
     rows.collect()
 }
 
-/// Every key's digest, name, scope and options: what requests are checked against.
+/// Every key's id, digest, name, scope and options: what requests are checked against.
 pub fn stored(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
-    let mut statement =
-        conn.prepare_cached("SELECT digest, name, scope, forwards_client_address FROM api_key")?;
+    let mut statement = conn.prepare_cached(
+        "SELECT rowid, digest, name, scope, forwards_client_address FROM api_key",
+    )?;
     let rows = statement.query_map([], |row| {
         Ok(StoredKey {
-            digest: row.get(0)?,
-            name: row.get(1)?,
-            scope: Scope::from_stored(&row.get::<_, String>(2)?),
-            forwards_client_address: row.get(3)?,
+            id: row.get(0)?,
+            digest: row.get(1)?,
+            name: row.get(2)?,
+            scope: Scope::from_stored(&row.get::<_, String>(3)?),
+            forwards_client_address: row.get(4)?,
         })
     })?;
     rows.collect()
+}
+
+/// Writes when keys were last used (`(key id, time)`, times as the audit trail writes
+/// them), keeping the later of the stored and the new time. A key revoked meanwhile is
+/// skipped; so is a rowid SQLite gave again to a key created after that use.
+pub fn record_uses(conn: &Connection, uses: &[(i64, String)]) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO api_key_use (key_id, last_used) \
+             SELECT rowid, ?2 FROM api_key \
+             WHERE rowid = ?1 AND substr(created_at, 1, 19) <= substr(?2, 1, 19) \
+             ON CONFLICT (key_id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+        )?;
+        for (id, at) in uses {
+            upsert.execute(rusqlite::params![id, at])?;
+        }
+    }
+    tx.commit()
 }
 
 /// Removes the key named `name`; `false` when there was none.

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod customers;
 pub mod import;
 pub mod keys;
+pub mod limits;
 pub mod resets;
 pub mod sessions;
 mod watch;
@@ -302,6 +303,32 @@ const MIGRATIONS: &[&str] = &[
     -- `created`, and the cap per customer must still end the older one.
     ALTER TABLE session ADD COLUMN opened INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX session_opened ON session (opened);",
+    // 14: failed logins and reset requests (`limits.rs`), so that `clientele limits` and
+    // `unlock` reach them from their own process and a restart keeps them: the SHA-256 digest
+    // of each subject an attempt failed against, and when (milliseconds since 1970); and
+    // when `unlock` last cleared a subject, for a running server, which counts in memory
+    // first. No trigger: these writes change no answer.
+    "CREATE TABLE login_failure (
+        subject BLOB NOT NULL CHECK (length(subject) = 32),
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX login_failure_subject ON login_failure (subject, at);
+    CREATE INDEX login_failure_at ON login_failure (at);
+    CREATE TABLE login_unlock (
+        subject BLOB PRIMARY KEY CHECK (length(subject) = 32),
+        at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+    // 15: when each API key was last used (`clientele keys list`), by the key's rowid. Not a
+    // column of `api_key`: its triggers (migration 13) would end every cached answer at each
+    // write. The server keeps last uses in memory and writes them at most once a minute and
+    // at shutdown; a key's deletion takes its row with it.
+    "CREATE TABLE api_key_use (
+        key_id INTEGER PRIMARY KEY,
+        last_used TEXT NOT NULL
+    );
+    CREATE TRIGGER api_key_use_key_removed AFTER DELETE ON api_key BEGIN
+        DELETE FROM api_key_use WHERE key_id = OLD.rowid;
+    END;",
 ];
 
 /// The schema version this binary writes.
@@ -748,6 +775,27 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<(), StartupError> {
     )))
 }
 
+/// The schema version of the clientele database at `path` when this binary would migrate
+/// it (an existing file of ours, older than [`SCHEMA_VERSION`]); `None` otherwise (no file,
+/// a new or current one, a newer or a foreign one, which opening then refuses). Reads only.
+pub fn schema_behind(path: &Path) -> Option<usize> {
+    if !path.is_file() {
+        return None;
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    conn.busy_timeout(BUSY_TIMEOUT).ok()?;
+    check_ours(&conn, path).ok()?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .ok()?;
+    let version = usize::try_from(version).ok()?;
+    (1..SCHEMA_VERSION).contains(&version).then_some(version)
+}
+
 /// Brings the schema up to [`SCHEMA_VERSION`], each step in its own transaction.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
     let current: i64 = conn
@@ -757,7 +805,13 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
     if current > SCHEMA_VERSION {
         return Err(StartupError::database(
             path,
-            format!("was written by a newer clientele (schema {current}; this one knows up to {SCHEMA_VERSION})"),
+            format!(
+                "was written by a newer clientele (schema {current}; this one knows up to \
+                 {SCHEMA_VERSION}) and was not changed: run that newer version, or restore \
+                 the copy taken before the upgrade ({}.before-v{current}; README, \
+                 \"Upgrading\")",
+                path.display()
+            ),
         ));
     }
     for (version, sql) in MIGRATIONS
@@ -898,6 +952,11 @@ impl Progress for LogProgress {
 pub fn scrub(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("VACUUM;")?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+}
+
+/// A window in milliseconds, as `login_failure` counts time.
+pub fn window_millis(window: Duration) -> i64 {
+    i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Deletes a database file and its WAL side files, ignoring those that do not exist.
@@ -1049,6 +1108,10 @@ impl Backend for Connection {
         Ok(keys::count(self)?)
     }
 
+    fn record_key_uses(&mut self, uses: &[(i64, String)]) -> crate::store::Result<()> {
+        Ok(keys::record_uses(self, uses)?)
+    }
+
     fn open_session(
         &mut self,
         digest: &[u8],
@@ -1094,11 +1157,25 @@ impl Backend for Connection {
 
     fn audit(
         &mut self,
+        kind: crate::audit::Kind,
         customer: Option<i64>,
         since: Option<&str>,
         limit: usize,
     ) -> crate::store::Result<Vec<Entry>> {
-        Ok(audit::list(self, customer, since, limit)?)
+        Ok(audit::list(self, kind, customer, since, limit)?)
+    }
+
+    fn audit_event(
+        &mut self,
+        actor: &str,
+        action: Action,
+        customer: Option<i64>,
+        detail: &str,
+        retention: Retention,
+    ) -> crate::store::Result<()> {
+        let tx = self.transaction()?;
+        audit::record(&tx, actor, action, customer, &[], detail, retention)?;
+        Ok(tx.commit()?)
     }
 
     fn demo_left(&mut self) -> crate::store::Result<usize> {
@@ -1135,6 +1212,46 @@ impl Backend for Connection {
 
     fn last_sync_age(&mut self) -> crate::store::Result<Option<i64>> {
         Ok(import::last_sync_age(self)?)
+    }
+
+    fn limit_status(
+        &mut self,
+        subjects: &[&str],
+        max_failures: u32,
+        window: Duration,
+    ) -> crate::store::Result<Vec<(i64, u64)>> {
+        let now = crate::clock::millis(std::time::SystemTime::now());
+        Ok(limits::status(
+            self,
+            subjects,
+            max_failures,
+            window_millis(window),
+            i64::try_from(now).unwrap_or(i64::MAX),
+        )?)
+    }
+
+    fn limit_totals(
+        &mut self,
+        max_failures: u32,
+        window: Duration,
+    ) -> crate::store::Result<(i64, i64)> {
+        let now = crate::clock::millis(std::time::SystemTime::now());
+        Ok(limits::totals(
+            self,
+            max_failures,
+            window_millis(window),
+            i64::try_from(now).unwrap_or(i64::MAX),
+        )?)
+    }
+
+    fn limit_clear(&mut self, subjects: &[&str], window: Duration) -> crate::store::Result<u64> {
+        let now = crate::clock::millis(std::time::SystemTime::now());
+        Ok(limits::clear(
+            self,
+            subjects,
+            window_millis(window),
+            i64::try_from(now).unwrap_or(i64::MAX),
+        )?)
     }
 
     fn ping(&mut self) -> crate::store::Result<()> {
