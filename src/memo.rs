@@ -144,6 +144,11 @@ impl Memoized {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        // Read first: a hit that finds this second already counted writes nothing, so two
+        // cores answering the same entry do not fight over its cache line.
+        if self.touched.load(Ordering::Relaxed) == now {
+            return None;
+        }
         (self.touched.swap(now, Ordering::Relaxed) != now).then_some(key)
     }
 
