@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (ROOT, Report, clean_up, conclude, download, errors_of,  # noqa: E402
+from benchlib import (Report, clean_up, conclude, download, errors_of,  # noqa: E402
                       fetch, generate, lua_lookup, parse_wrk, release_binary, sample_ids, sh,
                       wait_http, wait_port, wrk_bound, wrk_command)
 
@@ -36,7 +36,7 @@ HTTPS_PORT = 18181
 BASELINE_PORT = 18182
 NGINX_HTTP_PORT = 18183
 NGINX_HTTPS_PORT = 18184
-ROUNDS = 3
+ROUNDS = int(os.environ.get("TLS_BENCH_ROUNDS", "3"))
 # This build's one customer by id against the baseline's: the metrics may cost at most 3%.
 METRICS_TARGET = 0.97
 
@@ -98,6 +98,9 @@ def main():
     load_before = os.getloadavg()[0]
     binary = release_binary()
     work = Path(tempfile.mkdtemp(prefix="clientele-tls-"))
+    # Every clientele here runs in `work`, with no Rocket.toml: the same built-in defaults for
+    # this build and the baseline (an older one refuses settings it does not know).
+    os.chdir(work)
     www = work / "www"
     (www / "by_id").mkdir(parents=True)
     db = work / "bench.db"
@@ -114,19 +117,28 @@ def main():
         sh(binary, "import", str(data), env=env, stderr=subprocess.DEVNULL)
         key = subprocess.run([binary, "keys", "create", "bench"], env=env, check=True,
                              capture_output=True, text=True).stdout.strip()
+        # The baseline may be older than this build's schema: its own database, the same
+        # customers, a key of its own.
+        baseline_env = dict(env, ROCKET_DATABASE=str(work / "baseline.db"))
+        baseline_key = key
+        if args.baseline:
+            sh(args.baseline, "import", str(data), env=baseline_env, stderr=subprocess.DEVNULL)
+            baseline_key = subprocess.run(
+                [args.baseline, "keys", "create", "bench"], env=baseline_env, check=True,
+                capture_output=True, text=True).stdout.strip()
         cert, private = work / "cert.pem", work / "key.pem"
         sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
            "-keyout", str(private), "-out", str(cert), stderr=subprocess.DEVNULL)
 
-        servers = {"http": (binary, HTTP_PORT, {}),
-                   "https": (binary, HTTPS_PORT,
+        servers = {"http": (binary, HTTP_PORT, env, {}),
+                   "https": (binary, HTTPS_PORT, env,
                              {"ROCKET_TLS_CERTS": str(cert), "ROCKET_TLS_KEY": str(private)})}
         if args.baseline:
-            servers["baseline"] = (args.baseline, BASELINE_PORT, {})
-        for name, (program, port, extra) in servers.items():
-            proc = subprocess.Popen([program, "serve"], cwd=ROOT, stdout=log, stderr=log,
-                                    env=dict(env, ROCKET_PORT=str(port), **extra))
+            servers["baseline"] = (args.baseline, BASELINE_PORT, baseline_env, {})
+        for name, (program, port, environment, extra) in servers.items():
+            proc = subprocess.Popen([program, "serve"], cwd=work, stdout=log, stderr=log,
+                                    env=dict(environment, ROCKET_PORT=str(port), **extra))
             procs.append(proc)
             wait_port(port) if name == "https" else wait_http(port)
 
@@ -137,8 +149,9 @@ def main():
         whole_path = f"/CUSTOMER/LIST/?apikey={key}"
         download(HTTP_PORT, whole_path, save=www / "all.json")
         procs.append(start_nginx_tls(work, www, cert, private))
-        ids_lua = work / "ids.lua"
+        ids_lua, baseline_lua = work / "ids.lua", work / "baseline-ids.lua"
         lua_lookup(ids_lua, ids, key)
+        lua_lookup(baseline_lua, ids, baseline_key)
 
         targets = {  # (scheme, port) of each server measured
             "clientele http": ("http", HTTP_PORT), "nginx http": ("http", NGINX_HTTP_PORT),
@@ -160,6 +173,8 @@ def main():
                     if phase.startswith("whole") and target.startswith("baseline"):
                         continue
                     scheme, port = targets[target]
+                    if target.startswith("baseline") and script == ids_lua:
+                        script = baseline_lua
                     print(f"round {round_no + 1}: {phase}, {target}", file=sys.stderr)
                     result = run_wrk(port, path, conns, duration, script, headers, scheme)
                     errors = errors_of(result)

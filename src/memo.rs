@@ -120,36 +120,72 @@ pub struct Memoized {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The API key's row id (see [`KEY_HEADER`]).
+    /// The API key it was made for, counted as used when the answer is given again.
+    touch: KeyTouch,
+}
+
+/// An API key (its row id, see [`KEY_HEADER`]) to count as used, at most once a second per
+/// holder: a memo entry, a lane template.
+pub struct KeyTouch {
     key: Option<i64>,
-    /// When the key was last counted as used through this answer, in seconds since 1970.
+    /// The last second (see [`second_of`]) the key was counted through this holder.
     touched: AtomicU64,
 }
 
+impl KeyTouch {
+    pub fn new(key: Option<i64>, second: u64) -> KeyTouch {
+        KeyTouch {
+            key,
+            touched: AtomicU64::new(second),
+        }
+    }
+
+    /// The key's row id, if the answers were made for one.
+    pub fn key(&self) -> Option<i64> {
+        self.key
+    }
+
+    /// The key, if it has not been counted in `second` yet through this holder.
+    pub fn due(&self, second: u64) -> Option<i64> {
+        let key = self.key?;
+        // Read first: a hit that finds this second already counted writes nothing, so two
+        // cores answering through the same holder do not fight over its cache line.
+        if self.touched.load(Ordering::Relaxed) == second {
+            return None;
+        }
+        (self.touched.swap(second, Ordering::Relaxed) != second).then_some(key)
+    }
+}
+
+/// Whole seconds from the process's first request to `at` (a request's arrival, read
+/// once for everything it needs): the clock of [`KeyTouch`], 1 and up.
+pub fn second_of(at: Instant) -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| at);
+    at.saturating_duration_since(*start).as_secs() + 1
+}
+
 impl Memoized {
-    /// An answer made for a request checked against key `key` (if any).
-    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, key: Option<i64>) -> Memoized {
+    /// An answer made for a request checked against key `key` (if any), whose use was
+    /// last counted in `second` (0: not yet).
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        key: Option<i64>,
+        second: u64,
+    ) -> Memoized {
         Memoized {
             status,
             headers,
             body,
-            key,
-            touched: AtomicU64::new(0),
+            touch: KeyTouch::new(key, second),
         }
     }
 
-    /// The key to count as used for giving this answer again, at most once a second.
-    pub fn key_to_touch(&self) -> Option<i64> {
-        let key = self.key?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        // Read first: a hit that finds this second already counted writes nothing, so two
-        // cores answering the same entry do not fight over its cache line.
-        if self.touched.load(Ordering::Relaxed) == now {
-            return None;
-        }
-        (self.touched.swap(now, Ordering::Relaxed) != now).then_some(key)
+    /// The key to count as used for giving this answer again in `second`, at most once.
+    pub fn key_to_touch(&self, second: u64) -> Option<i64> {
+        self.touch.due(second)
     }
 
     /// Bytes counted against the budget: the body, the headers and bookkeeping.
@@ -167,8 +203,8 @@ impl Memoized {
 pub struct Template {
     made: Stamp,
     headers: Vec<(HeaderName, Slot)>,
-    /// The API key the shape's requests carry (its row id, see [`KEY_HEADER`]).
-    pub key: Option<i64>,
+    /// The API key the shape's requests carry, counted as used by the lane's answers.
+    pub touch: KeyTouch,
 }
 
 enum Slot {
@@ -375,7 +411,7 @@ impl Memo {
         let template = Arc::new(Template {
             made,
             headers: slots,
-            key: api_key,
+            touch: KeyTouch::new(api_key, 0),
         });
         let mut shapes = self.shapes.write().unwrap_or_else(|e| e.into_inner());
         if shapes.len() >= MAX_SHAPES {
@@ -454,6 +490,7 @@ mod tests {
             headers(&[("content-type", "application/json")]),
             Bytes::from_static(body.as_bytes()),
             None,
+            0,
         )
     }
 
@@ -748,7 +785,7 @@ mod tests {
             Some(5),
         );
         let template = memo.template(&other, at(3)).expect("the same shape");
-        assert_eq!(template.key, Some(5), "the key its requests carry");
+        assert_eq!(template.touch.due(7), Some(5), "the key its requests carry");
         let made = template.headers("\"bbbb\"").unwrap();
         let names: Vec<_> = made
             .iter()
@@ -781,13 +818,15 @@ mod tests {
         assert!(!told.contains_key(KEY_HEADER));
         assert_eq!(take_key(&mut told), None);
 
-        let kept = Memoized::new(StatusCode::OK, told, Bytes::new(), Some(42));
-        assert_eq!(kept.key_to_touch(), Some(42));
-        assert_eq!(kept.key_to_touch(), None, "once a second");
-        kept.touched.store(1, Ordering::Relaxed);
-        assert_eq!(kept.key_to_touch(), Some(42));
-        let keyless = Memoized::new(StatusCode::OK, HeaderMap::new(), Bytes::new(), None);
-        assert_eq!(keyless.key_to_touch(), None);
+        let kept = Memoized::new(StatusCode::OK, told, Bytes::new(), Some(42), 0);
+        assert_eq!(kept.key_to_touch(9), Some(42));
+        assert_eq!(kept.key_to_touch(9), None, "once a second");
+        assert_eq!(kept.key_to_touch(10), Some(42));
+        let keyless = Memoized::new(StatusCode::OK, HeaderMap::new(), Bytes::new(), None, 0);
+        assert_eq!(keyless.key_to_touch(9), None);
+        let start = Instant::now();
+        let first = second_of(start);
+        assert!(second_of(start + Duration::from_secs(3)) >= first + 3);
     }
 
     #[test]

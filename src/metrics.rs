@@ -134,7 +134,9 @@ impl Default for Metrics {
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 std::thread_local! {
-    static SHARD: usize = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+    /// This thread's shard, chosen at its first count (`usize::MAX` until then): a constant
+    /// initialiser, so reading it is one load, with no lazy-initialisation check.
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
 /// The route label of a request path: one of [`ROUTES`], matched as the app matches paths
@@ -167,7 +169,13 @@ impl Metrics {
     }
 
     fn shard(&self) -> &Shard {
-        &self.shards[SHARD.with(|shard| *shard)]
+        let index = SHARD.with(|shard| {
+            if shard.get() == usize::MAX {
+                shard.set(NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS);
+            }
+            shard.get()
+        });
+        &self.shards[index]
     }
 
     /// Counts one request: its route (from [`route_of`]), status and time to the response head.

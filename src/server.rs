@@ -497,7 +497,8 @@ async fn handle(
         .map_or("/", |target| target.as_str())
         .to_owned();
     let route = crate::metrics::route_of(&target);
-    let reply = dispatch(app, peer, parts, body, &target).await;
+    let second = crate::memo::second_of(started);
+    let reply = dispatch(app, peer, parts, body, &target, second).await;
     app.metrics
         .request(route, reply.status().as_u16(), started.elapsed());
     // The logger masks the value of `apikey`; headers are never logged.
@@ -524,6 +525,7 @@ async fn dispatch(
     parts: hyper::http::request::Parts,
     body: Incoming,
     target: &str,
+    second: u64,
 ) -> Reply {
     // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
     if parts.version == Version::HTTP_11 && !parts.headers.contains_key(HOST) {
@@ -583,13 +585,13 @@ async fn dispatch(
             if let Some(kept) = app.memo.get(key, fresh) {
                 app.metrics.answered(Answered::Memo);
                 log::debug!("{peer} answered from the memo");
-                touch_key(app, kept.key_to_touch());
+                touch_key(app, kept.key_to_touch(second));
                 return memoized_reply(&kept);
             }
             // A miss looks for other programs' commits first (a `pread`): what it makes is
             // then stamped after them, rather than taken for stale at once.
             let made = app.db.stamp();
-            if let Some(reply) = lane(app, key, made, target, &parts.headers) {
+            if let Some(reply) = lane(app, key, made, target, &parts.headers, second) {
                 app.metrics.answered(Answered::Lane);
                 log::debug!("{peer} answered by the lane");
                 return reply;
@@ -626,7 +628,13 @@ async fn dispatch(
             scope,
             api_key,
         );
-        let kept = Memoized::new(reply.status(), reply.headers().clone(), body, api_key);
+        let kept = Memoized::new(
+            reply.status(),
+            reply.headers().clone(),
+            body,
+            api_key,
+            second,
+        );
         app.memo.keep(before, &key, kept, scope);
     }
     reply
@@ -641,6 +649,7 @@ fn lane(
     made: Option<Stamp>,
     target: &str,
     headers: &hyper::HeaderMap,
+    second: u64,
 ) -> Option<Reply> {
     let id = key.lane_customer()?;
     let db = app.db.sqlite()?;
@@ -663,9 +672,12 @@ fn lane(
         StatusCode::OK,
         template.headers(&crate::cache::etag(&body))?,
         Bytes::from(body),
-        template.key,
+        template.touch.key(),
+        second,
     );
-    touch_key(app, answer.key_to_touch());
+    // Counted through the template (once a second for the shape), then the entry starts
+    // counted for this second.
+    touch_key(app, template.touch.due(second));
     let reply = memoized_reply(&answer);
     app.memo.keep(Some(made), key, answer, Scope::Customer(id));
     Some(reply)
