@@ -141,11 +141,17 @@ ls "$folder"/certificate-*.pem >/dev/null || fail "no certificate file in $folde
 ls "$folder"/account-*.pem >/dev/null || fail "no account file in $folder"
 echo "folder 700, files 600: $(echo $files | wc -w) files"
 
-echo "== reused after a restart, without a new order"
+echo "== reused after a restart, without a new order; files opened to others are closed again"
 stop
 orders_before=$(grep -c "Issued certificate serial" "$work/pebble.log" || true)
+chmod 644 "$folder"/certificate-*.pem
+chmod 755 "$folder"
 start second
 wait_for_log second "serving the certificate kept from before"
+[ "$(stat -c %a "$folder")" = 700 ] || fail "$folder was not closed again"
+for file in "$folder"/*; do
+  [ "$(stat -c %a "$file")" = 600 ] || fail "$file was not closed again"
+done
 sleep 1
 [ "$(served_serial)" = "$first_serial" ] || fail "a different certificate after the restart"
 orders_after=$(grep -c "Issued certificate serial" "$work/pebble.log" || true)
@@ -180,8 +186,13 @@ open(kept, "wb").write(key.private_bytes(serialization.Encoding.PEM,
     serialization.PrivateFormat.PKCS8, serialization.NoEncryption()) + pem)
 PY
 old_serial=$(openssl x509 -noout -serial -in "$work/old.pem")
+# And a damaged account key: set aside, and a new account made for the renewal.
+account_file=$(ls "$folder"/account-*.pem)
+echo garbage >"$account_file"
 start third
+wait_for_log third "a new account"
 wait_for_log third "a new certificate is in use"
+ls "$folder"/account-*.damaged >/dev/null || fail "the damaged account key was not set aside"
 sleep 0.5
 renewed=$(served_serial)
 [ "$renewed" != "$old_serial" ] || fail "still serving the old certificate"

@@ -44,10 +44,17 @@ pub fn start(schedule: BackupSchedule, store: Store, metrics: Arc<Metrics>) -> R
 }
 
 fn run(schedule: &BackupSchedule, store: &Store, metrics: &Metrics) {
-    let newest = copies(&schedule.folder)
+    // The newest copy already there (a restart): when it was taken, for the first wait and
+    // for /metrics and /health, which would otherwise say "no backup yet" after a restart.
+    let now = seconds_since_1970(SystemTime::now());
+    let newest = copies(&schedule.folder, now)
         .ok()
-        .and_then(|copies| copies.last().cloned())
-        .and_then(|path| path.metadata().ok()?.modified().ok());
+        .and_then(|copies| copies.into_iter().rev().find(|copy| looks_like_sqlite(&copy.path)))
+        .map(|copy| copy.taken);
+    if let Some(taken) = newest {
+        metrics.backups.last_ok.store(taken, Relaxed);
+    }
+    let newest = newest.map(|taken| std::time::UNIX_EPOCH + Duration::from_secs(taken));
     let mut wait = first_wait(newest, SystemTime::now(), schedule.every);
     if !wait.is_zero() {
         log::info!(
@@ -111,50 +118,97 @@ fn take(schedule: &BackupSchedule, store: &Store) -> Result<PathBuf, String> {
     let conn = db.connection().map_err(|e| e.to_string())?;
     crate::export::backup(&conn, &path, false)?;
     drop(conn);
-    prune(folder, schedule.keep)?;
+    prune(folder, schedule.keep, &path)?;
     Ok(path)
 }
 
-/// The copies in `folder`, oldest first (their names sort by time).
-fn copies(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)?
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(is_copy_name)
-        })
-        .collect();
-    found.sort();
+/// A copy found in the folder: its file and when it was taken (from its name).
+#[derive(Debug, Clone)]
+struct Copy {
+    path: PathBuf,
+    taken: u64,
+}
+
+/// How far ahead of this machine's clock a copy's time may be and still count: a little, for
+/// a clock set back by a few minutes. One further ahead (a clock that was wrong) is neither
+/// counted nor ever removed: it would otherwise stay "newest" for ever and push every real
+/// copy out.
+const FUTURE_SLACK: u64 = 3600;
+
+/// The copies in `folder`, oldest first: regular files named exactly as copies, for a real
+/// time no later than `now` (plus [`FUTURE_SLACK`]).
+fn copies(folder: &Path, now: u64) -> std::io::Result<Vec<Copy>> {
+    let mut found: Vec<Copy> = Vec::new();
+    for entry in std::fs::read_dir(folder)?.filter_map(Result::ok) {
+        if !entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            continue;
+        }
+        let Some(taken) = entry.file_name().to_str().and_then(copy_time) else {
+            continue;
+        };
+        if taken > now + FUTURE_SLACK {
+            log::warn!(
+                "{}: named for a time ahead of this machine's clock; not counted as a \
+                 backup, and never removed by the schedule",
+                entry.path().display()
+            );
+            continue;
+        }
+        found.push(Copy {
+            path: entry.path(),
+            taken,
+        });
+    }
+    found.sort_by_key(|copy| copy.taken);
     Ok(found)
 }
 
-/// `clientele-YYYYMMDDTHHMMSSZ.db`, exactly: nothing else in the folder is ever removed.
-fn is_copy_name(name: &str) -> bool {
-    let Some(stamp) = name
-        .strip_prefix(PREFIX)
-        .and_then(|rest| rest.strip_suffix(SUFFIX))
-    else {
-        return false;
-    };
+/// When the copy named `clientele-YYYYMMDDTHHMMSSZ.db` was taken, in seconds since 1970;
+/// `None` for any other name (a real date and time only): nothing else in the folder is
+/// ever removed.
+fn copy_time(name: &str) -> Option<u64> {
+    let stamp = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
     let bytes = stamp.as_bytes();
-    bytes.len() == 16
-        && bytes[8] == b'T'
-        && bytes[15] == b'Z'
-        && bytes[..8]
-            .iter()
-            .chain(&bytes[9..15])
-            .all(u8::is_ascii_digit)
+    let digits = |range: std::ops::Range<usize>| -> Option<u64> {
+        let part = stamp.get(range)?;
+        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil, then a round trip: 31 February is no date.
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(59);
+    (second <= 59 && compact_utc(seconds) == stamp).then_some(seconds)
 }
 
-fn prune(folder: &Path, keep: usize) -> Result<(), String> {
-    let found = copies(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+/// Whether `path` starts as a SQLite database does: a file merely named like a copy does not
+/// count as the last backup.
+fn looks_like_sqlite(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
+}
+
+/// Removes the oldest copies beyond `keep`, never `written` (the one just taken).
+fn prune(folder: &Path, keep: usize, written: &Path) -> Result<(), String> {
+    let now = seconds_since_1970(SystemTime::now());
+    let found = copies(folder, now).map_err(|e| format!("{}: {e}", folder.display()))?;
     let extra = found.len().saturating_sub(keep);
-    for old in &found[..extra] {
-        std::fs::remove_file(old).map_err(|e| format!("{}: {e}", old.display()))?;
-        log::info!("removed the old backup {}", old.display());
+    for old in found[..extra].iter().filter(|copy| copy.path != written) {
+        std::fs::remove_file(&old.path).map_err(|e| format!("{}: {e}", old.path.display()))?;
+        log::info!("removed the old backup {}", old.path.display());
     }
     Ok(())
 }
@@ -202,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn only_files_named_as_copies_are_ever_pruned_oldest_first() {
+    fn only_real_past_copies_are_ever_pruned_oldest_first_and_never_the_new_one() {
         let folder = tempfile::tempdir().unwrap();
         let names = [
             "clientele-20261101T000000Z.db",
@@ -210,12 +264,16 @@ mod tests {
             "clientele-20261103T000000Z.db",
             "clientele-20261103T000000Z.db.partial",
             "clientele-notes.db",
+            "clientele-20261306T000000Z.db",
+            "clientele-20260231T000000Z.db",
+            "clientele-29991231T235959Z.db",
             "shop.db",
         ];
         for name in names {
             std::fs::write(folder.path().join(name), b"x").unwrap();
         }
-        prune(folder.path(), 1).unwrap();
+        let written = folder.path().join("clientele-20261103T000000Z.db");
+        prune(folder.path(), 1, &written).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(folder.path())
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -224,20 +282,33 @@ mod tests {
         assert_eq!(
             left,
             [
+                "clientele-20260231T000000Z.db",
                 "clientele-20261103T000000Z.db",
                 "clientele-20261103T000000Z.db.partial",
+                "clientele-20261306T000000Z.db",
+                "clientele-29991231T235959Z.db",
                 "clientele-notes.db",
                 "shop.db"
             ]
         );
+        // A future-dated name never pushes the copy just written out, even with keep = 1.
+        let written = folder.path().join("clientele-20261104T000000Z.db");
+        std::fs::write(&written, b"x").unwrap();
+        prune(folder.path(), 1, &written).unwrap();
+        assert!(written.exists());
+        assert!(!folder.path().join("clientele-20261103T000000Z.db").exists());
     }
 
     #[test]
-    fn copy_names_sort_by_time() {
+    fn copy_names_sort_by_time_and_read_back_as_their_time() {
         assert_eq!(compact_utc(0), "19700101T000000Z");
-        assert!(is_copy_name(&format!(
-            "{PREFIX}{}{SUFFIX}",
-            compact_utc(1_800_000_000)
-        )));
+        for seconds in [0, 951_782_400, 1_800_000_000, 4_102_444_799] {
+            let name = format!("{PREFIX}{}{SUFFIX}", compact_utc(seconds));
+            assert_eq!(copy_time(&name), Some(seconds), "{name}");
+        }
+        assert_eq!(copy_time("clientele-20240229T120000Z.db"), Some(1_709_208_000));
+        assert_eq!(copy_time("clientele-20230229T120000Z.db"), None);
+        assert_eq!(copy_time("clientele-20231301T000000Z.db"), None);
+        assert_eq!(copy_time("clientele-2023120T1000000Z.db"), None);
     }
 }

@@ -163,11 +163,26 @@ impl Operations {
             }),
             _ => {
                 return Err(StartupError::Config(
-                    "tls_certs and tls_key go together: set both (PEM files: the certificate                      chain, and its private key), or neither"
+                    "tls_certs and tls_key go together: set both (PEM files: the certificate \
+                     chain, and its private key), or neither"
                         .into(),
                 ))
             }
         };
+        let acme_rest = [
+            ("acme_email", raw.acme_email.is_some()),
+            ("acme_ca_root", raw.acme_ca_root.is_some()),
+            ("acme_directory", raw.acme_directory != LETS_ENCRYPT),
+        ];
+        if let (true, Some((name, _))) = (
+            raw.acme_domains.is_empty(),
+            acme_rest.iter().find(|(_, set)| *set),
+        ) {
+            return Err(StartupError::Config(format!(
+                "{name} is set but acme_domains is empty: name the domains to get certificates \
+                 for (acme_domains = [\"shop.example\"]), or remove {name}"
+            )));
+        }
         let acme = match raw.acme_domains.is_empty() {
             true => None,
             false => Some(acme_settings(
@@ -178,26 +193,29 @@ impl Operations {
                 database,
             )?),
         };
-        let tls = match (files, acme) {
-            (Some(_), Some(_)) => {
-                return Err(StartupError::Config(
-                    "tls_certs/tls_key and acme_domains: choose one, the certificate from                      files or from an ACME authority"
+        let tls =
+            match (files, acme) {
+                (Some(_), Some(_)) => return Err(StartupError::Config(
+                    "tls_certs/tls_key and acme_domains: choose one, the certificate from files \
+                     or from an ACME authority"
                         .into(),
-                ))
-            }
-            (files, acme) => files.or(acme),
-        };
+                )),
+                (files, acme) => files.or(acme),
+            };
         let metrics_address = match set(raw.metrics_address) {
             None => None,
             Some(text) => {
                 let address: std::net::SocketAddr = text.trim().parse().map_err(|_| {
                     StartupError::Config(format!(
-                        "metrics_address: {text:?} is not an address and port like                          \"127.0.0.1:9464\""
+                        "metrics_address: {text:?} is not an address and port like \"127.0.0.1:9464\""
                     ))
                 })?;
                 if !address.ip().is_loopback() {
                     return Err(StartupError::Config(format!(
-                        "metrics_address: {address} is not a loopback address; this listener                          answers /metrics without a key, so it only listens on this machine                          (127.0.0.1 or ::1). To scrape from another machine, scrape /metrics                          on the main port with a read key"
+                        "metrics_address: {address} is not a loopback address; this listener \
+                         answers /metrics without a key, so it only listens on this machine \
+                         (127.0.0.1 or ::1). To scrape from another machine, scrape /metrics on \
+                         the main port with a read key"
                     )));
                 }
                 Some(address)
@@ -208,7 +226,10 @@ impl Operations {
             Some(folder) => {
                 if matches!(database, Location::Postgres(_)) {
                     return Err(StartupError::Config(
-                        "backup_dir: scheduled backups copy a SQLite file; this database is                          PostgreSQL. Back it up with pg_dump on a schedule of its own (a                          systemd timer or cron; `clientele backup` prints the command), or                          rely on the standby (README, \"More than one machine\")"
+                        "backup_dir: scheduled backups copy a SQLite file; this database is \
+                         PostgreSQL. Back it up with pg_dump on a schedule of its own (a \
+                         systemd timer or cron; `clientele backup` prints the command), or rely \
+                         on the standby (README, \"More than one machine\")"
                             .into(),
                     ));
                 }
@@ -240,7 +261,18 @@ fn acme_settings(
     ca_root: Option<String>,
     database: &Location,
 ) -> Result<TlsSettings, StartupError> {
-    for domain in &domains {
+    for (n, domain) in domains.iter().enumerate() {
+        if domain.parse::<std::net::IpAddr>().is_ok() {
+            return Err(StartupError::Config(format!(
+                "acme_domains: {domain:?} is an IP address; ACME certificates here are for \
+                 host names (\"shop.example\")"
+            )));
+        }
+        if domains[..n].iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+            return Err(StartupError::Config(format!(
+                "acme_domains: {domain:?} is listed twice"
+            )));
+        }
         let valid = !domain.is_empty()
             && domain.len() <= 253
             && !domain.starts_with('.')

@@ -199,6 +199,10 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
                 .join("; "),
         )
     })?;
+    // The certificate files (or the ACME folder) too: a bad pair is the owner's to fix.
+    if let Some(tls) = &config.operations.tls {
+        tls::check(tls).map_err(StartupError::Config)?;
+    }
     // The server hashes at most `login_workers` passwords at once (a large start-up
     // migration excepted: see `db::hash_legacy_passwords`).
     config.hasher.limit_concurrency(config.login_workers);

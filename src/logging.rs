@@ -156,7 +156,39 @@ const SECRET_PREFIXES: [&str; 3] = ["clt_", "cls_", "clr_"];
 /// (see [`SECRET_PREFIXES`]), and the password of a URL's `user:password@`: query strings in
 /// request lines, URLs in error messages.
 pub fn mask_secrets(text: &str) -> String {
-    mask_url_passwords(&mask_prefixed(&mask_named(text)))
+    let text = decode_unreserved(text);
+    mask_url_passwords(&mask_prefixed(&mask_named(&text)))
+}
+
+/// `text` with every `%XX` that stands for a letter, digit, `-`, `.`, `_` or `~` decoded: the
+/// same URL, spelled so that a key written `clt%5F...` or `%63lt_...` is found and masked.
+/// Nothing else is decoded, so no escape can become a separator, a space or a new line.
+fn decode_unreserved(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('%') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        match decoded {
+            Some(byte) => {
+                out.push(char::from(byte));
+                i += 3;
+            }
+            None => {
+                let c = text[i..].chars().next().unwrap_or('%');
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `scheme://user:password@host` -> `scheme://user:***@host`.
@@ -342,6 +374,23 @@ mod tests {
     }
 
     #[test]
+    fn keys_spelled_with_percent_escapes_are_masked_too() {
+        let key = "clt_eggxgWfoQ8abcdefghijklmnop";
+        let fully: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+        for line in [
+            format!("GET /x?q=clt%5F{} 404", &key[4..]),
+            format!("GET /%63lt_{} 404", &key[4..]),
+            format!("GET /x?x={fully} 404"),
+        ] {
+            let masked = mask_secrets(&line);
+            assert!(!masked.contains(&key[4..]), "{masked}");
+            assert!(masked.contains("***"), "{masked}");
+        }
+        // Escapes of anything but letters, digits and -._~ stay as they are.
+        assert_eq!(mask_secrets("GET /a%0Ab%20c%2F 404"), "GET /a%0Ab%20c%2F 404");
+    }
+
+    #[test]
     fn api_keys_in_query_strings_are_masked() {
         assert_eq!(
             mask_secrets("GET /CUSTOMER/LIST?apikey=s3cr3t&id_client=1:"),
@@ -364,7 +413,8 @@ mod tests {
         );
         assert_eq!(
             mask_secrets("GET /x?%70assword=p1&PASSWORD=p2&resetToken=t1&id_client=3"),
-            "GET /x?%70assword=***&PASSWORD=***&resetToken=***&id_client=3"
+            // The escape of a letter is read as the letter (see `decode_unreserved`).
+            "GET /x?password=***&PASSWORD=***&resetToken=***&id_client=3"
         );
         assert_eq!(mask_secrets("a?since=12&limit=5"), "a?since=12&limit=5");
         assert_eq!(mask_secrets("=x é=y password="), "=x é=y password=***");

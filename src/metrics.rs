@@ -147,11 +147,15 @@ pub fn route_of(path: &str) -> usize {
         return ROOT;
     }
     let path = path.strip_suffix('/').unwrap_or(path);
+    // The API's paths match in any case, as the app matches them; the others exactly.
     ROUTES[..ROOT]
         .iter()
         .position(|route| {
             let route = route.strip_suffix('/').unwrap_or(route);
-            route.eq_ignore_ascii_case(path)
+            match route.starts_with("/CUSTOMER/") {
+                true => route.eq_ignore_ascii_case(path),
+                false => route == path,
+            }
         })
         .unwrap_or(OTHER)
 }

@@ -209,6 +209,7 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
         let listener = TcpListener::bind(address)
             .await
             .map_err(|e| format!("metrics_address: could not listen on {address}: {e}"))?;
+        let address = listener.local_addr().unwrap_or(address);
         log::info!("metrics at http://{address}/metrics, without a key");
         tokio::spawn(serve_metrics(app, listener));
     }
@@ -365,46 +366,91 @@ async fn serve_connection<IO>(
     }
 }
 
-/// The `metrics_address` listener: `GET /metrics` (and `HEAD`) without a key; anything else
-/// is a 404. One request at a time per connection, with the same header timeout.
+/// Connections the `metrics_address` listener serves at once; more are closed at once. A
+/// scraper needs one: the cap keeps anyone on this machine from spending the process's file
+/// descriptors (and so the main port's) on it.
+const METRICS_CONNECTIONS: usize = 16;
+
+/// The `metrics_address` listener: `GET /metrics` (and `HEAD`) without a key; other paths
+/// are a 404, other methods a 405. Only for a `Host` that names this machine (a web page
+/// that rebinds its own name to 127.0.0.1 gets a 403), with the same header timeout.
 async fn serve_metrics(app: &'static App, listener: TcpListener) {
+    let slots = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(GIVE_WAY_WAIT).await;
             continue;
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            log::debug!("metrics listener: {peer} refused, {METRICS_CONNECTIONS} connections open");
+            drop(stream);
+            continue;
+        };
         tokio::spawn(async move {
             let service = service_fn(move |request: hyper::Request<Incoming>| async move {
-                let path = request.uri().path();
-                let reply = match (request.method(), path) {
-                    (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => {
-                        let text =
-                            crate::routes::metrics::scrape(&app.db, &app.mirroring, &app.metrics)
-                                .await;
-                        let mut reply =
-                            hyper::Response::new(ResponseBody::whole(Bytes::from(text)));
-                        reply.headers_mut().insert(
-                            CONTENT_TYPE,
-                            HeaderValue::from_static(crate::routes::metrics::CONTENT_TYPE),
-                        );
-                        reply
-                    }
-                    _ => error_reply(
-                        StatusCode::NOT_FOUND,
-                        "Not found: this listener serves /metrics only",
-                    ),
-                };
-                Ok::<_, Infallible>(reply)
+                Ok::<_, Infallible>(metrics_reply(app, &request).await)
             });
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
-                .max_buf_size(MAX_HEAD.max(8192));
+                .max_header_size(MAX_HEAD)
+                .max_buf_size(MAX_HEAD.max(8192))
+                .max_headers(MAX_HEADERS);
             if let Err(error) = http.serve_connection(TokioIo::new(stream), service).await {
                 log::debug!("metrics connection from {peer} ended: {error}");
             }
+            drop(slot);
         });
     }
+}
+
+/// The `metrics_address` listener's answer to one request.
+async fn metrics_reply(app: &'static App, request: &hyper::Request<Incoming>) -> Reply {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|host| host.to_str().ok())
+        .map(|host| host.rsplit_once(':').map_or(host, |(name, _)| name));
+    let local = ["127.0.0.1", "localhost", "[::1]"];
+    if !host.is_some_and(|host| local.iter().any(|name| name.eq_ignore_ascii_case(host))) {
+        return error_reply(
+            StatusCode::FORBIDDEN,
+            "Forbidden: this listener answers requests addressed to localhost, 127.0.0.1 or \
+             [::1] only",
+        );
+    }
+    if request.uri().path() != "/metrics" {
+        return error_reply(
+            StatusCode::NOT_FOUND,
+            "Not found: this listener serves /metrics only",
+        );
+    }
+    if !matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD) {
+        let mut reply = error_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed: /metrics takes GET or HEAD",
+        );
+        reply
+            .headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return reply;
+    }
+    let text = crate::routes::metrics::scrape(&app.db, &app.mirroring, &app.metrics).await;
+    let mut reply = hyper::Response::new(ResponseBody::whole(Bytes::from(text)));
+    let headers = reply.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::routes::metrics::CONTENT_TYPE),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    reply
 }
 
 /// A connection slot: a free one, or one made by closing the connection that has waited

@@ -32,9 +32,9 @@ use crate::connections::{Connection, Tracked};
 use crate::metrics::Metrics;
 
 /// What a plain HTTP request to the HTTPS port gets before the connection is closed.
-const PLAIN_HTTP_ANSWER: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n\
-Content-Length: 75\r\nConnection: close\r\n\r\n\
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n\
+X-Content-Type-Options: nosniff\r\nContent-Length: 75\r\nConnection: close\r\n\r\n\
 {\"success\":\"false\",\"message\":\"This server speaks HTTPS only: use https://\"}";
 
 /// How often the certificate files are looked at (two `stat`s) for a change, at most.
@@ -215,11 +215,20 @@ impl FileCertificate {
         let seen = stamp(certs, key);
         let (certified, expires) = read_pair(certs, key)?;
         metrics.certificate_expires.store(expires, Relaxed);
-        log::info!(
-            "HTTPS with the certificate in {} (expires {})",
-            certs.display(),
-            crate::clock::utc_seconds(expires)
-        );
+        if expired(expires) {
+            log::warn!(
+                "the certificate in {} expired on {}: clients will refuse it until it is \
+                 renewed (the new files are read without a restart)",
+                certs.display(),
+                crate::clock::utc_seconds(expires)
+            );
+        } else {
+            log::info!(
+                "HTTPS with the certificate in {} (expires {})",
+                certs.display(),
+                crate::clock::utc_seconds(expires)
+            );
+        }
         Ok(FileCertificate {
             certs: certs.to_owned(),
             key: key.to_owned(),
@@ -243,18 +252,32 @@ impl FileCertificate {
         {
             return;
         }
-        let Some(now_seen) = stamp(&self.certs, &self.key) else {
-            return;
-        };
+        let now_seen = stamp(&self.certs, &self.key);
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
-        if *seen == Some(now_seen) {
+        if *seen == now_seen {
             return;
         }
         // Remembered even when reading fails: one warning per change, not one per handshake.
-        *seen = Some(now_seen);
+        *seen = now_seen;
+        if now_seen.is_none() {
+            log::warn!(
+                "the certificate file {} or its key {} is gone; still serving the one read \
+                 before, but a restart will fail until they are back",
+                self.certs.display(),
+                self.key.display()
+            );
+            return;
+        }
+        let serving = self.metrics.certificate_expires.load(Relaxed);
         match read_pair(&self.certs, &self.key) {
+            Ok((_, expires)) if expired(expires) && !expired(serving) => log::warn!(
+                "the certificate files changed, but the new certificate expired on {}; still \
+                 serving the one read before (valid until {})",
+                crate::clock::utc_seconds(expires),
+                crate::clock::utc_seconds(serving)
+            ),
             Ok((certified, expires)) => {
                 if let Ok(mut current) = self.current.write() {
                     *current = Arc::new(certified);
@@ -281,6 +304,40 @@ impl ResolvesServerCert for FileCertificate {
     }
 }
 
+/// Whether a certificate whose `notAfter` is `expires` (seconds since 1970) has expired.
+fn expired(expires: u64) -> bool {
+    expires.saturating_mul(1000) < now_millis()
+}
+
+/// Checks the certificate settings before anything starts, so that a mistake is a
+/// configuration error (exit 78, one line) rather than a failure after the database opened:
+/// the files must be a matching pair; the ACME roots must parse and its folder be usable.
+pub fn check(settings: &TlsSettings) -> Result<(), String> {
+    match settings {
+        TlsSettings::Files { certs, key } => read_pair(certs, key).map(|_| ()),
+        TlsSettings::Acme { ca_root, cache, .. } => {
+            if let Some(path) = ca_root {
+                extra_roots(path)?;
+            }
+            AcmeCache::open(cache, Arc::new(Metrics::new())).map(|_| ())
+        }
+    }
+}
+
+/// The certificates in `acme_ca_root`, at least one.
+fn extra_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let extra = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("acme_ca_root: {}: {e}", path.display()))?;
+    if extra.is_empty() {
+        return Err(format!(
+            "acme_ca_root: {}: no certificate (a PEM file with BEGIN CERTIFICATE)",
+            path.display()
+        ));
+    }
+    Ok(extra)
+}
+
 fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -300,10 +357,7 @@ fn start_acme(
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_root {
-        let extra = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("acme_ca_root: {}: {e}", path.display()))?;
-        let (added, _) = roots.add_parsable_certificates(extra);
+        let (added, _) = roots.add_parsable_certificates(extra_roots(path)?);
         if added == 0 {
             return Err(format!(
                 "acme_ca_root: {}: no certificate could be read",
@@ -329,6 +383,7 @@ fn start_acme(
         "HTTPS for {} with certificates from {directory}",
         domains.join(", ")
     );
+    let directory = directory.to_owned();
     tokio::spawn(async move {
         use futures_util::StreamExt;
         while let Some(event) = state.next().await {
@@ -340,7 +395,12 @@ fn start_acme(
                     log::info!("ACME: serving the certificate kept from before")
                 }
                 Ok(other) => log::debug!("ACME: {other:?}"),
-                Err(error) => log::error!("ACME: {error} (tried again later)"),
+                Err(error @ rustls_acme::EventError::CertCacheStore(_)) => log::error!(
+                    "ACME: the new certificate could not be kept ({error}): it is served \
+                     until the server stops, and the next start orders another (Let's \
+                     Encrypt allows 5 for the same names a week): free the folder's disk"
+                ),
+                Err(error) => log::error!("ACME ({directory}): {error} (tried again later)"),
             }
         }
     });
@@ -366,13 +426,38 @@ impl AcmeCache {
             .map_err(|e| format!("acme: could not create {}: {e}", folder.display()))?;
         let meta = std::fs::symlink_metadata(folder)
             .map_err(|e| format!("acme: {}: {e}", folder.display()))?;
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "acme: {} is a symbolic link; the certificates' folder must be a real folder \
+                 of this user's (it holds private keys)",
+                folder.display()
+            ));
+        }
         if !meta.is_dir() {
             return Err(format!("acme: {} is not a folder", folder.display()));
         }
-        // A folder made before, by hand or by an older version: close it to others.
+        // A folder made before, by hand or by an older version: close it and its files to
+        // others (the account key and the certificates' keys).
+        let private = |path: &Path, mode: u32| -> Result<(), String> {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+                format!(
+                    "acme: {}: {e} (the folder must belong to the user the server runs as)",
+                    path.display()
+                )
+            })
+        };
         if meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| format!("acme: {}: {e}", folder.display()))?;
+            private(folder, 0o700)?;
+        }
+        let entries =
+            std::fs::read_dir(folder).map_err(|e| format!("acme: {}: {e}", folder.display()))?;
+        for entry in entries.filter_map(Result::ok) {
+            let is_open_file = entry.metadata().is_ok_and(|meta| {
+                meta.file_type().is_file() && meta.permissions().mode() & 0o077 != 0
+            });
+            if is_open_file {
+                private(&entry.path(), 0o600)?;
+            }
         }
         Ok(AcmeCache {
             folder: folder.to_owned(),
@@ -405,17 +490,24 @@ impl AcmeCache {
     async fn write(path: PathBuf, bytes: Vec<u8>) -> io::Result<()> {
         tokio::task::spawn_blocking(move || {
             let partial = path.with_extension("partial");
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&partial)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            drop(file);
-            std::fs::rename(&partial, &path)?;
-            File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+            let written = (|| {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&partial)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                drop(file);
+                std::fs::rename(&partial, &path)?;
+                File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+            })();
+            if written.is_err() {
+                let _ = std::fs::remove_file(&partial);
+            }
+            written
         })
         .await
         .map_err(io::Error::other)?
@@ -456,7 +548,25 @@ impl rustls_acme::AccountCache for AcmeCache {
         contact: &[String],
         directory: &str,
     ) -> io::Result<Option<Vec<u8>>> {
-        Self::read(self.file("account", contact, directory)).await
+        let path = self.file("account", contact, directory);
+        let Some(account) = Self::read(path.clone()).await? else {
+            return Ok(None);
+        };
+        // The account key (PKCS#8). A damaged one would fail every order for ever: set it
+        // aside and let a new account be made.
+        let key = PrivateKeyDer::Pkcs8(account.clone().into());
+        if rustls::crypto::ring::sign::any_ecdsa_type(&key).is_ok() {
+            return Ok(Some(account));
+        }
+        let aside = path.with_extension("damaged");
+        log::warn!(
+            "ACME: the account key in {} cannot be read; it is moved to {} and a new account \
+             is made",
+            path.display(),
+            aside.display()
+        );
+        tokio::fs::rename(&path, &aside).await?;
+        Ok(None)
     }
     async fn store_account(
         &self,
@@ -514,5 +624,33 @@ mod tests {
         resolver.looked.store(0, Relaxed);
         resolver.refresh();
         assert_eq!(resolver.current.read().unwrap().cert[0], second);
+    }
+
+    #[test]
+    fn an_expired_certificate_does_not_replace_a_valid_one_and_missing_files_keep_the_pair() {
+        let folder = tempfile::tempdir().unwrap();
+        let certs = folder.path().join("cert.pem");
+        let key = folder.path().join("key.pem");
+        let (cert, private) = self_signed("valid.example");
+        std::fs::write(&certs, &cert).unwrap();
+        std::fs::write(&key, &private).unwrap();
+        let resolver = FileCertificate::load(&certs, &key, Arc::new(Metrics::new())).unwrap();
+        let valid = resolver.current.read().unwrap().cert[0].clone();
+
+        let mut params = rcgen::CertificateParams::new(vec!["old.example".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let old_key = rcgen::KeyPair::generate().unwrap();
+        let old = params.self_signed(&old_key).unwrap();
+        std::fs::write(&certs, old.pem()).unwrap();
+        std::fs::write(&key, old_key.serialize_pem()).unwrap();
+        resolver.looked.store(0, Relaxed);
+        resolver.refresh();
+        assert_eq!(resolver.current.read().unwrap().cert[0], valid, "the expired one refused");
+
+        std::fs::remove_file(&certs).unwrap();
+        resolver.looked.store(0, Relaxed);
+        resolver.refresh();
+        assert_eq!(resolver.current.read().unwrap().cert[0], valid, "still served");
     }
 }

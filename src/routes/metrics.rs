@@ -13,16 +13,29 @@ use crate::sync::Mirroring;
 /// The content type Prometheus asks for and `promtool check metrics` reads.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The text, with Prometheus' content type, never cached.
+struct MetricsText(String);
+
+impl<'r> rocket::response::Responder<'r, 'static> for MetricsText {
+    fn respond_to(self, _: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
+        let content_type = ContentType::parse_flexible(CONTENT_TYPE).unwrap_or(ContentType::Plain);
+        rocket::Response::build()
+            .status(Status::Ok)
+            .header(content_type)
+            .raw_header("Cache-Control", "no-store")
+            .sized_body(self.0.len(), std::io::Cursor::new(self.0))
+            .ok()
+    }
+}
+
 #[get("/metrics")]
 async fn get_metrics(
     _key: ApiKey,
     db: &State<Store>,
     mirroring: &State<Mirroring>,
     metrics: &State<std::sync::Arc<Metrics>>,
-) -> (Status, (ContentType, String)) {
-    let text = scrape(db, mirroring, metrics).await;
-    let content_type = ContentType::parse_flexible(CONTENT_TYPE).unwrap_or(ContentType::Plain);
-    (Status::Ok, (content_type, text))
+) -> MetricsText {
+    MetricsText(scrape(db, mirroring, metrics).await)
 }
 
 /// The whole text: the counters, and what is read now (customers, database size, the last

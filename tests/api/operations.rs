@@ -359,6 +359,14 @@ fn metrics_need_a_read_or_write_key_unless_on_their_own_loopback_listener() {
     assert_eq!(own.status, 200, "{}", own.body);
     assert!(own.body.contains("clientele_http_requests_total"));
     assert_eq!(http(port, "GET", "/CUSTOMER/LIST/", &[], "").status, 404);
+    assert_eq!(http(port, "POST", "/metrics", &[], "").status, 405);
+    // A page whose own name was rebound to 127.0.0.1 sends that name as Host: refused.
+    let rebound = raw_exchange(
+        port,
+        b"GET /metrics HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    );
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    assert!(!rebound.contains("clientele_"), "{rebound}");
 
     // Never on an address other machines reach: that is a configuration error.
     let refused = binary()
@@ -499,6 +507,25 @@ fn backups_are_taken_on_schedule_private_and_pruned_and_a_failure_is_reported_no
     let health = server.get("/health").json();
     assert_eq!(health["result"]["backup"]["ok"], true, "{health}");
 
+    // A restart takes no extra copy, and knows when the last one was taken.
+    drop(server);
+    let server = Server::start(&db, &env);
+    let health = server.get("/health").json();
+    assert!(
+        health["result"]["backup"]["last_good_backup_age_secs"]
+            .as_u64()
+            .is_some_and(|age| age < 60),
+        "{health}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read_dir(&folder).unwrap().count(),
+        3,
+        "{}",
+        server.log()
+    );
+    drop(server);
+
     // A folder that cannot be made (a file stands there): logged, reported, still serving.
     let blocked = dir.path().join("blocked");
     std::fs::write(&blocked, b"a file").unwrap();
@@ -572,6 +599,12 @@ fn https_and_backup_settings_that_cannot_work_stop_start_up_naming_the_setting()
             vec![("ROCKET_ACME_DOMAINS", "[\"*.shop.example\"]")],
             "acme_domains",
         ),
+        (vec![("ROCKET_ACME_DOMAINS", "[\"127.0.0.1\"]")], "IP address"),
+        (vec![("ROCKET_ACME_EMAIL", "me@shop.example")], "acme_domains is empty"),
+        (
+            vec![("ROCKET_TLS_CERTS", certs), ("ROCKET_TLS_KEY", "/nonexistent/key.pem")],
+            "tls_key",
+        ),
         (
             vec![("ROCKET_BACKUP_DIR", "b"), ("ROCKET_BACKUP_KEEP", "0")],
             // PostgreSQL refuses the schedule itself, saying what to do instead.
@@ -596,7 +629,9 @@ fn https_and_backup_settings_that_cannot_work_stop_start_up_naming_the_setting()
         }
         let output = command.output().unwrap();
         let said = stderr(&output);
-        assert!(!output.status.success(), "{env:?} started");
+        // A configuration mistake: 78, which the unit does not restart, and one line.
+        assert_eq!(output.status.code(), Some(78), "{env:?}: {said}");
+        assert_eq!(said.trim().lines().count(), 1, "{env:?}: {said}");
         assert!(said.contains(expected), "{env:?}: {said}");
         assert!(!said.contains("PRIVATE KEY"), "{said}");
         assert!(!said.contains("panicked"), "{said}");
