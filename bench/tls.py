@@ -173,10 +173,10 @@ def main():
                     if phase.startswith("whole") and target.startswith("baseline"):
                         continue
                     scheme, port = targets[target]
-                    if target.startswith("baseline") and script == ids_lua:
-                        script = baseline_lua
+                    # The baseline's own key (its own database).
+                    lua = baseline_lua if target.startswith("baseline") and script else script
                     print(f"round {round_no + 1}: {phase}, {target}", file=sys.stderr)
-                    result = run_wrk(port, path, conns, duration, script, headers, scheme)
+                    result = run_wrk(port, path, conns, duration, lua, headers, scheme)
                     errors = errors_of(result)
                     if errors and "new connection" not in phase:
                         raise SystemExit(f"{target}, {phase}: {errors}")
