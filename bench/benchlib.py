@@ -298,20 +298,27 @@ def wait_port(port, timeout=10.0):
 
 
 def start_nginx(work, servers):
-    """nginx serving the bytes saved from clientele, one server block per (port, root).
+    """nginx serving the bytes saved from clientele, one server block per (port, root), or
+    per (port, root, certificate, key) for HTTPS (TLS 1.2 and 1.3, nginx's defaults
+    otherwise: session tickets on, no shared session cache).
 
     Each root holds `all.json` (and `all.json.gz`) for the whole list and `by_id/ID.json` for
     one customer, so `/CUSTOMER/LIST/?apikey=K` and `/CUSTOMER/LIST/?id_client=ID&apikey=K`
     take the same paths and lua scripts as against clientele. sendfile, gzip_static, no access
     log. Returns the process (the caller stops it)."""
+    def tls(server):
+        if len(server) < 4:
+            return ""
+        return (f" ssl;\n    ssl_certificate {server[2]}; ssl_certificate_key {server[3]};\n"
+                "    ssl_protocols TLSv1.2 TLSv1.3")
     blocks = "".join(f"""
   server {{
-    listen 127.0.0.1:{port};
-    root {root};
+    listen 127.0.0.1:{server[0]}{tls(server)};
+    root {server[1]};
     gzip_static on;
     etag on;
     location = /CUSTOMER/LIST/ {{ try_files /$file.json =404; }}
-  }}""" for port, root in servers)
+  }}""" for server in servers)
     conf = Path(work) / "nginx.conf"
     conf.write_text(f"""
 user root;
@@ -336,8 +343,8 @@ http {{
                               "-g", "daemon off;"], stdout=log, stderr=log)
     log.close()
     try:
-        for port, _ in servers:
-            wait_port(port)
+        for server in servers:
+            wait_port(server[0])
     except SystemExit:
         nginx.terminate()
         nginx.wait()

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (Report, clean_up, conclude, download, errors_of,  # noqa: E402
                       fetch, generate, lua_lookup, parse_wrk, release_binary, sample_ids, sh,
-                      wait_http, wait_port, wrk_bound, wrk_command)
+                      start_nginx, wait_http, wait_port, wrk_bound, wrk_command)
 
 HTTP_PORT = 18180
 HTTPS_PORT = 18181
@@ -46,45 +46,6 @@ def run_wrk(port, path, connections, duration, script=None, headers=(), scheme="
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          timeout=wrk_bound(cmd)).stdout
     return parse_wrk(out)
-
-
-def start_nginx_tls(work, www, cert, key):
-    """nginx serving `www` over HTTP and over HTTPS (TLS 1.2 and 1.3), its defaults
-    otherwise (session tickets on, no shared session cache)."""
-    conf = work / "nginx.conf"
-    location = "location = /CUSTOMER/LIST/ { try_files /$file.json =404; }"
-    conf.write_text(f"""
-user root;
-worker_processes auto;
-pid {work}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 1000000;
-  default_type application/json;
-  types {{ }}
-  client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
-  uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
-  map $arg_id_client $file {{ "" all; default by_id/$arg_id_client; }}
-  server {{ listen 127.0.0.1:{NGINX_HTTP_PORT}; root {www}; etag on; {location} }}
-  server {{
-    listen 127.0.0.1:{NGINX_HTTPS_PORT} ssl;
-    ssl_certificate {cert}; ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    root {www}; etag on; {location}
-  }}
-}}
-""")
-    (work / "tmp").mkdir(exist_ok=True)
-    log = (work / "nginx.log").open("a")
-    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work), "-e", "stderr",
-                              "-g", "daemon off;"], stdout=log, stderr=log)
-    log.close()
-    for port in (NGINX_HTTP_PORT, NGINX_HTTPS_PORT):
-        wait_port(port)
-    return nginx
 
 
 def main():
@@ -148,7 +109,8 @@ def main():
             (www / "by_id" / f"{i}.json").write_bytes(body)
         whole_path = f"/CUSTOMER/LIST/?apikey={key}"
         download(HTTP_PORT, whole_path, save=www / "all.json")
-        procs.append(start_nginx_tls(work, www, cert, private))
+        procs.append(start_nginx(work, [(NGINX_HTTP_PORT, www),
+                                        (NGINX_HTTPS_PORT, www, cert, private)]))
         ids_lua, baseline_lua = work / "ids.lua", work / "baseline-ids.lua"
         lua_lookup(ids_lua, ids, key)
         lua_lookup(baseline_lua, ids, baseline_key)

@@ -19,23 +19,8 @@ if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null
     python3-cryptography >/dev/null
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for log in "$work"/*.log; do echo "--- $log" >&2; tail -30 "$log" >&2; done
-  exit 1
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=scripts/test-lib.sh
+source "$(dirname "$0")/test-lib.sh"
 domain=shop.test
 https_port=$(free_port)
 dns_port=$(free_port)

@@ -17,22 +17,8 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus curl jq >/dev/null
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for log in "$work"/*.log; do echo "--- $log" >&2; tail -20 "$log" >&2; done
-  exit 1
-}
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=scripts/test-lib.sh
+source "$(dirname "$0")/test-lib.sh"
 
 port=$(free_port)
 metrics_port=$(free_port)

@@ -336,8 +336,24 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let host = format!("127.0.0.1:{port}");
+    let request = request_text(method, path, &host, headers, body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    parse_http(&raw, method == "HEAD")
+}
+
+/// One HTTP/1.1 request, closing the connection after it.
+pub fn request_text(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
@@ -345,10 +361,7 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
     }
     request.push_str("\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    parse_http(&raw, method == "HEAD")
+    request
 }
 
 pub fn parse_http(raw: &[u8], head: bool) -> Reply {

@@ -67,16 +67,7 @@ fn https(
     body: &str,
 ) -> (Reply, CertificateDer<'static>, rustls::ProtocolVersion) {
     let mut stream = tls_stream(port, config);
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
+    let request = request_text(method, path, &format!("localhost:{port}"), headers, body);
     stream.write_all(request.as_bytes()).unwrap();
     let mut raw = Vec::new();
     // A peer that closes without close_notify is an error to rustls; the bytes are all there.
