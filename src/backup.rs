@@ -49,7 +49,12 @@ fn run(schedule: &BackupSchedule, store: &Store, metrics: &Metrics) {
     let now = seconds_since_1970(SystemTime::now());
     let newest = copies(&schedule.folder, now)
         .ok()
-        .and_then(|copies| copies.into_iter().rev().find(|copy| looks_like_sqlite(&copy.path)))
+        .and_then(|copies| {
+            copies
+                .into_iter()
+                .rev()
+                .find(|copy| looks_like_sqlite(&copy.path))
+        })
         .map(|copy| copy.taken);
     if let Some(taken) = newest {
         metrics.backups.last_ok.store(taken, Relaxed);
@@ -171,7 +176,9 @@ fn copy_time(name: &str) -> Option<u64> {
     let bytes = stamp.as_bytes();
     let digits = |range: std::ops::Range<usize>| -> Option<u64> {
         let part = stamp.get(range)?;
-        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
         return None;
@@ -182,7 +189,11 @@ fn copy_time(name: &str) -> Option<u64> {
         return None;
     }
     // Howard Hinnant's days-from-civil, then a round trip: 31 February is no date.
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;
@@ -306,7 +317,10 @@ mod tests {
             let name = format!("{PREFIX}{}{SUFFIX}", compact_utc(seconds));
             assert_eq!(copy_time(&name), Some(seconds), "{name}");
         }
-        assert_eq!(copy_time("clientele-20240229T120000Z.db"), Some(1_709_208_000));
+        assert_eq!(
+            copy_time("clientele-20240229T120000Z.db"),
+            Some(1_709_208_000)
+        );
         assert_eq!(copy_time("clientele-20230229T120000Z.db"), None);
         assert_eq!(copy_time("clientele-20231301T000000Z.db"), None);
         assert_eq!(copy_time("clientele-2023120T1000000Z.db"), None);

@@ -387,7 +387,10 @@ mod tests {
             assert!(masked.contains("***"), "{masked}");
         }
         // Escapes of anything but letters, digits and -._~ stay as they are.
-        assert_eq!(mask_secrets("GET /a%0Ab%20c%2F 404"), "GET /a%0Ab%20c%2F 404");
+        assert_eq!(
+            mask_secrets("GET /a%0Ab%20c%2F 404"),
+            "GET /a%0Ab%20c%2F 404"
+        );
     }
 
     #[test]

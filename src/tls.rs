@@ -646,11 +646,19 @@ mod tests {
         std::fs::write(&key, old_key.serialize_pem()).unwrap();
         resolver.looked.store(0, Relaxed);
         resolver.refresh();
-        assert_eq!(resolver.current.read().unwrap().cert[0], valid, "the expired one refused");
+        assert_eq!(
+            resolver.current.read().unwrap().cert[0],
+            valid,
+            "the expired one refused"
+        );
 
         std::fs::remove_file(&certs).unwrap();
         resolver.looked.store(0, Relaxed);
         resolver.refresh();
-        assert_eq!(resolver.current.read().unwrap().cert[0], valid, "still served");
+        assert_eq!(
+            resolver.current.read().unwrap().cert[0],
+            valid,
+            "still served"
+        );
     }
 }

@@ -590,10 +590,19 @@ fn https_and_backup_settings_that_cannot_work_stop_start_up_naming_the_setting()
             vec![("ROCKET_ACME_DOMAINS", "[\"*.shop.example\"]")],
             "acme_domains",
         ),
-        (vec![("ROCKET_ACME_DOMAINS", "[\"127.0.0.1\"]")], "IP address"),
-        (vec![("ROCKET_ACME_EMAIL", "me@shop.example")], "acme_domains is empty"),
         (
-            vec![("ROCKET_TLS_CERTS", certs), ("ROCKET_TLS_KEY", "/nonexistent/key.pem")],
+            vec![("ROCKET_ACME_DOMAINS", "[\"127.0.0.1\"]")],
+            "IP address",
+        ),
+        (
+            vec![("ROCKET_ACME_EMAIL", "me@shop.example")],
+            "acme_domains is empty",
+        ),
+        (
+            vec![
+                ("ROCKET_TLS_CERTS", certs),
+                ("ROCKET_TLS_KEY", "/nonexistent/key.pem"),
+            ],
             "tls_key",
         ),
         (
