@@ -9,6 +9,7 @@
 # Installs Debian's prometheus (promtool comes with it) and curl if missing, as root.
 set -euo pipefail
 binary=$(realpath "${1:?usage: scripts/metrics-test.sh BINARY}")
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
   || ! command -v curl >/dev/null || ! command -v jq >/dev/null; then
@@ -18,7 +19,7 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
 fi
 
 # shellcheck source=scripts/test-lib.sh
-source "$(dirname "$0")/test-lib.sh"
+source "$root/scripts/test-lib.sh"
 
 port=$(free_port)
 metrics_port=$(free_port)
@@ -70,6 +71,18 @@ promtool check metrics <"$work/metrics.txt"
 echo "promtool: $(wc -l <"$work/metrics.txt") lines, no problems"
 curl -sf "http://127.0.0.1:$metrics_port/metrics" | promtool check metrics
 echo "promtool: the keyless listener's text too"
+
+echo "== the README's step 7: its job appended to Debian's prometheus.yml passes promtool"
+readme=$root/README.md
+sed -n "/^cat >>\/etc\/prometheus\/prometheus.yml <<'YAML'$/,/^YAML$/p" "$readme" \
+  | sed '1d;$d' >"$work/readme-job.yml"
+grep -q "job_name: clientele" "$work/readme-job.yml" || fail "no Prometheus job found in the README"
+cat /etc/prometheus/prometheus.yml "$work/readme-job.yml" >"$work/debian-prometheus.yml"
+promtool check config "$work/debian-prometheus.yml" >/dev/null \
+  || fail "Debian's prometheus.yml with the README's job does not pass promtool"
+grep -A3 "job_name: clientele" "$work/debian-prometheus.yml" | grep -q "127.0.0.1:9464" \
+  || fail "the README's job does not scrape the README's metrics_address"
+echo "Debian's prometheus.yml with the README's job: valid"
 
 echo "== a real Prometheus scrapes both ways"
 read_key=$(ROCKET_DATABASE="$work/shop/c.db" "$binary" keys create scraper 2>/dev/null)
