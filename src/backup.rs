@@ -47,7 +47,8 @@ fn run(schedule: &BackupSchedule, store: &Store, metrics: &Metrics) {
     // The newest copy already there (a restart): when it was taken, for the first wait and
     // for /metrics and /health, which would otherwise say "no backup yet" after a restart.
     let now = seconds_since_1970(SystemTime::now());
-    let newest = copies(&schedule.folder, now)
+    let live = store.sqlite().map(|db| db.path().to_owned());
+    let newest = copies(&schedule.folder, now, live.as_deref())
         .ok()
         .and_then(|copies| {
             copies
@@ -123,7 +124,7 @@ fn take(schedule: &BackupSchedule, store: &Store) -> Result<PathBuf, String> {
     let conn = db.connection().map_err(|e| e.to_string())?;
     crate::export::backup(&conn, &path, false)?;
     drop(conn);
-    prune(folder, schedule.keep, &path)?;
+    prune(folder, schedule.keep, &path, Some(db.path()))?;
     Ok(path)
 }
 
@@ -142,10 +143,16 @@ const FUTURE_SLACK: u64 = 3600;
 
 /// The copies in `folder`, oldest first: regular files named exactly as copies, for a real
 /// time no later than `now` (plus [`FUTURE_SLACK`]).
-fn copies(folder: &Path, now: u64) -> std::io::Result<Vec<Copy>> {
+fn copies(folder: &Path, now: u64, live: Option<&Path>) -> std::io::Result<Vec<Copy>> {
+    let live = live.and_then(|path| std::fs::canonicalize(path).ok());
     let mut found: Vec<Copy> = Vec::new();
     for entry in std::fs::read_dir(folder)?.filter_map(Result::ok) {
         if !entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            continue;
+        }
+        // The database being served, should it sit in the folder under a copy's name (a
+        // restored copy served in place): never counted, never removed.
+        if live.is_some() && std::fs::canonicalize(entry.path()).ok() == live {
             continue;
         }
         let Some(taken) = entry.file_name().to_str().and_then(copy_time) else {
@@ -213,9 +220,9 @@ fn looks_like_sqlite(path: &Path) -> bool {
 }
 
 /// Removes the oldest copies beyond `keep`, never `written` (the one just taken).
-fn prune(folder: &Path, keep: usize, written: &Path) -> Result<(), String> {
+fn prune(folder: &Path, keep: usize, written: &Path, live: Option<&Path>) -> Result<(), String> {
     let now = seconds_since_1970(SystemTime::now());
-    let found = copies(folder, now).map_err(|e| format!("{}: {e}", folder.display()))?;
+    let found = copies(folder, now, live).map_err(|e| format!("{}: {e}", folder.display()))?;
     let extra = found.len().saturating_sub(keep);
     for old in found[..extra].iter().filter(|copy| copy.path != written) {
         std::fs::remove_file(&old.path).map_err(|e| format!("{}: {e}", old.path.display()))?;
@@ -284,7 +291,8 @@ mod tests {
             std::fs::write(folder.path().join(name), b"x").unwrap();
         }
         let written = folder.path().join("clientele-20261103T000000Z.db");
-        prune(folder.path(), 1, &written).unwrap();
+        let live = folder.path().join("clientele-20261102T000000Z.db");
+        prune(folder.path(), 1, &written, Some(&live)).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(folder.path())
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -294,6 +302,7 @@ mod tests {
             left,
             [
                 "clientele-20260231T000000Z.db",
+                "clientele-20261102T000000Z.db",
                 "clientele-20261103T000000Z.db",
                 "clientele-20261103T000000Z.db.partial",
                 "clientele-20261306T000000Z.db",
@@ -305,8 +314,9 @@ mod tests {
         // A future-dated name never pushes the copy just written out, even with keep = 1.
         let written = folder.path().join("clientele-20261104T000000Z.db");
         std::fs::write(&written, b"x").unwrap();
-        prune(folder.path(), 1, &written).unwrap();
+        prune(folder.path(), 1, &written, Some(&live)).unwrap();
         assert!(written.exists());
+        assert!(live.exists(), "the database being served is never removed");
         assert!(!folder.path().join("clientele-20261103T000000Z.db").exists());
     }
 

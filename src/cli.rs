@@ -377,10 +377,8 @@ pub const EXIT_CONFIG: u8 = 78;
 fn serve() -> ExitCode {
     let failed = |message: &dyn std::fmt::Display, code: u8| {
         // A configuration error may quote the line at fault: the old API's URL and its key.
-        eprintln!(
-            "error: {}",
-            crate::logging::mask_secrets(&message.to_string())
-        );
+        // Written as the log writes (with `log_format = "json"`, a JSON object), masked.
+        crate::logging::fatal(&message.to_string());
         ExitCode::from(code)
     };
     match crate::rocket(crate::figment()) {

@@ -69,6 +69,30 @@ impl log::Log for Logger {
 }
 
 /// One log line: the time, then the masked message, as text or as one JSON object.
+/// Writes the one line a server that cannot start leaves: as every log line is written (a
+/// timestamp, or a JSON object with `log_format = "json"`), whatever the log level, with
+/// secrets masked.
+pub fn fatal(message: &str) {
+    let format = match JSON.load(Ordering::Relaxed) {
+        true => LogFormat::Json,
+        false => LogFormat::Text,
+    };
+    let args = format_args!("{message}");
+    let record = Record::builder()
+        .level(Level::Error)
+        .target("clientele")
+        .args(args)
+        .build();
+    let line = render(
+        format,
+        &crate::clock::now_utc_millis(),
+        &record,
+        false,
+        message,
+    );
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn render(
     format: LogFormat,
     time: &str,

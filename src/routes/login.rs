@@ -200,8 +200,10 @@ impl LimitedRows {
         }
     }
 
-    /// Whether a refused attempt against `subjects` gets a row: one of them had none in the
-    /// window. All of them are then marked. With [`crate::ratelimit::MAX_SUBJECTS`] subjects
+    /// Whether a refused attempt against `subjects` gets a row: none of them had one in the
+    /// window. All of them are then marked. "None", not "one of them": a locked address
+    /// trying a fresh email each time (or a locked account from a fresh address each time)
+    /// is refused for the subject already marked, and writes nothing more. With [`crate::ratelimit::MAX_SUBJECTS`] subjects
     /// marked in the window (an attack from that many addresses), no more rows are written
     /// until some leave it: the bound holds whatever the flood.
     fn first_in_window(&self, subjects: &[String]) -> bool {
@@ -210,7 +212,7 @@ impl LimitedRows {
         let fresh = |at: &Instant| now.duration_since(*at) < self.window;
         let first = subjects
             .iter()
-            .any(|subject| !written.get(subject).is_some_and(fresh));
+            .all(|subject| !written.get(subject).is_some_and(fresh));
         if !first {
             return false;
         }
@@ -517,8 +519,14 @@ mod tests {
         let both = vec!["customer:1".to_owned(), "address:192.0.2.1".to_owned()];
         assert!(rows.first_in_window(&account));
         assert!(!rows.first_in_window(&account));
-        assert!(rows.first_in_window(&both), "the address had none");
-        assert!(!rows.first_in_window(&both));
+        assert!(
+            !rows.first_in_window(&both),
+            "refused for the account, already written"
+        );
+        // A locked address trying a fresh account each time: one row, not one per account.
+        let address = |n: usize| vec![format!("email:{n}@x.example"), "address:192.0.2.9".into()];
+        assert!(rows.first_in_window(&address(0)));
+        assert!((1..50).all(|n| !rows.first_in_window(&address(n))));
         std::thread::sleep(Duration::from_millis(250));
         assert!(rows.first_in_window(&account), "a new window");
     }

@@ -426,3 +426,34 @@ fn a_lockout_survives_a_restart_and_a_success_clears_the_accounts_failures() {
         "a success forgave them: {jan}"
     );
 }
+
+#[test]
+fn a_locked_address_trying_fresh_emails_writes_one_limited_row_not_one_per_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let server = Server::start(&db, &[("ROCKET_IP_HEADER", "X-Real-IP")]);
+    let public = key(&db, "web", &["--public"]);
+    let attempt = |n: usize| {
+        let body = json!({"email": format!("guess{n}@example.com"), "password": "x"});
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("X-API-Key", public.as_str()),
+            ("X-Real-IP", "203.0.113.9"),
+        ];
+        server
+            .request("POST", "/CUSTOMER/LOGIN/", &headers, &body.to_string())
+            .status
+    };
+    let statuses: Vec<u16> = (0..60).map(attempt).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 10);
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 50);
+
+    let limited = query_count(
+        &db,
+        "SELECT count(*) FROM audit WHERE action = 'login' AND detail LIKE 'limited%'",
+    );
+    assert_eq!(
+        limited, 1,
+        "one row for the address, not one per typed email"
+    );
+}

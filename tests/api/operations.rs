@@ -637,3 +637,39 @@ fn https_and_backup_settings_that_cannot_work_stop_start_up_naming_the_setting()
         assert!(!said.contains("panicked"), "{said}");
     }
 }
+
+#[test]
+fn a_server_that_cannot_start_says_why_in_the_log_format_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    for (format, json) in [("json", true), ("text", false)] {
+        let output = binary()
+            .arg("serve")
+            .env(
+                "ROCKET_DATABASE",
+                resolve(&dir.path().join("x.db"), Start::Empty),
+            )
+            .env("ROCKET_LOG_FORMAT", format)
+            .env("ROCKET_TLS_CERTS", "/nonexistent/cert.pem")
+            .env("ROCKET_TLS_KEY", "/nonexistent/key.pem")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(78));
+        let said = stderr(&output);
+        let line = said.trim();
+        assert_eq!(line.lines().count(), 1, "{said}");
+        if json {
+            let object: serde_json::Value = serde_json::from_str(line).expect(line);
+            assert_eq!(object["level"], "error");
+            assert!(object["message"].as_str().unwrap().contains("tls_certs"));
+            assert!(object["time"].as_str().unwrap().ends_with('Z'));
+        } else {
+            // `2026-11-30T01:02:03.456Z error: configuration: tls_certs: ...`
+            let (time, rest) = line.split_once(' ').unwrap();
+            assert!(time.ends_with('Z') && time.contains('T'), "{line}");
+            assert!(
+                rest.starts_with("error: ") && rest.contains("tls_certs"),
+                "{line}"
+            );
+        }
+    }
+}

@@ -206,6 +206,40 @@ fn listed_key(db: &std::path::Path, name: &str) -> String {
         .to_owned()
 }
 
+/// Sleeps into the next whole second of the wall clock.
+fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(Duration::from_nanos(
+        1_000_000_000 - u64::from(now.subsec_nanos()) + 5_000_000,
+    ));
+}
+
+#[test]
+fn a_revoked_keys_last_use_never_lands_on_the_key_created_after_it() {
+    if !sqlite_only("SQLite gives a deleted key's rowid to the next key") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("uses.db");
+    let mut server = Server::start(&db, &[]);
+    let alpha = String::from_utf8(run(&db, &["keys", "create", "alpha"], "").stdout).unwrap();
+    next_second();
+    let reply = server.request(
+        "GET",
+        "/CUSTOMER/CHANGES/?since=0&limit=1",
+        &[("X-API-Key", alpha.trim())],
+        "",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    run(&db, &["keys", "revoke", "alpha"], "");
+    run(&db, &["keys", "create", "beta"], "");
+    assert!(server.terminate(Duration::from_secs(10)).is_some());
+
+    assert_eq!(last_used(&listed_key(&db, "beta")), "never");
+}
+
 /// The time after "last used " in a `keys list` line, or "never".
 fn last_used(line: &str) -> &str {
     line.split('\t')
@@ -220,6 +254,8 @@ fn keys_list_shows_when_a_server_last_accepted_each_key_and_never_for_an_unused_
     let mut server = Server::start(&db, &[]);
     let used = String::from_utf8(run(&db, &["keys", "create", "webshop"], "").stdout).unwrap();
     run(&db, &["keys", "create", "spare", "--write"], "");
+    // A use in the second a key was created is not written (see `keys::record_uses`).
+    next_second();
     let before = clientele::clock::now_utc_millis();
 
     let reply = server.request(

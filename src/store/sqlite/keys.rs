@@ -64,14 +64,16 @@ pub fn stored(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
 
 /// Writes when keys were last used (`(key id, time)`, times as the audit trail writes
 /// them), keeping the later of the stored and the new time. A key revoked meanwhile is
-/// skipped; so is a rowid SQLite gave again to a key created after that use.
+/// skipped; so is a rowid SQLite gave again to a key created after that use, or in the same
+/// second (`created_at` has whole seconds): a use in a key's first second may go unwritten
+/// until its next, but a revoked key's use never lands on its successor.
 pub fn record_uses(conn: &Connection, uses: &[(i64, String)]) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO api_key_use (key_id, last_used) \
              SELECT rowid, ?2 FROM api_key \
-             WHERE rowid = ?1 AND substr(created_at, 1, 19) <= substr(?2, 1, 19) \
+             WHERE rowid = ?1 AND substr(created_at, 1, 19) < substr(?2, 1, 19) \
              ON CONFLICT (key_id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
         )?;
         for (id, at) in uses {
