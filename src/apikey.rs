@@ -38,6 +38,9 @@ pub enum KeyError {
     BadName(String),
     #[error("{0:?} names the command line, anonymous access or the sync in the audit trail: pick another name")]
     Reserved(String),
+    /// Not echoed: it may be a key pasted in the wrong place.
+    #[error("a key name may not start with clt_, cls_ or clr_ (it looks like a key or a token, and `keys list` would show it): pick a name such as \"webshop\"")]
+    LooksLikeKey,
     #[error("a key named {0:?} already exists; revoke it first or pick another name")]
     Exists(String),
     #[error("no key named {0:?}")]
@@ -47,6 +50,14 @@ pub enum KeyError {
 }
 
 fn check_name(name: &str) -> Result<(), KeyError> {
+    // A key pasted as the name would be printed by `keys list` for anyone to read.
+    let lower = name.to_ascii_lowercase();
+    if ["clt_", "cls_", "clr_"]
+        .iter()
+        .any(|prefix| lower.starts_with(prefix))
+    {
+        return Err(KeyError::LooksLikeKey);
+    }
     let valid = (1..=64).contains(&name.len())
         && name
             .bytes()

@@ -273,13 +273,23 @@ fn acme_settings(
                 "acme_domains: {domain:?} is listed twice"
             )));
         }
-        let valid = !domain.is_empty()
-            && domain.len() <= 253
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && domain
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        // A public name: labels of letters, digits and `-`, none empty, at least two, the
+        // last not a number (`127.1` is an address), never `localhost`.
+        let labels: Vec<&str> = domain.split('.').collect();
+        let valid = domain.len() <= 253
+            && labels.len() >= 2
+            && labels.iter().all(|label| {
+                (1..=63).contains(&label.len())
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+            && labels
+                .last()
+                .is_some_and(|last| !last.chars().all(|c| c.is_ascii_digit()))
+            && !labels
+                .iter()
+                .any(|label| label.eq_ignore_ascii_case("localhost"));
         if !valid {
             return Err(StartupError::Config(format!(
                 "acme_domains: {domain:?} is not a host name like \"shop.example\" (no scheme, \

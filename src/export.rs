@@ -154,9 +154,11 @@ fn check_windows_1252(cell: &str, customer: i64, field: &'static str) -> Result<
 /// A text cell a spreadsheet will not run: one starting with `=`, `+`, `-`, `@`, a tab or a
 /// carriage return is a formula to Excel and LibreOffice (`=HYPERLINK(...)` typed into a
 /// registration form would run on the owner's machine), so it gets a leading `'`, which they
-/// show as text. `clientele import` takes that `'` off again, so the file round-trips.
+/// show as text. `clientele import` takes that `'` off again, so the file round-trips; a value
+/// that already starts with `'` before such a character (`'+32...`, as Excel users type to
+/// force text) gets one more, so that it comes back with its own.
 fn spreadsheet_safe(text: &str) -> String {
-    match text.chars().next() {
+    match text.trim_start_matches('\'').chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
         _ => text.to_owned(),
     }
@@ -238,6 +240,31 @@ pub fn backup(conn: &Connection, dest: &Path, force: bool) -> Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spreadsheet_guard_round_trips_even_on_values_that_start_with_a_quote() {
+        for value in [
+            "=1",
+            "'=1",
+            "''+32 2",
+            "+32 2 555",
+            "'abc",
+            "plain",
+            "-",
+            "'",
+        ] {
+            let exported = spreadsheet_safe(value);
+            assert_eq!(
+                crate::transfer::read::unguarded(&exported),
+                value,
+                "{exported}"
+            );
+            let first = exported.trim_start_matches('\'').chars().next();
+            if matches!(first, Some('=' | '+' | '-' | '@')) {
+                assert!(exported.starts_with('\''), "{exported} is guarded");
+            }
+        }
+    }
 
     #[test]
     fn windows_1252_holds_western_accents_and_the_euro_but_not_greek_or_emoji() {

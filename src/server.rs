@@ -370,6 +370,8 @@ async fn serve_connection<IO>(
 /// scraper needs one: the cap keeps anyone on this machine from spending the process's file
 /// descriptors (and so the main port's) on it.
 const METRICS_CONNECTIONS: usize = 16;
+/// How long the `metrics_address` listener waits for a request head (or the next one).
+const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `metrics_address` listener: `GET /metrics` (and `HEAD`) without a key; other paths
 /// are a 404, other methods a 405. Only for a `Host` that names this machine (a web page
@@ -391,8 +393,10 @@ async fn serve_metrics(app: &'static App, listener: TcpListener) {
                 Ok::<_, Infallible>(metrics_reply(app, &request).await)
             });
             let mut http = hyper::server::conn::http1::Builder::new();
+            // A scraper sends its request at once: a short timeout keeps 16 stalled
+            // connections from shutting it out for long.
             http.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(METRICS_HEADER_TIMEOUT)
                 .max_header_size(MAX_HEAD)
                 .max_buf_size(MAX_HEAD.max(8192))
                 .max_headers(MAX_HEADERS);
@@ -406,13 +410,18 @@ async fn serve_metrics(app: &'static App, listener: TcpListener) {
 
 /// The `metrics_address` listener's answer to one request.
 async fn metrics_reply(app: &'static App, request: &hyper::Request<Incoming>) -> Reply {
-    let host = request
-        .headers()
-        .get(HOST)
-        .and_then(|host| host.to_str().ok())
-        .map(|host| host.rsplit_once(':').map_or(host, |(name, _)| name));
+    // One Host, naming this machine, with or without a port (`[::1]` keeps its brackets).
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().ok(),
+        _ => None,
+    };
+    let name = host.map(|host| match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') => name,
+        _ => host,
+    });
     let local = ["127.0.0.1", "localhost", "[::1]"];
-    if !host.is_some_and(|host| local.iter().any(|name| name.eq_ignore_ascii_case(host))) {
+    if !name.is_some_and(|name| local.iter().any(|local| local.eq_ignore_ascii_case(name))) {
         return error_reply(
             StatusCode::FORBIDDEN,
             "Forbidden: this listener answers requests addressed to localhost, 127.0.0.1 or \

@@ -204,6 +204,15 @@ fn read_pair(certs: &Path, key: &Path) -> Result<(CertifiedKey, u64), String> {
     Ok((certified, expires))
 }
 
+/// Whether a certificate's `notBefore` is still ahead (a certificate issued for later, or a
+/// clock behind).
+fn not_yet_valid(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .and_then(|(_, cert)| u64::try_from(cert.validity().not_before.timestamp()).ok())
+        .is_some_and(|from| from.saturating_mul(1000) > now_millis())
+}
+
 /// A certificate's `notAfter`, in seconds since 1970.
 fn not_after(der: &[u8]) -> Option<u64> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
@@ -215,6 +224,13 @@ impl FileCertificate {
         let seen = stamp(certs, key);
         let (certified, expires) = read_pair(certs, key)?;
         metrics.certificate_expires.store(expires, Relaxed);
+        if not_yet_valid(&certified.cert[0]) {
+            log::warn!(
+                "the certificate in {} is not valid yet: clients will refuse it until its \
+                 validity begins (is this machine's clock right?)",
+                certs.display()
+            );
+        }
         if expired(expires) {
             log::warn!(
                 "the certificate in {} expired on {}: clients will refuse it until it is \
@@ -272,12 +288,17 @@ impl FileCertificate {
         }
         let serving = self.metrics.certificate_expires.load(Relaxed);
         match read_pair(&self.certs, &self.key) {
-            Ok((_, expires)) if expired(expires) && !expired(serving) => log::warn!(
-                "the certificate files changed, but the new certificate expired on {}; still \
-                 serving the one read before (valid until {})",
-                crate::clock::utc_seconds(expires),
-                crate::clock::utc_seconds(serving)
-            ),
+            Ok((certified, expires))
+                if (expired(expires) || not_yet_valid(&certified.cert[0])) && !expired(serving) =>
+            {
+                log::warn!(
+                    "the certificate files changed, but the new certificate is not valid now \
+                     (it expires {}, or its validity has not begun); still serving the one \
+                     read before (valid until {})",
+                    crate::clock::utc_seconds(expires),
+                    crate::clock::utc_seconds(serving)
+                )
+            }
             Ok((certified, expires)) => {
                 if let Ok(mut current) = self.current.write() {
                     *current = Arc::new(certified);
@@ -650,6 +671,22 @@ mod tests {
             resolver.current.read().unwrap().cert[0],
             valid,
             "the expired one refused"
+        );
+
+        // Nor one whose validity has not begun.
+        let mut params = rcgen::CertificateParams::new(vec!["later.example".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2090, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2091, 1, 1);
+        let later_key = rcgen::KeyPair::generate().unwrap();
+        let later = params.self_signed(&later_key).unwrap();
+        std::fs::write(&certs, later.pem()).unwrap();
+        std::fs::write(&key, later_key.serialize_pem()).unwrap();
+        resolver.looked.store(0, Relaxed);
+        resolver.refresh();
+        assert_eq!(
+            resolver.current.read().unwrap().cert[0],
+            valid,
+            "not valid yet: refused"
         );
 
         std::fs::remove_file(&certs).unwrap();

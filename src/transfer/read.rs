@@ -282,10 +282,14 @@ pub fn csv_records(
 }
 
 /// A CSV cell without the `'` that `clientele export` puts before what a spreadsheet would
-/// run as a formula (`'=...`, `'+32 ...`), so that an export imports back as it was.
-fn unguarded(cell: &str) -> &str {
+/// run as a formula (`'=...`, `'+32 ...`, and `''=...` for a value that was `'=...`), so that
+/// an export imports back as it was.
+pub(crate) fn unguarded(cell: &str) -> &str {
+    let guarded = cell
+        .trim_start_matches('\'')
+        .starts_with(['=', '+', '-', '@', '\t', '\r']);
     match cell.strip_prefix('\'') {
-        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        Some(rest) if guarded => rest,
         _ => cell,
     }
 }

@@ -595,6 +595,15 @@ fn https_and_backup_settings_that_cannot_work_stop_start_up_naming_the_setting()
             "IP address",
         ),
         (
+            vec![("ROCKET_ACME_DOMAINS", "[\"shop..example\"]")],
+            "host name",
+        ),
+        (
+            vec![("ROCKET_ACME_DOMAINS", "[\"localhost\"]")],
+            "host name",
+        ),
+        (vec![("ROCKET_ACME_DOMAINS", "[\"127.1\"]")], "host name"),
+        (
             vec![("ROCKET_ACME_EMAIL", "me@shop.example")],
             "acme_domains is empty",
         ),

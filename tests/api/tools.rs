@@ -325,3 +325,19 @@ fn a_key_answered_only_from_the_memo_or_the_lane_still_counts_as_used() {
         );
     }
 }
+
+#[test]
+fn a_key_pasted_as_a_key_name_is_refused_and_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("names.db");
+    let key = String::from_utf8(run(&db, &["keys", "create", "webshop"], "").stdout).unwrap();
+    let key = key.trim();
+    for name in [key, &key.to_uppercase(), &format!("{key} extra")] {
+        let output = run_expecting_failure(&db, &["keys", "create", name], "");
+        let said = String::from_utf8_lossy(&output.stdout).into_owned() + &stderr(&output);
+        assert!(!said.contains(&key[4..]), "{said}");
+        assert!(said.contains("may not start with"), "{said}");
+    }
+    let listed = String::from_utf8(run(&db, &["keys", "list"], "").stdout).unwrap();
+    assert!(!listed.contains(&key[4..]), "{listed}");
+}
