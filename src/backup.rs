@@ -210,13 +210,28 @@ fn copy_time(name: &str) -> Option<u64> {
     (second <= 59 && compact_utc(seconds) == stamp).then_some(seconds)
 }
 
-/// Whether `path` starts as a SQLite database does: a file merely named like a copy does not
-/// count as the last backup.
+/// Whether `path` is a whole SQLite database by its header: the magic string, and a length
+/// of at least the pages the header counts. A file merely named like a copy, or a copy cut
+/// short, does not count as the last backup.
 fn looks_like_sqlite(path: &Path) -> bool {
-    let mut head = [0u8; 16];
-    std::fs::File::open(path)
-        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut head))
-        .is_ok_and(|()| &head == b"SQLite format 3\0")
+    let mut head = [0u8; 100];
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if std::io::Read::read_exact(&mut file, &mut head).is_err()
+        || &head[..16] != b"SQLite format 3\0"
+    {
+        return false;
+    }
+    let page_size = match u16::from_be_bytes([head[16], head[17]]) {
+        1 => 65_536,
+        size => u64::from(size),
+    };
+    let pages = u64::from(u32::from_be_bytes([head[28], head[29], head[30], head[31]]));
+    // The page count is only valid when the change counter matches "version valid for".
+    let counted = head[24..28] == head[92..96];
+    let length = file.metadata().map_or(0, |meta| meta.len());
+    page_size >= 512 && (!counted || length >= pages * page_size)
 }
 
 /// Removes the oldest copies beyond `keep`, never `written` (the one just taken).
@@ -334,5 +349,23 @@ mod tests {
         assert_eq!(copy_time("clientele-20230229T120000Z.db"), None);
         assert_eq!(copy_time("clientele-20231301T000000Z.db"), None);
         assert_eq!(copy_time("clientele-2023120T1000000Z.db"), None);
+    }
+
+    #[test]
+    fn a_copy_cut_short_is_not_taken_for_the_last_backup() {
+        let folder = tempfile::tempdir().unwrap();
+        let whole = folder.path().join("whole.db");
+        let conn = rusqlite::Connection::open(&whole).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (zeroblob(20000));")
+            .unwrap();
+        drop(conn);
+        assert!(looks_like_sqlite(&whole));
+        let bytes = std::fs::read(&whole).unwrap();
+        let cut = folder.path().join("cut.db");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(!looks_like_sqlite(&cut));
+        let junk = folder.path().join("junk.db");
+        std::fs::write(&junk, b"SQLite format 3\0").unwrap();
+        assert!(!looks_like_sqlite(&junk));
     }
 }

@@ -608,6 +608,17 @@ mod tests {
         (made.cert.pem(), made.key_pair.serialize_pem())
     }
 
+    /// A self-signed certificate (PEM) valid from 1 January of `from` to that of `to`, and
+    /// its key.
+    fn dated(name: &str, from: i32, to: i32) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     #[test]
     fn a_certificate_and_a_key_that_do_not_match_are_refused_naming_the_files() {
         let folder = tempfile::tempdir().unwrap();
@@ -658,13 +669,9 @@ mod tests {
         let resolver = FileCertificate::load(&certs, &key, Arc::new(Metrics::new())).unwrap();
         let valid = resolver.current.read().unwrap().cert[0].clone();
 
-        let mut params = rcgen::CertificateParams::new(vec!["old.example".to_owned()]).unwrap();
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        let old_key = rcgen::KeyPair::generate().unwrap();
-        let old = params.self_signed(&old_key).unwrap();
-        std::fs::write(&certs, old.pem()).unwrap();
-        std::fs::write(&key, old_key.serialize_pem()).unwrap();
+        let (old, old_key) = dated("old.example", 2020, 2021);
+        std::fs::write(&certs, old).unwrap();
+        std::fs::write(&key, old_key).unwrap();
         resolver.looked.store(0, Relaxed);
         resolver.refresh();
         assert_eq!(
@@ -674,13 +681,9 @@ mod tests {
         );
 
         // Nor one whose validity has not begun.
-        let mut params = rcgen::CertificateParams::new(vec!["later.example".to_owned()]).unwrap();
-        params.not_before = rcgen::date_time_ymd(2090, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2091, 1, 1);
-        let later_key = rcgen::KeyPair::generate().unwrap();
-        let later = params.self_signed(&later_key).unwrap();
-        std::fs::write(&certs, later.pem()).unwrap();
-        std::fs::write(&key, later_key.serialize_pem()).unwrap();
+        let (later, later_key) = dated("later.example", 2090, 2091);
+        std::fs::write(&certs, later).unwrap();
+        std::fs::write(&key, later_key).unwrap();
         resolver.looked.store(0, Relaxed);
         resolver.refresh();
         assert_eq!(

@@ -341,3 +341,40 @@ fn an_older_binary_refuses_a_database_a_newer_version_migrated_and_changes_nothi
         "no copy of a database this version does not migrate"
     );
 }
+
+#[test]
+fn a_newer_backup_copy_is_refused_with_its_bytes_unchanged() {
+    if !sqlite_only("the bytes of a SQLite file in rollback-journal mode") {
+        return;
+    }
+    // A copy as `clientele backup` writes it (VACUUM INTO: a rollback-journal file), from a
+    // newer version: refusing it must not switch it to WAL or touch its header.
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.db");
+    quick_start(&live);
+    let copy = dir.path().join("copy.db");
+    let conn = rusqlite::Connection::open(&live).unwrap();
+    conn.execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    drop(conn);
+    let newer = clientele::store::sqlite::SCHEMA_VERSION + 1;
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.pragma_update(None, "user_version", newer as i64)
+        .unwrap();
+    drop(conn);
+    let before = std::fs::read(&copy).unwrap();
+
+    let served = binary()
+        .arg("serve")
+        .env("ROCKET_DATABASE", &copy)
+        .env("ROCKET_PORT", "0")
+        .output()
+        .unwrap();
+
+    assert_eq!(served.status.code(), Some(78), "{}", stderr(&served));
+    assert!(
+        std::fs::read(&copy).unwrap() == before,
+        "the file's bytes changed"
+    );
+    assert!(!dir.path().join("copy.db-wal").exists());
+}

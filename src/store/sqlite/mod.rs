@@ -405,6 +405,9 @@ impl Db {
         if !report.created {
             warn_if_readable_by_others(path);
         }
+        // A newer schema is refused before the journal mode is set: switching a copy made
+        // by `VACUUM INTO` (a rollback-journal file) to WAL would already change it.
+        schema_of(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| describe(path, e))?;
         migrate(&mut conn, path)?;
@@ -796,8 +799,8 @@ pub fn schema_behind(path: &Path) -> Option<usize> {
     (1..SCHEMA_VERSION).contains(&version).then_some(version)
 }
 
-/// Brings the schema up to [`SCHEMA_VERSION`], each step in its own transaction.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
+/// The file's schema version; a newer one than this binary knows is refused, unchanged.
+fn schema_of(conn: &Connection, path: &Path) -> Result<usize, StartupError> {
     let current: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| describe(path, e))?;
@@ -814,6 +817,12 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
             ),
         ));
     }
+    Ok(current)
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`], each step in its own transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StartupError> {
+    let current = schema_of(conn, path)?;
     for (version, sql) in MIGRATIONS
         .iter()
         .enumerate()
