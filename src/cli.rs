@@ -42,7 +42,8 @@ pub enum Command {
     /// On a terminal the password is asked for twice without echo. Otherwise one line is read
     /// from standard input, e.g. `printf '%s\n' "$PW" | clientele passwd 12`.
     Passwd {
-        /// The customer: clcleunik, email or login. An email or login that several customers
+        /// The customer: clcleunik, email or login (id:N, login:NAME or email:ADDRESS says
+        /// which, when a number is one customer's clcleunik and another's login). An email or login that several customers
         /// share names the one a login with it checks (the lowest clcleunik).
         customer: String,
     },
@@ -153,13 +154,15 @@ pub enum Command {
     /// shared by every node, on SQLite written by the server as each attempt fails (and kept
     /// across a restart).
     Limits {
-        /// The customer: clcleunik, email or login.
+        /// The customer: clcleunik, email or login (id:N, login:NAME or email:ADDRESS says
+        /// which, when a number is one customer's clcleunik and another's login).
         customer: Option<String>,
     },
     /// Clear a customer's failed logins and password-reset requests, so that they can log
     /// in (or reset) again at once, while the server runs (PostgreSQL: every node).
     Unlock {
-        /// The customer: clcleunik, email or login.
+        /// The customer: clcleunik, email or login (id:N, login:NAME or email:ADDRESS says
+        /// which, when a number is one customer's clcleunik and another's login).
         customer: String,
     },
     /// Move this shop from its SQLite file onto PostgreSQL: everything in it (customers with
@@ -871,37 +874,56 @@ fn keys(command: KeysCommand) -> Result<(), String> {
     Ok(())
 }
 
-/// The customer `who` names: by id, then (for a login made of digits) by login, or by
-/// email when it has an @.
+/// The customer `who` names: a clcleunik, an email (with an @) or a login; `id:N`,
+/// `login:NAME` or `email:ADDRESS` says which. A number that is one customer's clcleunik and
+/// another's login is refused as ambiguous, naming both, rather than silently taken for one.
 fn find_customer(
     conn: &mut crate::store::Connection,
     who: &str,
 ) -> Result<customer::Customer, String> {
-    let mut candidates = Vec::new();
-    if let Ok(id) = who.parse::<i64>() {
-        candidates.push(customer::Identifier::Id(id));
-    }
-    candidates.push(match who.contains('@') {
-        true => customer::Identifier::Email(who.to_owned()),
-        false => customer::Identifier::Login(who.to_owned()),
-    });
-    let mut found = None;
+    let candidates = if let Some(id) = who.strip_prefix("id:") {
+        let id = id
+            .parse::<i64>()
+            .map_err(|_| format!("{who:?}: after id: comes a clcleunik; nothing changed"))?;
+        vec![customer::Identifier::Id(id)]
+    } else if let Some(login) = who.strip_prefix("login:") {
+        vec![customer::Identifier::Login(login.to_owned())]
+    } else if let Some(email) = who.strip_prefix("email:") {
+        vec![customer::Identifier::Email(email.to_owned())]
+    } else {
+        let mut candidates = Vec::new();
+        if let Ok(id) = who.parse::<i64>() {
+            candidates.push(customer::Identifier::Id(id));
+        }
+        candidates.push(match who.contains('@') {
+            true => customer::Identifier::Email(who.to_owned()),
+            false => customer::Identifier::Login(who.to_owned()),
+        });
+        candidates
+    };
+    let mut found: Vec<customer::Customer> = Vec::new();
     for identifier in &candidates {
-        found = conn.find_for_login(identifier).map_err(|e| e.to_string())?;
-        if found.is_some() {
-            break;
+        if let Some((customer, _)) = conn.find_for_login(identifier).map_err(|e| e.to_string())? {
+            if !found.iter().any(|f| f.clcleunik == customer.clcleunik) {
+                found.push(customer);
+            }
         }
     }
-    let Some((found, _)) = found else {
-        return Err(match who.parse::<i64>() {
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(match who.parse::<i64>() {
             Ok(id) => format!("no customer with clcleunik {id} or login {who:?}; nothing changed"),
             Err(_) if who.contains('@') => {
                 format!("no customer with email {who:?}; nothing changed")
             }
             Err(_) => format!("no customer with login {who:?}; nothing changed"),
-        });
-    };
-    Ok(found)
+        }),
+        _ => Err(format!(
+            "{who:?} is customer {}'s clcleunik and customer {}'s login: say which, with \
+             id:{who} or login:{who}; nothing changed",
+            found[0].clcleunik, found[1].clcleunik
+        )),
+    }
 }
 
 /// What the limiter counts for a customer: its logins (and password changes), its resets.

@@ -341,3 +341,29 @@ fn a_key_pasted_as_a_key_name_is_refused_and_not_echoed() {
     let listed = String::from_utf8(run(&db, &["keys", "list"], "").stdout).unwrap();
     assert!(!listed.contains(&key[4..]), "{listed}");
 }
+
+#[test]
+fn a_number_that_is_one_customers_id_and_anothers_login_must_be_said_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("who.db");
+    quick_start(&db);
+    run_sql(&db, "UPDATE customer SET login = '3' WHERE clcleunik = 6");
+
+    let ambiguous = run_expecting_failure(&db, &["limits", "3"], "");
+    let said = stderr(&ambiguous);
+    assert!(said.contains("id:3") && said.contains("login:3"), "{said}");
+    assert!(
+        said.contains("customer 3") && said.contains("customer 6"),
+        "{said}"
+    );
+    run_expecting_failure(&db, &["unlock", "3"], "");
+
+    let by_login = run(&db, &["limits", "login:3"], "");
+    let listed = String::from_utf8_lossy(&by_login.stdout);
+    assert!(listed.contains("customer 6:"), "{listed}");
+    let by_id = run(&db, &["limits", "id:3"], "");
+    assert!(String::from_utf8_lossy(&by_id.stdout).contains("customer 3:"));
+    // A number that is only an id is still read as one.
+    let plain = run(&db, &["limits", "4"], "");
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("customer 4:"));
+}
