@@ -37,6 +37,13 @@ fn digest(subject: &str) -> Digest32 {
     Sha256::digest(subject.as_bytes()).into()
 }
 
+/// Whether `subject` is an identifier as typed (an email or login that matches no account),
+/// as opposed to an account (`customer:ID`) or an address.
+fn typed_identifier(subject: &str) -> bool {
+    let subject = subject.strip_prefix("reset:").unwrap_or(subject);
+    subject.starts_with("email:") || subject.starts_with("login:")
+}
+
 /// The key the memory counts a subject under: the first half of its digest.
 fn key_of(digest: &Digest32) -> SubjectKey {
     let mut key = [0u8; 16];
@@ -112,6 +119,16 @@ impl FailureLimiter {
                 times.pop_front();
             }
         }
+        // What a visitor typed for an account that does not exist (`email:...`,
+        // `login:...`) is counted here only, never written: an unsalted digest in the file
+        // would let whoever reads it test guesses of it (a password typed into the email
+        // field) at SHA-256 speed. Existing accounts are `customer:ID`.
+        let digests = subjects
+            .iter()
+            .zip(digests)
+            .filter(|(subject, _)| !typed_identifier(subject))
+            .map(|(_, digest)| digest)
+            .collect();
         Ok(Attempt {
             subjects: keys,
             digests,

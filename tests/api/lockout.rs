@@ -457,3 +457,49 @@ fn a_locked_address_trying_fresh_emails_writes_one_limited_row_not_one_per_email
         "one row for the address, not one per typed email"
     );
 }
+
+#[test]
+fn what_a_visitor_typed_for_an_unknown_account_is_never_written_even_digested() {
+    if !sqlite_only("the SQLite file's own login_failure table") {
+        return;
+    }
+    let (_dir, db, server, shop) = shop_server(&[]);
+    let typed = "Sup3r-Secret-typed-in-the-email-field";
+    for _ in 0..3 {
+        assert_eq!(login(&server, &shop, typed, "x", None), 401);
+        assert_eq!(
+            login(&server, &shop, "jdoe@example.com", "wrong", None),
+            401
+        );
+    }
+    // Still limited (in memory) like any account: the eleventh try is refused.
+    for _ in 0..7 {
+        login(&server, &shop, typed, "x", None);
+    }
+    assert_eq!(login(&server, &shop, typed, "x", None), 429);
+
+    use sha2::Digest;
+    let digest = |subject: &str| -> String {
+        sha2::Sha256::digest(subject.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect()
+    };
+    let typed_rows = query_count(
+        &db,
+        &format!(
+            "SELECT count(*) FROM login_failure WHERE subject = X'{}'",
+            digest(&format!("login:{typed}"))
+        ),
+    );
+    assert_eq!(typed_rows, 0, "the typed identifier's digest is not stored");
+    // The real account's failures are (for `clientele limits` and a restart).
+    let account_rows = query_count(
+        &db,
+        &format!(
+            "SELECT count(*) FROM login_failure WHERE subject = X'{}'",
+            digest("customer:1")
+        ),
+    );
+    assert_eq!(account_rows, 3);
+}

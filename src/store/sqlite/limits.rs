@@ -10,7 +10,8 @@
 //! customer unlocked while the server runs gets in at the next attempt.
 //!
 //! Subjects (`customer:12`, `address:198.51.100.7`...) are stored only as SHA-256 digests;
-//! times are milliseconds since 1970.
+//! times are milliseconds since 1970. What a visitor typed for an account that does not exist
+//! is never written, not even digested ([`crate::ratelimit`]): it is counted in memory only.
 
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
