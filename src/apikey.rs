@@ -500,7 +500,7 @@ fn keyless_request_allowed(request: &Request<'_>, access: &Access) -> Result<(),
 
 /// Whether a `Host` header names this machine: `localhost`, a loopback address, or the
 /// address the server is configured on, with or without a port.
-fn is_local_host(host: &str, configured: IpAddr) -> bool {
+pub(crate) fn is_local_host(host: &str, configured: IpAddr) -> bool {
     let name = match host.strip_prefix('[') {
         // `[::1]`, `[::1]:8000`; never `[::1].evil.example` or `[::1]@evil.example`.
         Some(rest) => match rest.split_once(']') {

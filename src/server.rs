@@ -378,6 +378,11 @@ const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// that rebinds its own name to 127.0.0.1 gets a 403), with the same header timeout.
 async fn serve_metrics(app: &'static App, listener: TcpListener) {
     let slots = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
+    let listening = listener
+        .local_addr()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |address| {
+            address.ip()
+        });
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(GIVE_WAY_WAIT).await;
@@ -390,7 +395,7 @@ async fn serve_metrics(app: &'static App, listener: TcpListener) {
         };
         tokio::spawn(async move {
             let service = service_fn(move |request: hyper::Request<Incoming>| async move {
-                Ok::<_, Infallible>(metrics_reply(app, &request).await)
+                Ok::<_, Infallible>(metrics_reply(app, listening, &request).await)
             });
             let mut http = hyper::server::conn::http1::Builder::new();
             // A scraper sends its request at once: a short timeout keeps 16 stalled
@@ -409,19 +414,18 @@ async fn serve_metrics(app: &'static App, listener: TcpListener) {
 }
 
 /// The `metrics_address` listener's answer to one request.
-async fn metrics_reply(app: &'static App, request: &hyper::Request<Incoming>) -> Reply {
-    // One Host, naming this machine, with or without a port (`[::1]` keeps its brackets).
+async fn metrics_reply(
+    app: &'static App,
+    listening: IpAddr,
+    request: &hyper::Request<Incoming>,
+) -> Reply {
+    // One Host, naming this machine (the keyless main port's own rule against rebinding).
     let mut hosts = request.headers().get_all(HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (Some(host), None) => host.to_str().ok(),
         _ => None,
     };
-    let name = host.map(|host| match host.rsplit_once(':') {
-        Some((name, port)) if !port.contains(']') => name,
-        _ => host,
-    });
-    let local = ["127.0.0.1", "localhost", "[::1]"];
-    if !name.is_some_and(|name| local.iter().any(|local| local.eq_ignore_ascii_case(name))) {
+    if !host.is_some_and(|host| crate::apikey::is_local_host(host, listening)) {
         return error_reply(
             StatusCode::FORBIDDEN,
             "Forbidden: this listener answers requests addressed to localhost, 127.0.0.1 or \
@@ -553,7 +557,7 @@ async fn handle(
         .to_owned();
     let route = crate::metrics::route_of(&target);
     let second = crate::memo::second_of(started);
-    let reply = dispatch(app, peer, parts, body, &target, second).await;
+    let reply = dispatch(app, peer, parts, body, &target, route, second).await;
     app.metrics
         .request(route, reply.status().as_u16(), started.elapsed());
     // The logger masks the value of `apikey`; headers are never logged.
@@ -580,6 +584,7 @@ async fn dispatch(
     parts: hyper::http::request::Parts,
     body: Incoming,
     target: &str,
+    route: usize,
     second: u64,
 ) -> Reply {
     // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
@@ -655,7 +660,7 @@ async fn dispatch(
         }
         None => None,
     };
-    if crate::metrics::route_of(target) == crate::metrics::LIST {
+    if route == crate::metrics::LIST {
         app.metrics.answered(Answered::App);
     }
     let mut local = app.client.req(method, target.to_owned());

@@ -340,7 +340,7 @@ pub fn check(settings: &TlsSettings) -> Result<(), String> {
             if let Some(path) = ca_root {
                 extra_roots(path)?;
             }
-            AcmeCache::open(cache, Arc::new(Metrics::new())).map(|_| ())
+            AcmeCache::prepare(cache)
         }
     }
 }
@@ -440,6 +440,16 @@ struct AcmeCache {
 
 impl AcmeCache {
     fn open(folder: &Path, metrics: Arc<Metrics>) -> Result<AcmeCache, String> {
+        AcmeCache::prepare(folder)?;
+        Ok(AcmeCache {
+            folder: folder.to_owned(),
+            metrics,
+        })
+    }
+
+    /// Makes the folder (0700) if missing, refuses a link or a file in its place, and closes
+    /// an existing folder and its files to other users.
+    fn prepare(folder: &Path) -> Result<(), String> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -480,10 +490,7 @@ impl AcmeCache {
                 private(&entry.path(), 0o600)?;
             }
         }
-        Ok(AcmeCache {
-            folder: folder.to_owned(),
-            metrics,
-        })
+        Ok(())
     }
 
     fn file(&self, kind: &str, names: &[String], directory: &str) -> PathBuf {

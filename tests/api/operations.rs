@@ -682,3 +682,68 @@ fn a_server_that_cannot_start_says_why_in_the_log_format_it_was_given() {
         }
     }
 }
+
+#[test]
+fn at_log_level_debug_over_tls_no_key_or_private_key_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let (certs, key_file, der) = certificate(dir.path(), "shop");
+    let mut env = tls_env(&certs, &key_file);
+    env.push(("ROCKET_LOG_LEVEL", "debug"));
+    let server = Server::start(&db, &env);
+    let key = create_write_key(&db, "debugged");
+    let config = client(&[&der], &[&rustls::version::TLS13]);
+    let with_key = format!("/CUSTOMER/LIST/?id_client=1&apikey={key}");
+    let body = json!({"email": "jdoe@example.com", "password": "password123"}).to_string();
+    // Keys in the query, in headers, a login body, and /metrics: all over TLS, in parallel.
+    let threads: Vec<_> = (0..8)
+        .map(|n| {
+            let (config, with_key, key, body) = (
+                Arc::clone(&config),
+                with_key.clone(),
+                key.clone(),
+                body.clone(),
+            );
+            let port = server.port;
+            std::thread::spawn(move || match n % 4 {
+                0 => https(port, &config, "GET", &with_key, &[], "").0.status,
+                1 => {
+                    https(port, &config, "GET", "/metrics", &[("X-API-Key", &key)], "")
+                        .0
+                        .status
+                }
+                2 => {
+                    let headers = [
+                        ("X-API-Key", key.as_str()),
+                        ("Content-Type", "application/json"),
+                    ];
+                    https(port, &config, "POST", "/CUSTOMER/LOGIN/", &headers, &body)
+                        .0
+                        .status
+                }
+                _ => {
+                    https(
+                        port,
+                        &config,
+                        "GET",
+                        "/CUSTOMER/LIST/?id_client=2",
+                        &[("Authorization", &format!("Bearer {key}"))],
+                        "",
+                    )
+                    .0
+                    .status
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), 200);
+    }
+    let log = server.stop();
+    assert!(log.contains("GET /CUSTOMER/LIST/"), "{log}");
+    let private = std::fs::read_to_string(&key_file).unwrap();
+    let private_body = private.lines().nth(1).unwrap();
+    for secret in [&key[4..], "password123", "PRIVATE KEY", private_body] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
