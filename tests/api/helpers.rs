@@ -189,7 +189,15 @@ impl TestApp {
 pub struct Server {
     child: Child,
     pub port: u16,
-    pub log: Arc<Mutex<String>>,
+    log: Arc<Mutex<String>>,
+    /// Copies of the read ends of the server's stdout and stderr pipes, to see whether
+    /// the reader threads have taken in everything the server has written so far.
+    pipes: Vec<std::os::fd::OwnedFd>,
+}
+
+/// The bytes waiting unread in a pipe.
+fn unread(pipe: &std::os::fd::OwnedFd) -> u64 {
+    rustix::io::ioctl_fionread(pipe).unwrap_or(0)
 }
 
 /// A tool's standard error, as text.
@@ -231,14 +239,24 @@ impl Server {
         let mut child = command.spawn().expect("binary starts");
         let log = Arc::new(Mutex::new(String::new()));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
+        let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        use std::os::fd::AsFd;
+        let pipes = vec![
+            stdout.as_fd().try_clone_to_owned().unwrap(),
+            stderr.as_fd().try_clone_to_owned().unwrap(),
+        ];
+        for stream in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(stderr)] {
             let log = Arc::clone(&log);
             let port_tx = port_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    // The line is in the log before the port is told, so a test that reads
+                    // the log right after `start` sees the launch line.
+                    {
+                        let mut log = log.lock().unwrap();
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
                     let launched = line.split("launched from http").nth(1);
                     if let Some(rest) = launched.map(|rest| rest.trim_start_matches('s')) {
                         // The port ends the text line; a JSON line closes its string.
@@ -250,9 +268,6 @@ impl Server {
                         });
                         let _ = port_tx.send(port);
                     }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
                 }
             });
         }
@@ -264,7 +279,12 @@ impl Server {
         if !db.as_os_str().is_empty() {
             adopt_demo(db);
         }
-        Server { child, port, log }
+        Server {
+            child,
+            port,
+            log,
+            pipes,
+        }
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -276,7 +296,15 @@ impl Server {
         http(self.port, method, path, headers, body)
     }
 
+    /// Everything the server has logged so far. A line written before an answer arrived is
+    /// in it: this waits (a second at most) for the reader threads to take in what the
+    /// server's pipes still hold, then a moment more for the last read to be stored.
     pub fn log(&self) -> String {
+        let until = Instant::now() + Duration::from_secs(1);
+        while self.pipes.iter().any(|pipe| unread(pipe) > 0) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(2));
         self.log.lock().unwrap().clone()
     }
 
