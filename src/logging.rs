@@ -45,9 +45,15 @@ impl log::Log for Logger {
             return;
         }
         let launch = rocket_launch || record.target() == LAUNCH;
-        let ours = record.target().starts_with("clientele");
-        // Indented lines are details of a request Rocket is routing ("no matching routes").
+        // Indented lines are details of a request Rocket is routing ("no matching routes",
+        // "Request guard `ApiKey` failed"). Rocket's macros give those of a route the route's
+        // module as target: one in our modules is still Rocket's detail, for debugging only,
+        // or every refused request would leave a warning at every level.
         let detail = record.target().ends_with('_');
+        let ours = record.target().starts_with("clientele");
+        if ours && detail && log::max_level() < LevelFilter::Debug {
+            return;
+        }
         if !ours && !launch && (record.level() > Level::Warn || detail) {
             return;
         }
@@ -114,6 +120,7 @@ fn render(
                 Level::Warn if !launch => "warning: ",
                 _ => "",
             };
+            let message = one_line(&message);
             format!("{time} {indent}{prefix}{message}")
         }
         LogFormat::Json => {
@@ -135,6 +142,27 @@ fn render(
             serde_json::to_string(&line).unwrap_or_default()
         }
     }
+}
+
+/// `message` on one line, its control characters (a line break, a carriage return, a
+/// terminal's escape) written as `\n`, `\r`, `\u{1b}`: every line of the text log starts
+/// with its time, and no value a visitor typed can forge a line or drive the terminal it is
+/// read in. A tab stays.
+fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut written = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        match c {
+            '\n' => written.push_str("\\n"),
+            '\r' => written.push_str("\\r"),
+            '\t' => written.push('\t'),
+            c if c.is_control() => written.push_str(&c.escape_unicode().to_string()),
+            c => written.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(written)
 }
 
 /// A line of `log_format = "json"`: these four fields, always, in this order.
@@ -356,6 +384,18 @@ mod tests {
             ),
             "2026-11-30T01:02:03.456Z GET / 200"
         );
+    }
+
+    #[test]
+    fn a_text_line_never_breaks_and_never_carries_a_terminal_escape() {
+        let typed = "bob@example.com\n2026-11-30T01:02:03.456Z admin logged in\r\u{1b}[2J\tend";
+        let written = line(LogFormat::Text, Level::Warn, "clientele::x", typed);
+        assert_eq!(
+            written,
+            "2026-11-30T01:02:03.456Z warning: bob@example.com\\n2026-11-30T01:02:03.456Z \
+             admin logged in\\r\\u{1b}[2J\tend"
+        );
+        assert_eq!(written.lines().count(), 1);
     }
 
     #[test]

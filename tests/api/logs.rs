@@ -152,3 +152,30 @@ fn a_misspelled_log_format_stops_start_up_naming_the_setting_and_its_values() {
     );
     assert!(!dir.path().join("never.db").exists());
 }
+
+#[test]
+fn a_refused_request_leaves_no_rocket_guard_warning_below_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quiet.db");
+    let mut key = None;
+    for level in ["critical", "normal"] {
+        let server = Server::start(&db, &[("ROCKET_LOG_LEVEL", level)]);
+        let key = key.get_or_insert_with(|| create_key(&db, "shop"));
+        for _ in 0..3 {
+            let refused = server.get("/CUSTOMER/LIST/?id_client=1&apikey=clt_not-a-key");
+            assert_eq!(refused.status, 401);
+        }
+        let listed = server.get(&format!("/CUSTOMER/LIST/?id_client=1&apikey={key}"));
+        assert_eq!(listed.status, 200);
+        let log = server.stop();
+        // A visitor sending bad keys must not fill the disk at the quietest level: not one
+        // line per refused request, and never Rocket's routing details.
+        assert!(!log.contains("Request guard"), "{level}: {log}");
+        assert!(!log.contains(">>"), "{level}: {log}");
+        if level == "critical" {
+            assert!(!log.contains(" 401"), "{level}: {log}");
+        } else {
+            assert!(log.contains(" 401"), "{level}: {log}");
+        }
+    }
+}
