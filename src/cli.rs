@@ -84,9 +84,11 @@ pub enum Command {
     /// -o customers.csv`. A value Windows-1252 cannot hold (an emoji, a Greek letter) stops
     /// the export, naming the customer and the field, and nothing is written.
     Export {
-        /// json (the list's envelope, which `clientele import` reads back) or csv.
-        #[arg(long, value_enum, default_value = "json")]
-        format: Format,
+        /// json (the list's envelope, which `clientele import` reads back) or csv. Default:
+        /// csv when -o names a .csv, .tsv or .txt file or --delimiter or --encoding is given,
+        /// else json.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -342,8 +344,12 @@ pub fn run(cli: Cli) -> ExitCode {
             all_fields,
             encoding,
             delimiter,
-        } => export_options(format, encoding, delimiter)
-            .and_then(|csv| export(format, output, all_fields, csv)),
+        } => {
+            let (format, delimiter) =
+                export_format(format, output.as_deref(), encoding.is_some(), delimiter);
+            export_options(format, encoding, delimiter)
+                .and_then(|csv| export(format, output, all_fields, csv))
+        }
         Command::Backup { path, force } => backup(&path, force),
         Command::RemoveDemo => remove_demo(),
         Command::Limits { customer } => limits(customer.as_deref()),
@@ -385,7 +391,10 @@ fn serve() -> ExitCode {
         ExitCode::from(code)
     };
     match crate::rocket(crate::figment()) {
-        Err(error @ crate::error::StartupError::Config(_)) => failed(&error, EXIT_CONFIG),
+        Err(
+            error
+            @ (crate::error::StartupError::Config(_) | crate::error::StartupError::Refused(_)),
+        ) => failed(&error, EXIT_CONFIG),
         // A missing folder, a foreign or damaged file: the owner must act, a restart cannot.
         // A file locked by another program may free up: that one is worth a restart.
         Err(error @ crate::error::StartupError::Database { .. })
@@ -605,6 +614,37 @@ fn login_rate(seconds: f64) -> Result<(), String> {
         config.hasher.describe()
     );
     Ok(())
+}
+
+/// The format an export is written in, and its separator. Without --format, an output
+/// file named .csv, .tsv or .txt (a spreadsheet, which would not open JSON) or a CSV-only
+/// option (--delimiter, --encoding) means CSV; a .tsv file is separated by tabs unless
+/// --delimiter says otherwise. Anything else is JSON, which `import` reads back as it is.
+fn export_format(
+    format: Option<Format>,
+    output: Option<&std::path::Path>,
+    encoding_given: bool,
+    delimiter: Option<u8>,
+) -> (Format, Option<u8>) {
+    let extension = output
+        .and_then(|path| path.extension())
+        .map(|extension| extension.to_string_lossy().to_ascii_lowercase());
+    let tsv = extension.as_deref() == Some("tsv");
+    let spreadsheet = matches!(extension.as_deref(), Some("csv" | "tsv" | "txt"));
+    let format = format.unwrap_or(
+        if extension.as_deref() != Some("json")
+            && (spreadsheet || encoding_given || delimiter.is_some())
+        {
+            Format::Csv
+        } else {
+            Format::Json
+        },
+    );
+    let delimiter = match delimiter {
+        None if tsv && format == Format::Csv => Some(b'\t'),
+        given => given,
+    };
+    (format, delimiter)
 }
 
 /// How a CSV export is written, from `--encoding` and `--delimiter`; both are refused with

@@ -826,8 +826,15 @@ fn a_value_windows_1252_cannot_hold_stops_the_export_naming_the_customer_and_fie
 fn json_exports_refuse_a_delimiter_or_an_encoding() {
     let app = spawn_app();
 
+    let json_file = app.dir.path().join("customers.json");
     for args in [
-        vec!["export", "--delimiter", ";"],
+        vec![
+            "export",
+            "--delimiter",
+            ";",
+            "-o",
+            json_file.to_str().unwrap(),
+        ],
         vec!["export", "--format", "json", "--encoding", "windows-1252"],
         vec!["export", "--format", "csv", "--encoding", "auto"],
     ] {
@@ -837,4 +844,52 @@ fn json_exports_refuse_a_delimiter_or_an_encoding() {
         assert!(said.contains("nothing was exported"), "{args:?}: {said}");
         assert!(refused.stdout.is_empty(), "{args:?}");
     }
+    assert!(!json_file.exists());
+}
+
+#[test]
+fn an_export_without_format_follows_the_file_name_and_the_csv_options() {
+    let app = spawn_app();
+    let written = |name: &str, extra: &[&str]| {
+        let file = app.dir.path().join(name);
+        let mut args = vec!["export", "-o", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&app.db, &args, "");
+        std::fs::read_to_string(&file).unwrap()
+    };
+
+    // A spreadsheet's file name gets CSV, never JSON a spreadsheet would not open.
+    for name in ["customers.csv", "CUSTOMERS.CSV", "customers.txt"] {
+        let text = written(name, &[]);
+        assert!(
+            text.starts_with("clcleunik,customerNumber,"),
+            "{name}: {text}"
+        );
+    }
+    let tabbed = written("customers.tsv", &[]);
+    assert!(
+        tabbed.starts_with("clcleunik\tcustomerNumber\t"),
+        "{tabbed}"
+    );
+    let semicolons = written("customers.tsv", &["--delimiter", ";"]);
+    assert!(
+        semicolons.starts_with("clcleunik;customerNumber;"),
+        "{semicolons}"
+    );
+
+    // Anything else is JSON, the envelope import reads back; an explicit --format wins.
+    for (name, extra) in [
+        ("customers.json", &[][..]),
+        ("customers", &[][..]),
+        ("customers.csv", &["--format", "json"][..]),
+    ] {
+        let text = written(name, extra);
+        let envelope: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(envelope["result"]["customer"].as_array().unwrap().len(), 25);
+    }
+
+    // A CSV-only option to standard output means CSV too.
+    let piped = run(&app.db, &["export", "--delimiter", ";"], "");
+    let piped = String::from_utf8(piped.stdout).unwrap();
+    assert!(piped.starts_with("clcleunik;customerNumber;"), "{piped}");
 }
