@@ -305,6 +305,10 @@ pub enum StartupError {
     Config(String),
     #[error("database file {path}: {reason} (config key `database`)")]
     Database { path: String, reason: String },
+    /// The database refuses for a reason only its owner can change (a wrong password, a
+    /// missing database, a foreign or newer schema): a restart cannot help.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Other(String),
 }

@@ -416,6 +416,61 @@ fn the_database_password_never_shows_in_a_log_or_an_error() {
     assert!(!log.contains(&password), "{log}");
 }
 
+/// The exit status of `clientele serve` against `database`, and what it said.
+fn serve_status(database: &str) -> (Option<i32>, String) {
+    let output = binary()
+        .env("ROCKET_DATABASE", database)
+        .env("ROCKET_PORT", "0")
+        .arg("serve")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        stderr(&output),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    (output.status.code(), said)
+}
+
+#[test]
+fn a_database_only_its_owner_can_fix_exits_78_and_one_that_may_come_up_exits_1() {
+    let Some(pg) = pg_database() else { return };
+    let password = url_password(&pg.url);
+    // What only the owner can change: systemd must not restart it in a loop (78, EX_CONFIG).
+    let foreign = pg_database().unwrap();
+    postgres::Client::connect(&foreign.url, postgres::NoTls)
+        .unwrap()
+        .batch_execute("CREATE TABLE orders (id integer)")
+        .unwrap();
+    for (database, named) in [
+        (
+            pg.url.replace(&pg.name, "no_such_database"),
+            "no_such_database",
+        ),
+        (
+            pg.url
+                .replacen(&format!(":{password}@"), ":not-the-password@", 1),
+            "password",
+        ),
+        (foreign.url.clone(), "orders"),
+        (format!("{}&sslmode=require", pg.url), "sslmode"),
+    ] {
+        let (status, said) = serve_status(&database);
+        assert_eq!(status, Some(78), "{database}: {said}");
+        assert!(said.contains(named), "{database}: {said}");
+        assert!(!said.contains(&password), "{said}");
+    }
+    // A server that is not up (yet): worth a restart (1), and said so plainly.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let down = format!("postgres://clientele:secret@127.0.0.1:{port}/shop");
+    let (status, said) = serve_status(&down);
+    assert_eq!(status, Some(1), "{said}");
+    assert!(said.contains("cannot connect"), "{said}");
+    assert!(!said.contains("secret"), "{said}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Imports, syncs and mirror mode on PostgreSQL.
 

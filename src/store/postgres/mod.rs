@@ -165,15 +165,19 @@ impl Pg {
         hasher: &PasswordHasher,
     ) -> Result<(Pg, OpenReport), StartupError> {
         let shown = redact_url(url.expose());
-        let config = Arc::new(parse_config(url).map_err(|reason| startup_error(&shown, reason))?);
-        let mut client = config.connect(NoTls).map_err(|e| {
-            startup_error(
-                &shown,
-                format!("cannot connect: {}", scrub(&describe_error(&e), url)),
-            )
-        })?;
-        let report = schema::prepare(&mut client, hasher)
-            .map_err(|reason| startup_error(&shown, scrub(&reason, url)))?;
+        let config = Arc::new(parse_config(url).map_err(|reason| lasting_error(&shown, reason))?);
+        let refused = |refusal: Refusal| {
+            let reason = scrub(&refusal.reason, url);
+            if refusal.lasting {
+                lasting_error(&shown, reason)
+            } else {
+                startup_error(&shown, reason)
+            }
+        };
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| refused(Refusal::from_driver(&e).explained("cannot connect")))?;
+        let report = schema::prepare(&mut client, hasher).map_err(refused)?;
         let watch = Arc::new(Watch::default());
         watch::start(client, Arc::clone(&config), &watch)
             .map_err(|e| startup_error(&shown, format!("cannot watch for changes: {e}")))?;
@@ -383,10 +387,76 @@ fn parse_config(url: &Secret) -> std::result::Result<postgres::Config, String> {
 }
 
 /// A start-up error about the database at `shown` (a URL already without its password).
+/// Waiting may cure it (the server not up yet, a failover under way): a restart is worth
+/// trying.
 fn startup_error(shown: &str, reason: impl std::fmt::Display) -> StartupError {
     StartupError::Other(format!(
         "database {shown}: {reason} (config key `database`)"
     ))
+}
+
+/// A start-up error about the database at `shown` that only its owner can cure: exits as a
+/// configuration mistake, which systemd does not restart in a loop.
+fn lasting_error(shown: &str, reason: impl std::fmt::Display) -> StartupError {
+    StartupError::Refused(format!(
+        "database {shown}: {reason} (config key `database`)"
+    ))
+}
+
+/// Why a PostgreSQL database cannot be served from, and whether only its owner can change
+/// that (a wrong password, a missing database, a foreign or newer schema, a role without
+/// rights: `lasting`), or waiting may (the server not up yet, a connection lost).
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: String,
+    pub lasting: bool,
+}
+
+impl Refusal {
+    pub fn lasting(reason: impl Into<String>) -> Self {
+        Refusal {
+            reason: reason.into(),
+            lasting: true,
+        }
+    }
+
+    /// A driver error, lasting when the server's SQLSTATE says the role, its password, the
+    /// database or a privilege is wrong.
+    pub fn from_driver(error: &postgres::Error) -> Self {
+        let lasting = error.as_db_error().is_some_and(|db| {
+            let code = db.code().code();
+            // 28xxx: invalid authorization (wrong password, no such role, pg_hba refuses);
+            // 3D000: no such database; 3F000: no such schema; 42501: insufficient privilege.
+            code.starts_with("28") || matches!(code, "3D000" | "3F000" | "42501")
+        });
+        Refusal {
+            reason: describe_error(error),
+            lasting,
+        }
+    }
+
+    /// The same refusal, its reason led by what was being done.
+    pub fn explained(self, doing: &str) -> Self {
+        Refusal {
+            reason: format!("{doing}: {}", self.reason),
+            ..self
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal {
+            reason,
+            lasting: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 /// `text` with the URL's password, should it appear, replaced by `***`.

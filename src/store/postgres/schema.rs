@@ -20,6 +20,7 @@
 
 use postgres::Client;
 
+use super::Refusal;
 use crate::auth::{self, PasswordHasher, Secret};
 use crate::store::OpenReport;
 
@@ -418,8 +419,8 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// [`SCHEMA_VERSION`] and hashes legacy plain-text passwords, holding the migration lock
 /// throughout: a second node starting meanwhile waits, then finds nothing left to do. The
 /// error says what is wrong, for a message that names the (redacted) URL.
-pub fn prepare(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenReport, String> {
-    let describe = |e: postgres::Error| super::describe_error(&e);
+pub fn prepare(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenReport, Refusal> {
+    let describe = |e: postgres::Error| Refusal::from_driver(&e);
     let free: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK])
         .and_then(|row| row.try_get(0))
@@ -439,15 +440,15 @@ pub fn prepare(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenRepor
     Ok(report)
 }
 
-fn prepare_locked(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenReport, String> {
-    let describe = |e: postgres::Error| super::describe_error(&e);
+fn prepare_locked(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenReport, Refusal> {
+    let describe = |e: postgres::Error| Refusal::from_driver(&e);
     let (current, created) = check_ours(client)?;
     if current > SCHEMA_VERSION {
-        return Err(format!(
+        return Err(Refusal::lasting(format!(
             "was written by a newer clientele (schema {current}; this one knows up to \
              {SCHEMA_VERSION}) and was not changed: run that newer version, or restore the \
              dump taken before the upgrade (README, \"Upgrading\")"
-        ));
+        )));
     }
     for (version, sql) in MIGRATIONS
         .iter()
@@ -458,10 +459,9 @@ fn prepare_locked(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenRe
         let version = i32::try_from(version).unwrap_or(i32::MAX);
         let mut tx = client.transaction().map_err(describe)?;
         tx.batch_execute(sql).map_err(|e| {
-            format!(
-                "could not create or migrate the schema (step {version}): {}",
-                describe(e)
-            )
+            describe(e).explained(&format!(
+                "could not create or migrate the schema (step {version})"
+            ))
         })?;
         tx.execute(
             "UPDATE clientele_meta SET schema_version = $1 WHERE id = 1",
@@ -481,10 +481,12 @@ fn prepare_locked(client: &mut Client, hasher: &PasswordHasher) -> Result<OpenRe
 /// The schema version of a clientele database, or 0 for an empty one (then `true`: it is
 /// created now). A database holding other tables, or another application's marker, is
 /// refused untouched.
-fn check_ours(client: &mut Client) -> Result<(usize, bool), String> {
-    let describe = |e: postgres::Error| super::describe_error(&e);
+fn check_ours(client: &mut Client) -> Result<(usize, bool), Refusal> {
+    let describe = |e: postgres::Error| Refusal::from_driver(&e);
     let refuse = |what: String| {
-        format!("{what}; clientele has not changed it. Point `database` at another database")
+        Refusal::lasting(format!(
+            "{what}; clientele has not changed it. Point `database` at another database"
+        ))
     };
     let marked: bool = client
         .query_one("SELECT to_regclass('clientele_meta') IS NOT NULL", &[])
@@ -566,8 +568,8 @@ const TABLES: [&str; 13] = [
 /// Refuses, at start, a database this role cannot serve from: a table missing (dropped by
 /// hand), or one it may not write (a read-only role), rather than starting healthy and
 /// answering 500 to every login and write.
-fn check_usable(client: &mut Client) -> Result<(), String> {
-    let describe = |e: postgres::Error| super::describe_error(&e);
+fn check_usable(client: &mut Client) -> Result<(), Refusal> {
+    let describe = |e: postgres::Error| Refusal::from_driver(&e);
     let names: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
     let row = client
         .query_one(
@@ -583,17 +585,17 @@ fn check_usable(client: &mut Client) -> Result<(), String> {
     let missing: Option<String> = row.try_get(0).map_err(describe)?;
     let read_only: Option<String> = row.try_get(1).map_err(describe)?;
     if let Some(missing) = missing {
-        return Err(format!(
+        return Err(Refusal::lasting(format!(
             "is a clientele database with tables missing ({missing}): restore it from a \
              backup (pg_dump), or point `database` at another database"
-        ));
+        )));
     }
     if let Some(tables) = read_only {
-        return Err(format!(
+        return Err(Refusal::lasting(format!(
             "this role may not write {tables}: every node writes (failed logins, sessions, \
              the audit trail). Grant SELECT, INSERT, UPDATE, DELETE on the tables (and USAGE \
              on the sequences) to it, or use the role that owns them"
-        ));
+        )));
     }
     let no_sequences: Option<bool> = client
         .query_one(
@@ -604,11 +606,10 @@ fn check_usable(client: &mut Client) -> Result<(), String> {
         .and_then(|row| row.try_get(0))
         .map_err(describe)?;
     if no_sequences == Some(true) {
-        return Err(
+        return Err(Refusal::lasting(
             "this role may not use the sequences login_attempt and audit_id_seq: \
-                    grant USAGE on them, or use the role that owns them"
-                .into(),
-        );
+             grant USAGE on them, or use the role that owns them",
+        ));
     }
     Ok(())
 }
