@@ -25,4 +25,5 @@ mod socket;
 mod startup;
 mod tools;
 mod transfer;
+mod wire;
 mod writes;
