@@ -353,7 +353,7 @@ impl Access {
         let mut matched = None;
         for key in presented {
             let candidate = digest(key);
-            for stored in keys.iter() {
+            for stored in keys {
                 if bool::from(candidate.ct_eq(&stored.digest)) {
                     // The most capable of the keys presented.
                     let rank = stored.caller.scope.rank();

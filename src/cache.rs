@@ -205,13 +205,13 @@ impl ResponseCache {
             }
         };
         let mut built = false;
-        let entry = slot
-            .get_or_try_init(|| {
+        let entry = Arc::clone(
+            slot.get_or_try_init(|| {
                 built = true;
                 async { build().await.map(Arc::new) }
             })
-            .await?
-            .clone();
+            .await?,
+        );
         if built {
             self.account(generation, weight(filter, entry.body.len()));
         }

@@ -283,7 +283,9 @@ impl Limits {
                         }
                     }
                     Err(error) => {
-                        log::warn!("could not read the failed logins kept in the database: {error}")
+                        log::warn!(
+                            "could not read the failed logins kept in the database: {error}"
+                        );
                     }
                 }
                 Kind::Local {

@@ -297,7 +297,7 @@ impl FileCertificate {
                      read before (valid until {})",
                     crate::clock::utc_seconds(expires),
                     crate::clock::utc_seconds(serving)
-                )
+                );
             }
             Ok((certified, expires)) => {
                 if let Ok(mut current) = self.current.write() {
@@ -410,10 +410,10 @@ fn start_acme(
         while let Some(event) = state.next().await {
             match event {
                 Ok(rustls_acme::EventOk::DeployedNewCert) => {
-                    log::warn!(target: crate::logging::LAUNCH, "ACME: a new certificate is in use")
+                    log::warn!(target: crate::logging::LAUNCH, "ACME: a new certificate is in use");
                 }
                 Ok(rustls_acme::EventOk::DeployedCachedCert) => {
-                    log::info!("ACME: serving the certificate kept from before")
+                    log::info!("ACME: serving the certificate kept from before");
                 }
                 Ok(other) => log::debug!("ACME: {other:?}"),
                 Err(error @ rustls_acme::EventError::CertCacheStore(_)) => log::error!(

@@ -49,7 +49,7 @@ impl ChangesQuery {
                         ApiError::bad_request(
                             "Invalid since: expected the token of a previous answer's next, or 0",
                         )
-                    })?
+                    })?;
                 }
                 _ => {
                     parsed.limit = whole
@@ -60,7 +60,7 @@ impl ChangesQuery {
                                 "Invalid limit: expected a whole number from 1 to {}",
                                 customer::MAX_LIMIT
                             ))
-                        })?
+                        })?;
                 }
             }
             seen.push(name);

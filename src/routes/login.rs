@@ -492,11 +492,11 @@ async fn upgrade_hash(db: &Store, service: &LoginService, id: i64, old: Secret, 
         .await;
     match stored {
         Ok(true) => {
-            log::info!("upgraded the password hash of customer {id} to the configured Argon2id")
+            log::info!("upgraded the password hash of customer {id} to the configured Argon2id");
         }
         Ok(false) => {}
         Err(error) => {
-            log::warn!("could not store the re-hashed password of customer {id}: {error}")
+            log::warn!("could not store the re-hashed password of customer {id}: {error}");
         }
     }
 }

@@ -149,7 +149,7 @@ impl Comparison<'_> {
             match current {
                 None => self.summary.inserted += 1,
                 Some(stored) if stored.customer == record.merged(Some(&stored.customer)) => {
-                    self.summary.unchanged += 1
+                    self.summary.unchanged += 1;
                 }
                 Some(_) => self.summary.updated += 1,
             }

@@ -93,10 +93,7 @@ fn an_unchanged_body_keeps_its_etag_across_unrelated_commits() {
         .to_owned();
 
     app.sql("UPDATE customer SET city = 'Elsewhere' WHERE clcleunik = 9");
-    let after = app.get_with(
-        "/CUSTOMER/LIST/?id_client=1",
-        &[("If-None-Match", before.clone())],
-    );
+    let after = app.get_with("/CUSTOMER/LIST/?id_client=1", &[("If-None-Match", before)]);
 
     assert_eq!(
         after.status, 304,
@@ -149,7 +146,7 @@ fn a_cached_response_is_never_served_without_a_valid_key() {
 
     let no_key = app.get("/CUSTOMER/LIST/");
     let wrong = app.get("/CUSTOMER/LIST/?apikey=clt_nope");
-    let conditional = app.get_with("/CUSTOMER/LIST/", &[("If-None-Match", etag.clone())]);
+    let conditional = app.get_with("/CUSTOMER/LIST/", &[("If-None-Match", etag)]);
     let head = Reply::from_local(app.client.head("/CUSTOMER/LIST/").dispatch());
     revoke_key(&app.db, "shop");
     let revoked = app.get(&format!("/CUSTOMER/LIST/?apikey={key}"));

@@ -934,7 +934,7 @@ fn a_csv_export_never_hands_a_spreadsheet_a_formula_and_imports_back_as_it_was()
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     for record in reader.records() {
-        for cell in record.unwrap().iter() {
+        for cell in &record.unwrap() {
             assert!(
                 !cell.starts_with(['=', '+', '-', '@']),
                 "a cell a spreadsheet would run: {cell}"

@@ -72,7 +72,7 @@ fn every_customer_has_exactly_the_contract_keys_with_the_contract_types() {
                 "showPrice" => assert!(value.is_boolean(), "{value}"),
                 "webRemise" => assert!(value.is_number(), "{value}"),
                 "notification_accepted" => {
-                    assert!(value == "1" || value == "0", "{value}")
+                    assert!(value == "1" || value == "0", "{value}");
                 }
                 _ => assert!(value.is_string(), "{key} is {value}"),
             }

@@ -1,6 +1,8 @@
 //! "Forgot password": a write key starts a reset and gets a one-time token for the shop's own
 //! email; the token, sent back with a new password, sets it once, within `reset_minutes`.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -206,10 +208,10 @@ impl FakeSmtp {
         let port = listener.local_addr().unwrap().port();
         let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (kept, refusing) = (messages.clone(), refuse.clone());
+        let (kept, refusing) = (Arc::clone(&messages), Arc::clone(&refuse));
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let (kept, refusing) = (kept.clone(), refusing.clone());
+                let (kept, refusing) = (Arc::clone(&kept), Arc::clone(&refusing));
                 std::thread::spawn(move || {
                     let mut out = stream.try_clone().unwrap();
                     let mut lines = BufReader::new(stream);
@@ -547,8 +549,12 @@ fn a_reset_token_spent_by_twelve_requests_at_once_works_exactly_once() {
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(12));
     let threads: Vec<_> = (0..12)
         .map(|n| {
-            let (barrier, token, write, port) =
-                (barrier.clone(), token.clone(), write.clone(), server.port);
+            let (barrier, token, write, port) = (
+                Arc::clone(&barrier),
+                token.clone(),
+                write.clone(),
+                server.port,
+            );
             std::thread::spawn(move || {
                 let body = json!({"resetToken": token, "newPassword": format!("{STRONG} {n}")});
                 barrier.wait();

@@ -549,7 +549,7 @@ fn expired_tampered_unknown_and_foreign_tokens_are_401() {
     let token = shop.session(A);
     assert_eq!(shop.list("", Some(&token)).ids(), [A.0]);
 
-    let mut tampered = token.clone();
+    let mut tampered = token;
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let foreign = {
@@ -750,13 +750,13 @@ fn public_keys_are_made_and_listed_by_the_cli_and_old_keys_survive_the_migration
 
     let app = spawn_app_on(dir, db, |f| f);
     assert_eq!(
-        app.get_with("/CUSTOMER/LIST/", &[("X-API-Key", read.clone())])
+        app.get_with("/CUSTOMER/LIST/", &[("X-API-Key", read)])
             .ids()
             .len(),
         25
     );
     assert_eq!(
-        app.get_with("/CUSTOMER/LIST/", &[("X-API-Key", public.clone())])
+        app.get_with("/CUSTOMER/LIST/", &[("X-API-Key", public)])
             .assert_error(403),
         LOG_IN_FIRST
     );

@@ -351,7 +351,7 @@ fn every_refused_write_is_the_right_4xx_and_changes_nothing() {
     );
     let wrong_type = Reply::from_local(
         app.client
-            .post(update.clone())
+            .post(update)
             .header(ContentType::Plain)
             .body("id_client=1&city=x")
             .dispatch(),

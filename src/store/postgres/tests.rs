@@ -545,7 +545,7 @@ fn writes_record_their_audit_rows_and_refuse_what_is_taken() {
         stored.added_date,
         stored.add_hour
     );
-    assert_eq!(client.find(1).unwrap(), Some(stored.clone()));
+    assert_eq!(client.find(1).unwrap(), Some(stored));
 
     // Taken: the id, the email ignoring case, the login.
     assert!(matches!(
@@ -653,7 +653,7 @@ fn writes_record_their_audit_rows_and_refuse_what_is_taken() {
                 Some(1),
                 format!("{every}, password")
             ),
-            ("test".into(), "add".into(), Some(2), every.clone()),
+            ("test".into(), "add".into(), Some(2), every),
             ("key-b".into(), "update".into(), Some(2), "city".into()),
             (
                 "cli".into(),
