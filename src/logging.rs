@@ -120,7 +120,7 @@ fn render(
                 Level::Warn if !launch => "warning: ",
                 _ => "",
             };
-            let message = one_line(&message);
+            let message = text_lines(time, &message);
             format!("{time} {indent}{prefix}{message}")
         }
         LogFormat::Json => {
@@ -144,18 +144,23 @@ fn render(
     }
 }
 
-/// `message` on one line, its control characters (a line break, a carriage return, a
-/// terminal's escape) written as `\n`, `\r`, `\u{1b}`: every line of the text log starts
-/// with its time, and no value a visitor typed can forge a line or drive the terminal it is
-/// read in. A tab stays.
-fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
+/// `message` as text lines that each start with `time`: a line break in it (a TOML error's
+/// caret diagram) goes on as a continuation line marked `  | `, which no first line has, and
+/// other control characters (a carriage return, a terminal's escape) are written as `\r`,
+/// `\u{1b}`. No value a visitor typed can forge a line or drive the terminal it is read in.
+/// A tab stays.
+fn text_lines<'a>(time: &str, message: &'a str) -> std::borrow::Cow<'a, str> {
     if !message.chars().any(|c| c.is_control() && c != '\t') {
         return std::borrow::Cow::Borrowed(message);
     }
-    let mut written = String::with_capacity(message.len() + 8);
-    for c in message.chars() {
+    let mut written = String::with_capacity(message.len() + 32);
+    for c in message.trim_end_matches('\n').chars() {
         match c {
-            '\n' => written.push_str("\\n"),
+            '\n' => {
+                written.push('\n');
+                written.push_str(time);
+                written.push_str("  | ");
+            }
             '\r' => written.push_str("\\r"),
             '\t' => written.push('\t'),
             c if c.is_control() => written.push_str(&c.escape_unicode().to_string()),
@@ -387,15 +392,19 @@ mod tests {
     }
 
     #[test]
-    fn a_text_line_never_breaks_and_never_carries_a_terminal_escape() {
-        let typed = "bob@example.com\n2026-11-30T01:02:03.456Z admin logged in\r\u{1b}[2J\tend";
+    fn a_message_s_lines_each_start_with_the_time_and_a_terminal_escape_is_written_out() {
+        let typed = "bob@example.com\n2026-11-30T01:02:03.456Z admin logged in\r\u{1b}[2J\tend\n";
         let written = line(LogFormat::Text, Level::Warn, "clientele::x", typed);
         assert_eq!(
             written,
-            "2026-11-30T01:02:03.456Z warning: bob@example.com\\n2026-11-30T01:02:03.456Z \
-             admin logged in\\r\\u{1b}[2J\tend"
+            "2026-11-30T01:02:03.456Z warning: bob@example.com\n\
+             2026-11-30T01:02:03.456Z  | 2026-11-30T01:02:03.456Z admin logged in\\r\\u{1b}[2J\tend"
         );
-        assert_eq!(written.lines().count(), 1);
+        // Every line starts with the time; a continuation line says it is one.
+        for written in written.lines() {
+            assert!(written.starts_with("2026-11-30T01:02:03.456Z "), "{written}");
+        }
+        assert!(written.lines().skip(1).all(|l| l[24..].starts_with("  | ")));
     }
 
     #[test]
