@@ -402,7 +402,10 @@ mod tests {
         );
         // Every line starts with the time; a continuation line says it is one.
         for written in written.lines() {
-            assert!(written.starts_with("2026-11-30T01:02:03.456Z "), "{written}");
+            assert!(
+                written.starts_with("2026-11-30T01:02:03.456Z "),
+                "{written}"
+            );
         }
         assert!(written.lines().skip(1).all(|l| l[24..].starts_with("  | ")));
     }
