@@ -175,6 +175,11 @@ fn copies(folder: &Path, now: u64, live: Option<&Path>) -> std::io::Result<Vec<C
     Ok(found)
 }
 
+/// Whether `name` is a scheduled backup's (`clientele-YYYYMMDDTHHMMSSZ.db`, a real time).
+pub fn is_copy_name(name: &str) -> bool {
+    copy_time(name).is_some()
+}
+
 /// When the copy named `clientele-YYYYMMDDTHHMMSSZ.db` was taken, in seconds since 1970;
 /// `None` for any other name (a real date and time only): nothing else in the folder is
 /// ever removed.

@@ -432,6 +432,34 @@ fn open() -> Result<(crate::config::Config, Store), String> {
     Ok((config, db))
 }
 
+/// Opens the configured database for a tool that reads or changes what is in it (export,
+/// backup, audit, keys list, passwd...): a SQLite file that does not exist is refused, not
+/// created empty. Run from another folder, or with a typo in `database`, such a tool would
+/// otherwise "succeed" on a new, empty database (a nightly backup of nothing).
+fn open_existing() -> Result<(crate::config::Config, Store), String> {
+    let config =
+        crate::config::Config::from_figment(&crate::figment()).map_err(|e| e.to_string())?;
+    if let Some(path) = config.database.file() {
+        if path.symlink_metadata().is_err() {
+            let here = std::env::current_dir()
+                .map(|folder| {
+                    format!(
+                        " (a relative path is read from the current folder, {})",
+                        folder.display()
+                    )
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "{} does not exist{here}: run this from the server's folder, or give the \
+                 server's configuration (ROCKET_CONFIG) or its file (ROCKET_DATABASE). \
+                 Nothing was done (config key `database`)",
+                path.display()
+            ));
+        }
+    }
+    open()
+}
+
 /// The SQLite database, for the tools that work on the file itself (`copy-to`, `backup`);
 /// on PostgreSQL, what to do instead.
 fn sqlite_only<'a>(store: &'a Store, what: &str) -> Result<&'a crate::store::sqlite::Db, String> {
@@ -684,7 +712,7 @@ fn export(
     all_fields: bool,
     csv: export::CsvOptions,
 ) -> Result<(), String> {
-    let (config, db) = open()?;
+    let (config, db) = open_existing()?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let view = if all_fields {
         View {
@@ -721,7 +749,7 @@ fn export(
 }
 
 fn remove_demo() -> Result<(), String> {
-    let (config, store) = open()?;
+    let (config, store) = open_existing()?;
     let mut conn = store.connection().map_err(|e| e.to_string())?;
     let removed = conn
         .remove_demo(audit::CLI, config.retention)
@@ -741,7 +769,7 @@ fn copy_to(url: &str) -> Result<(), String> {
             "copy-to: {target} is not a PostgreSQL URL (postgres://USER:PASSWORD@HOST/DB)"
         ));
     };
-    let (config, store) = open()?;
+    let (config, store) = open_existing()?;
     let db = sqlite_only(&store, "copy-to")?;
     let summary = crate::store::postgres::copy::from_sqlite(db, &url, &config.hasher)
         .map_err(|e| crate::logging::mask_secrets(&e))?;
@@ -756,7 +784,7 @@ fn copy_to(url: &str) -> Result<(), String> {
 }
 
 fn backup(path: &std::path::Path, force: bool) -> Result<(), String> {
-    let (_, store) = open()?;
+    let (_, store) = open_existing()?;
     if let Some(pg) = store.postgres() {
         // The copy of a PostgreSQL database is PostgreSQL's own tool's job: say exactly what
         // to run (the URL without its password, which pg_dump takes from PGPASSWORD or
@@ -841,7 +869,7 @@ fn show_audit(
     since: Option<&str>,
     limit: usize,
 ) -> Result<(), String> {
-    let (_, db) = open()?;
+    let (_, db) = open_existing()?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     let entries = conn
         .audit(kind, customer, since, limit)
@@ -856,7 +884,12 @@ fn show_audit(
 }
 
 fn keys(command: KeysCommand) -> Result<(), String> {
-    let (_, db) = open()?;
+    // A key may be made before the first start (the package's install steps); listing or
+    // revoking needs the database that exists.
+    let (config, db) = match command {
+        KeysCommand::Create { .. } => open()?,
+        _ => open_existing()?,
+    };
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     match command {
         KeysCommand::Create {
@@ -876,13 +909,15 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             let key = apikey::create_with(&mut *conn, &name, scope, options)
                 .map_err(|e| e.to_string())?;
             eprintln!(
-                "Created {} API key {name:?}{}. Copy it now: it is not stored and cannot be shown again.",
+                "Created {} API key {name:?}{} in {}. Copy it now: it is not stored and cannot be \
+                 shown again.",
                 scope.as_str(),
                 if forwards_client_address {
                     " (forwards the client address)"
                 } else {
                     ""
-                }
+                },
+                config.database
             );
             println!("{}", key.expose());
         }
@@ -972,7 +1007,7 @@ fn limit_subjects(id: i64) -> [String; 2] {
 }
 
 fn limits(who: Option<&str>) -> Result<(), String> {
-    let (config, store) = open()?;
+    let (config, store) = open_existing()?;
     let mut conn = store.connection().map_err(|e| e.to_string())?;
     let (max, window) = (config.login_max_failures, config.login_window);
     match who {
@@ -1009,7 +1044,7 @@ fn limits(who: Option<&str>) -> Result<(), String> {
 }
 
 fn unlock(who: &str) -> Result<(), String> {
-    let (config, store) = open()?;
+    let (config, store) = open_existing()?;
     let mut conn = store.connection().map_err(|e| e.to_string())?;
     let found = find_customer(&mut conn, who)?;
     let subjects = limit_subjects(found.clcleunik);
@@ -1025,7 +1060,7 @@ fn unlock(who: &str) -> Result<(), String> {
 }
 
 fn passwd(who: &str) -> Result<(), String> {
-    let (config, db) = open()?;
+    let (config, db) = open_existing()?;
     let mut conn = db.connection().map_err(|e| e.to_string())?;
     // Find the customer first, so nobody types a password for nothing.
     let found = find_customer(&mut conn, who)?;

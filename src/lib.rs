@@ -82,6 +82,7 @@ fn init_logging(figment: &Figment) {
 /// `clientele copy-to` or `import`).
 fn open_store(config: &Config, seed: Seed) -> Result<Store, StartupError> {
     if let Some(path) = config.database.file() {
+        refuse_a_lost_database(path, config)?;
         copy_before_upgrade(path)?;
     }
     let (store, report) = Store::open(&config.database, &config.hasher)?;
@@ -115,6 +116,116 @@ fn open_store(config: &Config, seed: Seed) -> Result<Store, StartupError> {
         }
     }
     Ok(store)
+}
+
+/// Refuses to start afresh where a shop's database was: a file of 0 bytes (a copy or a
+/// restore that failed; SQLite would take it for a new, empty database), or no file where
+/// backups of one, copies taken before an upgrade, or its write-ahead log lie. A typo in
+/// `database` or a deleted file would otherwise bring up a new shop (the demo customers and
+/// their published passwords, no keys), and its scheduled backups would start pruning the
+/// real ones.
+fn refuse_a_lost_database(path: &std::path::Path, config: &Config) -> Result<(), StartupError> {
+    let side = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let bytes = |file: &std::path::Path| std::fs::metadata(file).map(|meta| meta.len()).ok();
+    match bytes(path) {
+        Some(0) if bytes(&side("-wal")).unwrap_or(0) == 0 => {
+            return Err(StartupError::database(
+                path,
+                "is empty (0 bytes), so it holds no customers and no keys: a copy or a \
+                 restore that failed? Restore it from a backup (README, \"Backup and \
+                 restore\"), or delete it to start a new database",
+            ));
+        }
+        Some(_) => return Ok(()),
+        None if path.symlink_metadata().is_ok() => return Ok(()),
+        None => {}
+    }
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut evidence = Vec::new();
+    let mut backup_folders = vec![folder.join("backups")];
+    if let Some(schedule) = &config.operations.backups {
+        backup_folders.insert(0, schedule.folder.clone());
+    }
+    backup_folders.dedup_by(|a, b| same_folder(a, b));
+    let mut newest_backup: Option<std::path::PathBuf> = None;
+    for backups in backup_folders {
+        let Ok(entries) = std::fs::read_dir(&backups) else {
+            continue;
+        };
+        let mut copies: Vec<std::path::PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|file| {
+                file.file_name()
+                    .is_some_and(|name| backup::is_copy_name(&name.to_string_lossy()))
+            })
+            .collect();
+        if copies.is_empty() {
+            continue;
+        }
+        copies.sort();
+        evidence.push(format!(
+            "{} holds {} backup(s)",
+            backups.display(),
+            copies.len()
+        ));
+        if newest_backup.is_none() {
+            newest_backup = copies.pop();
+        }
+    }
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned());
+    if let (Some(name), Ok(entries)) = (name, std::fs::read_dir(&folder)) {
+        let before = format!("{name}.before-v");
+        if entries
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name().to_string_lossy().starts_with(&before))
+        {
+            evidence.push(format!(
+                "a copy taken before an upgrade ({name}.before-v...) is beside it"
+            ));
+        }
+    }
+    if bytes(&side("-wal")).unwrap_or(0) > 0 {
+        evidence.push("its write-ahead log (-wal) is still there".into());
+    }
+    if evidence.is_empty() {
+        return Ok(());
+    }
+    let restore = match newest_backup {
+        Some(newest) => format!(
+            "restore the newest backup (`cp {} {}`)",
+            newest.display(),
+            path.display()
+        ),
+        None => "restore it from a backup".into(),
+    };
+    Err(StartupError::database(
+        path,
+        format!(
+            "does not exist, but {}: a shop's database was here. If it was deleted or moved, \
+             {restore}; if `database` has a typo, correct it. Nothing was created: to start \
+             a new database here anyway, move those files elsewhere first",
+            evidence.join(", and ")
+        ),
+    ))
+}
+
+/// Whether two paths name the same folder (one may be relative, or through a link).
+fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 /// The largest SQLite file copied before a schema upgrade; a larger one is upgraded with a

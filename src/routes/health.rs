@@ -25,7 +25,7 @@ async fn get_health(
             {
                 log::error!("health check failed: {cause}");
                 "The database file is damaged, deleted or replaced (the server log says which): \
-                 restore it, or restart the server"
+                 restore it from a backup, then restart the server"
                     .to_owned()
             }
             other => {

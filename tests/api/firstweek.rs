@@ -182,6 +182,7 @@ fn a_backup_into_a_missing_folder_says_which_folder() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     let missing = dir.path().join("no-such-folder").join("b.db");
+    create_empty_database(&db);
     let out = binary()
         .env(
             "ROCKET_DATABASE",
@@ -259,7 +260,7 @@ fn a_read_only_data_folder_is_named_as_the_folder_not_the_file() {
                 "ROCKET_DATABASE",
                 crate::helpers::resolve(&data.join("shop.db"), crate::helpers::Start::Empty),
             )
-            .args(["keys", "list"])
+            .args(["keys", "create", "webshop"])
             .output()
             .unwrap();
         assert!(made.status.success(), "{}", stderr(&made));
@@ -267,13 +268,17 @@ fn a_read_only_data_folder_is_named_as_the_folder_not_the_file() {
             let _ = std::fs::remove_file(data.join(format!("shop.db{suffix}")));
         }
     });
-    for db in [data.join("shop.db"), data.join("new.db")] {
+    // (A tool that lists needs the database; one that makes a key may create it.)
+    for (db, args) in [
+        (data.join("shop.db"), &["keys", "list"][..]),
+        (data.join("new.db"), &["keys", "create", "webshop"][..]),
+    ] {
         let out = binary()
             .env(
                 "ROCKET_DATABASE",
                 crate::helpers::resolve(&db, crate::helpers::Start::Empty),
             )
-            .args(["keys", "list"])
+            .args(args)
             .output()
             .unwrap();
         assert!(!out.status.success());
@@ -575,7 +580,7 @@ fn the_readmes_erp_lines_pasted_into_the_shipped_rocket_toml_are_read() {
             "ROCKET_DATABASE",
             crate::helpers::resolve(&dir.path().join("shop.db"), crate::helpers::Start::Empty),
         )
-        .args(["keys", "list"])
+        .args(["keys", "create", "webshop"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -620,22 +625,44 @@ fn an_import_reports_every_bad_row_not_only_the_first_and_writes_nothing() {
 }
 
 #[test]
-fn a_tool_run_on_a_missing_database_never_brings_the_demo_customers_back() {
+fn a_tool_run_on_a_missing_database_refuses_or_creates_it_empty_never_with_demo_customers() {
     if !sqlite_only("a missing database file") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     quick_start(&db);
-    std::fs::remove_file(&db).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let copy = dir.path().join("nightly.db");
 
-    let listed = cli(&db, &["keys", "list"]);
+    // A tool that reads what is there (a nightly backup, an export, a key list) refuses:
+    // run from the wrong folder, it must not "succeed" on a new, empty database.
+    for args in [
+        vec!["keys", "list"],
+        vec!["export"],
+        vec!["backup", copy.to_str().unwrap()],
+        vec!["audit"],
+        vec!["limits"],
+    ] {
+        let refused = cli(&db, &args);
+        assert!(!refused.status.success(), "{args:?}");
+        let said = stderr(&refused);
+        assert!(said.contains("does not exist"), "{args:?}: {said}");
+        assert!(said.contains("current folder"), "{args:?}: {said}");
+        assert!(refused.stdout.is_empty(), "{args:?}");
+        assert!(!db.exists() && !copy.exists(), "{args:?} created a file");
+    }
 
-    assert!(listed.status.success(), "{}", stderr(&listed));
+    // Making a key may come first (the package's install steps): an empty database, said so.
+    let created = cli(&db, &["keys", "create", "webshop"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let said = stderr(&created);
+    assert!(said.contains("did not exist: created it, empty"), "{said}");
     assert!(
-        stderr(&listed).contains("did not exist: created it, empty"),
-        "{}",
-        stderr(&listed)
+        said.contains(db.to_str().unwrap()),
+        "names the database: {said}"
     );
     let count: i64 = rusqlite::Connection::open(&db)
         .unwrap()
@@ -1080,4 +1107,95 @@ fn another_program_reading_the_database_after_health_never_splits_the_server_fro
         String::from_utf8_lossy(&exported.stdout).contains("after-health@shop.be"),
         "the server wrote somewhere the tools do not see"
     );
+}
+
+#[test]
+fn a_deleted_mistyped_or_empty_database_beside_its_backups_is_refused_not_replaced_by_a_demo() {
+    if !sqlite_only("a SQLite file and its backups") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let backups = dir.path().join("backups");
+    let scheduled = [
+        ("ROCKET_BACKUP_DIR", backups.to_str().unwrap()),
+        ("ROCKET_SEED_DEMO", "true"),
+    ];
+    // A shop with a key and its first scheduled backup.
+    let server = Server::start(&db, &scheduled);
+    let key = create_key(&db, "webshop");
+    let backed_up = || {
+        std::fs::read_dir(&backups).is_ok_and(|entries| {
+            entries.filter_map(Result::ok).any(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.starts_with("clientele-") && name.ends_with(".db")
+            })
+        })
+    };
+    assert!(eventually(std::time::Duration::from_secs(10), backed_up));
+    drop(server);
+    let copies = || std::fs::read_dir(&backups).unwrap().count();
+    let kept = copies();
+    // (Under `timeout`: a server that starts when it must not still ends the test.)
+    let serve = |database: &std::path::Path| {
+        let output = std::process::Command::new("timeout")
+            .args(["-s", "KILL", "20"])
+            .arg(env!("CARGO_BIN_EXE_clientele"))
+            .arg("serve")
+            .current_dir(root())
+            .env("ROCKET_DATABASE", database)
+            .env("ROCKET_PORT", "0")
+            .env("ROCKET_BACKUP_DIR", &backups)
+            .env("ROCKET_SEED_DEMO", "true")
+            .output()
+            .unwrap();
+        (output.status.code(), stderr(&output))
+    };
+
+    // The file deleted (with its side files), or `database` mistyped: no new demo shop, no
+    // backup pruned; the message says which backup to restore, and how.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let typo = dir.path().join("shopp.db");
+    for database in [&db, &typo] {
+        let (code, said) = serve(database);
+        assert_eq!(code, Some(78), "{said}");
+        assert!(said.contains("does not exist"), "{said}");
+        assert!(said.contains(backups.to_str().unwrap()), "{said}");
+        assert!(said.contains("cp "), "{said}");
+        assert!(!database.exists(), "nothing created");
+        assert_eq!(copies(), kept, "no backup taken or pruned");
+    }
+    // Nor does a tool that could create one.
+    let created = cli(&db, &["keys", "create", "another"]);
+    assert!(!created.status.success());
+    assert!(!db.exists());
+
+    // Restored as it says: the shop is back, its key with it.
+    let said = serve(&db).1;
+    let command = said
+        .split('`')
+        .find(|part| part.starts_with("cp "))
+        .unwrap();
+    let newest = command.split(' ').nth(1).unwrap();
+    std::fs::copy(newest, &db).unwrap();
+    let restored = Server::start(&db, &[]);
+    let listed = restored.request(
+        "GET",
+        "/CUSTOMER/LIST/?id_client=1",
+        &[("X-API-Key", &key)],
+        "",
+    );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    drop(restored);
+
+    // A file of 0 bytes (a copy that failed) is no database, whatever is beside it.
+    let empty = tempfile::tempdir().unwrap();
+    let zero = empty.path().join("zero.db");
+    std::fs::write(&zero, b"").unwrap();
+    let (code, said) = serve(&zero);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(said.contains("0 bytes"), "{said}");
+    assert_eq!(std::fs::metadata(&zero).unwrap().len(), 0, "left as it was");
 }

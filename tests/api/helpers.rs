@@ -966,3 +966,24 @@ pub fn with_store<T>(db: &Path, work: impl FnOnce(&mut dyn clientele::store::Bac
     let mut conn = store.connection().unwrap();
     work(&mut *conn)
 }
+
+/// Makes `db` a database with the schema and nothing in it, as an import of an empty list
+/// does (the read-only tools refuse a database that does not exist).
+pub fn create_empty_database(db: &Path) {
+    let mut child = binary()
+        .args(["import", "-", "--format", "json"])
+        .env("ROCKET_DATABASE", resolve(db, Start::Empty))
+        .env("ROCKET_SEED_DEMO", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"[]").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

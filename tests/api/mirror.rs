@@ -265,16 +265,7 @@ fn answer(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16,
 fn empty_database() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mirror.db");
-    let output = binary()
-        .args(["keys", "list"])
-        .env(
-            "ROCKET_DATABASE",
-            crate::helpers::resolve(&db, crate::helpers::Start::Empty),
-        )
-        .env("ROCKET_SEED_DEMO", "false")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    crate::helpers::create_empty_database(&db);
     (dir, db)
 }
 

@@ -442,6 +442,9 @@ fn backups_are_taken_on_schedule_private_and_pruned_and_a_failure_is_reported_no
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
+    // The shop exists before its backups (start-up refuses to create a database beside
+    // backups of one: it was deleted or mistyped).
+    Server::start(&db, &[]).stop();
     let folder = dir.path().join("backups");
     std::fs::create_dir(&folder).unwrap();
     // Two old copies and a file of the owner's: with backup_keep = 2, the oldest copy goes.
@@ -520,7 +523,9 @@ fn backups_are_taken_on_schedule_private_and_pruned_and_a_failure_is_reported_no
     // A folder that cannot be made (a file stands there): logged, reported, still serving.
     let blocked = dir.path().join("blocked");
     std::fs::write(&blocked, b"a file").unwrap();
-    let db2 = dir.path().join("d.db");
+    // (Another folder: a new database beside the first one's backups would be refused.)
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    let db2 = dir.path().join("other").join("d.db");
     let server = Server::start(&db2, &[("ROCKET_BACKUP_DIR", blocked.to_str().unwrap())]);
     assert!(eventually(Duration::from_secs(10), || server
         .log()

@@ -477,6 +477,7 @@ fn bad_files_and_paths_are_one_clear_line_and_a_non_zero_exit() {
     let db = dir.path().join("shop.db");
     let neither = dir.path().join("notes.txt");
     std::fs::write(&neither, "just some notes\nnothing else\n").unwrap();
+    create_empty_database(&db);
     let cases: Vec<(Vec<String>, &Path, &str)> = vec![
         (
             vec!["import".into(), "/no/such/file.csv".into()],
