@@ -893,3 +893,75 @@ fn an_export_without_format_follows_the_file_name_and_the_csv_options() {
     let piped = String::from_utf8(piped.stdout).unwrap();
     assert!(piped.starts_with("clcleunik;customerNumber;"), "{piped}");
 }
+
+/// The counts of an import's summary line: inserted, updated, deleted, unchanged.
+fn counts(output: &std::process::Output) -> String {
+    let text = stderr(output);
+    let start = text
+        .find(" inserted")
+        .and_then(|end| text[..end].rfind(": "));
+    let end = text.find(" unchanged");
+    match (start, end) {
+        (Some(start), Some(end)) => text[start + 2..end + " unchanged".len()].to_owned(),
+        _ => panic!("no summary line: {text}"),
+    }
+}
+
+#[test]
+fn a_dry_run_counts_password_changes_exactly_as_the_import_then_makes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let bcrypt = bcrypt::hash("from-php", 4)
+        .unwrap()
+        .replacen("$2b$", "$2y$", 1);
+    // 102 has no password; the others have one: typed (hashed here), or an old bcrypt hash.
+    let first = format!(
+        "clcleunik;email;password\n\
+         102;zweite@example.be;\n\
+         103;dritte@example.be;Gleiche-Sonnenblume-33\n\
+         104;vierte@example.be;Erste-Sonnenblume-44\n\
+         105;fuenfte@example.be;{bcrypt}\n\
+         106;sechste@example.be;Alte-Sonnenblume-66\n"
+    );
+    run(&db, &["import", "-"], &first);
+    let before = dump(&db);
+    // 102 gets one, 104 loses hers, 106 gets another; 103 (the same plain text) and 105 (the
+    // same hash) keep theirs.
+    let second = format!(
+        "clcleunik;email;password\n\
+         102;zweite@example.be;Andere-Sonnenblume-77\n\
+         103;dritte@example.be;Gleiche-Sonnenblume-33\n\
+         104;vierte@example.be;\n\
+         105;fuenfte@example.be;{bcrypt}\n\
+         106;sechste@example.be;Neue-Sonnenblume-66\n"
+    );
+
+    let dry = run(&db, &["import", "-", "--dry-run"], &second);
+    assert_eq!(dump(&db), before, "a dry run writes nothing");
+    let real = run(&db, &["import", "-"], &second);
+
+    assert_eq!(
+        counts(&dry),
+        "0 inserted, 3 updated, 0 deleted, 2 unchanged"
+    );
+    assert_eq!(counts(&real), counts(&dry), "{}", stderr(&real));
+    let hashes = stored_hashes(&db);
+    assert!(hashes[0]
+        .as_deref()
+        .is_some_and(|h| h.starts_with("$argon2id$")));
+    assert_eq!(hashes[2], None, "104's password cleared");
+    assert_eq!(hashes[3], Some(bcrypt), "105's hash kept as it was");
+    // The import's audit entry counts the password-only changes as updates.
+    let audit = run(&db, &["audit"], "");
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.contains("5 rows: 0 inserted, 3 updated, 0 deleted, 2 unchanged"),
+        "{audit}"
+    );
+    // Done: the same file again changes nothing, and the dry run says so.
+    let again = run(&db, &["import", "-", "--dry-run"], &second);
+    assert_eq!(
+        counts(&again),
+        "0 inserted, 0 updated, 0 deleted, 5 unchanged"
+    );
+}
