@@ -302,8 +302,9 @@ fn check(
         let record = match record {
             Ok(record) => record,
             Err(error) => {
-                // A file the reader cannot get past repeats its line: no use going on.
-                let stuck = bad.last().is_some_and(|last| last.line == error.line);
+                // A file the reader cannot get past repeats its error: no use going on. (A
+                // row with several bad values gives one error for each, on the same line.)
+                let stuck = bad.last() == Some(&error);
                 if !stuck {
                     bad.push(error);
                 }

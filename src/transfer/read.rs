@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{record_error, record_from_fields, Record, RecordError};
+use super::{each_error, record_error, record_from_fields, Record, RecordError};
 use crate::customer::Field;
 
 /// The old API's envelope (also what `clientele export` writes).
@@ -53,20 +53,22 @@ pub fn parse_json(text: &str) -> Result<Vec<Record>, RecordError> {
     let (mut counted_to, mut line) = (0, 1);
     let records = items
         .into_iter()
-        .map(|raw| {
+        .flat_map(|raw| {
             // The raw value borrows from `text`, so its address says where it starts.
             let offset = (raw.get().as_ptr() as usize)
                 .saturating_sub(text.as_ptr() as usize)
                 .clamp(counted_to, text.len());
             line += text[counted_to..offset].matches('\n').count();
             counted_to = offset;
-            let object: serde_json::Map<String, Value> = serde_json::from_str(raw.get())
-                .map_err(|_| record_error(line, "", "expected a customer object"))?;
-            let fields = object
-                .into_iter()
-                .map(|(name, value)| (name, json_scalar(value)))
-                .collect::<Vec<_>>();
-            record_from_fields(line, fields)
+            let record = serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
+                .map_err(|_| vec![record_error(line, "", "expected a customer object")])
+                .and_then(|object| {
+                    let fields = object
+                        .into_iter()
+                        .map(|(name, value)| (name, json_scalar(value)));
+                    record_from_fields(line, fields)
+                });
+            each_error(record)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(records)
@@ -256,7 +258,7 @@ pub fn csv_records(
     }
     let mut row = csv::StringRecord::new();
     let mut failed = false;
-    Ok(Box::new(std::iter::from_fn(move || loop {
+    let rows = std::iter::from_fn(move || loop {
         if failed {
             return None;
         }
@@ -264,7 +266,7 @@ pub fn csv_records(
             Ok(false) => return None,
             Err(error) => {
                 failed = true;
-                return Some(Err(csv_error(error)));
+                return Some(Err(vec![csv_error(error)]));
             }
             Ok(true) if row.iter().all(|cell| cell.trim().is_empty()) => continue,
             Ok(true) => {
@@ -278,7 +280,8 @@ pub fn csv_records(
                 return Some(record_from_fields(line, fields));
             }
         }
-    })))
+    });
+    Ok(Box::new(rows.flat_map(each_error)))
 }
 
 /// A CSV cell without the `'` that `clientele export` puts before what a spreadsheet would
@@ -557,7 +560,7 @@ impl<'de> serde::de::Visitor<'de> for Customers<'_> {
             let inside = raw.get().matches('\n').count();
             let line = (self.lines.get() + 1).saturating_sub(inside).max(1);
             let record = serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
-                .map_err(|_| record_error(line, "", "expected a customer object"))
+                .map_err(|_| vec![record_error(line, "", "expected a customer object")])
                 .and_then(|object| {
                     let fields = object
                         .into_iter()
@@ -565,8 +568,10 @@ impl<'de> serde::de::Visitor<'de> for Customers<'_> {
                     record_from_fields(line, fields)
                 });
             // A bad value ends nothing (see `csv_records`); a reader that stopped listening does.
-            if self.sender.send(record).is_err() {
-                return Err(A::Error::custom(STOPPED));
+            for outcome in each_error(record) {
+                if self.sender.send(outcome).is_err() {
+                    return Err(A::Error::custom(STOPPED));
+                }
             }
         }
         Ok(())

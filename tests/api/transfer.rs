@@ -965,3 +965,59 @@ fn a_dry_run_counts_password_changes_exactly_as_the_import_then_makes_them() {
         "0 inserted, 0 updated, 0 deleted, 5 unchanged"
     );
 }
+
+#[test]
+fn every_bad_value_of_every_row_is_reported_in_one_run() {
+    let app = spawn_app();
+    let before = dump(&app.db);
+    let file = app.dir.path().join("sheet.csv");
+    std::fs::write(
+        &file,
+        "clcleunik;email;addedDate;webRemise;showPrice\n\
+         301;a@x.be;14/03/2023;10%;OUI\n\
+         302;b@x.be;2023-03-14;10;1\n\
+         303;c@x.be;2023-13-01;5;peut-être\n",
+    )
+    .unwrap();
+
+    let output = run_expecting_failure(&app.db, &["import", file.to_str().unwrap()], "");
+
+    let message = stderr(&output);
+    let lines: Vec<&str> = message.trim().lines().collect();
+    assert_eq!(
+        lines.len(),
+        6,
+        "five bad values and the count line: {message}"
+    );
+    for expected in [
+        "sheet.csv:2: addedDate: ",
+        "sheet.csv:2: webRemise: ",
+        "sheet.csv:2: showPrice: ",
+        "sheet.csv:4: addedDate: ",
+        "sheet.csv:4: showPrice: ",
+    ] {
+        assert!(
+            lines.iter().any(|line| line.contains(expected)),
+            "{expected} missing: {message}"
+        );
+    }
+    assert!(
+        lines[5].contains("5 bad values; nothing imported"),
+        "{message}"
+    );
+    assert_eq!(dump(&app.db), before);
+
+    // Still at most 20, with word that there may be more.
+    let mut sheet = String::from("clcleunik;addedDate;webRemise;showPrice\n");
+    for row in 0..10 {
+        sheet.push_str(&format!("{};14/03/2023;10%;OUI\n", 400 + row));
+    }
+    let output = run_expecting_failure(&app.db, &["import", "-", "--format", "csv"], &sheet);
+    let message = stderr(&output);
+    assert_eq!(message.trim().lines().count(), 21, "{message}");
+    assert!(
+        message.contains("20 bad values (the first ones"),
+        "{message}"
+    );
+    assert_eq!(dump(&app.db), before);
+}
