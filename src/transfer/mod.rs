@@ -9,6 +9,7 @@
 pub mod import;
 pub mod read;
 
+use std::collections::HashSet;
 use std::fmt;
 
 use rusqlite::Connection;
@@ -89,7 +90,8 @@ pub(crate) fn record_error(line: usize, field: &str, message: impl Into<String>)
 }
 
 /// Builds a record from `(name, text)` pairs, checking each value against its field's rules.
-/// A `None` value is a nested JSON object or array, which no field accepts. A bad record
+/// A `None` value is a nested JSON object or array, which no field accepts; a name given
+/// twice (a JSON key: a CSV header refuses a column given twice) is refused. A bad record
 /// gives every bad value it has, in the order of its fields (never none), so that one run
 /// finds them all; the readers hand each over as an error of its own ([`each_error`]).
 pub fn record_from_fields(
@@ -100,7 +102,15 @@ pub fn record_from_fields(
     let mut password = PasswordInput::Absent;
     let mut present = FieldSet::default();
     let mut bad = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut repeated: HashSet<String> = HashSet::new();
     for (name, value) in fields {
+        if !seen.insert(name.clone()) {
+            if repeated.insert(name.clone()) {
+                bad.push(record_error(line, &name, "given more than once"));
+            }
+            continue;
+        }
         let Some(value) = value else {
             bad.push(record_error(
                 line,
@@ -191,6 +201,10 @@ mod tests {
     fn unknown_fields_and_duplicate_keys_are_refused() {
         let unknown = parse_json(r#"[{"clcleunik":1,"nickname":"x"}]"#).unwrap_err();
         assert_eq!(unknown.field, "nickname");
+        let key_twice = parse_json(r#"[{"clcleunik":1,"email":"a@x.be","clcleunik":2}]"#);
+        let key_twice = key_twice.unwrap_err();
+        assert_eq!(key_twice.field, "clcleunik");
+        assert_eq!(key_twice.message, "given more than once");
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(&format!(
             "CREATE TABLE customer ({COLUMNS}, password_hash, updated_at);

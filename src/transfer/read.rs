@@ -60,18 +60,49 @@ pub fn parse_json(text: &str) -> Result<Vec<Record>, RecordError> {
                 .clamp(counted_to, text.len());
             line += text[counted_to..offset].matches('\n').count();
             counted_to = offset;
-            let record = serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
-                .map_err(|_| vec![record_error(line, "", "expected a customer object")])
-                .and_then(|object| {
-                    let fields = object
-                        .into_iter()
-                        .map(|(name, value)| (name, json_scalar(value)));
-                    record_from_fields(line, fields)
-                });
-            each_error(record)
+            each_error(json_customer(line, raw.get()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(records)
+}
+
+/// One customer object of a JSON file, checked (starting on `line`).
+fn json_customer(line: usize, text: &str) -> Result<Record, Vec<RecordError>> {
+    let Fields(fields) = serde_json::from_str(text)
+        .map_err(|_| vec![record_error(line, "", "expected a customer object")])?;
+    let fields = fields
+        .into_iter()
+        .map(|(name, value)| (name, json_scalar(value)));
+    record_from_fields(line, fields)
+}
+
+/// A customer object's keys and values in the file's order. A key given twice is kept
+/// twice, for [`record_from_fields`] to refuse: a map would keep only the last one, and
+/// `{"clcleunik":1,"clcleunik":2}` would import customer 2 without a word.
+struct Fields(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a customer object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some(entry) = map.next_entry::<String, Value>()? {
+            fields.push(entry);
+        }
+        Ok(Fields(fields))
+    }
 }
 
 /// The file formats `clientele import` reads.
@@ -458,8 +489,16 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         use serde::de::Error;
-        let mut found = false;
+        let (mut found, mut success) = (false, false);
         while let Some(key) = map.next_key::<String>()? {
+            let twice = match key.as_str() {
+                "success" => std::mem::replace(&mut success, true),
+                "result" => found,
+                _ => false,
+            };
+            if twice {
+                return Err(given_twice(self.sender, self.lines, &key));
+            }
             match key.as_str() {
                 "success" => {
                     let value: Value = map.next_value()?;
@@ -489,6 +528,20 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
     }
 }
 
+/// The envelope's own key given twice (`result`, `customer`, `success`): refused, naming it,
+/// rather than reading the customers of both (or keeping the last). Sends the error and
+/// stops the parse.
+fn given_twice<E: serde::de::Error>(
+    sender: &Sender,
+    lines: &std::cell::Cell<usize>,
+    key: &str,
+) -> E {
+    // The parser has just read the key: the line ends counted so far are before it.
+    let error = record_error(lines.get() + 1, key, "given more than once");
+    let _ = sender.send(Err(error));
+    E::custom(STOPPED)
+}
+
 /// `"result": {"customer": [...]}`.
 struct Result_<'a> {
     sender: &'a Sender,
@@ -513,6 +566,9 @@ impl<'de> serde::de::Visitor<'de> for Result_<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut found = false;
         while let Some(key) = map.next_key::<String>()? {
+            if key == "customer" && found {
+                return Err(given_twice(self.sender, self.lines, &key));
+            }
             if key == "customer" {
                 map.next_value_seed(Customers {
                     sender: self.sender,
@@ -559,14 +615,7 @@ impl<'de> serde::de::Visitor<'de> for Customers<'_> {
             // less the line ends inside it.
             let inside = raw.get().matches('\n').count();
             let line = (self.lines.get() + 1).saturating_sub(inside).max(1);
-            let record = serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
-                .map_err(|_| vec![record_error(line, "", "expected a customer object")])
-                .and_then(|object| {
-                    let fields = object
-                        .into_iter()
-                        .map(|(name, value)| (name, json_scalar(value)));
-                    record_from_fields(line, fields)
-                });
+            let record = json_customer(line, raw.get());
             // A bad value ends nothing (see `csv_records`); a reader that stopped listening does.
             for outcome in each_error(record) {
                 if self.sender.send(outcome).is_err() {

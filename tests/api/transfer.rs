@@ -967,6 +967,44 @@ fn a_dry_run_counts_password_changes_exactly_as_the_import_then_makes_them() {
 }
 
 #[test]
+fn a_key_given_twice_in_a_json_customer_or_envelope_is_refused_and_nothing_written() {
+    let app = spawn_app();
+    let before = dump(&app.db);
+    let refused = [
+        (
+            "[{\"clcleunik\":1,\"clcleunik\":2,\"email\":\"a@x.com\"}]",
+            ":1: clcleunik: given more than once",
+        ),
+        (
+            "[\n{\"clcleunik\":7},\n{\"clcleunik\":8,\"city\":\"Gent\",\n\"city\":\"Liège\"}]",
+            ":3: city: given more than once",
+        ),
+        (
+            "{\"result\":{\"customer\":[{\"clcleunik\":7}]},\n\"result\":{\"customer\":[]}}",
+            ":2: result: given more than once",
+        ),
+        (
+            "{\"result\":{\"customer\":[{\"clcleunik\":7}],\n\"customer\":[{\"clcleunik\":8}]}}",
+            ":2: customer: given more than once",
+        ),
+    ];
+    for (text, expected) in refused {
+        let file = app.dir.path().join("twice.json");
+        std::fs::write(&file, text).unwrap();
+
+        let output = run_expecting_failure(&app.db, &["import", file.to_str().unwrap()], "");
+
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("twice.json{expected}")),
+            "{text}: {message}"
+        );
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert_eq!(dump(&app.db), before, "{text}");
+    }
+}
+
+#[test]
 fn every_bad_value_of_every_row_is_reported_in_one_run() {
     let app = spawn_app();
     let before = dump(&app.db);
