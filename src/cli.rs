@@ -51,9 +51,9 @@ pub enum Command {
     ///
     /// Customers are inserted or updated by clcleunik. Plain-text passwords are hashed with
     /// Argon2id; existing Argon2 or bcrypt hashes are kept; an empty password means none. The
-    /// whole file is checked first: the first bad value stops the import with FILE:LINE and
-    /// nothing is written. Safe while `clientele serve` runs: it serves the new data as soon
-    /// as the import commits.
+    /// whole file is checked first: every bad value (the first 20) is reported with FILE:LINE
+    /// and its field, and nothing is written. Safe while `clientele serve` runs: it serves the
+    /// new data as soon as the import commits.
     Import {
         /// The file, or - for standard input.
         file: String,

@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::auth::{PasswordHasher, Secret, Verdict};
+use crate::customer::Customer;
 use crate::store::{Backend, ImportRow, ImportTx, RowWrite, StoredCustomer};
 use crate::transfer::{record_error, PasswordInput, Record, RecordError, Records};
 
@@ -104,6 +105,81 @@ enum PasswordWrite {
     Set(Option<String>),
 }
 
+impl PasswordWrite {
+    /// Whether writing this leaves `stored`'s password as it is.
+    fn keeps(&self, stored: &StoredCustomer) -> bool {
+        match self {
+            PasswordWrite::Keep => true,
+            PasswordWrite::Set(hash) => stored.hash == *hash,
+        }
+    }
+}
+
+/// Whether a row of the file changes the customer stored under its key: the one rule that
+/// the write follows ([`row_write`]) and that a dry run counts by (before any hashing, with
+/// `keeps_password` said from the file and a verification: see [`Comparison::compare`]).
+#[derive(Clone, Copy)]
+enum Change {
+    Insert,
+    Update,
+    Unchanged,
+}
+
+fn change(stored: Option<&Customer>, customer: &Customer, keeps_password: bool) -> Change {
+    match stored {
+        None => Change::Insert,
+        Some(stored) if *stored == *customer && keeps_password => Change::Unchanged,
+        Some(_) => Change::Update,
+    }
+}
+
+impl Summary {
+    fn count(&mut self, change: Change) {
+        match change {
+            Change::Insert => self.inserted += 1,
+            Change::Update => self.updated += 1,
+            Change::Unchanged => self.unchanged += 1,
+        }
+    }
+}
+
+/// What the write pass writes for a row, by [`change`]'s rule.
+fn row_write(
+    stored: Option<&StoredCustomer>,
+    customer: &Customer,
+    password: PasswordWrite,
+) -> RowWrite {
+    let keeps = stored.is_some_and(|stored| password.keeps(stored));
+    match (
+        change(stored.map(|s| &s.customer), customer, keeps),
+        password,
+    ) {
+        (Change::Insert, PasswordWrite::Keep) => RowWrite::Insert(None),
+        (Change::Insert, PasswordWrite::Set(hash)) => RowWrite::Insert(hash),
+        (Change::Unchanged, _) => RowWrite::Unchanged,
+        (Change::Update, PasswordWrite::Keep) => RowWrite::Update,
+        (Change::Update, PasswordWrite::Set(hash)) => RowWrite::UpdateWithPassword(hash),
+    }
+}
+
+/// Whether a plain-text password is the one `hash` holds (never true without a hash). The
+/// import keeps such a hash; a dry run counts the row as the import will.
+fn verifies(hasher: &PasswordHasher, secret: &Secret, hash: Option<&str>) -> bool {
+    hash.is_some_and(|hash| matches!(hasher.verify(secret, Some(hash)), Verdict::Valid { .. }))
+}
+
+/// A plain-text password of the file, to hash in the first pass (and first to verify against
+/// the stored hash, if any).
+struct Plain {
+    index: usize,
+    secret: Secret,
+    /// The stored hash to verify it against first (none for a sync: its digest decided).
+    hash: Option<String>,
+    /// Whether the row leaves the stored customer's fields as they are: with `hash`, the
+    /// row is counted (unchanged or updated) once the password is verified.
+    same_fields: bool,
+}
+
 /// The first pass over a file: every value checked, each key once, counted; and the plain-text
 /// passwords hashed (in parallel, before any lock is taken), keyed by their row.
 struct Checked {
@@ -120,7 +196,7 @@ struct Comparison<'a> {
     known: Option<&'a dyn KnownPasswords>,
     /// How many of the file's customers are stored (demo customers not counted).
     existing: usize,
-    plain: Vec<(usize, Secret, Option<String>)>,
+    plain: Vec<Plain>,
     passwords: HashMap<usize, PasswordWrite>,
     digests: HashMap<usize, [u8; 32]>,
     summary: Summary,
@@ -146,28 +222,50 @@ impl Comparison<'_> {
                 false => stored.get(&id),
             };
             self.existing += usize::from(current.is_some());
-            match current {
-                None => self.summary.inserted += 1,
-                Some(stored) if stored.customer == record.merged(Some(&stored.customer)) => {
-                    self.summary.unchanged += 1;
-                }
-                Some(_) => self.summary.updated += 1,
-            }
-            if let PasswordInput::Plain(secret) = record.password {
-                let hash = current.and_then(|stored| stored.hash.clone());
-                match self.known {
+            let stored_hash = current.and_then(|stored| stored.hash.as_deref());
+            let merged = record.merged(current.map(|stored| &stored.customer));
+            let same_fields = current.is_some_and(|stored| stored.customer == merged);
+            // Whether the stored password stays, as the write will decide it; `None` until
+            // a plain-text password is verified against the stored hash.
+            let keeps_password = match record.password {
+                PasswordInput::Absent => Some(true),
+                PasswordInput::Empty => Some(stored_hash.is_none()),
+                PasswordInput::Hashed(ref hash) => Some(stored_hash == Some(hash.as_str())),
+                PasswordInput::Plain(secret) => match self.known {
                     Some(known) => {
                         let digest = known.digest(id, &secret);
-                        if hash.is_some() && current.and_then(|s| s.digest) == Some(digest) {
+                        if stored_hash.is_some() && current.and_then(|s| s.digest) == Some(digest) {
                             self.passwords.insert(index, PasswordWrite::Keep);
+                            Some(true)
                         } else {
                             self.digests.insert(index, digest);
                             // Hashed without verifying first: the digest says it changed.
-                            self.plain.push((index, secret, None));
+                            self.plain.push(Plain {
+                                index,
+                                secret,
+                                hash: None,
+                                same_fields,
+                            });
+                            Some(false)
                         }
                     }
-                    None => self.plain.push((index, secret, hash)),
-                }
+                    None => {
+                        let hash = stored_hash.map(str::to_owned);
+                        let verify = hash.is_some();
+                        self.plain.push(Plain {
+                            index,
+                            secret,
+                            hash,
+                            same_fields,
+                        });
+                        // A new hash (its salt is new) never equals a stored value.
+                        (!verify).then_some(false)
+                    }
+                },
+            };
+            if let Some(keeps) = keeps_password {
+                let stored = current.map(|stored| &stored.customer);
+                self.summary.count(change(stored, &merged, keeps));
             }
         }
         Ok(())
@@ -204,8 +302,9 @@ fn check(
         let record = match record {
             Ok(record) => record,
             Err(error) => {
-                // A file the reader cannot get past repeats its line: no use going on.
-                let stuck = bad.last().is_some_and(|last| last.line == error.line);
+                // A file the reader cannot get past repeats its error: no use going on. (A
+                // row with several bad values gives one error for each, on the same line.)
+                let stuck = bad.last() == Some(&error);
                 if !stuck {
                     bad.push(error);
                 }
@@ -264,7 +363,24 @@ fn check(
         }
     }
     if options.dry_run {
-        // Passwords are not checked in a dry run: that costs as much as hashing.
+        // A dry run counts as the import will: a plain-text password that a stored hash
+        // verifies keeps it, any other is a change. It verifies those (as the import does
+        // first) and hashes nothing.
+        let verified: Vec<&Plain> = plain.iter().filter(|p| p.hash.is_some()).collect();
+        progress.phase("checking passwords", verified.len());
+        let keeps = crate::auth::parallel_map(&verified, hasher.concurrency(), |p| {
+            let keeps = verifies(hasher, &p.secret, p.hash.as_deref());
+            progress.step();
+            keeps
+        });
+        for (p, keeps) in verified.iter().zip(keeps) {
+            let change = match p.same_fields && keeps {
+                true => Change::Unchanged,
+                false => Change::Update,
+            };
+            summary.count(change);
+        }
+        summary.hashed = verified.len();
         return Ok(Checked {
             rows: summary.rows,
             passwords: HashMap::new(),
@@ -275,22 +391,20 @@ fn check(
     progress.phase("hashing passwords", plain.len());
     // A plain-text password that already matches the stored hash keeps it, so re-importing a
     // file changes nothing.
-    let outcomes = crate::auth::parallel_map(&plain, hasher.concurrency(), |(_, secret, hash)| {
-        let result = match hash {
-            Some(hash) if matches!(hasher.verify(secret, Some(hash)), Verdict::Valid { .. }) => {
-                Ok(PasswordWrite::Keep)
-            }
-            _ => hasher
-                .hash(secret)
+    let outcomes = crate::auth::parallel_map(&plain, hasher.concurrency(), |p| {
+        let result = match verifies(hasher, &p.secret, p.hash.as_deref()) {
+            true => Ok(PasswordWrite::Keep),
+            false => hasher
+                .hash(&p.secret)
                 .map(|hash| PasswordWrite::Set(Some(hash))),
         };
         progress.step();
         result
     });
     summary.hashed = plain.len();
-    for ((index, _, _), outcome) in plain.iter().zip(outcomes) {
+    for (p, outcome) in plain.iter().zip(outcomes) {
         passwords.insert(
-            *index,
+            p.index,
             outcome.map_err(|e| ImportError::Other(e.to_string()))?,
         );
     }
@@ -330,20 +444,7 @@ fn write_batch(
         };
         let stored: Option<StoredCustomer> = current.remove(&record.customer.clcleunik);
         let customer = record.merged(stored.as_ref().map(|stored| &stored.customer));
-        let write = match (stored, password) {
-            (None, PasswordWrite::Keep) => RowWrite::Insert(None),
-            (None, PasswordWrite::Set(hash)) => RowWrite::Insert(hash),
-            (Some(stored), PasswordWrite::Keep) if stored.customer == customer => {
-                RowWrite::Unchanged
-            }
-            (Some(stored), PasswordWrite::Set(hash))
-                if stored.customer == customer && stored.hash == hash =>
-            {
-                RowWrite::Unchanged
-            }
-            (Some(_), PasswordWrite::Keep) => RowWrite::Update,
-            (Some(_), PasswordWrite::Set(hash)) => RowWrite::UpdateWithPassword(hash),
-        };
+        let write = row_write(stored.as_ref(), &customer, password);
         match write {
             RowWrite::Insert(_) => summary.inserted += 1,
             RowWrite::Unchanged => summary.unchanged += 1,

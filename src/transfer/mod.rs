@@ -9,6 +9,7 @@
 pub mod import;
 pub mod read;
 
+use std::collections::HashSet;
 use std::fmt;
 
 use rusqlite::Connection;
@@ -89,21 +90,34 @@ pub(crate) fn record_error(line: usize, field: &str, message: impl Into<String>)
 }
 
 /// Builds a record from `(name, text)` pairs, checking each value against its field's rules.
-/// A `None` value is a nested JSON object or array, which no field accepts.
+/// A `None` value is a nested JSON object or array, which no field accepts; a name given
+/// twice (a JSON key: a CSV header refuses a column given twice) is refused. A bad record
+/// gives every bad value it has, in the order of its fields (never none), so that one run
+/// finds them all; the readers hand each over as an error of its own ([`each_error`]).
 pub fn record_from_fields(
     line: usize,
     fields: impl IntoIterator<Item = (String, Option<String>)>,
-) -> Result<Record, RecordError> {
+) -> Result<Record, Vec<RecordError>> {
     let mut customer = Customer::default();
     let mut password = PasswordInput::Absent;
     let mut present = FieldSet::default();
+    let mut bad = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut repeated: HashSet<String> = HashSet::new();
     for (name, value) in fields {
+        if !seen.insert(name.clone()) {
+            if repeated.insert(name.clone()) {
+                bad.push(record_error(line, &name, "given more than once"));
+            }
+            continue;
+        }
         let Some(value) = value else {
-            return Err(record_error(
+            bad.push(record_error(
                 line,
                 &name,
                 "expected a single value, not a list or object",
             ));
+            continue;
         };
         if name == "password" {
             password = if value.is_empty() {
@@ -115,18 +129,24 @@ pub fn record_from_fields(
             };
             continue;
         }
-        let field =
-            Field::from_name(&name).ok_or_else(|| record_error(line, &name, "unknown field"))?;
+        let Some(field) = Field::from_name(&name) else {
+            bad.push(record_error(line, &name, "unknown field"));
+            continue;
+        };
         present.insert(field);
-        field::set_field(&mut customer, field, value)
-            .map_err(|message| record_error(line, &name, message))?;
+        if let Err(message) = field::set_field(&mut customer, field, value) {
+            bad.push(record_error(line, &name, message));
+        }
     }
     if !present.contains(Field::Clcleunik) {
-        return Err(record_error(
+        bad.push(record_error(
             line,
             "clcleunik",
             "missing (every customer needs its key)",
         ));
+    }
+    if !bad.is_empty() {
+        return Err(bad);
     }
     Ok(Record {
         line,
@@ -134,6 +154,18 @@ pub fn record_from_fields(
         present,
         password,
     })
+}
+
+/// A record as the readers hand it over: the record, or each of its bad values as an error
+/// of its own.
+pub(crate) fn each_error(
+    record: Result<Record, Vec<RecordError>>,
+) -> impl Iterator<Item = Result<Record, RecordError>> {
+    let (good, bad) = match record {
+        Ok(record) => (Some(Ok(record)), Vec::new()),
+        Err(bad) => (None, bad),
+    };
+    good.into_iter().chain(bad.into_iter().map(Err))
 }
 
 /// The demo customers shipped in `data/demo-customers.json`, built into the binary so that it
@@ -169,6 +201,10 @@ mod tests {
     fn unknown_fields_and_duplicate_keys_are_refused() {
         let unknown = parse_json(r#"[{"clcleunik":1,"nickname":"x"}]"#).unwrap_err();
         assert_eq!(unknown.field, "nickname");
+        let key_twice = parse_json(r#"[{"clcleunik":1,"email":"a@x.be","clcleunik":2}]"#);
+        let key_twice = key_twice.unwrap_err();
+        assert_eq!(key_twice.field, "clcleunik");
+        assert_eq!(key_twice.message, "given more than once");
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(&format!(
             "CREATE TABLE customer ({COLUMNS}, password_hash, updated_at);

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{record_error, record_from_fields, Record, RecordError};
+use super::{each_error, record_error, record_from_fields, Record, RecordError};
 use crate::customer::Field;
 
 /// The old API's envelope (also what `clientele export` writes).
@@ -53,23 +53,56 @@ pub fn parse_json(text: &str) -> Result<Vec<Record>, RecordError> {
     let (mut counted_to, mut line) = (0, 1);
     let records = items
         .into_iter()
-        .map(|raw| {
+        .flat_map(|raw| {
             // The raw value borrows from `text`, so its address says where it starts.
             let offset = (raw.get().as_ptr() as usize)
                 .saturating_sub(text.as_ptr() as usize)
                 .clamp(counted_to, text.len());
             line += text[counted_to..offset].matches('\n').count();
             counted_to = offset;
-            let object: serde_json::Map<String, Value> = serde_json::from_str(raw.get())
-                .map_err(|_| record_error(line, "", "expected a customer object"))?;
-            let fields = object
-                .into_iter()
-                .map(|(name, value)| (name, json_scalar(value)))
-                .collect::<Vec<_>>();
-            record_from_fields(line, fields)
+            each_error(json_customer(line, raw.get()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(records)
+}
+
+/// One customer object of a JSON file, checked (starting on `line`).
+fn json_customer(line: usize, text: &str) -> Result<Record, Vec<RecordError>> {
+    let Fields(fields) = serde_json::from_str(text)
+        .map_err(|_| vec![record_error(line, "", "expected a customer object")])?;
+    let fields = fields
+        .into_iter()
+        .map(|(name, value)| (name, json_scalar(value)));
+    record_from_fields(line, fields)
+}
+
+/// A customer object's keys and values in the file's order. A key given twice is kept
+/// twice, for [`record_from_fields`] to refuse: a map would keep only the last one, and
+/// `{"clcleunik":1,"clcleunik":2}` would import customer 2 without a word.
+struct Fields(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a customer object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some(entry) = map.next_entry::<String, Value>()? {
+            fields.push(entry);
+        }
+        Ok(Fields(fields))
+    }
 }
 
 /// The file formats `clientele import` reads.
@@ -256,7 +289,7 @@ pub fn csv_records(
     }
     let mut row = csv::StringRecord::new();
     let mut failed = false;
-    Ok(Box::new(std::iter::from_fn(move || loop {
+    let rows = std::iter::from_fn(move || loop {
         if failed {
             return None;
         }
@@ -264,7 +297,7 @@ pub fn csv_records(
             Ok(false) => return None,
             Err(error) => {
                 failed = true;
-                return Some(Err(csv_error(error)));
+                return Some(Err(vec![csv_error(error)]));
             }
             Ok(true) if row.iter().all(|cell| cell.trim().is_empty()) => continue,
             Ok(true) => {
@@ -278,7 +311,8 @@ pub fn csv_records(
                 return Some(record_from_fields(line, fields));
             }
         }
-    })))
+    });
+    Ok(Box::new(rows.flat_map(each_error)))
 }
 
 /// A CSV cell without the `'` that `clientele export` puts before what a spreadsheet would
@@ -455,8 +489,16 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         use serde::de::Error;
-        let mut found = false;
+        let (mut found, mut success) = (false, false);
         while let Some(key) = map.next_key::<String>()? {
+            let twice = match key.as_str() {
+                "success" => std::mem::replace(&mut success, true),
+                "result" => found,
+                _ => false,
+            };
+            if twice {
+                return Err(given_twice(self.sender, self.lines, &key));
+            }
             match key.as_str() {
                 "success" => {
                     let value: Value = map.next_value()?;
@@ -486,6 +528,20 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
     }
 }
 
+/// The envelope's own key given twice (`result`, `customer`, `success`): refused, naming it,
+/// rather than reading the customers of both (or keeping the last). Sends the error and
+/// stops the parse.
+fn given_twice<E: serde::de::Error>(
+    sender: &Sender,
+    lines: &std::cell::Cell<usize>,
+    key: &str,
+) -> E {
+    // The parser has just read the key: the line ends counted so far are before it.
+    let error = record_error(lines.get() + 1, key, "given more than once");
+    let _ = sender.send(Err(error));
+    E::custom(STOPPED)
+}
+
 /// `"result": {"customer": [...]}`.
 struct Result_<'a> {
     sender: &'a Sender,
@@ -510,6 +566,9 @@ impl<'de> serde::de::Visitor<'de> for Result_<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut found = false;
         while let Some(key) = map.next_key::<String>()? {
+            if key == "customer" && found {
+                return Err(given_twice(self.sender, self.lines, &key));
+            }
             if key == "customer" {
                 map.next_value_seed(Customers {
                     sender: self.sender,
@@ -556,17 +615,12 @@ impl<'de> serde::de::Visitor<'de> for Customers<'_> {
             // less the line ends inside it.
             let inside = raw.get().matches('\n').count();
             let line = (self.lines.get() + 1).saturating_sub(inside).max(1);
-            let record = serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
-                .map_err(|_| record_error(line, "", "expected a customer object"))
-                .and_then(|object| {
-                    let fields = object
-                        .into_iter()
-                        .map(|(name, value)| (name, json_scalar(value)));
-                    record_from_fields(line, fields)
-                });
+            let record = json_customer(line, raw.get());
             // A bad value ends nothing (see `csv_records`); a reader that stopped listening does.
-            if self.sender.send(record).is_err() {
-                return Err(A::Error::custom(STOPPED));
+            for outcome in each_error(record) {
+                if self.sender.send(outcome).is_err() {
+                    return Err(A::Error::custom(STOPPED));
+                }
             }
         }
         Ok(())

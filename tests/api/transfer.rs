@@ -894,3 +894,169 @@ fn an_export_without_format_follows_the_file_name_and_the_csv_options() {
     let piped = String::from_utf8(piped.stdout).unwrap();
     assert!(piped.starts_with("clcleunik;customerNumber;"), "{piped}");
 }
+
+/// The counts of an import's summary line: inserted, updated, deleted, unchanged.
+fn counts(output: &std::process::Output) -> String {
+    let text = stderr(output);
+    let start = text
+        .find(" inserted")
+        .and_then(|end| text[..end].rfind(": "));
+    let end = text.find(" unchanged");
+    match (start, end) {
+        (Some(start), Some(end)) => text[start + 2..end + " unchanged".len()].to_owned(),
+        _ => panic!("no summary line: {text}"),
+    }
+}
+
+#[test]
+fn a_dry_run_counts_password_changes_exactly_as_the_import_then_makes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let bcrypt = bcrypt::hash("from-php", 4)
+        .unwrap()
+        .replacen("$2b$", "$2y$", 1);
+    // 102 has no password; the others have one: typed (hashed here), or an old bcrypt hash.
+    let first = format!(
+        "clcleunik;email;password\n\
+         102;zweite@example.be;\n\
+         103;dritte@example.be;Gleiche-Sonnenblume-33\n\
+         104;vierte@example.be;Erste-Sonnenblume-44\n\
+         105;fuenfte@example.be;{bcrypt}\n\
+         106;sechste@example.be;Alte-Sonnenblume-66\n"
+    );
+    run(&db, &["import", "-"], &first);
+    let before = dump(&db);
+    // 102 gets one, 104 loses hers, 106 gets another; 103 (the same plain text) and 105 (the
+    // same hash) keep theirs.
+    let second = format!(
+        "clcleunik;email;password\n\
+         102;zweite@example.be;Andere-Sonnenblume-77\n\
+         103;dritte@example.be;Gleiche-Sonnenblume-33\n\
+         104;vierte@example.be;\n\
+         105;fuenfte@example.be;{bcrypt}\n\
+         106;sechste@example.be;Neue-Sonnenblume-66\n"
+    );
+
+    let dry = run(&db, &["import", "-", "--dry-run"], &second);
+    assert_eq!(dump(&db), before, "a dry run writes nothing");
+    let real = run(&db, &["import", "-"], &second);
+
+    assert_eq!(
+        counts(&dry),
+        "0 inserted, 3 updated, 0 deleted, 2 unchanged"
+    );
+    assert_eq!(counts(&real), counts(&dry), "{}", stderr(&real));
+    let hashes = stored_hashes(&db);
+    assert!(hashes[0]
+        .as_deref()
+        .is_some_and(|h| h.starts_with("$argon2id$")));
+    assert_eq!(hashes[2], None, "104's password cleared");
+    assert_eq!(hashes[3], Some(bcrypt), "105's hash kept as it was");
+    // The import's audit entry counts the password-only changes as updates.
+    let audit = run(&db, &["audit"], "");
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.contains("5 rows: 0 inserted, 3 updated, 0 deleted, 2 unchanged"),
+        "{audit}"
+    );
+    // Done: the same file again changes nothing, and the dry run says so.
+    let again = run(&db, &["import", "-", "--dry-run"], &second);
+    assert_eq!(
+        counts(&again),
+        "0 inserted, 0 updated, 0 deleted, 5 unchanged"
+    );
+}
+
+#[test]
+fn a_key_given_twice_in_a_json_customer_or_envelope_is_refused_and_nothing_written() {
+    let app = spawn_app();
+    let before = dump(&app.db);
+    let refused = [
+        (
+            "[{\"clcleunik\":1,\"clcleunik\":2,\"email\":\"a@x.com\"}]",
+            ":1: clcleunik: given more than once",
+        ),
+        (
+            "[\n{\"clcleunik\":7},\n{\"clcleunik\":8,\"city\":\"Gent\",\n\"city\":\"Liège\"}]",
+            ":3: city: given more than once",
+        ),
+        (
+            "{\"result\":{\"customer\":[{\"clcleunik\":7}]},\n\"result\":{\"customer\":[]}}",
+            ":2: result: given more than once",
+        ),
+        (
+            "{\"result\":{\"customer\":[{\"clcleunik\":7}],\n\"customer\":[{\"clcleunik\":8}]}}",
+            ":2: customer: given more than once",
+        ),
+    ];
+    for (text, expected) in refused {
+        let file = app.dir.path().join("twice.json");
+        std::fs::write(&file, text).unwrap();
+
+        let output = run_expecting_failure(&app.db, &["import", file.to_str().unwrap()], "");
+
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("twice.json{expected}")),
+            "{text}: {message}"
+        );
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert_eq!(dump(&app.db), before, "{text}");
+    }
+}
+
+#[test]
+fn every_bad_value_of_every_row_is_reported_in_one_run() {
+    let app = spawn_app();
+    let before = dump(&app.db);
+    let file = app.dir.path().join("sheet.csv");
+    std::fs::write(
+        &file,
+        "clcleunik;email;addedDate;webRemise;showPrice\n\
+         301;a@x.be;14/03/2023;10%;OUI\n\
+         302;b@x.be;2023-03-14;10;1\n\
+         303;c@x.be;2023-13-01;5;peut-être\n",
+    )
+    .unwrap();
+
+    let output = run_expecting_failure(&app.db, &["import", file.to_str().unwrap()], "");
+
+    let message = stderr(&output);
+    let lines: Vec<&str> = message.trim().lines().collect();
+    assert_eq!(
+        lines.len(),
+        6,
+        "five bad values and the count line: {message}"
+    );
+    for expected in [
+        "sheet.csv:2: addedDate: ",
+        "sheet.csv:2: webRemise: ",
+        "sheet.csv:2: showPrice: ",
+        "sheet.csv:4: addedDate: ",
+        "sheet.csv:4: showPrice: ",
+    ] {
+        assert!(
+            lines.iter().any(|line| line.contains(expected)),
+            "{expected} missing: {message}"
+        );
+    }
+    assert!(
+        lines[5].contains("5 bad values; nothing imported"),
+        "{message}"
+    );
+    assert_eq!(dump(&app.db), before);
+
+    // Still at most 20, with word that there may be more.
+    let mut sheet = String::from("clcleunik;addedDate;webRemise;showPrice\n");
+    for row in 0..10 {
+        sheet.push_str(&format!("{};14/03/2023;10%;OUI\n", 400 + row));
+    }
+    let output = run_expecting_failure(&app.db, &["import", "-", "--format", "csv"], &sheet);
+    let message = stderr(&output);
+    assert_eq!(message.trim().lines().count(), 21, "{message}");
+    assert!(
+        message.contains("20 bad values (the first ones"),
+        "{message}"
+    );
+    assert_eq!(dump(&app.db), before);
+}
