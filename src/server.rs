@@ -318,7 +318,36 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
     if let Some(uses) = &app.key_uses {
         uses.flush(&app.db).await;
     }
+    if let Some(db) = app.db.sqlite() {
+        fold_in_the_wal(db).await;
+    }
     Ok(())
+}
+
+/// On a clean stop, everything into the database file itself: the write-ahead log folded in
+/// and emptied. A copy of the stopped server's file alone (or a `-wal` deleted against the
+/// README's advice) then loses nothing. Another program holding the file open may keep part
+/// of the log (the next start folds it in): said, not fatal.
+async fn fold_in_the_wal(db: &crate::store::sqlite::Db) {
+    let folded = db
+        .run(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .await;
+    match folded {
+        Ok(0) => log::info!("folded the write-ahead log into {}", db.path().display()),
+        Ok(_) => log::warn!(
+            "{}: another program has the database open, so part of its write-ahead log \
+             (-wal) stays beside it until the next start; copy the three files together",
+            db.path().display()
+        ),
+        Err(error) => log::warn!(
+            "could not fold the write-ahead log into {}: {error}",
+            db.path().display()
+        ),
+    }
 }
 
 /// Serves HTTP/1.1 on one connection (plain or TLS) until it ends, it is closed to make room,

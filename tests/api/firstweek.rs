@@ -1199,3 +1199,41 @@ fn a_deleted_mistyped_or_empty_database_beside_its_backups_is_refused_not_replac
     assert!(said.contains("0 bytes"), "{said}");
     assert_eq!(std::fs::metadata(&zero).unwrap().len(), 0, "left as it was");
 }
+
+#[test]
+fn a_cleanly_stopped_server_leaves_every_write_in_the_database_file_itself() {
+    if !sqlite_only("SQLite's write-ahead log") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let mut server = Server::start(&db, &[]);
+    let body = json!({"email": "last.write@shop.example", "firstName": "Last"}).to_string();
+    let added = server.request(
+        "POST",
+        "/CUSTOMER/ADD/",
+        &[("Content-Type", "application/json")],
+        &body,
+    );
+    assert_eq!(added.status, 201, "{}", added.body);
+    let status = server.terminate(std::time::Duration::from_secs(10));
+    assert!(status.is_some_and(|status| status.success()), "{status:?}");
+
+    // The file alone, as a copy of it would be, read without its side files.
+    let wal = std::fs::metadata(format!("{}-wal", db.display())).map_or(0, |meta| meta.len());
+    assert_eq!(wal, 0, "the log is folded in and emptied");
+    let alone = rusqlite::Connection::open_with_flags(
+        format!("file:{}?immutable=1", db.display()),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+    .unwrap();
+    let found: i64 = alone
+        .query_row(
+            "SELECT count(*) FROM customer WHERE email = 'last.write@shop.example'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(found, 1);
+    assert!(server.log().contains("folded the write-ahead log"));
+}
