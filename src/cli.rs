@@ -147,7 +147,7 @@ pub enum Command {
     /// Remove the demo customers (and their published passwords) the first start put in.
     ///
     /// For a shop that takes its customers through registration rather than an import (the
-    /// first import removes them by itself). Customers the shop changed are its own and stay.
+    /// first import removes them by itself), changed or not; customers who registered stay.
     RemoveDemo,
     /// Show the failed-login limits: how many accounts and addresses have failures and how
     /// many are locked now; with WHO (clcleunik, email or login), that customer's.

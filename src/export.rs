@@ -173,7 +173,7 @@ const RESTORE_JUMP: i64 = 1 << 40;
 /// customer's, each deletion's, the counter) moves ahead by 2^40, and every token from
 /// before the jump is "too old"; a walk from `since=0` meets only numbers past the jump, so
 /// the tokens it hands out work. The triggers on `customer` are set aside while its numbers
-/// move (any update of a demo customer would count as the shop adopting it), then put back
+/// move (none of them is about a change number, and none must react to this), then put back
 /// exactly as they were, all in one transaction.
 fn renumber_changes(copy: &Connection) -> rusqlite::Result<()> {
     let tx = copy.unchecked_transaction()?;

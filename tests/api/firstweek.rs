@@ -836,11 +836,12 @@ fn a_deleted_customers_id_is_never_given_to_the_next_registration() {
 }
 
 #[test]
-fn a_demo_customer_the_shop_changed_is_its_own_and_survives_the_first_import() {
+fn demo_customers_changed_by_the_readmes_examples_still_go_at_the_first_import() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     quick_start(&db);
-    // The owner turns demo customer 1 into a real one through the API (no key: loopback).
+    // The README's writing examples, on the quick start (no key: loopback), and a customer
+    // who registers through the shop.
     let server = Server::spawn(
         {
             let mut command = binary();
@@ -853,23 +854,58 @@ fn a_demo_customer_the_shop_changed_is_its_own_and_survives_the_first_import() {
             resolve(&db, Start::Demo).to_str().unwrap(),
         )],
     );
-    let update = server.request(
-        "POST",
-        "/CUSTOMER/UPDATE/",
-        &[("Content-Type", "application/json")],
-        &json!({"id_client": 1, "email": "anna@realshop.be", "firstName": "Anna"}).to_string(),
-    );
-    assert_eq!(update.status, 200, "{}", update.body);
+    let json = [("Content-Type", "application/json")];
+    for (path, body, status) in [
+        (
+            "/CUSTOMER/UPDATE/",
+            json!({"id_client": "12", "firstName": "Zoé", "address": "Rue Neuve 4"}),
+            200,
+        ),
+        (
+            "/CUSTOMER/PASSWORD/",
+            json!({"email": "jdoe@example.com", "currentPassword": "password123",
+                   "newPassword": "lavande moulin 1987 rouge"}),
+            200,
+        ),
+        (
+            "/CUSTOMER/ADD/",
+            json!({"email": "reg@realshop.be", "firstName": "Reg"}),
+            201,
+        ),
+    ] {
+        let reply = server.request("POST", path, &json, &body.to_string());
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+    }
     drop(server);
-    let csv = dir.path().join("more.csv");
-    std::fs::write(&csv, "clcleunik,email\n100,bert@realshop.be\n").unwrap();
+    let csv = dir.path().join("real.csv");
+    std::fs::write(
+        &csv,
+        "clcleunik,email,firstName,password\n1,alice@realshop.be,Alice,Alice real pass 1!\n\
+         2,bob@realshop.be,Bob,Bob real pass 22!\n",
+    )
+    .unwrap();
 
     let imported = cli(&db, &["import", csv.to_str().unwrap()]);
 
     let said = stderr(&imported);
-    assert!(said.contains("removed the 24 demo customers"), "{said}");
+    assert!(imported.status.success(), "{said}");
+    assert!(said.contains("removed the 25 demo customers"), "{said}");
+    assert!(said.contains("2 inserted"), "{said}");
+    // Alice inherits nothing of John Doe's; the registered customer stays.
     let ids = query_ids(&db, "SELECT clcleunik FROM customer ORDER BY clcleunik");
-    assert_eq!(ids, vec![1, 100]);
+    assert_eq!(ids, vec![1, 2, 26]);
+    let exported = cli(&db, &["export"]);
+    let exported: serde_json::Value = serde_json::from_slice(&exported.stdout).unwrap();
+    let alice = &exported["result"]["customer"][0];
+    assert_eq!(alice["firstName"], "Alice");
+    for (field, empty) in [
+        ("login", json!("")),
+        ("address", json!("")),
+        ("tvaNumber", json!("")),
+        ("webRemise", json!(0)),
+    ] {
+        assert_eq!(alice[field], empty, "{field} inherited: {alice}");
+    }
 }
 
 #[test]

@@ -364,7 +364,7 @@ fn a_database_from_before_the_application_id_is_still_recognised() {
          DROP TRIGGER session_password_changed; DROP TRIGGER session_customer_deleted;
          DROP TABLE session; ALTER TABLE api_key DROP COLUMN scope;
          ALTER TABLE api_key DROP COLUMN forwards_client_address;
-         DROP TRIGGER demo_customer_deleted; DROP TRIGGER demo_customer_adopted;
+         DROP TRIGGER demo_customer_deleted;
          DROP TABLE demo_customer;
          DROP TRIGGER reset_token_customer_deleted; DROP TRIGGER reset_token_password_changed;
          DROP TABLE reset_token;

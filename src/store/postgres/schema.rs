@@ -410,6 +410,12 @@ CREATE TABLE api_key_use (
     last_used text COLLATE "C" NOT NULL
 );
 "#,
+    // 4: a demo customer stays one whatever is changed in it, until it is deleted or
+    // removed with the others (SQLite's migration 16 says why).
+    r#"
+DROP TRIGGER IF EXISTS customer_adopted ON customer;
+DROP FUNCTION IF EXISTS clientele_customers_adopted();
+"#,
 ];
 
 /// The schema version this binary writes.

@@ -329,6 +329,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER api_key_use_key_removed AFTER DELETE ON api_key BEGIN
         DELETE FROM api_key_use WHERE key_id = OLD.rowid;
     END;",
+    // 16: a demo customer stays one whatever is changed in it (the README's own examples
+    // change some), until it is deleted, `clientele remove-demo` or the first import or
+    // sync of the shop's customers removes it: "adopted" demo rows were kept, and the first
+    // import then merged a real customer into one (John Doe's address, discount and login
+    // under Alice's name).
+    "DROP TRIGGER IF EXISTS demo_customer_adopted;",
 ];
 
 /// The schema version this binary writes.
