@@ -492,6 +492,17 @@ fn one_customer(message: &str, customer: &Customer, config: &Config) -> JsonResp
     JsonResponse::success(message, result)
 }
 
+/// The subject a browser visitor's registrations or identity changes are counted under:
+/// its address, or, when no address is known (a proxy that does not pass it on, `ip_header`
+/// unset or its header missing), one allowance all such visitors share. Failing closed:
+/// uncounted, a 409 ("that email is taken") repeated without end would list the customers.
+fn visitor_subject(kind: &str, end_user: Option<std::net::IpAddr>) -> String {
+    match end_user {
+        Some(ip) => format!("{kind}:address:{ip}"),
+        None => format!("{kind}:address:unknown"),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[post("/CUSTOMER/UPDATE", data = "<body>")]
 async fn post_update(
@@ -500,6 +511,7 @@ async fn post_update(
     db: &State<Store>,
     config: &State<Config>,
     mirroring: &State<Mirroring>,
+    limiter: &State<super::reset::ResetLimiter>,
     body: Result<Fields, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
     let changes = read_changes(body?, false)?;
@@ -515,8 +527,17 @@ async fn post_update(
     let id = resolve_id(body_id, query?.0)?;
     let key = key.0;
     key.check_own(id)?;
-    if key.customer().is_some() {
+    if let Some(own) = key.customer() {
         refuse_shop_fields(changes.present)?;
+        // A customer may change their email or login, and a 409 says another customer has
+        // it: counted per customer and per visitor, like registrations, so that a session
+        // is not an unlimited test of which emails exist.
+        if changes.present.contains(Field::Email) || changes.present.contains(Field::Login) {
+            let visitor = visitor_subject("identity", key.caller().end_user);
+            limiter
+                .count(&[&format!("identity:customer:{own}"), &visitor])
+                .await?;
+        }
     }
     let key = key.caller();
     if let Some(mirror) = &mirroring.0 {
@@ -563,9 +584,9 @@ async fn post_add(
         // Registrations from browsers are limited per visitor like resets: a 409 says an
         // email is taken (the contract's promise), so an unlimited stream of them would list
         // the shop's customers.
-        if let Some(ip) = key.end_user {
-            limiter.count(&[&format!("register:address:{ip}")]).await?;
-        }
+        limiter
+            .count(&[&visitor_subject("register", key.end_user)])
+            .await?;
         // A registrant gets the next free id and the shop's defaults for its own fields.
         if changes.id.is_some() || changes.present.contains(Field::Clcleunik) {
             return Err(ApiError::Forbidden(

@@ -1107,3 +1107,101 @@ fn registrations_through_a_public_key_are_limited_per_visitor() {
         "another visitor"
     );
 }
+
+#[test]
+fn no_browser_call_is_an_unlimited_test_of_which_emails_are_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("probe.db");
+    let server = Server::start(
+        &db,
+        &[
+            ("ROCKET_PUBLIC_REGISTRATION", "true"),
+            ("ROCKET_IP_HEADER", "X-Real-IP"),
+        ],
+    );
+    let public = create_public_key(&db, "web");
+    let call = |path: &str, token: Option<&str>, visitor: Option<&str>, body: Value| {
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("X-API-Key", public.as_str()),
+        ];
+        if let Some(visitor) = visitor {
+            headers.push(("X-Real-IP", visitor));
+        }
+        if let Some(bearer) = &bearer {
+            headers.push(("Authorization", bearer.as_str()));
+        }
+        server.request("POST", path, &headers, &body.to_string())
+    };
+
+    // Registrations whose visitor has no known address (the header missing): one allowance
+    // they all share, not none.
+    let statuses: Vec<u16> = (0..12)
+        .map(|n| {
+            let email = if n % 2 == 0 {
+                "jdoe@example.com".to_owned()
+            } else {
+                format!("new{n}@example.com")
+            };
+            call("/CUSTOMER/ADD/", None, None, json!({"email": email})).status
+        })
+        .collect();
+    assert!(
+        statuses.contains(&409) && statuses.contains(&201),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    // A session changing its own email or login: a 409 says another customer has it, so
+    // such changes are counted per customer (whatever the visitor's address) and per
+    // visitor.
+    let registered = call(
+        "/CUSTOMER/ADD/",
+        None,
+        Some("198.51.100.7"),
+        json!({"email": "mallory@evil.example", "password": "Mallory pass 2026!"}),
+    );
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let me = registered.customers()[0]["clcleunik"].as_i64().unwrap();
+    let login = call(
+        "/CUSTOMER/LOGIN/",
+        None,
+        Some("198.51.100.7"),
+        json!({"email": "mallory@evil.example", "password": "Mallory pass 2026!"}),
+    );
+    let token = login.json()["result"]["token"].as_str().unwrap().to_owned();
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        let (email, visitor) = match n % 2 {
+            0 => (
+                "jdoe@example.com".to_owned(),
+                format!("198.51.100.{}", 10 + n),
+            ),
+            _ => (
+                format!("nobody{n}@example.com"),
+                format!("198.51.100.{}", 10 + n),
+            ),
+        };
+        let reply = call(
+            "/CUSTOMER/UPDATE/",
+            Some(&token),
+            Some(&visitor),
+            json!({"id_client": me, "email": email}),
+        );
+        statuses.push(reply.status);
+    }
+    assert!(
+        statuses.contains(&409) && statuses.contains(&200),
+        "{statuses:?}"
+    );
+    assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
+    // Other changes of the customer's own are not counted.
+    let renamed = call(
+        "/CUSTOMER/UPDATE/",
+        Some(&token),
+        Some("198.51.100.7"),
+        json!({"id_client": me, "firstName": "Mal"}),
+    );
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+}
