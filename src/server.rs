@@ -589,6 +589,9 @@ async fn handle(
     let reply = dispatch(app, peer, parts, body, &target, route, second).await;
     app.metrics
         .request(route, reply.status().as_u16(), started.elapsed());
+    if method == hyper::Method::POST || method == hyper::Method::DELETE {
+        app.metrics.wrote(route, reply.status().as_u16());
+    }
     // The logger masks the value of `apikey`; headers are never logged.
     log::info!(
         "{} {method} {target} {} {:.1}ms",

@@ -286,6 +286,16 @@ fn metrics_move_by_the_right_amounts() {
             .status,
         200
     );
+    // A browser's preflights of writes are requests, not writes.
+    for path in ["/CUSTOMER/UPDATE/", "/CUSTOMER/ADD/", "/CUSTOMER/DELETE/"] {
+        let preflight = server.request(
+            "OPTIONS",
+            path,
+            &[("Access-Control-Request-Method", "POST")],
+            "",
+        );
+        assert!(preflight.status < 300, "{path}: {}", preflight.status);
+    }
 
     let after = metrics(&server, &key);
     let moved = |series: &str| sample(&after, series) - sample(&before, series);
@@ -298,6 +308,8 @@ fn metrics_move_by_the_right_amounts() {
     assert_eq!(moved("clientele_logins_total{outcome=\"ok\"}"), 1.0);
     assert_eq!(moved("clientele_logins_total{outcome=\"failed\"}"), 2.0);
     assert_eq!(moved("clientele_writes_total{action=\"update\"}"), 1.0);
+    assert_eq!(moved("clientele_writes_total{action=\"add\"}"), 0.0);
+    assert_eq!(moved("clientele_writes_total{action=\"delete\"}"), 0.0);
     // The same request five times: the memo answered at least the repeats it kept.
     let answered: f64 = ["memo", "lane", "app"]
         .iter()
