@@ -301,7 +301,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
     let config = Config::from_figment(&figment)?;
     // Rocket's own settings (port, log_level, ip_header...), checked before anything is
     // opened or created: a bad one is a configuration mistake like ours.
-    rocket::Config::try_from(&figment).map_err(|error| {
+    let settings = rocket::Config::try_from(&figment).map_err(|error| {
         StartupError::Config(
             error
                 .into_iter()
@@ -310,6 +310,19 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
                 .join("; "),
         )
     })?;
+    // The metrics listener on the main port: it could never listen, and no restart helps.
+    if let Some(metrics) = config.operations.metrics_address {
+        let main_ip = settings.address;
+        if metrics.port() == settings.port
+            && settings.port != 0
+            && (metrics.ip() == main_ip || main_ip.is_unspecified())
+        {
+            return Err(StartupError::Config(format!(
+                "metrics_address: {metrics} is where the server itself listens (address and \
+                 port); give the metrics listener a port of its own, e.g. 127.0.0.1:9464"
+            )));
+        }
+    }
     // The certificate files (or the ACME folder) too: a bad pair is the owner's to fix.
     if let Some(tls) = &config.operations.tls {
         tls::check(tls).map_err(StartupError::Config)?;

@@ -403,6 +403,29 @@ fn a_misspelled_section_or_a_missing_config_file_stops_start_up_in_one_line() {
     );
     assert!(!dir.path().join("shop.db").exists(), "nothing was created");
 
+    // A TOML syntax error keeps its caret diagram: each line starts with the time, the
+    // continuations marked, and no line break is written out as `\n`.
+    std::fs::write(
+        dir.path().join("Rocket.toml"),
+        "[default]\nseed_demo = yes\n",
+    )
+    .unwrap();
+    let (code, said) = serve_briefly(dir.path(), &[]);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(
+        said.contains("seed_demo = yes") && !said.contains("\\n"),
+        "{said}"
+    );
+    let lines: Vec<&str> = said.trim().lines().collect();
+    assert!(lines.len() > 1, "{said}");
+    assert!(
+        lines[0].contains("error: ") && lines[0].contains("line 2"),
+        "{said}"
+    );
+    for line in &lines[1..] {
+        assert!(line.get(24..28) == Some("  | "), "{line:?} in {said}");
+    }
+
     let missing = dir.path().join("etc-clientele.toml");
     let (code, said) = serve_briefly(dir.path(), &[("ROCKET_CONFIG", missing.to_str().unwrap())]);
     assert_eq!(code, Some(78), "{said}");

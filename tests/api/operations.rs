@@ -632,6 +632,14 @@ fn https_and_backup_settings_that_cannot_work_stop_start_up_naming_the_setting()
             "tls_key",
         ),
         (
+            // The metrics listener on the server's own port (never bound: refused first).
+            vec![
+                ("ROCKET_PORT", "9163"),
+                ("ROCKET_METRICS_ADDRESS", "127.0.0.1:9163"),
+            ],
+            "metrics_address",
+        ),
+        (
             vec![("ROCKET_BACKUP_DIR", "b"), ("ROCKET_BACKUP_KEEP", "0")],
             // PostgreSQL refuses the schedule itself, saying what to do instead.
             if on_postgres() {
