@@ -739,13 +739,37 @@ fn export(
                     let _ = std::fs::remove_file(&partial);
                     format!("{}: {e}", path.display())
                 })?;
-            eprintln!("exported {count} customer(s) to {}", path.display());
+            eprintln!(
+                "exported {count} customer(s) to {}{}",
+                path.display(),
+                withheld_note(&config.view.redaction, all_fields)
+            );
         }
         None => std::io::stdout()
             .write_all(&buffer)
             .map_err(|e| format!("standard output: {e}"))?,
     }
     Ok(())
+}
+
+/// What an export left out because `redact` withholds it, said after its summary (an export
+/// for an accountant missing the VAT numbers should not be a surprise).
+fn withheld_note(redaction: &crate::customer::Redaction, all_fields: bool) -> String {
+    if all_fields {
+        return String::new();
+    }
+    let withheld: Vec<&str> = crate::customer::Field::ALL
+        .iter()
+        .filter(|field| redaction.withholds(**field))
+        .map(|field| field.name())
+        .collect();
+    match withheld.as_slice() {
+        [] => String::new(),
+        names => format!(
+            " (without {}, withheld by `redact`; --all-fields includes them)",
+            names.join(", ")
+        ),
+    }
 }
 
 fn remove_demo() -> Result<(), String> {

@@ -39,7 +39,15 @@ fn parse_fields(fields: Fields) -> Result<LoginRequest, ApiError> {
     let mut login = None;
     let mut password = None;
     for (name, value) in fields.0 {
-        let Some(value) = value else { continue };
+        let Some(value) = value else {
+            // A list or an object where text belongs: said as the writes say it.
+            if matches!(name.as_str(), "email" | "login" | "password") {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid {name}: expected a single value"
+                )));
+            }
+            continue;
+        };
         match name.as_str() {
             "email" if !value.is_empty() => email = Some(value),
             "login" if !value.is_empty() => login = Some(value),

@@ -186,6 +186,17 @@ fn bad_bodies_are_clear_errors() {
 
     assert!(no_password.assert_error(400).contains("password"));
     assert!(no_account.assert_error(400).contains("email or login"));
+    // A list where text belongs is named as such, not as a missing field.
+    for body in [
+        json!({"email": "jdoe@example.com", "password": ["x"]}),
+        json!({"email": {"a": 1}, "password": "x"}),
+    ] {
+        let message = app.login_json(&body, None).assert_error(400);
+        assert!(
+            message.contains("expected a single value"),
+            "{body}: {message}"
+        );
+    }
     assert!(not_json.assert_error(400).contains("JSON"));
     too_large.assert_error(413);
     plain.assert_error(415);

@@ -334,6 +334,31 @@ fn export_never_contains_a_password_or_hash_in_any_format() {
         );
         assert!(text.contains("555-5678"), "{args:?}");
     }
+
+    // Written to a file, the summary says what `redact` left out, and how to include it.
+    let file = app.dir.path().join("for-the-accountant.csv");
+    for (all_fields, said_so) in [(false, true), (true, false)] {
+        let mut args = vec!["export", "-o", file.to_str().unwrap()];
+        if all_fields {
+            args.push("--all-fields");
+        }
+        let output = binary()
+            .args(&args)
+            .env(
+                "ROCKET_DATABASE",
+                crate::helpers::resolve(&app.db, crate::helpers::Start::Empty),
+            )
+            .env("ROCKET_REDACT", "[\"phone\", \"tvaNumber\"]")
+            .output()
+            .unwrap();
+        let summary = stderr(&output);
+        assert!(output.status.success(), "{summary}");
+        assert_eq!(
+            summary.contains("without phone, tvaNumber, withheld by `redact`; --all-fields"),
+            said_so,
+            "{summary}"
+        );
+    }
 }
 
 #[test]
