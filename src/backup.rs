@@ -175,9 +175,28 @@ fn copies(folder: &Path, now: u64, live: Option<&Path>) -> std::io::Result<Vec<C
     Ok(found)
 }
 
-/// Whether `name` is a scheduled backup's (`clientele-YYYYMMDDTHHMMSSZ.db`, a real time).
-pub fn is_copy_name(name: &str) -> bool {
-    copy_time(name).is_some()
+/// The backups in `folder`, as start-up looks for them where a database is missing: how
+/// many files are named as copies (any of them is a sign a shop was here), and the newest
+/// one worth restoring (a regular file, past-dated, a whole SQLite database by its header).
+pub fn restorable(folder: &Path) -> (usize, Option<PathBuf>) {
+    let named = std::fs::read_dir(folder).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| copy_time(name).is_some())
+            })
+            .count()
+    });
+    let newest = copies(folder, seconds_since_1970(SystemTime::now()), None)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .find(|copy| looks_like_sqlite(&copy.path))
+        .map(|copy| copy.path);
+    (named, newest)
 }
 
 /// When the copy named `clientele-YYYYMMDDTHHMMSSZ.db` was taken, in seconds since 1970;

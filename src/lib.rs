@@ -82,7 +82,7 @@ fn init_logging(figment: &Figment) {
 /// `clientele copy-to` or `import`).
 fn open_store(config: &Config, seed: Seed) -> Result<Store, StartupError> {
     if let Some(path) = config.database.file() {
-        refuse_a_lost_database(path, config)?;
+        refuse_a_lost_database(path, config, seed)?;
         copy_before_upgrade(path)?;
     }
     let (store, report) = Store::open(&config.database, &config.hasher)?;
@@ -124,7 +124,11 @@ fn open_store(config: &Config, seed: Seed) -> Result<Store, StartupError> {
 /// `database` or a deleted file would otherwise bring up a new shop (the demo customers and
 /// their published passwords, no keys), and its scheduled backups would start pruning the
 /// real ones.
-fn refuse_a_lost_database(path: &std::path::Path, config: &Config) -> Result<(), StartupError> {
+fn refuse_a_lost_database(
+    path: &std::path::Path,
+    config: &Config,
+    seed: Seed,
+) -> Result<(), StartupError> {
     let side = |suffix: &str| {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
@@ -156,29 +160,12 @@ fn refuse_a_lost_database(path: &std::path::Path, config: &Config) -> Result<(),
     backup_folders.dedup_by(|a, b| same_folder(a, b));
     let mut newest_backup: Option<std::path::PathBuf> = None;
     for backups in backup_folders {
-        let Ok(entries) = std::fs::read_dir(&backups) else {
-            continue;
-        };
-        let mut copies: Vec<std::path::PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|file| {
-                file.file_name()
-                    .is_some_and(|name| backup::is_copy_name(&name.to_string_lossy()))
-            })
-            .collect();
-        if copies.is_empty() {
+        let (named, newest) = backup::restorable(&backups);
+        if named == 0 {
             continue;
         }
-        copies.sort();
-        evidence.push(format!(
-            "{} holds {} backup(s)",
-            backups.display(),
-            copies.len()
-        ));
-        if newest_backup.is_none() {
-            newest_backup = copies.pop();
-        }
+        evidence.push(format!("{} holds {named} backup(s)", backups.display()));
+        newest_backup = newest_backup.or(newest);
     }
     let name = path
         .file_name()
@@ -194,19 +181,37 @@ fn refuse_a_lost_database(path: &std::path::Path, config: &Config) -> Result<(),
             ));
         }
     }
-    if bytes(&side("-wal")).unwrap_or(0) > 0 {
-        evidence.push("its write-ahead log (-wal) is still there".into());
+    // A clean stop leaves them empty; a crash, with commits in the `-wal`.
+    if side("-wal").symlink_metadata().is_ok() || side("-shm").symlink_metadata().is_ok() {
+        evidence.push("its -wal or -shm file is still there".into());
+    }
+    // Another clientele database beside it, for the server (which would bring up a new
+    // shop): `database` may have a typo. A tool creating one beside another (an import
+    // into a fresh copy) says "into the new database" itself.
+    let other = (seed == Seed::IfNew)
+        .then(|| other_database_beside(path, &folder))
+        .flatten();
+    if let Some(other) = other {
+        evidence.push(format!(
+            "{} beside it is a clientele database (a typo in `database`?)",
+            other.display()
+        ));
     }
     if evidence.is_empty() {
         return Ok(());
     }
+    // What is left of the old file's log must go first: applied to a backup, it would
+    // damage it.
     let restore = match newest_backup {
         Some(newest) => format!(
-            "restore the newest backup (`cp {} {}`)",
+            "restore the newest backup (`rm -f {db}-wal {db}-shm && cp {} {db}`)",
             newest.display(),
-            path.display()
+            db = path.display()
         ),
-        None => "restore it from a backup".into(),
+        None => format!(
+            "restore it from a backup (delete {db}-wal and {db}-shm first)",
+            db = path.display()
+        ),
     };
     Err(StartupError::database(
         path,
@@ -217,6 +222,31 @@ fn refuse_a_lost_database(path: &std::path::Path, config: &Config) -> Result<(),
             evidence.join(", and ")
         ),
     ))
+}
+
+/// A clientele SQLite database (by its header's application id) in `folder` other than
+/// `path`, if any: a sign that `path` is a typo. At most 64 entries are looked at.
+fn other_database_beside(
+    path: &std::path::Path,
+    folder: &std::path::Path,
+) -> Option<std::path::PathBuf> {
+    use std::io::Read;
+    let entries = std::fs::read_dir(folder).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .take(64)
+        .map(|entry| entry.path())
+        .find(|other| {
+            if other == path || !other.is_file() {
+                return false;
+            }
+            let mut header = [0u8; 72];
+            std::fs::File::open(other)
+                .and_then(|mut file| file.read_exact(&mut header))
+                .is_ok()
+                && header.starts_with(b"SQLite format 3\0")
+                && header[68..72] == store::sqlite::APPLICATION_ID.to_be_bytes()
+        })
 }
 
 /// Whether two paths name the same folder (one may be relative, or through a link).

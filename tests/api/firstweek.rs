@@ -1222,7 +1222,7 @@ fn a_deleted_mistyped_or_empty_database_beside_its_backups_is_refused_not_replac
         assert_eq!(code, Some(78), "{said}");
         assert!(said.contains("does not exist"), "{said}");
         assert!(said.contains(backups.to_str().unwrap()), "{said}");
-        assert!(said.contains("cp "), "{said}");
+        assert!(said.contains("cp ") && said.contains("rm -f"), "{said}");
         assert!(!database.exists(), "nothing created");
         assert_eq!(copies(), kept, "no backup taken or pruned");
     }
@@ -1235,9 +1235,14 @@ fn a_deleted_mistyped_or_empty_database_beside_its_backups_is_refused_not_replac
     let said = serve(&db).1;
     let command = said
         .split('`')
-        .find(|part| part.starts_with("cp "))
+        .find(|part| part.starts_with("rm -f "))
         .unwrap();
-    let newest = command.split(' ').nth(1).unwrap();
+    assert!(
+        command.contains("-wal") && command.contains("-shm"),
+        "{command}"
+    );
+    let copy = command.split("&& ").nth(1).unwrap();
+    let newest = copy.split(' ').nth(1).unwrap();
     std::fs::copy(newest, &db).unwrap();
     let restored = Server::start(&db, &[]);
     let listed = restored.request(
@@ -1295,4 +1300,49 @@ fn a_cleanly_stopped_server_leaves_every_write_in_the_database_file_itself() {
         .unwrap();
     assert_eq!(found, 1);
     assert!(server.log().contains("folded the write-ahead log"));
+}
+
+#[test]
+fn a_typo_beside_a_shop_or_a_file_deleted_after_a_clean_stop_is_refused_without_backups() {
+    if !sqlite_only("a SQLite file and its side files") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("clientele.db");
+    // A shop stopped cleanly: its -wal and -shm stay, empty.
+    let mut server = Server::start(&db, &[]);
+    assert!(server
+        .terminate(std::time::Duration::from_secs(10))
+        .is_some());
+    let serve = |database: &std::path::Path| {
+        let output = std::process::Command::new("timeout")
+            .args(["-s", "KILL", "20"])
+            .arg(env!("CARGO_BIN_EXE_clientele"))
+            .arg("serve")
+            .current_dir(root())
+            .env("ROCKET_DATABASE", database)
+            .env("ROCKET_PORT", "0")
+            .env("ROCKET_SEED_DEMO", "true")
+            .output()
+            .unwrap();
+        (output.status.code(), stderr(&output))
+    };
+
+    // `database` mistyped: the real one beside it is named.
+    let typo = dir.path().join("clientle.db");
+    let (code, said) = serve(&typo);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(said.contains("clientele.db beside it"), "{said}");
+    assert!(!typo.exists());
+
+    // The file deleted, its side files left: refused, saying to delete them first.
+    std::fs::remove_file(&db).unwrap();
+    let (code, said) = serve(&db);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(said.contains("-wal or -shm"), "{said}");
+    assert!(
+        said.contains("-wal and") && said.contains("-shm first"),
+        "{said}"
+    );
+    assert!(!db.exists());
 }
