@@ -44,6 +44,13 @@ impl log::Log for Logger {
         if rocket_launch && record.level() > Level::Error && log::max_level() < LevelFilter::Trace {
             return;
         }
+        // Rocket's dispatcher (this server hands requests to it) calls a request target it
+        // cannot parse an error, with a debug dump: any client could fill the log with them,
+        // at every level. Its 400 is answered and logged as a request; the dump is for
+        // debugging.
+        if record.target().starts_with("rocket::local") && log::max_level() < LevelFilter::Debug {
+            return;
+        }
         let launch = rocket_launch || record.target() == LAUNCH;
         // Indented lines are details of a request Rocket is routing ("no matching routes",
         // "Request guard `ApiKey` failed"). Rocket's macros give those of a route the route's
@@ -133,6 +140,19 @@ fn render(
                 Level::Debug => "debug",
                 Level::Trace => "trace",
             };
+            // JSON escapes control characters itself; the invisible ones are written out
+            // as in the text log, for whoever reads the file in a terminal.
+            let message: String = if message.chars().any(invisible) {
+                message
+                    .chars()
+                    .map(|c| match invisible(c) {
+                        true => c.escape_unicode().to_string(),
+                        false => c.to_string(),
+                    })
+                    .collect()
+            } else {
+                message
+            };
             let line = JsonLine {
                 time,
                 level,
@@ -150,7 +170,10 @@ fn render(
 /// `\u{1b}`. No value a visitor typed can forge a line or drive the terminal it is read in.
 /// A tab stays.
 fn text_lines<'a>(time: &str, message: &'a str) -> std::borrow::Cow<'a, str> {
-    if !message.chars().any(|c| c.is_control() && c != '\t') {
+    if !message
+        .chars()
+        .any(|c| (c.is_control() && c != '\t') || invisible(c))
+    {
         return std::borrow::Cow::Borrowed(message);
     }
     let mut written = String::with_capacity(message.len() + 32);
@@ -163,11 +186,25 @@ fn text_lines<'a>(time: &str, message: &'a str) -> std::borrow::Cow<'a, str> {
             }
             '\r' => written.push_str("\\r"),
             '\t' => written.push('\t'),
-            c if c.is_control() => written.push_str(&c.escape_unicode().to_string()),
+            c if c.is_control() || invisible(c) => {
+                written.push_str(&c.escape_unicode().to_string());
+            }
             c => written.push(c),
         }
     }
     std::borrow::Cow::Owned(written)
+}
+
+/// Characters a terminal or an editor acts on without showing: line and paragraph
+/// separators (a line break to some readers), and the bidirectional marks, overrides and
+/// isolates that can make a line read in another order than it was written.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// A line of `log_format = "json"`: these four fields, always, in this order.
@@ -408,6 +445,18 @@ mod tests {
             );
         }
         assert!(written.lines().skip(1).all(|l| l[24..].starts_with("  | ")));
+    }
+
+    #[test]
+    fn characters_that_reorder_or_break_a_line_unseen_are_written_out_in_both_formats() {
+        let typed = "GET /x\u{202e}gpj.exe\u{2029}FORGED\u{2028}\u{2066}";
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let written = line(format, Level::Info, "clientele::server", typed);
+            for c in ['\u{202e}', '\u{2029}', '\u{2028}', '\u{2066}'] {
+                assert!(!written.contains(c), "{format:?}: {written}");
+            }
+            assert!(written.contains("\\u{202e}"), "{format:?}: {written}");
+        }
     }
 
     #[test]

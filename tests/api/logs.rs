@@ -179,3 +179,28 @@ fn a_refused_request_leaves_no_rocket_guard_warning_below_debug() {
         }
     }
 }
+
+#[test]
+fn a_request_target_of_invisible_characters_writes_them_out_and_no_error_line() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("bidi.db"), &[]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .write_all(
+            "GET /x\u{202e}\u{2029}FORGED HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 4"));
+    let log = server.stop();
+    assert!(
+        !log.contains('\u{202e}') && !log.contains('\u{2029}'),
+        "{log}"
+    );
+    // Any client may send that: at the default level it is a request line, not an error.
+    assert!(!log.contains("error:"), "{log}");
+    assert!(!log.contains("invalid request URI"), "{log}");
+}
