@@ -745,9 +745,16 @@ fn export(
                 withheld_note(&config.view.redaction, all_fields)
             );
         }
-        None => std::io::stdout()
-            .write_all(&buffer)
-            .map_err(|e| format!("standard output: {e}"))?,
+        None => {
+            std::io::stdout()
+                .write_all(&buffer)
+                .map_err(|e| format!("standard output: {e}"))?;
+            // On standard error, so that the export itself stays as it is.
+            let withheld = withheld_note(&config.view.redaction, all_fields);
+            if !withheld.is_empty() {
+                eprintln!("note: exported {count} customer(s){withheld}");
+            }
+        }
     }
     Ok(())
 }

@@ -335,6 +335,19 @@ fn export_never_contains_a_password_or_hash_in_any_format() {
         assert!(text.contains("555-5678"), "{args:?}");
     }
 
+    // To standard output, a note on standard error says so (the export itself unchanged).
+    let piped = binary()
+        .args(["export"])
+        .env(
+            "ROCKET_DATABASE",
+            crate::helpers::resolve(&app.db, crate::helpers::Start::Empty),
+        )
+        .env("ROCKET_REDACT", "[\"phone\"]")
+        .output()
+        .unwrap();
+    assert!(stderr(&piped).contains("without phone, withheld by `redact`"));
+    assert!(serde_json::from_slice::<Value>(&piped.stdout).is_ok());
+
     // Written to a file, the summary says what `redact` left out, and how to include it.
     let file = app.dir.path().join("for-the-accountant.csv");
     for (all_fields, said_so) in [(false, true), (true, false)] {
