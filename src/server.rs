@@ -123,8 +123,15 @@ pub fn run(rocket: Rocket<Build>) -> Result<(), String> {
         memo_bytes: config.response_cache_bytes / 8,
     };
     let address = SocketAddr::new(settings.address, settings.port);
+    let sqlite = rocket
+        .state::<crate::store::Store>()
+        .and_then(crate::store::Store::sqlite)
+        .map(|db| db.path().to_owned());
     let result = runtime.block_on(serve(rocket, address, bounds));
     runtime.shutdown_timeout(Duration::from_millis(500));
+    if let Some(path) = sqlite.filter(|_| result.is_ok()) {
+        fold_in_the_wal(&path);
+    }
     result
 }
 
@@ -318,34 +325,39 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
     if let Some(uses) = &app.key_uses {
         uses.flush(&app.db).await;
     }
-    if let Some(db) = app.db.sqlite() {
-        fold_in_the_wal(db).await;
-    }
     Ok(())
 }
 
 /// On a clean stop, everything into the database file itself: the write-ahead log folded in
 /// and emptied. A copy of the stopped server's file alone (or a `-wal` deleted against the
-/// README's advice) then loses nothing. Another program holding the file open may keep part
-/// of the log (the next start folds it in): said, not fatal.
-async fn fold_in_the_wal(db: &crate::store::sqlite::Db) {
-    let folded = db
-        .run(|conn| {
+/// README's advice) then loses nothing. Run once the runtime is down, so that no request's
+/// read is open any more (a list download cut at the end of the grace period ends its read
+/// when its connection is dropped); a reader still open (another program) holds part of the
+/// log back: tried again for up to 3 s, then said, never fatal (the next start folds it).
+fn fold_in_the_wal(path: &std::path::Path) {
+    let fold = || {
+        crate::store::sqlite::open_connection(path).and_then(|conn| {
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
                 row.get::<_, i64>(0)
             })
         })
-        .await;
+    };
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut folded = fold();
+    while matches!(folded, Ok(busy) if busy != 0) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        folded = fold();
+    }
     match folded {
-        Ok(0) => log::info!("folded the write-ahead log into {}", db.path().display()),
+        Ok(0) => log::info!("folded the write-ahead log into {}", path.display()),
         Ok(_) => log::warn!(
             "{}: another program has the database open, so part of its write-ahead log \
              (-wal) stays beside it until the next start; copy the three files together",
-            db.path().display()
+            path.display()
         ),
         Err(error) => log::warn!(
             "could not fold the write-ahead log into {}: {error}",
-            db.path().display()
+            path.display()
         ),
     }
 }
