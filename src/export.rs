@@ -164,41 +164,17 @@ fn spreadsheet_safe(text: &str) -> String {
     }
 }
 
-/// How far a backup's change numbers jump ahead of the live database's.
-const RESTORE_JUMP: i64 = 1 << 40;
-
-/// Makes a backup another database to the changes feed. Restored one day, a back office's
-/// token from the live one (which went on after this copy) must get 410, not go on from a
-/// number the copy will give to other changes. Every change number in the copy (each
-/// customer's, each deletion's, the counter) moves ahead by 2^40, and every token from
-/// before the jump is "too old"; a walk from `since=0` meets only numbers past the jump, so
-/// the tokens it hands out work. The triggers on `customer` are set aside while its numbers
-/// move (none of them is about a change number, and none must react to this), then put back
-/// exactly as they were, all in one transaction.
-fn renumber_changes(copy: &Connection) -> rusqlite::Result<()> {
-    let tx = copy.unchecked_transaction()?;
-    let triggers: Vec<(String, String)> = tx
-        .prepare(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'customer'",
-        )?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (name, _) in &triggers {
-        tx.execute_batch(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))?;
-    }
-    tx.execute(
-        "UPDATE customer SET change_seq = change_seq + ?1",
-        [RESTORE_JUMP],
-    )?;
-    tx.execute("UPDATE tombstone SET seq = seq + ?1", [RESTORE_JUMP])?;
-    tx.execute(
-        "UPDATE change_log SET seq = seq + ?1, pruned_through = pruned_through + ?1",
-        [RESTORE_JUMP],
-    )?;
-    for (_, sql) in &triggers {
-        tx.execute_batch(sql)?;
-    }
-    tx.commit()
+/// Marks a backup as another database to the changes feed, from the moment it is restored:
+/// its `pruned_through` is stored negative (`-1 - pruned_through`), which the first open of
+/// the file turns into new change numbers ([`crate::store::sqlite::renumber_if_restored`]).
+/// Each restore of the same copy then numbers its changes apart, and a back office's token
+/// from any earlier life of the data gets 410.
+fn mark_as_backup(copy: &Connection) -> rusqlite::Result<()> {
+    copy.execute(
+        "UPDATE change_log SET pruned_through = -1 - pruned_through WHERE pruned_through >= 0",
+        [],
+    )
+    .map(drop)
 }
 
 /// Writes a consistent copy of the database to `dest` while the server may be running
@@ -246,7 +222,7 @@ pub fn backup(conn: &Connection, dest: &Path, force: bool) -> Result<(), String>
         conn.execute("VACUUM INTO ?1", [path_text])
             .map_err(|e| format!("{}: could not write the copy: {e}", dest.display()))?;
         let copy = Connection::open(&partial).map_err(|e| e.to_string())?;
-        renumber_changes(&copy)
+        mark_as_backup(&copy)
             .map_err(|e| format!("{}: could not write the copy: {e}", dest.display()))?;
         let check: String = copy
             .query_row("PRAGMA integrity_check", [], |row| row.get(0))

@@ -1059,6 +1059,9 @@ fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
     };
     let backup = cli(&live, &["backup", copy.to_str().unwrap()]);
     assert!(backup.status.success(), "{}", stderr(&backup));
+    // The backup as taken, to restore a second time at the end.
+    let kept = dir.path().join("kept.db");
+    std::fs::copy(&copy, &kept).unwrap();
     for id in [12, 13, 14] {
         let body = json!({"id_client": id, "city": "After the backup"}).to_string();
         let reply = server.request(
@@ -1122,6 +1125,26 @@ fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
         .map(|c| c["clcleunik"].as_i64().unwrap())
         .collect();
     assert_eq!(seen, listed, "every customer once, and the walk ends");
+
+    // The same backup restored a second time, then written to: a token of the first
+    // restored life must not go on in the second (it would miss what this one undid).
+    let (_, first_life) = next(&restored, "0");
+    drop(restored);
+    let again = dir.path().join("again.db");
+    std::fs::copy(&kept, &again).unwrap();
+    let second = Server::start(&again, &[]);
+    for id in [20, 21, 22, 23] {
+        let body = json!({"id_client": id, "city": "Second restore"}).to_string();
+        let reply = second.request(
+            "POST",
+            "/CUSTOMER/UPDATE/",
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(next(&second, &first_life.unwrap()).0, 410);
+    assert_eq!(next(&second, &token).0, 410, "nor one of the live database");
 }
 
 #[test]

@@ -340,6 +340,68 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
+/// The unit of the jumps a restored copy's change numbers make.
+const RESTORE_JUMP: i64 = 1 << 40;
+
+/// On the first open of a backup (marked by [`crate::export::backup`]: `pruned_through`
+/// negative), numbers its changes anew, past every number the database it was copied from
+/// may have handed out since: the numbers in use (customers' and deletions') become
+/// `J + 1, J + 2...` in their order, where `J` is the next multiple of 2^40 above the
+/// copy's counter plus a random 1 to 65,536 more multiples, so that two restores of the same
+/// copy number apart. Every token below `J` (from any earlier life of the data) gets 410; a
+/// walk from `since=0` meets only the new numbers. The triggers on `customer` are set aside
+/// meanwhile and put back exactly as they were, all in one transaction. Whether it did.
+pub fn renumber_if_restored(conn: &mut Connection) -> rusqlite::Result<bool> {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let (seq, pruned): (i64, i64) =
+        conn.query_row("SELECT seq, pruned_through FROM change_log", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    if pruned >= 0 {
+        return Ok(false);
+    }
+    let extra = i64::from(OsRng.next_u32() % 65_536) + 1;
+    let jump = (seq.max(0) / RESTORE_JUMP)
+        .checked_add(extra)
+        .and_then(|units| units.checked_mul(RESTORE_JUMP))
+        .unwrap_or(seq.saturating_add(1));
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let triggers: Vec<(String, String)> = tx
+        .prepare(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'customer'",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, _) in &triggers {
+        tx.execute_batch(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    tx.execute_batch(
+        "CREATE TEMP TABLE renumbered (old INTEGER PRIMARY KEY, new INTEGER NOT NULL);",
+    )?;
+    tx.execute(
+        "INSERT INTO temp.renumbered (old, new)
+         SELECT n, ?1 + ROW_NUMBER() OVER (ORDER BY n)
+         FROM (SELECT change_seq AS n FROM customer UNION SELECT seq FROM tombstone)",
+        [jump],
+    )?;
+    tx.execute_batch(
+        "UPDATE customer SET change_seq =
+             (SELECT new FROM temp.renumbered WHERE old = customer.change_seq);
+         UPDATE tombstone SET seq = (SELECT new FROM temp.renumbered WHERE old = tombstone.seq);",
+    )?;
+    tx.execute(
+        "UPDATE change_log SET seq = ?1 + (SELECT count(*) FROM temp.renumbered),
+                               pruned_through = ?1",
+        [jump],
+    )?;
+    tx.execute_batch("DROP TABLE temp.renumbered;")?;
+    for (_, sql) in &triggers {
+        tx.execute_batch(sql)?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
 /// A handle on the database: a pool of connections to one file.
 #[derive(Clone)]
 pub struct Db {
@@ -417,6 +479,13 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| describe(path, e))?;
         migrate(&mut conn, path)?;
+        if renumber_if_restored(&mut conn).map_err(|e| describe(path, e))? {
+            log::warn!(
+                "{} is a restored backup: its changes are numbered anew, so a back office's \
+                 changes token from before gets 410 and starts again from since=0",
+                path.display()
+            );
+        }
         // The header (with the application id) in the main file, where `/health` reads it.
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(|e| describe(path, e))?;
