@@ -568,7 +568,11 @@ fn import(
         known: None,
     };
     let bars = Bars::new();
+    let demo = conn.demo_ids().map_err(|e| e.to_string())?;
     let result = import::import(&mut *conn, open, &config.hasher, options, &bars);
+    if matches!(&result, Ok(summary) if summary.demo_removed > 0 && !dry_run) {
+        forget_demo_limits(&mut *conn, &demo, config.login_window)?;
+    }
     let created = store.created();
     drop(conn);
     if let (true, Some(db)) = (created && (result.is_err() || dry_run), store.sqlite()) {
@@ -782,9 +786,13 @@ fn withheld_note(redaction: &crate::customer::Redaction, all_fields: bool) -> St
 fn remove_demo() -> Result<(), String> {
     let (config, store) = open_existing()?;
     let mut conn = store.connection().map_err(|e| e.to_string())?;
+    let demo = conn.demo_ids().map_err(|e| e.to_string())?;
     let removed = conn
         .remove_demo(audit::CLI, config.retention)
         .map_err(|e| e.to_string())?;
+    if removed > 0 {
+        forget_demo_limits(&mut *conn, &demo, config.login_window)?;
+    }
     eprintln!(
         "removed {removed} demo customer(s) from {}",
         config.database
@@ -1035,6 +1043,21 @@ fn find_customer(
 /// What the limiter counts for a customer: its logins (and password changes), its resets.
 fn limit_subjects(id: i64) -> [String; 2] {
     [format!("customer:{id}"), format!("reset:customer:{id}")]
+}
+
+/// The removed demo customers' failed logins and resets, forgotten as `unlock` forgets them
+/// (a running server too): the shop's own customer 1 must not start locked out by the
+/// wrong passwords someone tried on demo customer 1.
+fn forget_demo_limits(
+    conn: &mut dyn crate::store::Backend,
+    ids: &[i64],
+    window: std::time::Duration,
+) -> Result<(), String> {
+    let subjects: Vec<String> = ids.iter().flat_map(|id| limit_subjects(*id)).collect();
+    let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    conn.limit_clear(&subjects, window)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn limits(who: Option<&str>) -> Result<(), String> {

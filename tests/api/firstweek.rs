@@ -1369,3 +1369,46 @@ fn a_typo_beside_a_shop_or_a_file_deleted_after_a_clean_stop_is_refused_without_
     );
     assert!(!db.exists());
 }
+
+#[test]
+fn the_shops_customer_1_does_not_inherit_the_lockout_of_demo_customer_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    quick_start(&db);
+    let server = Server::spawn(
+        {
+            let mut command = binary();
+            command.arg("serve");
+            command
+        },
+        &std::path::PathBuf::new(),
+        &[(
+            "ROCKET_DATABASE",
+            resolve(&db, Start::Demo).to_str().unwrap(),
+        )],
+    );
+    let login = |who: &str, password: &str| {
+        server
+            .request(
+                "POST",
+                "/CUSTOMER/LOGIN/",
+                &[("Content-Type", "application/json")],
+                &json!({"login": who, "password": password}).to_string(),
+            )
+            .status
+    };
+    let statuses: Vec<u16> = (0..11).map(|_| login("jdoe", "wrong guess")).collect();
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    // The first import replaces the demo customers while the server runs.
+    let csv = dir.path().join("real.csv");
+    std::fs::write(
+        &csv,
+        "clcleunik,email,login,password\n1,alice@realshop.be,alice,alice real pw 11\n",
+    )
+    .unwrap();
+    let imported = cli(&db, &["import", csv.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+
+    assert_eq!(login("alice", "alice real pw 11"), 200);
+}
