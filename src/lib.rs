@@ -224,8 +224,10 @@ fn refuse_a_lost_database(
     ))
 }
 
-/// A clientele SQLite database (by its header's application id) in `folder` other than
-/// `path`, if any: a sign that `path` is a typo. At most 64 entries are looked at.
+/// A clientele SQLite database (by its header's application id) in `folder` whose name is
+/// one or two letters away from `path`'s (`clientle.db` beside `clientele.db`): a sign
+/// that `path` is a typo. Databases of other names (a test copy, `page.db` beside
+/// `fuzz.db`) are someone's choice. At most 64 entries are looked at.
 fn other_database_beside(
     path: &std::path::Path,
     folder: &std::path::Path,
@@ -240,6 +242,15 @@ fn other_database_beside(
             if other == path || !other.is_file() {
                 return false;
             }
+            let name = |p: &std::path::Path| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            let (wanted, found) = (name(path), name(other));
+            if wanted.chars().count() < 6 || letters_apart(&wanted, &found) > 2 {
+                return false;
+            }
             let mut header = [0u8; 72];
             std::fs::File::open(other)
                 .and_then(|mut file| file.read_exact(&mut header))
@@ -247,6 +258,24 @@ fn other_database_beside(
                 && header.starts_with(b"SQLite format 3\0")
                 && header[68..72] == store::sqlite::APPLICATION_ID.to_be_bytes()
         })
+}
+
+/// How many letters must be added, removed or changed to make `a` into `b` (Levenshtein).
+fn letters_apart(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Whether two paths name the same folder (one may be relative, or through a link).
@@ -496,4 +525,18 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, StartupError> {
         .mount("/", routes::health::routes())
         .mount("/", routes::metrics::routes())
         .register("/", error::catchers()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::letters_apart;
+
+    #[test]
+    fn a_typo_is_one_or_two_letters_apart_and_another_name_is_not() {
+        assert_eq!(letters_apart("clientle.db", "clientele.db"), 1);
+        assert_eq!(letters_apart("clinetele.db", "clientele.db"), 2);
+        assert_eq!(letters_apart("shop.db", "shop.db"), 0);
+        assert!(letters_apart("page.db", "fuzz.db") > 2);
+        assert!(letters_apart("", "abc") == 3);
+    }
 }

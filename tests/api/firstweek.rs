@@ -1357,6 +1357,11 @@ fn a_typo_beside_a_shop_or_a_file_deleted_after_a_clean_stop_is_refused_without_
     assert_eq!(code, Some(78), "{said}");
     assert!(said.contains("clientele.db beside it"), "{said}");
     assert!(!typo.exists());
+    // A database of another name beside it (a test copy) is the owner's choice: it starts.
+    let archive = dir.path().join("archive.db");
+    let other = Server::start(&archive, &[]);
+    assert_eq!(other.get("/health").status, 200);
+    drop(other);
 
     // The file deleted, its side files left: refused, saying to delete them first.
     std::fs::remove_file(&db).unwrap();
