@@ -865,18 +865,7 @@ fn demo_customers_changed_by_the_readmes_examples_still_go_at_the_first_import()
     quick_start(&db);
     // The README's writing examples, on the quick start (no key: loopback), and a customer
     // who registers through the shop.
-    let server = Server::spawn(
-        {
-            let mut command = binary();
-            command.arg("serve");
-            command
-        },
-        &std::path::PathBuf::new(),
-        &[(
-            "ROCKET_DATABASE",
-            resolve(&db, Start::Demo).to_str().unwrap(),
-        )],
-    );
+    let server = quick_start_server(&db);
     let json = [("Content-Type", "application/json")];
     for (path, body, status) in [
         (
@@ -1218,20 +1207,14 @@ fn a_deleted_mistyped_or_empty_database_beside_its_backups_is_refused_not_replac
     drop(server);
     let copies = || std::fs::read_dir(&backups).unwrap().count();
     let kept = copies();
-    // (Under `timeout`: a server that starts when it must not still ends the test.)
     let serve = |database: &std::path::Path| {
-        let output = std::process::Command::new("timeout")
-            .args(["-s", "KILL", "20"])
-            .arg(env!("CARGO_BIN_EXE_clientele"))
-            .arg("serve")
-            .current_dir(root())
-            .env("ROCKET_DATABASE", database)
-            .env("ROCKET_PORT", "0")
-            .env("ROCKET_BACKUP_DIR", &backups)
-            .env("ROCKET_SEED_DEMO", "true")
-            .output()
-            .unwrap();
-        (output.status.code(), stderr(&output))
+        serve_refused(
+            database,
+            &[
+                ("ROCKET_BACKUP_DIR", backups.to_str().unwrap()),
+                ("ROCKET_SEED_DEMO", "true"),
+            ],
+        )
     };
 
     // The file deleted (with its side files), or `database` mistyped: no new demo shop, no
@@ -1337,19 +1320,8 @@ fn a_typo_beside_a_shop_or_a_file_deleted_after_a_clean_stop_is_refused_without_
     assert!(server
         .terminate(std::time::Duration::from_secs(10))
         .is_some());
-    let serve = |database: &std::path::Path| {
-        let output = std::process::Command::new("timeout")
-            .args(["-s", "KILL", "20"])
-            .arg(env!("CARGO_BIN_EXE_clientele"))
-            .arg("serve")
-            .current_dir(root())
-            .env("ROCKET_DATABASE", database)
-            .env("ROCKET_PORT", "0")
-            .env("ROCKET_SEED_DEMO", "true")
-            .output()
-            .unwrap();
-        (output.status.code(), stderr(&output))
-    };
+    let serve =
+        |database: &std::path::Path| serve_refused(database, &[("ROCKET_SEED_DEMO", "true")]);
 
     // `database` mistyped: the real one beside it is named.
     let typo = dir.path().join("clientle.db");
@@ -1380,18 +1352,7 @@ fn the_shops_customer_1_does_not_inherit_the_lockout_of_demo_customer_1() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     quick_start(&db);
-    let server = Server::spawn(
-        {
-            let mut command = binary();
-            command.arg("serve");
-            command
-        },
-        &std::path::PathBuf::new(),
-        &[(
-            "ROCKET_DATABASE",
-            resolve(&db, Start::Demo).to_str().unwrap(),
-        )],
-    );
+    let server = quick_start_server(&db);
     let login = |who: &str, password: &str| {
         server
             .request(
@@ -1416,4 +1377,37 @@ fn the_shops_customer_1_does_not_inherit_the_lockout_of_demo_customer_1() {
     assert!(imported.status.success(), "{}", stderr(&imported));
 
     assert_eq!(login("alice", "alice real pw 11"), 200);
+}
+
+/// The quick start's server on `db`: the demo customers as shipped, not yet adopted.
+fn quick_start_server(db: &std::path::Path) -> Server {
+    let mut command = binary();
+    command.arg("serve");
+    Server::spawn(
+        command,
+        &std::path::PathBuf::new(),
+        &[(
+            "ROCKET_DATABASE",
+            resolve(db, Start::Demo).to_str().unwrap(),
+        )],
+    )
+}
+
+/// `clientele serve` on `database` with `env`, expected to refuse at once (under `timeout`,
+/// so that a server that starts when it must not still ends the test): its exit code and
+/// what it said.
+fn serve_refused(database: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new("timeout");
+    command
+        .args(["-s", "KILL", "20"])
+        .arg(env!("CARGO_BIN_EXE_clientele"))
+        .arg("serve")
+        .current_dir(root())
+        .env("ROCKET_DATABASE", database)
+        .env("ROCKET_PORT", "0");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    (output.status.code(), stderr(&output))
 }
