@@ -1039,6 +1039,18 @@ fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
     let live = dir.path().join("live.db");
     let copy = dir.path().join("copy.db");
     let server = Server::start(&live, &[]);
+    let move_to = |server: &Server, ids: &[i64], city: &str| {
+        for id in ids {
+            let body = json!({"id_client": id, "city": city}).to_string();
+            let reply = server.request(
+                "POST",
+                "/CUSTOMER/UPDATE/",
+                &[("Content-Type", "application/json")],
+                &body,
+            );
+            assert_eq!(reply.status, 200);
+        }
+    };
     let next = |server: &Server, since: &str| {
         let reply = server.get(&format!("/CUSTOMER/CHANGES/?since={since}&limit=10000"));
         (
@@ -1051,32 +1063,14 @@ fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
     // The backup as taken, to restore a second time at the end.
     let kept = dir.path().join("kept.db");
     std::fs::copy(&copy, &kept).unwrap();
-    for id in [12, 13, 14] {
-        let body = json!({"id_client": id, "city": "After the backup"}).to_string();
-        let reply = server.request(
-            "POST",
-            "/CUSTOMER/UPDATE/",
-            &[("Content-Type", "application/json")],
-            &body,
-        );
-        assert_eq!(reply.status, 200);
-    }
+    move_to(&server, &[12, 13, 14], "After the backup");
     let (_, token) = next(&server, "0");
     let token = token.unwrap();
     drop(server);
 
     // The backup restored, and written to before the back office polls again.
     let restored = Server::start(&copy, &[]);
-    for id in [15, 16, 17, 18, 19] {
-        let body = json!({"id_client": id, "city": "After the restore"}).to_string();
-        let reply = restored.request(
-            "POST",
-            "/CUSTOMER/UPDATE/",
-            &[("Content-Type", "application/json")],
-            &body,
-        );
-        assert_eq!(reply.status, 200);
-    }
+    move_to(&restored, &[15, 16, 17, 18, 19], "After the restore");
 
     let (status, _) = next(&restored, &token);
     assert_eq!(
@@ -1122,16 +1116,7 @@ fn a_changes_token_from_before_a_restore_is_told_to_start_again() {
     let again = dir.path().join("again.db");
     std::fs::copy(&kept, &again).unwrap();
     let second = Server::start(&again, &[]);
-    for id in [20, 21, 22, 23] {
-        let body = json!({"id_client": id, "city": "Second restore"}).to_string();
-        let reply = second.request(
-            "POST",
-            "/CUSTOMER/UPDATE/",
-            &[("Content-Type", "application/json")],
-            &body,
-        );
-        assert_eq!(reply.status, 200);
-    }
+    move_to(&second, &[20, 21, 22, 23], "Second restore");
     assert_eq!(next(&second, &first_life.unwrap()).0, 410);
     assert_eq!(next(&second, &token).0, 410, "nor one of the live database");
 }
