@@ -129,11 +129,7 @@ fn refuse_a_lost_database(
     config: &Config,
     seed: Seed,
 ) -> Result<(), StartupError> {
-    let side = |suffix: &str| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        std::path::PathBuf::from(name)
-    };
+    let side = |suffix: &str| store::sqlite::side_file(path, suffix);
     let bytes = |file: &std::path::Path| std::fs::metadata(file).map(|meta| meta.len()).ok();
     match bytes(path) {
         Some(0) if bytes(&side("-wal")).unwrap_or(0) == 0 => {
@@ -232,7 +228,6 @@ fn other_database_beside(
     path: &std::path::Path,
     folder: &std::path::Path,
 ) -> Option<std::path::PathBuf> {
-    use std::io::Read;
     let entries = std::fs::read_dir(folder).ok()?;
     entries
         .filter_map(Result::ok)
@@ -251,12 +246,10 @@ fn other_database_beside(
             if wanted.chars().count() < 6 || letters_apart(&wanted, &found) > 2 {
                 return false;
             }
-            let mut header = [0u8; 72];
+            // Not a database this process has open: opening and closing it here costs no
+            // SQLite lock.
             std::fs::File::open(other)
-                .and_then(|mut file| file.read_exact(&mut header))
-                .is_ok()
-                && header.starts_with(b"SQLite format 3\0")
-                && header[68..72] == store::sqlite::APPLICATION_ID.to_be_bytes()
+                .is_ok_and(|file| store::sqlite::check_header(other, &file).is_ok())
         })
 }
 
@@ -304,9 +297,9 @@ fn copy_before_upgrade(path: &std::path::Path) -> Result<(), StartupError> {
     let size: u64 = ["", "-wal"]
         .iter()
         .filter_map(|suffix| {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            std::fs::metadata(name).ok().map(|meta| meta.len())
+            std::fs::metadata(store::sqlite::side_file(path, suffix))
+                .ok()
+                .map(|meta| meta.len())
         })
         .sum();
     if size > UPGRADE_COPY_MAX_BYTES {

@@ -336,11 +336,8 @@ async fn serve(rocket: Rocket<Build>, address: SocketAddr, bounds: Bounds) -> Re
 /// log back: tried again for up to 3 s, then said, never fatal (the next start folds it).
 fn fold_in_the_wal(path: &std::path::Path) {
     let fold = || {
-        crate::store::sqlite::open_connection(path).and_then(|conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                row.get::<_, i64>(0)
-            })
-        })
+        crate::store::sqlite::open_connection(path)
+            .and_then(|conn| crate::store::sqlite::fold_wal(&conn))
     };
     let until = Instant::now() + Duration::from_secs(3);
     let mut folded = fold();

@@ -487,8 +487,7 @@ impl Db {
             );
         }
         // The header (with the application id) in the main file, where `/health` reads it.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(|e| describe(path, e))?;
+        fold_wal(&conn).map_err(|e| describe(path, e))?;
         report.passwords_hashed = hash_legacy_passwords(&mut conn, hasher, &LogProgress::new())
             .map_err(|e| StartupError::database(path, e))?;
 
@@ -1035,7 +1034,7 @@ impl Progress for LogProgress {
 /// Rewrites the whole file and empties the WAL, so that no freed page keeps old content.
 pub fn scrub(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("VACUUM;")?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+    fold_wal(conn).map(drop)
 }
 
 /// A window in milliseconds, as `login_failure` counts time.
@@ -1043,12 +1042,23 @@ pub fn window_millis(window: Duration) -> i64 {
     i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The database file's side file named by `suffix` (`-wal`, `-shm`; `""` is the file).
+pub fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Folds the write-ahead log into the database file and empties it. The number SQLite
+/// answers: 0 when it did all of it, 1 when a reader still open held part of it back.
+pub fn fold_wal(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+}
+
 /// Deletes a database file and its WAL side files, ignoring those that do not exist.
 pub fn remove_files(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(name));
+        let _ = std::fs::remove_file(side_file(path, suffix));
     }
 }
 
